@@ -1,0 +1,87 @@
+"""The stack program: validate everything first, then declare the chosen platform and its outputs."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from components.config import StackConfig, load_stack_config
+from components.serve_config import build_serve_config
+
+
+def build(cfg: Optional[StackConfig] = None) -> dict:
+    """Declare the stack's resources; returns the exported outputs (also `pulumi.export`ed)."""
+    cfg = cfg or load_stack_config()
+    serve_config = build_serve_config(cfg.serve)  # raises ConfigError before any resource exists
+    if cfg.platform == "local":
+        outputs = _local(cfg, serve_config)
+    elif cfg.platform == "eks":
+        outputs = _eks(cfg, serve_config)
+    else:
+        outputs = _vm(cfg, serve_config)
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs
+
+
+def _local(cfg: StackConfig, serve_config: dict) -> dict:
+    from components.local_platform import LocalPlatform, LocalPlatformArgs
+
+    local = LocalPlatform(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config))
+    return {"platform": "local", "app_urls": local.app_urls, "dashboard_url": local.dashboard_url}
+
+
+def _image(cfg: StackConfig, gpu: bool = False):
+    from components.serve_image import ServeImage, ServeImageArgs
+
+    return ServeImage(f"{cfg.name}-image", ServeImageArgs(settings=cfg.image, gpu=gpu, tags=cfg.tags))
+
+
+def _eks(cfg: StackConfig, serve_config: dict) -> dict:
+    from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
+    from components.eks_cluster import EksCluster, EksClusterArgs
+    from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
+    from components.rayservice import RayService, RayServiceArgs
+
+    rs = cfg.ray_service
+    needs_gpu = any(g.gpu for g in rs.worker_groups) or rs.head.gpu > 0
+    image = _image(cfg, gpu=needs_gpu)
+    cluster = EksCluster(f"{cfg.name}-eks", EksClusterArgs(settings=cfg.eks, tags=cfg.tags))
+    k8s = pulumi.ResourceOptions(provider=cluster.provider)
+    operator = KubeRayOperator(f"{cfg.name}-kuberay", KubeRayOperatorArgs(settings=cfg.kuberay), k8s)
+    storage = CheckpointStorage(
+        f"{cfg.name}-ckpt",
+        CheckpointStorageArgs(namespace=rs.namespace, settings=rs.checkpoint, storage_class=cluster.storage_class_name),
+        k8s,
+    )
+    service = RayService(
+        f"{cfg.name}-rayservice",
+        RayServiceArgs(settings=rs, serve_config=serve_config, image=image.image_ref, eks=cfg.eks, storage=storage),
+        pulumi.ResourceOptions(provider=cluster.provider, depends_on=[operator, storage]),
+    )
+    return {
+        "platform": "eks",
+        "app_urls": service.app_urls,
+        "dashboard_hint": service.dashboard_hint,
+        "image": image.image_ref,
+        "kubeconfig": cluster.kubeconfig,
+        "cluster_name": cluster.cluster_name,
+    }
+
+
+def _vm(cfg: StackConfig, serve_config: dict) -> dict:
+    from components.vm_cluster import RayVmCluster, RayVmClusterArgs
+
+    image = _image(cfg)
+    vm = RayVmCluster(
+        f"{cfg.name}-vm",
+        RayVmClusterArgs(settings=cfg.vm, serve_config=serve_config, image=image.image_ref,
+                         image_repository_arn=image.repository_arn, tags=cfg.tags),
+    )
+    return {
+        "platform": "vm",
+        "app_urls": vm.app_urls,
+        "head_private_ip": vm.head_private_ip,
+        "dashboard_hint": vm.dashboard_hint,
+        "image": image.image_ref,
+    }

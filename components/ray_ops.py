@@ -1,0 +1,137 @@
+"""Ray cluster and Serve REST operations, standard library only.
+
+One implementation used by the `local` platform's provider, the VM bootstrap (shipped to EC2 in
+user data, where only python3 is guaranteed) and the tests. Serve apps are deployed through the
+dashboard's REST API (PUT /api/serve/applications/), the same call `serve deploy` makes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SERVE_API = "/api/serve/applications/"
+TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
+
+
+class ServeDeployError(RuntimeError):
+    """The Serve controller rejected the config or an application failed to start."""
+
+
+def ray_executable() -> str:
+    """The `ray` CLI beside the running interpreter (the venv's), else the one on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "ray")
+    return local if os.path.exists(local) else (shutil.which("ray") or "ray")
+
+
+def _run(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def start_head(
+    *,
+    gcs_port: int = 6379,
+    dashboard_port: int = 8265,
+    dashboard_host: str = "127.0.0.1",
+    num_cpus: int | None = None,
+    pythonpath: str | None = None,
+    extra_env: dict | None = None,
+    extra_args: list[str] | None = None,
+) -> None:
+    """`ray start --head`; `pythonpath` makes the bundled apps importable by every worker."""
+    env = dict(os.environ, **(extra_env or {}))
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    args = [
+        ray_executable(), "start", "--head", f"--port={gcs_port}",
+        f"--dashboard-host={dashboard_host}", f"--dashboard-port={dashboard_port}",
+        "--disable-usage-stats",
+    ]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    _run(args + list(extra_args or []), env=env)
+
+
+def start_worker(head_address: str, *, num_cpus: int | None = None, extra_args: list[str] | None = None) -> None:
+    """`ray start --address=<head>:<gcs port>` (join an existing cluster)."""
+    args = [ray_executable(), "start", f"--address={head_address}", "--disable-usage-stats"]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    _run(args + list(extra_args or []))
+
+
+def stop(force: bool = True) -> None:
+    """`ray stop` on this machine (every Ray process of this user)."""
+    subprocess.run([ray_executable(), "stop"] + (["--force"] if force else []),
+                   capture_output=True, text=True, timeout=120)
+
+
+def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
+    """Wait until the dashboard's Serve API answers."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            _request("GET", dashboard_url.rstrip("/") + SERVE_API, timeout=5)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(1)
+    raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
+
+
+def deploy(dashboard_url: str, config: dict) -> None:
+    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted)."""
+    try:
+        _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
+    except urllib.error.HTTPError as exc:
+        raise ServeDeployError(f"Serve rejected the config: {exc.code} {exc.read().decode()[:2000]}") from exc
+
+
+def status(dashboard_url: str) -> dict:
+    """The Serve details document (applications, their status and deployments)."""
+    return _request("GET", dashboard_url.rstrip("/") + SERVE_API) or {}
+
+
+def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300) -> dict:
+    """Block until every named app is RUNNING; raise on DEPLOY_FAILED with Serve's message."""
+    deadline = time.monotonic() + timeout
+    apps: dict = {}
+    while time.monotonic() < deadline:
+        apps = status(dashboard_url).get("applications") or {}
+        states = {name: (apps.get(name) or {}).get("status") for name in app_names}
+        failed = {n: apps[n].get("message", "") for n, s in states.items() if s in TERMINAL_FAILURES}
+        if failed:
+            raise ServeDeployError(f"Serve applications failed: {failed}")
+        if all(s == "RUNNING" for s in states.values()):
+            return apps
+        time.sleep(1)
+    summary = {n: (apps.get(n) or {}).get("status") for n in app_names}
+    raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}")
+
+
+def delete_apps(dashboard_url: str) -> None:
+    """Shut Serve down (DELETE /api/serve/applications/)."""
+    _request("DELETE", dashboard_url.rstrip("/") + SERVE_API, timeout=120)
+
+
+def app_urls(base_url: str, config: dict) -> dict[str, str]:
+    """Application name -> URL including its route prefix."""
+    base = base_url.rstrip("/")
+    return {app["name"]: base + (app.get("route_prefix") or "/") for app in config["applications"]}

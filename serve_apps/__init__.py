@@ -1,0 +1,1 @@
+"""Ray Serve applications bundled into the runtime image (see serve_config.yaml)."""

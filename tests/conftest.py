@@ -1,0 +1,30 @@
+"""Fixtures. Every fixture that starts Ray stops it again in its teardown."""
+from __future__ import annotations
+
+import pytest
+
+from components import ray_ops
+from components.config import LocalSettings, ServeSettings
+from components.local_platform import LocalServeProvider, provider_inputs
+from components.serve_config import build_serve_config
+from tests.helpers import free_port
+
+STAND_IN_TEXT = {
+    "Summarizer": {"user_config": {"model": "stand-in"}},
+    "Translator": {"user_config": {"language": "french", "model": "stand-in"}},
+}
+
+
+@pytest.fixture(scope="module")
+def local_serve():
+    """A real local Ray head with every bundled app, created through the local provider."""
+    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
+    serve_settings = ServeSettings(http_port=free_port(), overrides={"summarize_translate": STAND_IN_TEXT})
+    props = provider_inputs(settings, build_serve_config(serve_settings))
+    provider = LocalServeProvider()
+    try:
+        result = provider.create(props)
+        yield provider, result
+        provider.delete(result.id, result.outs)
+    finally:
+        ray_ops.stop()
