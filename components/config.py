@@ -133,8 +133,12 @@ class EksSettings(Strict):
             raise ValueError("at least one CPU node group is required (KubeRay operator, Ray head)")
         return self
 
-    def group(self, name: str) -> Optional[NodeGroup]:
+    def group(self, name: Optional[str]) -> Optional[NodeGroup]:
         return next((g for g in self.node_groups if g.name == name), None)
+
+    def is_gpu_group(self, name: Optional[str]) -> bool:
+        group = self.group(name)
+        return bool(group and group.gpu)
 
 
 class KubeRaySettings(Strict):
@@ -252,22 +256,23 @@ class StackConfig(Strict):
         if self.platform == "eks":
             if self.eks is None:
                 raise ValueError("platform eks needs an `eks` section")
-            self._check_node_groups()
+            check_node_groups(self.ray_service, self.eks)
         if self.platform == "vm" and self.vm is None:
             raise ValueError("platform vm needs a `vm` section")
         if self.platform in ("eks", "vm") and not self.image.provided:
             raise ValueError(f"platform {self.platform} needs image.uri (prebuilt, pinned) or image.build: true")
         return self
 
-    def _check_node_groups(self):
-        rs, eks = self.ray_service, self.eks
-        for pod in [("head", rs.head), *((f"worker_groups.{g.name}", g) for g in rs.worker_groups)]:
-            where, spec = pod
-            group = eks.group(spec.node_group) if spec.node_group else None
-            if spec.node_group and group is None:
-                raise ValueError(f"ray_service.{where}.node_group {spec.node_group!r} is not an eks node group")
-            if spec.gpu and not (group and group.gpu):
-                raise ValueError(f"ray_service.{where} requests {spec.gpu} GPU(s) but node_group {spec.node_group!r} is not a GPU node group")
+
+
+def check_node_groups(rs: RayServiceSettings, eks: Optional[EksSettings]) -> None:
+    """Ray pods must name existing node groups, and GPU requests must land on a GPU node group."""
+    for where, spec in [("head", rs.head), *((f"worker_groups.{g.name}", g) for g in rs.worker_groups)]:
+        if spec.node_group and (eks is None or eks.group(spec.node_group) is None):
+            raise ValueError(f"ray_service.{where}.node_group {spec.node_group!r} is not an eks node group")
+        if spec.gpu and not (eks and eks.is_gpu_group(spec.node_group)):
+            raise ValueError(f"ray_service.{where} requests {spec.gpu} GPU(s) but node_group "
+                             f"{spec.node_group!r} is not a GPU node group")
 
 
 def _raw_namespace_values(namespace: str) -> dict[str, Any]:

@@ -38,26 +38,31 @@ def _image(cfg: StackConfig, gpu: bool = False):
 
 
 def _eks(cfg: StackConfig, serve_config: dict) -> dict:
+    import pulumi_kubernetes as k8s
+
     from components.checkpoint_storage import CheckpointStorage, CheckpointStorageArgs
     from components.eks_cluster import EksCluster, EksClusterArgs
     from components.kuberay_operator import KubeRayOperator, KubeRayOperatorArgs
     from components.rayservice import RayService, RayServiceArgs
 
     rs = cfg.ray_service
-    needs_gpu = any(g.gpu for g in rs.worker_groups) or rs.head.gpu > 0
+    needs_gpu = rs.head.gpu > 0 or any(g.gpu for g in rs.worker_groups)
     image = _image(cfg, gpu=needs_gpu)
-    cluster = EksCluster(f"{cfg.name}-eks", EksClusterArgs(settings=cfg.eks, tags=cfg.tags))
-    k8s = pulumi.ResourceOptions(provider=cluster.provider)
-    operator = KubeRayOperator(f"{cfg.name}-kuberay", KubeRayOperatorArgs(settings=cfg.kuberay), k8s)
-    storage = CheckpointStorage(
-        f"{cfg.name}-ckpt",
-        CheckpointStorageArgs(namespace=rs.namespace, settings=rs.checkpoint, storage_class=cluster.storage_class_name),
-        k8s,
-    )
+    cluster = EksCluster(f"{cfg.name}-eks", EksClusterArgs(
+        settings=cfg.eks, enable_efs=rs.checkpoint.model_cache_gi is not None, tags=cfg.tags))
+    k8s_opts = pulumi.ResourceOptions(provider=cluster.provider)
+    operator = KubeRayOperator(f"{cfg.name}-kuberay", KubeRayOperatorArgs(settings=cfg.kuberay), k8s_opts)
+    namespace = k8s.core.v1.Namespace(f"{cfg.name}-ns", metadata={"name": rs.namespace}, opts=k8s_opts)
+    storage = None
+    if rs.checkpoint.gcs_fault_tolerance or rs.checkpoint.model_cache_gi:
+        storage = CheckpointStorage(f"{cfg.name}-ckpt", CheckpointStorageArgs(
+            namespace=namespace.metadata.name, settings=rs.checkpoint, storage_class=cluster.storage_class_name,
+            model_cache_storage_class=cluster.model_cache_storage_class), k8s_opts)
     service = RayService(
         f"{cfg.name}-rayservice",
         RayServiceArgs(settings=rs, serve_config=serve_config, image=image.image_ref, eks=cfg.eks, storage=storage),
-        pulumi.ResourceOptions(provider=cluster.provider, depends_on=[operator, storage]),
+        pulumi.ResourceOptions(provider=cluster.provider,
+                               depends_on=[operator, namespace, *([storage] if storage else [])]),
     )
     return {
         "platform": "eks",

@@ -38,6 +38,15 @@ def read_config_file(path: str | Path, root: Path = PROJECT_ROOT) -> dict:
     return data
 
 
+def merge_deployment(base: dict, override: dict) -> None:
+    """Apply an override; choosing autoscaling_config (or a fixed num_replicas) drops the other."""
+    if "autoscaling_config" in override and "num_replicas" not in override:
+        base.pop("num_replicas", None)
+    if isinstance(override.get("num_replicas"), int):
+        base.pop("autoscaling_config", None)
+    base.update(override)
+
+
 def select_and_override(config: dict, settings: ServeSettings) -> dict:
     """Keep the stack's applications and apply its per-deployment overrides."""
     config = copy.deepcopy(config)
@@ -60,7 +69,7 @@ def select_and_override(config: dict, settings: ServeSettings) -> dict:
                     f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no deployment "
                     f"{dep_name!r} (have {sorted(existing)})"
                 )
-            existing[dep_name].update(override.model_dump(exclude_none=True))
+            merge_deployment(existing[dep_name], override.model_dump(exclude_none=True))
     if settings.http_port is not None:
         config.setdefault("http_options", {})["port"] = settings.http_port
     return config

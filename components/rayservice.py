@@ -1,0 +1,181 @@
+"""RayService: a KubeRay `ray.io/v1` RayService running the validated Serve config.
+
+`render_rayservice` is a pure function (plain values in, manifest dict out) so the rendered spec can be
+checked against the KubeRay CRD schema. The serve config lives only in `spec.serveConfigV2`: changing
+it never touches `rayClusterConfig`, so KubeRay applies it in place instead of rolling a new cluster.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.checkpoint_storage import CheckpointStorage, GcsStorageRef
+from components.config import EksSettings, HeadSettings, PodResources, RayServiceSettings, WorkerGroup, check_node_groups
+from components.eks_cluster import NODE_GROUP_LABEL
+from components.errors import ConfigError
+from components.ray_ops import app_urls
+from components.serve_config import to_yaml
+
+API_VERSION = "ray.io/v1"
+SERVICE_LABEL = "rayserve.io/service"
+GPU_RESOURCE = "nvidia.com/gpu"
+MODEL_CACHE_PATH = "/home/ray/model-cache"
+AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+
+
+def serve_port(serve_config: dict) -> int:
+    return int((serve_config.get("http_options") or {}).get("port", 8000))
+
+
+def _resources(spec: PodResources) -> dict:
+    amounts = {"cpu": spec.cpu, "memory": spec.memory}
+    limits = {**amounts, **({GPU_RESOURCE: spec.gpu} if spec.gpu else {})}
+    return {"requests": dict(limits), "limits": limits}
+
+
+def _pod_template(container: str, image: str, spec: PodResources, node_group: Optional[str], gpu_group: bool,
+                  labels: dict, ports: list[dict], storage: Optional[GcsStorageRef]) -> dict:
+    mounts = [{"name": "ray-logs", "mountPath": "/tmp/ray"}]
+    volumes = [{"name": "ray-logs", "emptyDir": {}}]
+    if storage and storage.model_cache_claim:
+        mounts.append({"name": "model-cache", "mountPath": MODEL_CACHE_PATH})
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": storage.model_cache_claim}})
+    pod: dict = {
+        "containers": [{
+            "name": container,
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "resources": _resources(spec),
+            "ports": ports,
+            "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}],
+            "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+    }
+    if node_group:
+        pod["nodeSelector"] = {NODE_GROUP_LABEL: node_group}
+    if gpu_group:
+        pod["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return {"metadata": {"labels": labels}, "spec": pod}
+
+
+def _is_gpu_group(eks: Optional[EksSettings], node_group: Optional[str]) -> bool:
+    return bool(eks and eks.is_gpu_group(node_group))
+
+
+def _head_group(s: RayServiceSettings, head: HeadSettings, image: str, eks, labels: dict, port: int, storage) -> dict:
+    params = {"dashboard-host": "0.0.0.0"}
+    if head.num_cpus is not None:
+        params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
+    ports = [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},
+             {"containerPort": 10001, "name": "client"}, {"containerPort": port, "name": "serve"}]
+    return {
+        "rayStartParams": params,
+        "template": _pod_template("ray-head", image, head, head.node_group, _is_gpu_group(eks, head.node_group),
+                                  labels, ports, storage),
+    }
+
+
+def _worker_group(g: WorkerGroup, image: str, eks, labels: dict, port: int, storage) -> dict:
+    return {
+        "groupName": g.name,
+        "replicas": g.replicas,
+        "minReplicas": g.min_replicas,
+        "maxReplicas": g.max_replicas,
+        "rayStartParams": {},
+        "template": _pod_template("ray-worker", image, g, g.node_group, _is_gpu_group(eks, g.node_group),
+                                  labels, [{"containerPort": port, "name": "serve"}], storage),
+    }
+
+
+def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str, eks: Optional[EksSettings] = None,
+                      storage: Optional[GcsStorageRef] = None) -> dict:
+    """The full RayService manifest (plain values only)."""
+    port = serve_port(serve_config)
+    labels = {SERVICE_LABEL: s.name}
+    cluster: dict = {
+        "rayVersion": s.ray_version,
+        "enableInTreeAutoscaling": s.enable_autoscaling,
+        "headGroupSpec": _head_group(s, s.head, image, eks, labels, port, storage),
+        "workerGroupSpecs": [_worker_group(g, image, eks, labels, port, storage) for g in s.worker_groups],
+    }
+    if s.enable_autoscaling:
+        cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
+                                        "resources": AUTOSCALER_RESOURCES}
+    if storage and storage.redis_address:
+        cluster["gcsFaultToleranceOptions"] = {
+            "redisAddress": storage.redis_address,
+            "redisPassword": {"valueFrom": {"secretKeyRef": {"name": storage.password_secret, "key": storage.password_key}}},
+        }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayService",
+        "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+        "spec": {
+            "upgradeStrategy": {"type": s.upgrade_strategy},
+            "serveConfigV2": to_yaml(serve_config),
+            "rayClusterConfig": cluster,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class RayServiceArgs:
+    settings: RayServiceSettings
+    serve_config: dict
+    image: pulumi.Input[str]
+    eks: Optional[EksSettings] = None
+    storage: Optional[CheckpointStorage] = None
+
+
+class RayService(pulumi.ComponentResource):
+    """Outputs `app_urls` (route prefix included) and `dashboard_hint`."""
+
+    def __init__(self, name: str, args: RayServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:index:RayService", name, None, opts)
+        s = args.settings
+        try:
+            check_node_groups(s, args.eks)  # the CRD cannot check placement; checked before any child exists
+        except ValueError as exc:
+            raise ConfigError(f"rayserve:{exc}") from None
+        ref = args.storage.ref if args.storage else None
+        parts = [args.image, *((ref.redis_address, ref.password_secret, ref.model_cache_claim) if ref else ())]
+
+        def render(values: list) -> dict:
+            plain = GcsStorageRef(values[1], values[2], model_cache_claim=values[3]) if ref else None
+            return render_rayservice(s, args.serve_config, values[0], args.eks, plain)
+
+        manifest = pulumi.Output.all(*parts).apply(render)
+        self.resource = k8s.apiextensions.CustomResource(
+            f"{name}-rayservice",
+            api_version=API_VERSION,
+            kind="RayService",
+            metadata={"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")),
+        )
+        port = serve_port(args.serve_config)
+        if s.service_type == "LoadBalancer":
+            svc = k8s.core.v1.Service(
+                f"{name}-public",
+                metadata={"name": f"{s.name}-public", "namespace": s.namespace, "annotations": {
+                    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+                }},
+                spec={"type": "LoadBalancer", "selector": {SERVICE_LABEL: s.name, "ray.io/serve": "true"},
+                      "ports": [{"name": "serve", "port": port, "target_port": port}]},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resource],
+                                            custom_timeouts=pulumi.CustomTimeouts(create="30m")),
+            )
+            host = svc.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
+            base = host.apply(lambda ing: f"http://{(ing.hostname or ing.ip) if ing else 'pending'}:{port}")
+        else:
+            base = pulumi.Output.from_input(f"http://{s.name}-serve-svc.{s.namespace}.svc.cluster.local:{port}")
+        self.app_urls = base.apply(lambda b: app_urls(b, args.serve_config))
+        self.dashboard_hint = pulumi.Output.from_input(
+            f"kubectl -n {s.namespace} port-forward svc/{s.name}-head-svc 8265:8265  # then http://127.0.0.1:8265")
+        self.register_outputs({"app_urls": self.app_urls, "dashboard_hint": self.dashboard_hint})
