@@ -217,7 +217,6 @@ class VmSettings(Strict):
     worker_max: int = Field(default=3, ge=0)
     ami_id: Optional[str] = None
     allowed_cidrs: list[str] = Field(min_length=1)
-    serve_port: int = Field(default=8000, ge=1, le=65535)
     root_volume_gb: int = Field(default=100, ge=30)
     checkpoint_volume_gb: int = Field(default=50, ge=1)
     s3_bucket_arn: Optional[str] = None

@@ -16,7 +16,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 
 from components import ray_ops
 from components.config import LocalSettings
-from components.serve_config import PROJECT_ROOT, config_hash
+from components.serve_config import PROJECT_ROOT, config_hash, serve_port
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
 RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "project_root")
@@ -27,8 +27,7 @@ def dashboard_url(props: dict) -> str:
 
 
 def serve_base_url(props: dict, config: dict) -> str:
-    port = (config.get("http_options") or {}).get("port", 8000)
-    return f"http://{props['host']}:{port}"
+    return f"http://{props['host']}:{serve_port(config)}"
 
 
 class LocalServeProvider(ResourceProvider):

@@ -29,43 +29,53 @@ def ray_executable() -> str:
     return local if os.path.exists(local) else (shutil.which("ray") or "ray")
 
 
-def _run(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
+def run_checked(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return proc.stdout
 
 
-def start_head(
-    *,
-    gcs_port: int = 6379,
-    dashboard_port: int = 8265,
-    dashboard_host: str = "127.0.0.1",
-    num_cpus: int | None = None,
-    pythonpath: str | None = None,
-    extra_env: dict | None = None,
-    extra_args: list[str] | None = None,
-) -> None:
-    """`ray start --head`; `pythonpath` makes the bundled apps importable by every worker."""
-    env = dict(os.environ, **(extra_env or {}))
+def head_args(*, gcs_port: int = 6379, dashboard_port: int = 8265, dashboard_host: str = "127.0.0.1",
+              num_cpus: int | None = None, redis_password: str | None = None) -> list[str]:
+    """Arguments after `ray` for a head node (shared by the local and the container start)."""
+    args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
+            f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    if redis_password:
+        args += [f"--redis-password={redis_password}", "--redis-username=default"]
+    return args
+
+
+def gcs_ft_env(redis_address: str, namespace: str) -> dict[str, str]:
+    """Environment making the GCS persist to an external Redis (GCS fault tolerance)."""
+    return {"RAY_REDIS_ADDRESS": redis_address, "RAY_external_storage_namespace": namespace}
+
+
+def ray_env(pythonpath: str | None, extra: dict | None = None) -> dict:
+    env = dict(os.environ, **(extra or {}))
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
-    args = [
-        ray_executable(), "start", "--head", f"--port={gcs_port}",
-        f"--dashboard-host={dashboard_host}", f"--dashboard-port={dashboard_port}",
-        "--disable-usage-stats",
-    ]
-    if num_cpus is not None:
-        args.append(f"--num-cpus={num_cpus}")
-    _run(args + list(extra_args or []), env=env)
+    return env
 
 
-def start_worker(head_address: str, *, num_cpus: int | None = None, extra_args: list[str] | None = None) -> None:
-    """`ray start --address=<head>:<gcs port>` (join an existing cluster)."""
-    args = [ray_executable(), "start", f"--address={head_address}", "--disable-usage-stats"]
+def start_head(*, pythonpath: str | None = None, extra_env: dict | None = None, **head_kwargs) -> None:
+    """`ray start --head` with this interpreter's Ray; `pythonpath` makes the bundled apps importable."""
+    run_checked([ray_executable(), *head_args(**head_kwargs)], env=ray_env(pythonpath, extra_env))
+
+
+def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
+    """Arguments after `ray` for a worker joining `head_address` (host:gcs_port)."""
+    args = ["start", f"--address={head_address}", "--disable-usage-stats"]
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
-    _run(args + list(extra_args or []))
+    return args
+
+
+def start_worker(head_address: str, *, num_cpus: int | None = None, pythonpath: str | None = None) -> None:
+    """`ray start --address=...` with this interpreter's Ray."""
+    run_checked([ray_executable(), *worker_args(head_address, num_cpus=num_cpus)], env=ray_env(pythonpath))
 
 
 def stop(force: bool = True) -> None:

@@ -17,17 +17,13 @@ from components.config import EksSettings, HeadSettings, PodResources, RayServic
 from components.eks_cluster import NODE_GROUP_LABEL
 from components.errors import ConfigError
 from components.ray_ops import app_urls
-from components.serve_config import to_yaml
+from components.serve_config import serve_port, to_yaml
 
 API_VERSION = "ray.io/v1"
 SERVICE_LABEL = "rayserve.io/service"
 GPU_RESOURCE = "nvidia.com/gpu"
 MODEL_CACHE_PATH = "/home/ray/model-cache"
 AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
-
-
-def serve_port(serve_config: dict) -> int:
-    return int((serve_config.get("http_options") or {}).get("port", 8000))
 
 
 def _resources(spec: PodResources) -> dict:

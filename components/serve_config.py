@@ -117,6 +117,11 @@ def build_serve_config(settings: ServeSettings, root: Path = PROJECT_ROOT) -> di
     return validated
 
 
+def serve_port(config: dict) -> int:
+    """The HTTP port Serve's proxies listen on."""
+    return int((config.get("http_options") or {}).get("port", 8000))
+
+
 def config_hash(config: dict) -> str:
     """Stable short hash of a Serve config (used to trigger redeploys)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,176 @@
+"""RayVmCluster: a Ray cluster on EC2 running the bundled Serve image.
+
+Head: one instance (public subnet, Elastic IP) with an encrypted EBS checkpoint volume that outlives
+the instance (GCS Redis data, model cache). Workers: launch template + auto scaling group in private
+subnets. The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
+instances alone and the head's sync timer redeploys it in place; changing the image changes user data,
+which replaces the head and rolls the workers (ASG instance refresh).
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+from components import vm_user_data
+from components.config import VmSettings
+from components.eks_cluster import assume_role_policy
+from components.errors import ConfigError
+from components.ray_ops import app_urls
+from components.serve_config import serve_port
+
+ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
+GCS_PORT, DASHBOARD_PORT = 6379, 8265
+INTERNAL_PORTS = (GCS_PORT, DASHBOARD_PORT, 6380, 10001)  # GCS, dashboard, GCS Redis, Ray client
+CHECKPOINT_DEVICE = "/dev/sdf"
+SSM_STANDARD_LIMIT = 4096
+
+
+def metadata_options() -> dict:
+    """IMDSv2 only; hop limit 2 so containers on the host can reach it."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
+
+
+def node_policy(repository_arn: Optional[str], parameter_arn: str, s3_bucket_arn: Optional[str]) -> str:
+    """Least privilege: pull this one ECR repository, read the Serve config parameter, optional S3."""
+    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arn}]
+    if repository_arn:
+        statements += [
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                           "ecr:BatchCheckLayerAvailability"], "Resource": repository_arn},
+        ]
+    if s3_bucket_arn:
+        statements.append({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                           "Resource": [s3_bucket_arn, f"{s3_bucket_arn}/*"]})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def head_args(s: VmSettings, name: str, image: str, parameter: str, region: str, volume_id: str) -> list[str]:
+    return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
+            "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
+            "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
+            "--poll-seconds", str(s.config_poll_seconds)]
+
+
+def worker_args(image: str, region: str, head_ip: str) -> list[str]:
+    return ["--mode", "docker", "--image", image, "--region", region, "--head-address", f"{head_ip}:{GCS_PORT}"]
+
+
+@dataclass(frozen=True)
+class RayVmClusterArgs:
+    settings: VmSettings
+    serve_config: dict
+    image: pulumi.Input[str]
+    image_repository_arn: Optional[pulumi.Input[str]] = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class RayVmCluster(pulumi.ComponentResource):
+    """Outputs `app_urls` (public, per application), `head_private_ip`, `dashboard_hint`."""
+
+    def __init__(self, name: str, args: RayVmClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:index:RayVmCluster", name, None, opts)
+        s, tags, child = args.settings, args.tags, pulumi.ResourceOptions(parent=self)
+        port = serve_port(args.serve_config)
+        if port in INTERNAL_PORTS:
+            raise ConfigError(f"serve config: http_options.port {port} collides with a Ray internal port {INTERNAL_PORTS}")
+        region = aws.get_region_output().region
+
+        vpc = awsx.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, number_of_availability_zones=2,
+                           nat_gateways={"strategy": "Single"}, enable_dns_hostnames=True,
+                           subnet_specs=[{"type": "Public"}, {"type": "Private"}], tags=tags, opts=child)
+        self.security_group = self._security_group(name, s, port, vpc.vpc_id, tags)
+
+        config_json = json.dumps(args.serve_config, sort_keys=True)
+        parameter = aws.ssm.Parameter(
+            f"{name}-serve-config", name=f"/{name}/serve-config", type="String", value=config_json,
+            tier="Advanced" if len(config_json) > SSM_STANDARD_LIMIT else "Standard",
+            description="Ray Serve config applied in place by the head's sync timer", tags=tags, opts=child)
+
+        role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+                            tags=tags, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-node-policy", role=role.id,
+            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn).apply(
+                lambda a: node_policy(a[0], a[1], s.s3_bucket_arn)),
+            opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+
+        ami = s.ami_id or aws.ssm.get_parameter_output(name=ECS_AL2023_AMI).value
+        head_subnet = vpc.public_subnet_ids[0]
+        az = aws.ec2.get_subnet_output(id=head_subnet).availability_zone
+        self.checkpoint_volume = aws.ebs.Volume(
+            f"{name}-checkpoint", availability_zone=az, size=s.checkpoint_volume_gb, type="gp3", encrypted=True,
+            tags={**tags, "Name": f"{name}-checkpoint"},
+            opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
+        head_user_data = pulumi.Output.all(args.image, parameter.name, region, self.checkpoint_volume.id).apply(
+            lambda a: vm_user_data.render("head", head_args(s, name, a[0], a[1], a[2], a[3])))
+        self.head = aws.ec2.Instance(
+            f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
+            vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
+            metadata_options=metadata_options(),
+            root_block_device={"encrypted": True, "volume_type": "gp3", "volume_size": s.root_volume_gb},
+            user_data=head_user_data, user_data_replace_on_change=True,
+            tags={**tags, "Name": f"{name}-head", "ray-node-type": "head"}, opts=child)
+        aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
+                                 volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
+                                 stop_instance_before_detaching=True, opts=child)
+        eip = aws.ec2.Eip(f"{name}-head-ip", domain="vpc", instance=self.head.id, tags=tags, opts=child)
+
+        worker_user_data = pulumi.Output.all(args.image, region, self.head.private_ip).apply(
+            lambda a: vm_user_data.render("worker", worker_args(a[0], a[1], a[2])))
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-worker-lt", image_id=ami, instance_type=s.worker_instance_type,
+            iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
+            metadata_options=metadata_options(),
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "encrypted": "true", "volume_type": "gp3", "volume_size": s.root_volume_gb,
+                "delete_on_termination": "true"}}],
+            user_data=worker_user_data.apply(lambda u: base64.b64encode(u.encode()).decode()),
+            update_default_version=True,
+            tag_specifications=[{"resource_type": "instance",
+                                 "tags": {**tags, "Name": f"{name}-worker", "ray-node-type": "worker"}}],
+            tags=tags, opts=child)
+        self.workers = aws.autoscaling.Group(
+            f"{name}-workers", min_size=s.worker_min, max_size=s.worker_max, desired_capacity=s.worker_desired,
+            vpc_zone_identifiers=vpc.private_subnet_ids,
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
+            health_check_type="EC2",
+            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
+            opts=child)
+
+        self.app_urls = eip.public_ip.apply(lambda ip: app_urls(f"http://{ip}:{port}", args.serve_config))
+        self.head_private_ip = self.head.private_ip
+        self.dashboard_hint = self.head.id.apply(
+            lambda i: f"aws ssm start-session --target {i} --document-name AWS-StartPortForwardingSession "
+                      f"--parameters portNumber={DASHBOARD_PORT},localPortNumber={DASHBOARD_PORT}  "
+                      f"# then http://127.0.0.1:{DASHBOARD_PORT}")
+        self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
+                               "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
+
+    def _security_group(self, name: str, s: VmSettings, port: int, vpc_id, tags: dict) -> aws.ec2.SecurityGroup:
+        """Serve port from the allowed CIDRs; dashboard, GCS and Ray internals only within the group."""
+        child = pulumi.ResourceOptions(parent=self)
+        sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=vpc_id, description=f"{name} Ray cluster",
+                                   tags=tags, opts=child)
+        for i, cidr in enumerate(s.allowed_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-serve-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=port,
+                to_port=port, cidr_ipv4=cidr, description="Ray Serve HTTP", opts=child)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-intra-cluster", security_group_id=sg.id, ip_protocol="-1",
+            referenced_security_group_id=sg.id, description="Ray GCS, dashboard and internals between nodes",
+            opts=child)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-egress", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
+            description="image pulls, SSM, package mirrors", opts=child)
+        return sg
