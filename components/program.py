@@ -75,8 +75,9 @@ def _eks(cfg: StackConfig, serve_config: dict) -> dict:
 
 
 def _vm(cfg: StackConfig, serve_config: dict) -> dict:
-    from components.vm_cluster import RayVmCluster, RayVmClusterArgs
+    from components.vm_cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
 
+    check_serve_port(serve_config)  # before the image is declared
     image = _image(cfg)
     vm = RayVmCluster(
         f"{cfg.name}-vm",

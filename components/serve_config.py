@@ -76,14 +76,25 @@ def select_and_override(config: dict, settings: ServeSettings) -> dict:
 
 
 def validate_schema(config: dict) -> dict:
-    """Validate with ray.serve.schema.ServeDeploySchema; return the normalised JSON-able dict."""
+    """Validate with ray.serve.schema.ServeDeploySchema (and each autoscaling_config with Ray's
+    AutoscalingConfig, which the schema only checks at deploy time); return the JSON-able dict."""
+    from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import ServeDeploySchema
 
     try:
         schema = ServeDeploySchema.model_validate(config)
     except ValidationError as exc:
         raise ConfigError("invalid Serve config:\n" + format_pydantic_errors("serve config: ", exc)) from None
-    return schema.model_dump(mode="json", exclude_unset=True)
+    validated = schema.model_dump(mode="json", exclude_unset=True)
+    for i, app in enumerate(validated["applications"]):
+        for j, dep in enumerate(app.get("deployments") or []):
+            if isinstance(dep.get("autoscaling_config"), dict):
+                try:
+                    AutoscalingConfig.model_validate(dep["autoscaling_config"])
+                except ValidationError as exc:
+                    where = f"serve config: applications.{i}.deployments.{j}({dep['name']}).autoscaling_config"
+                    raise ConfigError("invalid Serve config:\n" + format_pydantic_errors(where, exc)) from None
+    return validated
 
 
 def check_bundled_imports(config: dict, root: Path = PROJECT_ROOT) -> None:

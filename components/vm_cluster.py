@@ -31,6 +31,14 @@ CHECKPOINT_DEVICE = "/dev/sdf"
 SSM_STANDARD_LIMIT = 4096
 
 
+def check_serve_port(serve_config: dict) -> int:
+    """The public Serve port must not be one of the ports kept inside the cluster."""
+    port = serve_port(serve_config)
+    if port in INTERNAL_PORTS:
+        raise ConfigError(f"serve config: http_options.port {port} collides with a Ray internal port {INTERNAL_PORTS}")
+    return port
+
+
 def metadata_options() -> dict:
     """IMDSv2 only; hop limit 2 so containers on the host can reach it."""
     return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
@@ -77,9 +85,7 @@ class RayVmCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: RayVmClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:index:RayVmCluster", name, None, opts)
         s, tags, child = args.settings, args.tags, pulumi.ResourceOptions(parent=self)
-        port = serve_port(args.serve_config)
-        if port in INTERNAL_PORTS:
-            raise ConfigError(f"serve config: http_options.port {port} collides with a Ray internal port {INTERNAL_PORTS}")
+        port = check_serve_port(args.serve_config)
         region = aws.get_region_output().region
 
         vpc = awsx.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, number_of_availability_zones=2,

@@ -74,17 +74,34 @@ class Rendered:
         return {r.type for r in self.resources}
 
 
+def unwrap_secrets(value):
+    """Inputs marked secret arrive wrapped as {sig: secret, value: v}; return the plain value."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return unwrap_secrets(value["value"])
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def mock_arn(name: str) -> str:
+    return f"arn:aws:mock::123456789012:{name}"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self):
         super().__init__()
         self.inputs: dict[tuple[str, str], dict] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.inputs[(args.typ, args.name)] = args.inputs
+        self.inputs[(args.typ, args.name)] = unwrap_secrets(args.inputs)
         fake = FAKE_OUTPUTS.get(args.typ)
         # Custom resources echo their inputs; remote components' outputs differ in shape from their inputs.
         echoed = args.inputs if args.custom else {}
         state = {**echoed, **(fake(args.name, args.inputs) if fake else {})}
+        if args.custom and args.typ.startswith("aws:"):
+            state.setdefault("arn", mock_arn(args.name))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -139,11 +156,14 @@ def all_stacks() -> list[str]:
     return sorted(p.name.split(".")[1] for p in STACKS.glob("Pulumi.*.yaml"))
 
 
-def render(values: dict[str, Any], stack: str = "test", program: Optional[Callable[[], dict]] = None) -> Rendered:
-    """Run `program` (default: components.program.build) with these `rayserve:` values under mocks."""
+def render(values: dict[str, Any], stack: str = "test", program: Optional[Callable[[], dict]] = None,
+           into: Optional[Rendered] = None) -> Rendered:
+    """Run `program` (default: components.program.build) with these `rayserve:` values under mocks.
+
+    `into` collects what was declared even when the program raises."""
     from components.program import build
 
-    rendered = Rendered()
+    rendered = into if into is not None else Rendered()
     mocks = _Mocks()
     pulumi.runtime.set_mocks(mocks, project="rayserve", stack=stack, preview=False,
                              monitor=_RecordingMonitor(mocks, rendered))
