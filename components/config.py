@@ -14,12 +14,12 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError, format_pydantic_errors
+from components.images import MUTABLE_TAGS, image_is_pinned
 
 NAMESPACE = "rayserve"
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
 MAX_RAYSERVICE_NAME = 47
-MUTABLE_TAGS = ("latest", "nightly", "main", "master")
 
 
 class Strict(BaseModel):
@@ -54,13 +54,8 @@ class LocalSettings(Strict):
 
 
 def _check_pinned(uri: str) -> str:
-    if "@sha256:" in uri:
-        return uri
-    name = uri.rsplit("/", 1)[-1]
-    if ":" not in name:
-        raise ValueError(f"image {uri!r} has no tag; pin a version tag or digest")
-    if name.rsplit(":", 1)[1] in MUTABLE_TAGS:
-        raise ValueError(f"image {uri!r} uses a mutable tag; pin a version tag or digest")
+    if not image_is_pinned(uri):
+        raise ValueError(f"image {uri!r} has no tag or a mutable one; pin a version tag or digest")
     return uri
 
 

@@ -51,7 +51,7 @@ STACK_CASES = [
     ("dev", "ray_service.worker_groups.0.node_group", "arm", "is not an eks node group"),
     ("dev", "image", {}, "needs image.uri"),
     ("dev", "image", {"uri": "rayproject/ray:latest"}, "rayserve:image.uri"),
-    ("dev", "image", {"uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/apps"}, "has no tag"),
+    ("dev", "image", {"uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/apps"}, "has no tag or a mutable one"),
     ("dev", "eks.node_groups.0.min_size", 5, "min_size <= desired_size <= max_size"),
     ("dev", "eks.node_groups", [{"name": "gpu", "instance_types": ["g5.xlarge"], "gpu": True}], "CPU node group"),
     ("vm", "vm.allowed_cidrs", ["10.0.0.0/33"], "rayserve:vm.allowed_cidrs"),
