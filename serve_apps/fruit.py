@@ -1,4 +1,6 @@
 """Fruit market: POST ["MANGO", 2] -> total price; prices come from each stand's user_config."""
+import os
+
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
@@ -11,13 +13,21 @@ class _Stand:
 
     def __init__(self):
         self.price = self.DEFAULT_PRICE
+        self.healthy = True
 
     def reconfigure(self, config: dict):
         self.price = float(config.get("price", self.DEFAULT_PRICE))
 
     def check_health(self):
+        if not self.healthy:
+            raise RuntimeError("replica marked unhealthy by an operator")
         if self.price < 0:
             raise RuntimeError(f"negative price {self.price}")
+
+    def mark_unhealthy(self) -> int:
+        """Operator hook: fail health checks from now on so Serve replaces this replica; returns its pid."""
+        self.healthy = False
+        return os.getpid()
 
     def check_price(self, amount: float) -> float:
         return self.price * amount

@@ -28,3 +28,13 @@ def local_serve():
         provider.delete(result.id, result.outs)
     finally:
         ray_ops.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the reliability reports (requests sent/failed per scenario) at the end of the run."""
+    from tests import test_reliability
+
+    if test_reliability.REPORTS:
+        terminalreporter.section("reliability under load")
+        for name, report in test_reliability.REPORTS.items():
+            terminalreporter.write_line(f"{name}: {report}")

@@ -1,0 +1,112 @@
+"""A bounded HTTP load generator for loopback targets only (tests and benchmarks).
+
+N threads POST the same JSON body until `duration_s` passes or `max_requests` is reached, and
+record each request's latency and outcome. It refuses any host outside 127.0.0.0/8 / ::1.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+
+def assert_loopback(url: str) -> None:
+    host = urllib.parse.urlparse(url).hostname or ""
+    if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"load is only ever sent to loopback addresses, not {host!r}")
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    failed: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.sent / self.wall_s if self.wall_s else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_s:
+            return float("nan")
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[int(q) - 1] if len(self.latencies_s) > 1 else self.latencies_s[0]
+
+    def summary(self) -> dict:
+        return {"sent": self.sent, "failed": self.failed, "rps": round(self.rps, 1),
+                "p50_ms": round(self.percentile(50) * 1000, 2), "p99_ms": round(self.percentile(99) * 1000, 2),
+                "errors": dict(self.errors)}
+
+
+class Load:
+    """Start with `with Load(url, body) as load:`; the result is in `load.result` after the block."""
+
+    def __init__(self, url: str, body, *, connections: int = 16, duration_s: float = 20.0,
+                 max_requests: int = 200_000, timeout_s: float = 30.0, check=None):
+        assert_loopback(url)
+        self.url, self.data = url, json.dumps(body).encode()
+        self.connections, self.duration_s, self.max_requests, self.timeout_s = connections, duration_s, max_requests, timeout_s
+        self.check = check  # optional predicate on the decoded answer; False counts as a failure
+        self.result = LoadResult()
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _one(self) -> tuple[bool, str]:
+        req = urllib.request.Request(self.url, data=self.data, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                answer = json.loads(resp.read())
+            if self.check is not None and not self.check(answer):
+                return False, f"unexpected answer {answer!r}"
+            return True, ""
+        except urllib.error.HTTPError as exc:
+            return False, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return False, type(exc).__name__
+
+    def _worker(self, deadline: float) -> None:
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.result.sent >= self.max_requests:
+                    return
+                self.result.sent += 1
+            start = time.perf_counter()
+            ok, err = self._one()
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.result.latencies_s.append(elapsed)
+                if not ok:
+                    self.result.failed += 1
+                    self.result.errors[err] = self.result.errors.get(err, 0) + 1
+
+    def __enter__(self) -> "Load":
+        self._start = time.monotonic()
+        deadline = self._start + self.duration_s
+        self._threads = [threading.Thread(target=self._worker, args=(deadline,), daemon=True) for _ in range(self.connections)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait(self) -> LoadResult:
+        for t in self._threads:
+            t.join()
+        self.result.wall_s = time.monotonic() - self._start
+        return self.result
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None:
+            self._stop.set()
+        self.wait()
+
+
+def run(url: str, body, **kwargs) -> LoadResult:
+    with Load(url, body, **kwargs) as load:
+        pass
+    return load.result
