@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -92,7 +93,19 @@ def redis_password(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
 def start_redis(args, password: str) -> str:
+    """Start Redis (append-only file on the checkpoint volume) unless it already runs."""
+    if redis_answers(args.redis_port):
+        return f"127.0.0.1:{args.redis_port}"
     data = Path(args.state_dir) / "redis"
     data.mkdir(parents=True, exist_ok=True)
     redis_args = ["--port", str(args.redis_port), "--bind", "127.0.0.1", "--requirepass", password,
@@ -195,6 +208,8 @@ def cmd_head(args) -> None:
                                  dashboard_host=args.dashboard_host, num_cpus=args.num_cpus, redis_password=password)
     start_ray(args, ray_args, env, HEAD_CONTAINER)
     ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
+    if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself
+        return
     deploy_if_changed(args, force=True)
     if args.mode == "docker":
         install_sync_timer(args, sync_argv(args))
@@ -252,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     head.add_argument("--gcs-redis", action="store_true", help="GCS fault tolerance with Redis on the volume")
     head.add_argument("--cluster-name", default="rayserve")
     head.add_argument("--poll-seconds", type=int, default=30)
+    head.add_argument("--no-deploy", action="store_true", help="(re)start the head only; do not deploy")
     head.set_defaults(func=cmd_head)
     worker = sub.add_parser("worker")
     common(worker, config=False)
