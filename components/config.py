@@ -43,6 +43,7 @@ class ServeSettings(Strict):
     applications: Optional[list[str]] = Field(default=None, description="subset of apps to deploy (default all)")
     overrides: dict[str, dict[str, DeploymentOverride]] = Field(default_factory=dict)
     http_port: Optional[int] = Field(default=None, ge=1, le=65535)
+    proxy: Literal["default", "haproxy"] = Field(default="default", description="haproxy: experimental, faster ingress")
 
 
 class LocalSettings(Strict):
@@ -51,6 +52,7 @@ class LocalSettings(Strict):
     dashboard_port: int = Field(default=8265, ge=1, le=65535)
     num_cpus: int = Field(default=4, gt=0)
     deploy_timeout_s: float = Field(default=300, gt=0)
+    auth_mode: Literal["token", "disabled"] = "token"
 
 
 def _check_pinned(uri: str) -> str:
@@ -183,6 +185,7 @@ class RayServiceSettings(Strict):
     worker_groups: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(name="cpu")])
     enable_autoscaling: bool = True
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = "NewCluster"
+    auth_mode: Literal["token", "disabled"] = "token"
     service_type: Literal["LoadBalancer", "ClusterIP"] = "ClusterIP"
     checkpoint: CheckpointSettings = CheckpointSettings()
 

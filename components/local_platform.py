@@ -19,7 +19,7 @@ from components.config import LocalSettings
 from components.serve_config import PROJECT_ROOT, config_hash, serve_port
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
-RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "project_root")
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "project_root", "auth_mode", "ray_env")
 
 
 def dashboard_url(props: dict) -> str:
@@ -60,6 +60,8 @@ class LocalServeProvider(ResourceProvider):
                 dashboard_host=props["host"],
                 num_cpus=int(props["num_cpus"]),
                 pythonpath=props["project_root"],
+                auth_mode=props.get("auth_mode", "token"),
+                extra_env=props.get("ray_env") or {},
             )
         try:
             outs = self._deploy(props)
@@ -86,14 +88,17 @@ class LocalServeProvider(ResourceProvider):
         ray_ops.stop()
 
 
-def provider_inputs(settings: LocalSettings, serve_config: dict, project_root: str = str(PROJECT_ROOT)) -> dict:
+def provider_inputs(settings: LocalSettings, serve_config: dict, project_root: str = str(PROJECT_ROOT),
+                    proxy: str = "default") -> dict:
     """The provider's input properties for a stack's local settings and Serve config."""
     return {
+        "ray_env": ray_ops.serve_runtime_env(proxy),
         "host": settings.host,
         "gcs_port": settings.gcs_port,
         "dashboard_port": settings.dashboard_port,
         "num_cpus": settings.num_cpus,
         "deploy_timeout_s": settings.deploy_timeout_s,
+        "auth_mode": settings.auth_mode,
         "project_root": project_root,
         "serve_config_json": json.dumps(serve_config, sort_keys=True),
     }
@@ -117,6 +122,7 @@ class LocalRayServe(pulumi.dynamic.Resource):
 class LocalPlatformArgs:
     settings: LocalSettings
     serve_config: dict
+    proxy: str = "default"
 
 
 class LocalPlatform(pulumi.ComponentResource):
@@ -125,7 +131,7 @@ class LocalPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, args: LocalPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:index:LocalPlatform", name, None, opts)
         self.serve = LocalRayServe(
-            f"{name}-serve", provider_inputs(args.settings, args.serve_config),
+            f"{name}-serve", provider_inputs(args.settings, args.serve_config, proxy=args.proxy),
             pulumi.ResourceOptions(parent=self),
         )
         self.app_urls = self.serve.app_urls

@@ -27,7 +27,7 @@ def build(cfg: Optional[StackConfig] = None) -> dict:
 def _local(cfg: StackConfig, serve_config: dict) -> dict:
     from components.local_platform import LocalPlatform, LocalPlatformArgs
 
-    local = LocalPlatform(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config))
+    local = LocalPlatform(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy))
     return {"platform": "local", "app_urls": local.app_urls, "dashboard_url": local.dashboard_url}
 
 
@@ -60,7 +60,8 @@ def _eks(cfg: StackConfig, serve_config: dict) -> dict:
             model_cache_storage_class=cluster.model_cache_storage_class), k8s_opts)
     service = RayService(
         f"{cfg.name}-rayservice",
-        RayServiceArgs(settings=rs, serve_config=serve_config, image=image.image_ref, eks=cfg.eks, storage=storage),
+        RayServiceArgs(settings=rs, serve_config=serve_config, image=image.image_ref, eks=cfg.eks, storage=storage,
+                       proxy=cfg.serve.proxy),
         pulumi.ResourceOptions(provider=cluster.provider,
                                depends_on=[operator, namespace, *([storage] if storage else [])]),
     )
@@ -82,7 +83,7 @@ def _vm(cfg: StackConfig, serve_config: dict) -> dict:
     vm = RayVmCluster(
         f"{cfg.name}-vm",
         RayVmClusterArgs(settings=cfg.vm, serve_config=serve_config, image=image.image_ref,
-                         image_repository_arn=image.repository_arn, tags=cfg.tags),
+                         image_repository_arn=image.repository_arn, tags=cfg.tags, proxy=cfg.serve.proxy),
     )
     return {
         "platform": "vm",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import urllib.error
 import urllib.request
 
 SERVE_API = "/api/serve/applications/"
+# Ray >= 2.5x token authentication: `ray start` enables it when RAY_AUTH_MODE=token (or a token file
+# exists); the dashboard then wants `Authorization: Bearer <token>`.
+DEFAULT_TOKEN_PATH = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
 TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
 
 
@@ -27,6 +31,51 @@ def ray_executable() -> str:
     """The `ray` CLI beside the running interpreter (the venv's), else the one on PATH."""
     local = os.path.join(os.path.dirname(sys.executable), "ray")
     return local if os.path.exists(local) else (shutil.which("ray") or "ray")
+
+
+def serve_runtime_env(proxy: str = "default") -> dict[str, str]:
+    """Environment for Ray processes selecting Serve's ingress proxy ("haproxy": Ray's experimental
+    HAProxy ingress, about 2x the requests/s of the default proxy in bench/serve_bench.py)."""
+    if proxy not in ("default", "haproxy"):
+        raise ValueError(f"proxy must be default or haproxy, not {proxy!r}")
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1"} if proxy == "haproxy" else {}
+
+
+def token_path() -> str:
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_TOKEN_PATH
+
+
+def auth_token() -> str | None:
+    """The token REST calls send: $RAY_AUTH_TOKEN, else the file at token_path(), else none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    try:
+        with open(token_path()) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def ensure_auth_token(path: str | None = None) -> str:
+    """Create (0600, 256 random bits) the token file if missing; return the token."""
+    path = path or token_path()
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
+
+
+def auth_env(mode: str) -> dict[str, str]:
+    """Environment for `ray start` with an explicit auth mode ("token" needs ensure_auth_token first)."""
+    if mode not in ("token", "disabled"):
+        raise ValueError(f"auth mode must be token or disabled, not {mode!r}")
+    env = {"RAY_AUTH_MODE": mode}
+    if mode == "token":
+        env["RAY_AUTH_TOKEN_PATH"] = token_path()
+    return env
 
 
 def run_checked(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
@@ -60,9 +109,13 @@ def ray_env(pythonpath: str | None, extra: dict | None = None) -> dict:
     return env
 
 
-def start_head(*, pythonpath: str | None = None, extra_env: dict | None = None, **head_kwargs) -> None:
+def start_head(*, pythonpath: str | None = None, extra_env: dict | None = None, auth_mode: str = "token",
+               **head_kwargs) -> None:
     """`ray start --head` with this interpreter's Ray; `pythonpath` makes the bundled apps importable."""
-    run_checked([ray_executable(), *head_args(**head_kwargs)], env=ray_env(pythonpath, extra_env))
+    if auth_mode == "token":
+        ensure_auth_token()
+    env = ray_env(pythonpath, {**auth_env(auth_mode), **(extra_env or {})})
+    run_checked([ray_executable(), *head_args(**head_kwargs)], env=env)
 
 
 def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
@@ -73,11 +126,6 @@ def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
     return args
 
 
-def start_worker(head_address: str, *, num_cpus: int | None = None, pythonpath: str | None = None) -> None:
-    """`ray start --address=...` with this interpreter's Ray."""
-    run_checked([ray_executable(), *worker_args(head_address, num_cpus=num_cpus)], env=ray_env(pythonpath))
-
-
 def stop(force: bool = True) -> None:
     """`ray stop` on this machine (every Ray process of this user)."""
     subprocess.run([ray_executable(), "stop"] + (["--force"] if force else []),
@@ -86,7 +134,11 @@ def stop(force: bool = True) -> None:
 
 def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = auth_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw.strip() else None
@@ -114,9 +166,14 @@ def deploy(dashboard_url: str, config: dict) -> None:
         raise ServeDeployError(f"Serve rejected the config: {exc.code} {exc.read().decode()[:2000]}") from exc
 
 
+def api_get(dashboard_url: str, path: str):
+    """GET a dashboard API path (authenticated when a token is configured)."""
+    return _request("GET", dashboard_url.rstrip("/") + path)
+
+
 def status(dashboard_url: str) -> dict:
     """The Serve details document (applications, their status and deployments)."""
-    return _request("GET", dashboard_url.rstrip("/") + SERVE_API) or {}
+    return api_get(dashboard_url, SERVE_API) or {}
 
 
 def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300) -> dict:

@@ -16,7 +16,7 @@ from components.checkpoint_storage import CheckpointStorage, GcsStorageRef
 from components.config import EksSettings, HeadSettings, PodResources, RayServiceSettings, WorkerGroup, check_node_groups
 from components.eks_cluster import NODE_GROUP_LABEL
 from components.errors import ConfigError
-from components.ray_ops import app_urls
+from components.ray_ops import app_urls, serve_runtime_env
 from components.serve_config import serve_port, to_yaml
 
 API_VERSION = "ray.io/v1"
@@ -33,7 +33,7 @@ def _resources(spec: PodResources) -> dict:
 
 
 def _pod_template(container: str, image: str, spec: PodResources, node_group: Optional[str], gpu_group: bool,
-                  labels: dict, ports: list[dict], storage: Optional[GcsStorageRef]) -> dict:
+                  labels: dict, ports: list[dict], storage: Optional[GcsStorageRef], proxy: str) -> dict:
     mounts = [{"name": "ray-logs", "mountPath": "/tmp/ray"}]
     volumes = [{"name": "ray-logs", "emptyDir": {}}]
     if storage and storage.model_cache_claim:
@@ -46,7 +46,8 @@ def _pod_template(container: str, image: str, spec: PodResources, node_group: Op
             "imagePullPolicy": "IfNotPresent",
             "resources": _resources(spec),
             "ports": ports,
-            "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}],
+            "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH},
+                    *({"name": k, "value": v} for k, v in serve_runtime_env(proxy).items())],
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
             "volumeMounts": mounts,
         }],
@@ -63,7 +64,8 @@ def _is_gpu_group(eks: Optional[EksSettings], node_group: Optional[str]) -> bool
     return bool(eks and eks.is_gpu_group(node_group))
 
 
-def _head_group(s: RayServiceSettings, head: HeadSettings, image: str, eks, labels: dict, port: int, storage) -> dict:
+def _head_group(s: RayServiceSettings, head: HeadSettings, image: str, eks, labels: dict, port: int, storage,
+                proxy: str) -> dict:
     params = {"dashboard-host": "0.0.0.0"}
     if head.num_cpus is not None:
         params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
@@ -72,11 +74,11 @@ def _head_group(s: RayServiceSettings, head: HeadSettings, image: str, eks, labe
     return {
         "rayStartParams": params,
         "template": _pod_template("ray-head", image, head, head.node_group, _is_gpu_group(eks, head.node_group),
-                                  labels, ports, storage),
+                                  labels, ports, storage, proxy),
     }
 
 
-def _worker_group(g: WorkerGroup, image: str, eks, labels: dict, port: int, storage) -> dict:
+def _worker_group(g: WorkerGroup, image: str, eks, labels: dict, port: int, storage, proxy: str) -> dict:
     return {
         "groupName": g.name,
         "replicas": g.replicas,
@@ -84,20 +86,21 @@ def _worker_group(g: WorkerGroup, image: str, eks, labels: dict, port: int, stor
         "maxReplicas": g.max_replicas,
         "rayStartParams": {},
         "template": _pod_template("ray-worker", image, g, g.node_group, _is_gpu_group(eks, g.node_group),
-                                  labels, [{"containerPort": port, "name": "serve"}], storage),
+                                  labels, [{"containerPort": port, "name": "serve"}], storage, proxy),
     }
 
 
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str, eks: Optional[EksSettings] = None,
-                      storage: Optional[GcsStorageRef] = None) -> dict:
+                      storage: Optional[GcsStorageRef] = None, proxy: str = "default") -> dict:
     """The full RayService manifest (plain values only)."""
     port = serve_port(serve_config)
     labels = {SERVICE_LABEL: s.name}
     cluster: dict = {
         "rayVersion": s.ray_version,
+        "authOptions": {"mode": s.auth_mode},
         "enableInTreeAutoscaling": s.enable_autoscaling,
-        "headGroupSpec": _head_group(s, s.head, image, eks, labels, port, storage),
-        "workerGroupSpecs": [_worker_group(g, image, eks, labels, port, storage) for g in s.worker_groups],
+        "headGroupSpec": _head_group(s, s.head, image, eks, labels, port, storage, proxy),
+        "workerGroupSpecs": [_worker_group(g, image, eks, labels, port, storage, proxy) for g in s.worker_groups],
     }
     if s.enable_autoscaling:
         cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
@@ -126,6 +129,7 @@ class RayServiceArgs:
     image: pulumi.Input[str]
     eks: Optional[EksSettings] = None
     storage: Optional[CheckpointStorage] = None
+    proxy: str = "default"
 
 
 class RayService(pulumi.ComponentResource):
@@ -143,7 +147,7 @@ class RayService(pulumi.ComponentResource):
 
         def render(values: list) -> dict:
             plain = GcsStorageRef(values[1], values[2], model_cache_claim=values[3]) if ref else None
-            return render_rayservice(s, args.serve_config, values[0], args.eks, plain)
+            return render_rayservice(s, args.serve_config, values[0], args.eks, plain, args.proxy)
 
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = k8s.apiextensions.CustomResource(

@@ -141,21 +141,46 @@ def docker_login(image: str, region: str) -> None:
         sh(["docker", "login", "--username", "AWS", "--password-stdin", registry], input_text=password)
 
 
-def docker_ray(name: str, image: str, ray_args: list[str], env: dict, mount: str) -> list[str]:
-    """`docker run` for a Ray node in the bundled image (host network, model cache on the volume)."""
+def docker_ray(name: str, image: str, ray_args: list[str], env: dict, mount: str, token_file: str | None) -> list[str]:
+    """`docker run` for a Ray node in the bundled image (host network, model cache on the volume,
+    the cluster's auth token mounted read-only where Ray looks for it)."""
     envs = [x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")]
+    token = ["-v", f"{token_file}:/home/ray/.ray/auth_token:ro"] if token_file else []
     return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
-            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *envs,
+            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *envs,
             image, "ray", *ray_args, "--block"]
 
 
-def start_ray(args, ray_args: list[str], env: dict, container: str) -> None:
+def setup_auth(args, create: bool) -> str | None:
+    """Token auth (the default): the token lives in the state dir (0600), fetched from SSM when given,
+    created when `create` (a local head); REST calls from this process use it."""
+    if args.auth_mode == "disabled":
+        return None
+    path = str(Path(args.state_dir) / "auth_token")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    if args.auth_token_ssm and not os.path.exists(path):
+        token = sh(["aws", "ssm", "get-parameter", "--name", args.auth_token_ssm, "--with-decryption",
+                    "--region", args.region, "--query", "Parameter.Value", "--output", "text"]).strip()
+        Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+    elif create:
+        ray_ops.ensure_auth_token(path)
+    elif not os.path.exists(path):
+        raise RuntimeError(f"no Ray auth token at {path}: pass --auth-token-ssm or --auth-mode disabled")
+    return path
+
+
+def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None) -> None:
+    env = {**env, **ray_ops.serve_runtime_env(args.serve_proxy), "RAY_AUTH_MODE": args.auth_mode}
     if args.mode == "docker":
         docker_login(args.image, args.region)
         sh(["docker", "pull", args.image])
         sh(["docker", "rm", "-f", container], check=False)
-        sh(docker_ray(container, args.image, ray_args, env, args.mount))
+        sh(docker_ray(container, args.image, ray_args, env, args.mount, token_file))
     else:
+        env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
         ray_ops.run_checked([ray_ops.ray_executable(), *ray_args], env=ray_ops.ray_env(args.project_root, env))
 
 
@@ -197,16 +222,17 @@ def install_sync_timer(args, argv: list[str]) -> None:
 # ---- commands ------------------------------------------------------------------------------
 
 def cmd_head(args) -> None:
-    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
     if args.volume_id:
         mount_volume(args.volume_id, args.mount)
+    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    token_file = setup_auth(args, create=True)
     env, password = {}, None
     if args.gcs_redis:
         password = redis_password(Path(args.state_dir))
         env = ray_ops.gcs_ft_env(start_redis(args, password), args.cluster_name)
     ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
                                  dashboard_host=args.dashboard_host, num_cpus=args.num_cpus, redis_password=password)
-    start_ray(args, ray_args, env, HEAD_CONTAINER)
+    start_ray(args, ray_args, env, HEAD_CONTAINER, token_file)
     ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
     if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself
         return
@@ -216,10 +242,12 @@ def cmd_head(args) -> None:
 
 
 def cmd_worker(args) -> None:
-    start_ray(args, ray_ops.worker_args(args.head_address, num_cpus=args.num_cpus), {}, WORKER_CONTAINER)
+    token_file = setup_auth(args, create=False)
+    start_ray(args, ray_ops.worker_args(args.head_address, num_cpus=args.num_cpus), {}, WORKER_CONTAINER, token_file)
 
 
 def cmd_sync(args) -> None:
+    setup_auth(args, create=False)
     changed = deploy_if_changed(args)
     print("redeployed" if changed else "unchanged")
 
@@ -235,7 +263,7 @@ def cmd_stop(args) -> None:
 def sync_argv(args) -> list[str]:
     src = ["--config-file", args.config_file] if args.config_file else ["--config-ssm", args.config_ssm]
     return [*src, "--region", args.region, "--dashboard-port", str(args.dashboard_port),
-            "--state-dir", args.state_dir, "--timeout", str(args.timeout)]
+            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -254,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--redis-port", type=int, default=6380)
         sp.add_argument("--timeout", type=float, default=600)
         sp.add_argument("--dashboard-port", type=int, default=8265)
+        sp.add_argument("--auth-mode", choices=["token", "disabled"], default="token")
+        sp.add_argument("--serve-proxy", choices=["default", "haproxy"], default="default")
+        sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
         if config:
             src = sp.add_mutually_exclusive_group(required=True)
             src.add_argument("--config-file")

@@ -16,6 +16,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
+import pulumi_random as random
 
 from components import vm_user_data
 from components.config import VmSettings
@@ -44,9 +45,9 @@ def metadata_options() -> dict:
     return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
 
 
-def node_policy(repository_arn: Optional[str], parameter_arn: str, s3_bucket_arn: Optional[str]) -> str:
-    """Least privilege: pull this one ECR repository, read the Serve config parameter, optional S3."""
-    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arn}]
+def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str]) -> str:
+    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, optional S3."""
+    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns}]
     if repository_arn:
         statements += [
             {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
@@ -59,15 +60,20 @@ def node_policy(repository_arn: Optional[str], parameter_arn: str, s3_bucket_arn
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def head_args(s: VmSettings, name: str, image: str, parameter: str, region: str, volume_id: str) -> list[str]:
+def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, token_parameter: str, region: str,
+              volume_id: str) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
+            "--serve-proxy", proxy,
+            "--auth-token-ssm", token_parameter,
             "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
             "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
             "--poll-seconds", str(s.config_poll_seconds)]
 
 
-def worker_args(image: str, region: str, head_ip: str) -> list[str]:
-    return ["--mode", "docker", "--image", image, "--region", region, "--head-address", f"{head_ip}:{GCS_PORT}"]
+def worker_args(proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
+    return ["--mode", "docker", "--image", image, "--region", region, "--auth-token-ssm", token_parameter,
+            "--serve-proxy", proxy,
+            "--head-address", f"{head_ip}:{GCS_PORT}"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class RayVmClusterArgs:
     image: pulumi.Input[str]
     image_repository_arn: Optional[pulumi.Input[str]] = None
     tags: dict[str, str] = field(default_factory=dict)
+    proxy: str = "default"
 
 
 class RayVmCluster(pulumi.ComponentResource):
@@ -99,12 +106,17 @@ class RayVmCluster(pulumi.ComponentResource):
             tier="Advanced" if len(config_json) > SSM_STANDARD_LIMIT else "Standard",
             description="Ray Serve config applied in place by the head's sync timer", tags=tags, opts=child)
 
+        token = random.RandomPassword(f"{name}-ray-auth-token", length=64, special=False, opts=child)
+        token_parameter = aws.ssm.Parameter(
+            f"{name}-ray-auth-token", name=f"/{name}/ray-auth-token", type="SecureString", value=token.result,
+            description="Ray token authentication (dashboard, GCS, REST API)", tags=tags, opts=child)
+
         role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-node-policy", role=role.id,
-            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn).apply(
-                lambda a: node_policy(a[0], a[1], s.s3_bucket_arn)),
+            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn).apply(
+                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn)),
             opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
                                      policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
@@ -117,8 +129,9 @@ class RayVmCluster(pulumi.ComponentResource):
             f"{name}-checkpoint", availability_zone=az, size=s.checkpoint_volume_gb, type="gp3", encrypted=True,
             tags={**tags, "Name": f"{name}-checkpoint"},
             opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
-        head_user_data = pulumi.Output.all(args.image, parameter.name, region, self.checkpoint_volume.id).apply(
-            lambda a: vm_user_data.render("head", head_args(s, name, a[0], a[1], a[2], a[3])))
+        head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
+                                           self.checkpoint_volume.id).apply(
+            lambda a: vm_user_data.render("head", head_args(s, name, args.proxy, *a)))
         self.head = aws.ec2.Instance(
             f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
@@ -131,8 +144,8 @@ class RayVmCluster(pulumi.ComponentResource):
                                  stop_instance_before_detaching=True, opts=child)
         eip = aws.ec2.Eip(f"{name}-head-ip", domain="vpc", instance=self.head.id, tags=tags, opts=child)
 
-        worker_user_data = pulumi.Output.all(args.image, region, self.head.private_ip).apply(
-            lambda a: vm_user_data.render("worker", worker_args(a[0], a[1], a[2])))
+        worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
+            lambda a: vm_user_data.render("worker", worker_args(args.proxy, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker-lt", image_id=ami, instance_type=s.worker_instance_type,
             iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],

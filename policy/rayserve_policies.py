@@ -121,6 +121,16 @@ def check_secrets_as_secrets(resource_type: str, props: Props) -> list[str]:
     return out
 
 
+def check_ray_token_auth(resource_type: str, props: Props) -> list[str]:
+    """Ray clusters run with token authentication (dashboard, REST API and GCS need the token)."""
+    if resource_type not in ("kubernetes:ray.io/v1:RayService", "kubernetes:ray.io/v1:RayCluster"):
+        return []
+    spec = props.get("spec") or {}
+    cluster = spec.get("rayClusterConfig", spec) if resource_type.endswith("RayService") else spec
+    mode = (cluster.get("authOptions") or {}).get("mode")
+    return [] if mode == "token" else [f"authOptions.mode is {mode!r}; set it to 'token'"]
+
+
 def _policy(name: str, check: Callable[[str, Props], list[str]]) -> ResourceValidationPolicy:
     def validate(args, report_violation):
         for message in check(args.resource_type, args.props):
@@ -137,5 +147,6 @@ CHECKS = {
     "pinned-images": check_pinned_images,
     "ray-pod-resource-limits": check_ray_pod_limits,
     "secrets-as-secrets": check_secrets_as_secrets,
+    "ray-token-auth": check_ray_token_auth,
 }
 POLICIES = [_policy(name, check) for name, check in CHECKS.items()]

@@ -16,7 +16,7 @@ class Multiplier:
     def check_health(self):
         return None
 
-    def __call__(self, value: float) -> float:
+    async def __call__(self, value: float) -> float:
         return value * self.factor
 
 
@@ -31,7 +31,7 @@ class Adder:
     def check_health(self):
         return None
 
-    def __call__(self, value: float) -> float:
+    async def __call__(self, value: float) -> float:
         return value + self.increment
 
 

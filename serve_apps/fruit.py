@@ -29,7 +29,7 @@ class _Stand:
         self.healthy = False
         return os.getpid()
 
-    def check_price(self, amount: float) -> float:
+    async def check_price(self, amount: float) -> float:
         return self.price * amount
 
 

@@ -26,7 +26,7 @@ def _config(http_port: int, price: int) -> dict:
                                             overrides={"fruit": {"MangoStand": {"user_config": {"price": price}}}}))
 
 
-def test_head_restart_recovers_serve_apps_from_redis(tmp_path):
+def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
     http_port, dash_port, gcs = free_port(), free_port(), free_port()
     dash, url = f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{http_port}/fruit"
     config_file = tmp_path / "config.json"
@@ -40,6 +40,7 @@ def test_head_restart_recovers_serve_apps_from_redis(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "state" / "auth_token"))  # the cluster's token
     try:
         config_file.write_text(json.dumps(_config(http_port, 3)))
         run(*head)

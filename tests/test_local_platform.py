@@ -6,6 +6,7 @@ import json
 import pytest
 import requests
 
+from components import ray_ops
 from tests.helpers import post, ray_answers, replica_pids
 
 pytestmark = pytest.mark.ray
@@ -23,7 +24,12 @@ def test_outputs_name_every_app_with_its_route(local_serve):
     urls = result.outs["app_urls"]
     assert set(urls) == {"fruit", "calc", "summarize_translate"}
     assert urls["fruit"].endswith("/fruit") and urls["calc"].endswith("/calc")
-    assert requests.get(result.outs["dashboard_url"] + "/api/serve/applications/", timeout=10).ok
+    assert set(ray_ops.status(result.outs["dashboard_url"])["applications"]) == set(urls)
+
+
+def test_dashboard_requires_the_ray_auth_token(local_serve):
+    anonymous = requests.get(local_serve[1].outs["dashboard_url"] + "/api/serve/applications/", timeout=10)
+    assert anonymous.status_code == 401
 
 
 def test_fruit_and_calc_answer_over_http(local_serve):

@@ -27,6 +27,7 @@ def ray_service(image=IMAGE, limits=True, password=None) -> dict:
     container = {"name": "ray-head", "image": image, "resources": resources, "env": [{"name": "HF_HOME", "value": "/m"}]}
     gcs = {"redisAddress": "r:6379", "redisPassword": password or {"valueFrom": {"secretKeyRef": {"name": "s", "key": "password"}}}}
     return {"spec": {"serveConfigV2": "", "rayClusterConfig": {
+        "authOptions": {"mode": "token"},
         "headGroupSpec": {"template": {"spec": {"containers": [container]}}},
         "workerGroupSpecs": [{"groupName": "cpu", "template": {"spec": {"containers": [dict(copy.deepcopy(container), name="ray-worker")]}}}],
         "gcsFaultToleranceOptions": gcs}}}
@@ -62,6 +63,8 @@ CASES = [
     ("secrets-as-secrets", "aws:ssm/parameter:Parameter",
      {"name": "/app/db-password", "type": "SecureString"}, {"name": "/app/db-password", "type": "String"}),
     ("secrets-as-secrets", "kubernetes:core/v1:ConfigMap", {"data": {"endpoint": "x"}}, {"data": {"redis_password": "x"}}),
+    ("ray-token-auth", RS, ray_service(),
+     {"spec": {"rayClusterConfig": {**ray_service()["spec"]["rayClusterConfig"], "authOptions": {"mode": "disabled"}}}}),
 ]
 
 

@@ -80,6 +80,7 @@ def test_prod_has_cpu_and_gpu_groups_with_gpu_pods_placed_on_them(rendered):
     assert gpu_pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert "tolerations" not in worker["cpu"]["template"]["spec"]
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["authOptions"] == {"mode": "token"}
     assert cluster["enableInTreeAutoscaling"] is True
     assert (worker["cpu"]["minReplicas"], worker["cpu"]["maxReplicas"]) == (2, 10)
 
@@ -175,6 +176,19 @@ def test_serve_config_only_change_leaves_the_ray_cluster_config_alone():
     assert before["rayClusterConfig"] == after["rayClusterConfig"]
 
 
+def test_haproxy_ingress_reaches_every_platform():
+    values = stack_values("prod")
+    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    pod = _rayservice(render(values, "prod")).inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in pod["containers"][0]["env"]
+    values = stack_values("vm")
+    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    rendered_vm = render(values, "vm")
+    assert "--serve-proxy haproxy" in _user_data(rendered_vm, "head") and "--serve-proxy haproxy" in _user_data(rendered_vm, "worker")
+    values = {**stack_values("local"), "serve": {"proxy": "haproxy"}}
+    assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
 # ---- VM --------------------------------------------------------------------------------------
 
 def test_vm_security_groups_expose_only_serve(rendered):
@@ -207,7 +221,7 @@ def test_vm_iam_is_least_privilege(rendered):
     policy = json.loads(r.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     by_action = {a: st["Resource"] for st in policy["Statement"] for a in st["Action"]}
     assert by_action["ecr:BatchGetImage"].endswith(":repository/rayserve-apps-vm")
-    assert by_action["ssm:GetParameter"] == mock_arn(r.one("aws:ssm/parameter:Parameter").name)
+    assert sorted(by_action["ssm:GetParameter"]) == sorted(mock_arn(p.name) for p in r.of_type("aws:ssm/parameter:Parameter"))
     assert by_action["ecr:GetAuthorizationToken"] == "*"  # this action has no resource-level scope
     assert not [a for a in by_action if a.endswith(":*") or a == "*"]
     assert "s3:GetObject" not in by_action  # no bucket configured
@@ -226,10 +240,13 @@ def test_vm_user_data_runs_the_bundled_bootstrap(rendered):
     assert r.one("aws:ec2/instance:Instance").inputs["userDataReplaceOnChange"] is True
     assert "vm_bootstrap.py head --mode docker --image " + r.outputs["image"] in head
     assert "--config-ssm /rayserve-vm-vm/serve-config" in head and "--gcs-redis" in head
+    assert "--auth-token-ssm /rayserve-vm-vm/ray-auth-token" in head and "--auth-token-ssm /rayserve-vm-vm/ray-auth-token" in worker
+    token = r.one("aws:ssm/parameter:Parameter", "ray-auth-token")
+    assert token.inputs["type"] == "SecureString" and token.inputs["value"].startswith("mock-password-")
     assert "vm_bootstrap.py worker --mode docker" in worker and "--head-address 10.20.1.10:6379" in worker
     assert "MangoStand" not in head  # the Serve config is not in user data
     assert len(head.encode()) < 16384
-    config = json.loads(r.one("aws:ssm/parameter:Parameter").inputs["value"])
+    config = json.loads(r.one("aws:ssm/parameter:Parameter", "serve-config").inputs["value"])
     assert [a["name"] for a in config["applications"]] == ["fruit", "calc"]
     asg = r.one("aws:autoscaling/group:Group").inputs
     assert (asg["minSize"], asg["desiredCapacity"], asg["maxSize"]) == (1, 2, 4)
@@ -241,7 +258,8 @@ def test_vm_user_config_change_updates_only_the_parameter_and_image_change_rolls
     changed = render(_with_user_config(stack_values("vm"), 9), "vm")
     assert _user_data(base, "head") == _user_data(changed, "head")
     assert _user_data(base, "worker") == _user_data(changed, "worker")
-    assert base.one("aws:ssm/parameter:Parameter").inputs["value"] != changed.one("aws:ssm/parameter:Parameter").inputs["value"]
+    assert base.one("aws:ssm/parameter:Parameter", "serve-config").inputs["value"] != \
+        changed.one("aws:ssm/parameter:Parameter", "serve-config").inputs["value"]
     values = stack_values("vm")
     values["image"] = {"uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/apps:2.0.0"}
     new_image = render(values, "vm")

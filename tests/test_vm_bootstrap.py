@@ -5,12 +5,12 @@ import base64
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
 
 import pytest
-import requests
 
 from components import ray_ops, vm_bootstrap, vm_user_data
 from components.config import ServeSettings
@@ -40,6 +40,8 @@ def vm(tmp_path_factory):
     common = ["--mode", "local", "--project-root", str(PROJECT_ROOT), "--state-dir", str(base / "state"),
               "--dashboard-port", str(dash), "--timeout", "300"]
     run = lambda *args: subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=600)  # noqa: E731
+    previous_token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(base / "state" / "auth_token")  # the cluster's token, for our REST calls
     try:
         head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
                    "--dashboard-host", "127.0.0.1", "--num-cpus", "2")
@@ -49,6 +51,10 @@ def vm(tmp_path_factory):
     finally:
         run("stop", *common)
         ray_ops.stop()
+        if previous_token_path is None:
+            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        else:
+            os.environ["RAY_AUTH_TOKEN_PATH"] = previous_token_path
 
 
 def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
@@ -62,7 +68,7 @@ def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
 def test_worker_joins_the_head(vm):
     result = vm["run"]("worker", *vm["common"], "--head-address", f"127.0.0.1:{vm['gcs']}", "--num-cpus", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    nodes = requests.get(vm["dash"] + "/nodes?view=summary", timeout=30).json()["data"]["summary"]
+    nodes = ray_ops.api_get(vm["dash"], "/nodes?view=summary")["data"]["summary"]
     alive = [n for n in nodes if n["raylet"]["state"] == "ALIVE"]
     assert len(alive) == 2
 
@@ -93,8 +99,10 @@ def test_systemd_units_poll_the_config_with_the_head_arguments():
 
 
 def test_docker_mode_runs_ray_from_the_bundled_image_on_the_host_network():
-    cmd = vm_bootstrap.docker_ray("ray-head", "repo/apps@sha256:abc", ["start", "--head"], {"A": "1"}, "/mnt/ckpt")
+    cmd = vm_bootstrap.docker_ray("ray-head", "repo/apps@sha256:abc", ["start", "--head"], {"A": "1"}, "/mnt/ckpt",
+                                  "/state/auth_token")
     assert cmd[:3] == ["docker", "run", "-d"] and "--network" in cmd and "host" in cmd
+    assert "/state/auth_token:/home/ray/.ray/auth_token:ro" in cmd
     assert cmd[-5:] == ["repo/apps@sha256:abc", "ray", "start", "--head", "--block"]
     assert "/mnt/ckpt/models:/home/ray/model-cache" in cmd and "A=1" in cmd
 
