@@ -219,6 +219,7 @@ class VmSettings(Strict):
     checkpoint_volume_gb: int = Field(default=50, ge=1)
     s3_bucket_arn: Optional[str] = None
     config_poll_seconds: int = Field(default=30, ge=5)
+    ssm_session_access: bool = Field(default=True, description="AmazonSSMManagedInstanceCore, for port-forwarding")
 
     @field_validator("allowed_cidrs")
     @classmethod

@@ -118,8 +118,9 @@ class RayVmCluster(pulumi.ComponentResource):
             policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn).apply(
                 lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn)),
             opts=child)
-        aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
-                                     policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
+        if s.ssm_session_access:  # Session Manager port-forwarding to the dashboard, instead of SSH
+            aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
+                                         policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
         ami = s.ami_id or aws.ssm.get_parameter_output(name=ECS_AL2023_AMI).value

@@ -225,6 +225,11 @@ def test_vm_iam_is_least_privilege(rendered):
     assert by_action["ecr:GetAuthorizationToken"] == "*"  # this action has no resource-level scope
     assert not [a for a in by_action if a.endswith(":*") or a == "*"]
     assert "s3:GetObject" not in by_action  # no bucket configured
+    attached = [a.inputs["policyArn"] for a in r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
+    assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]  # vm.ssm_session_access
+    values = stack_values("vm")
+    values["vm"] = {**values["vm"], "ssm_session_access": False}
+    assert not render(values, "vm").of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
 
 
 def _user_data(r, kind: str) -> str:
