@@ -35,7 +35,7 @@ def ray_executable() -> str:
 
 def serve_runtime_env(proxy: str = "default") -> dict[str, str]:
     """Environment for Ray processes selecting Serve's ingress proxy ("haproxy": Ray's experimental
-    HAProxy ingress, about 2x the requests/s of the default proxy in bench/serve_bench.py)."""
+    HAProxy ingress: 2.9x the requests/s of the default proxy in bench/serve_bench.py)."""
     if proxy not in ("default", "haproxy"):
         raise ValueError(f"proxy must be default or haproxy, not {proxy!r}")
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1"} if proxy == "haproxy" else {}
