@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError, format_pydantic_errors
@@ -288,6 +290,12 @@ def _raw_namespace_values(namespace: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             values[key] = raw
     return values
+
+
+def read_stack_file(path) -> dict[str, Any]:
+    """The `rayserve:` values of a stack file (e.g. stacks/Pulumi.local.yaml), namespace stripped."""
+    raw = yaml.safe_load(Path(path).read_text()).get("config") or {}
+    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
 
 
 def parse_stack_config(values: dict[str, Any]) -> StackConfig:

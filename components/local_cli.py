@@ -8,18 +8,11 @@ from __future__ import annotations
 import json
 import sys
 
-import yaml
-
-from components.config import NAMESPACE, parse_stack_config
+from components.config import parse_stack_config, read_stack_file
 from components.local_platform import LocalServeProvider, provider_inputs
 from components.serve_config import PROJECT_ROOT, build_serve_config
 
 STATE = PROJECT_ROOT / ".pulumi-state" / "local-direct.json"
-
-
-def stack_values(stack: str = "local") -> dict:
-    raw = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
 
 
 def main(action: str) -> dict:
@@ -30,7 +23,7 @@ def main(action: str) -> dict:
             provider.delete(state["id"], state["outs"])
             STATE.unlink()
         return {}
-    cfg = parse_stack_config(stack_values())
+    cfg = parse_stack_config(read_stack_file(PROJECT_ROOT / "stacks" / "Pulumi.local.yaml"))
     props = provider_inputs(cfg.local, build_serve_config(cfg.serve))
     if STATE.exists():
         state = json.loads(STATE.read_text())

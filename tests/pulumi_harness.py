@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pulumi
-import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
+
+from components.config import read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
@@ -148,8 +149,7 @@ class _RecordingMonitor(MockMonitor):
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `rayserve:` values of stacks/Pulumi.<stack>.yaml (namespace stripped)."""
-    raw = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("rayserve:")}
+    return read_stack_file(STACKS / f"Pulumi.{stack}.yaml")
 
 
 def all_stacks() -> list[str]:
