@@ -16,7 +16,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 
 from components import ray_ops
 from components.config import LocalSettings
-from components.serve_config import PROJECT_ROOT, config_hash, serve_port
+from components.serve_config import PROJECT_ROOT, serve_port
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
 RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "project_root", "auth_mode", "ray_env")
@@ -44,7 +44,7 @@ class LocalServeProvider(ResourceProvider):
             **props,
             "dashboard_url": dash,
             "app_urls": ray_ops.app_urls(serve_base_url(props, config), config),
-            "config_hash": config_hash(config),
+            "config_hash": ray_ops.config_hash(config),
         }
 
     def create(self, props: dict[str, Any]) -> CreateResult:

@@ -6,6 +6,7 @@ dashboard's REST API (PUT /api/serve/applications/), the same call `serve deploy
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -56,16 +57,30 @@ def auth_token() -> str | None:
         return None
 
 
-def ensure_auth_token(path: str | None = None) -> str:
-    """Create (0600, 256 random bits) the token file if missing; return the token."""
-    path = path or token_path()
+def write_secret(path: str, value: str) -> None:
+    """Write a secret file that is 0600 from its creation (never briefly readable by others)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+
+
+def ensure_secret(path: str) -> str:
+    """The secret in `path`, created (256 random bits, 0600) if missing."""
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        write_secret(path, secrets.token_hex(32))
     with open(path) as f:
         return f.read().strip()
+
+
+def ensure_auth_token(path: str | None = None) -> str:
+    """Create the Ray auth token file if missing; return the token."""
+    return ensure_secret(path or token_path())
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a Serve config (what was applied; what triggers redeploys)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def auth_env(mode: str) -> dict[str, str]:

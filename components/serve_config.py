@@ -7,9 +7,7 @@ ConfigError naming the offending field. Programs call it before declaring any re
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib
-import json
 from pathlib import Path
 
 import yaml
@@ -131,11 +129,6 @@ def build_serve_config(settings: ServeSettings, root: Path = PROJECT_ROOT) -> di
 def serve_port(config: dict) -> int:
     """The HTTP port Serve's proxies listen on."""
     return int((config.get("http_options") or {}).get("port", 8000))
-
-
-def config_hash(config: dict) -> str:
-    """Stable short hash of a Serve config (used to trigger redeploys)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_yaml(config: dict) -> str:

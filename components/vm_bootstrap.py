@@ -14,10 +14,8 @@ Shipped in EC2 user data next to ray_ops.py. `--mode docker` runs Ray from the b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -53,10 +51,6 @@ def read_config(args) -> dict:
     return json.loads(raw)
 
 
-def digest(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
 # ---- checkpoint volume ---------------------------------------------------------------------
 
 def device_candidates(volume_id: str) -> list[str]:
@@ -85,12 +79,7 @@ def mount_volume(volume_id: str, mount: str, timeout: float = 300) -> None:
 
 def redis_password(state_dir: Path) -> str:
     """One password per cluster, kept (0600) on the checkpoint volume so restarts reuse it."""
-    path = state_dir / "redis-password"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return ray_ops.ensure_secret(str(state_dir / "redis-password"))
 
 
 def redis_answers(port: int) -> bool:
@@ -161,10 +150,7 @@ def setup_auth(args, create: bool) -> str | None:
     if args.auth_token_ssm and not os.path.exists(path):
         token = sh(["aws", "ssm", "get-parameter", "--name", args.auth_token_ssm, "--with-decryption",
                     "--region", args.region, "--query", "Parameter.Value", "--output", "text"]).strip()
-        Path(args.state_dir).mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token)
+        ray_ops.write_secret(path, token)
     elif create:
         ray_ops.ensure_auth_token(path)
     elif not os.path.exists(path):
@@ -192,12 +178,12 @@ def deploy_if_changed(args, force: bool = False) -> bool:
     applied = Path(args.state_dir) / APPLIED_FILE
     running = ray_ops.status(dash).get("applications") or {}
     current = applied.read_text().strip() if applied.exists() else ""
-    if not force and current == digest(config) and all(n in running for n in names):
+    if not force and current == ray_ops.config_hash(config) and all(n in running for n in names):
         return False
     ray_ops.deploy(dash, config)
     ray_ops.wait_running(dash, names, timeout=args.timeout)
     applied.parent.mkdir(parents=True, exist_ok=True)
-    applied.write_text(digest(config))
+    applied.write_text(ray_ops.config_hash(config))
     return True
 
 

@@ -62,7 +62,7 @@ def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
     assert {apps["fruit"]["status"], apps["calc"]["status"]} == {"RUNNING"}
     assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 6
     assert post(vm["base"] + "/calc", ["MUL", 3]) == "15 pizzas please!"
-    assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == vm_bootstrap.digest(json.loads(vm["config_file"].read_text()))
+    assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == ray_ops.config_hash(json.loads(vm["config_file"].read_text()))
 
 
 def test_worker_joins_the_head(vm):
