@@ -1,4 +1,6 @@
 """Pulumi entry point: validate the stack's config, then declare its platform."""
-from components.program import build
+from pathlib import Path
 
-build()
+from rayserve_pulumi.program import build
+
+build(program_dir=Path(__file__).resolve().parent)

@@ -7,7 +7,7 @@
 3. requests/s and p50/p99 on /fruit through the local stack, with Ray Serve's defaults ("before"),
    with the tuning shipped in serve_apps/serve_config.yaml ("after"), and with that plus
    `serve.proxy: haproxy` ("after_haproxy"); through a bare
-   `serve run serve_apps.fruit:app`; and through plain uvicorn on the same handler (bench/plain_app.py).
+   `serve run rayserve_pulumi.serve_apps.fruit:app`; and through plain uvicorn on the same handler (bench/plain_app.py).
 Writes bench/results/serve_bench.json and, when matplotlib is installed, bench/results/serve_bench.png.
 """
 from __future__ import annotations
@@ -21,15 +21,15 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
+from bench.common import free_port
 from bench.loadgen import run as load
-from components import ray_ops
-from components.config import LocalSettings, ServeSettings
-from components.local_platform import LocalServeProvider, provider_inputs
-from components.serve_config import PROJECT_ROOT, build_serve_config
-from tests.helpers import free_port
+from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
+from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.node_agent import ray_ops
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 BODY = ["MANGO", 1]
 
 
@@ -108,9 +108,8 @@ def main() -> dict:
     results = {"before": stack_run("before", a.seconds, a.connections),
                "after": stack_run("after", a.seconds, a.connections),
                "after_haproxy": stack_run("after", a.seconds, a.connections, proxy="haproxy")}
-    results["serve_run"] = process_run([os.path.join(bin_dir, "serve"), "run", "serve_apps.fruit:app"],
-                                       "http://127.0.0.1:8000/fruit", a.seconds, a.connections,
-                                       env={"PYTHONPATH": str(PROJECT_ROOT)})
+    results["serve_run"] = process_run([os.path.join(bin_dir, "serve"), "run", "rayserve_pulumi.serve_apps.fruit:app"],
+                                       "http://127.0.0.1:8000/fruit", a.seconds, a.connections)
     port = free_port()
     results["uvicorn"] = process_run([sys.executable, "-m", "uvicorn", "bench.plain_app:app", "--port", str(port),
                                       "--log-level", "warning"], f"http://127.0.0.1:{port}/fruit", a.seconds, a.connections)

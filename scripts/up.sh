@@ -17,4 +17,5 @@ if command -v pulumi >/dev/null 2>&1; then
 fi
 echo "No Pulumi CLI on PATH (install it: https://www.pulumi.com/docs/install/); running the local" \
      "platform's provider directly, with the same config and code." >&2
-exec .venv/bin/python -m components.local_cli "$action"
+exec .venv/bin/python -m rayserve_pulumi.local.cli "$action" --stack-file stacks/Pulumi.local.yaml \
+  --state .pulumi-state/local-direct.json --program-dir .

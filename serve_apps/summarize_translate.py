@@ -4,7 +4,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from serve_apps.text_models import load_pipeline, translation_task
+from rayserve_pulumi.serve_apps.text_models import load_pipeline, translation_task
 
 DEFAULT_MODEL = "t5-small"
 

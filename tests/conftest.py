@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from components import ray_ops
-from components.config import LocalSettings, ServeSettings
-from components.local_platform import LocalServeProvider, provider_inputs
-from components.serve_config import build_serve_config
+from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.config import LocalSettings, ServeSettings
+from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.config import build_serve_config
 from tests.helpers import free_port
 
 STAND_IN_TEXT = {
@@ -30,11 +30,19 @@ def local_serve():
         ray_ops.stop()
 
 
+@pytest.fixture(scope="session")
+def rendered():
+    """Every stack in stacks/, rendered once under Pulumi mocks."""
+    from tests.pulumi_harness import all_stacks, render, stack_values
+
+    return {stack: render(stack_values(stack), stack) for stack in all_stacks()}
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print the reliability reports (requests sent/failed per scenario) at the end of the run."""
-    from tests import test_reliability
+    from tests.helpers import REPORTS
 
-    if test_reliability.REPORTS:
+    if REPORTS:
         terminalreporter.section("reliability under load")
-        for name, report in test_reliability.REPORTS.items():
+        for name, report in REPORTS.items():
             terminalreporter.write_line(f"{name}: {report}")

@@ -1,17 +1,18 @@
 """Shared test helpers: free ports, HTTP calls, and reading Serve replica state."""
 from __future__ import annotations
 
-import socket
+from pathlib import Path
 
 import requests
 
-from components import ray_ops
+from bench.common import free_port
+from rayserve_pulumi.node_agent import ray_ops
 
+__all__ = ["REPORTS", "RESULTS", "free_port", "post", "ray_answers", "replica_pids"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
+REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
 
 
 def post(url: str, body, timeout: float = 30):

@@ -1,6 +1,8 @@
 """Run the Pulumi program under the SDK's mocks and record every declared resource."""
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import threading
 from dataclasses import dataclass, field
@@ -11,7 +13,7 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
-from components.config import read_stack_file
+from rayserve_pulumi.config import read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
@@ -158,10 +160,10 @@ def all_stacks() -> list[str]:
 
 def render(values: dict[str, Any], stack: str = "test", program: Optional[Callable[[], dict]] = None,
            into: Optional[Rendered] = None) -> Rendered:
-    """Run `program` (default: components.program.build) with these `rayserve:` values under mocks.
+    """Run `program` (default: rayserve_pulumi.program.build) with these `rayserve:` values under mocks.
 
     `into` collects what was declared even when the program raises."""
-    from components.program import build
+    from rayserve_pulumi.program import build
 
     rendered = into if into is not None else Rendered()
     mocks = _Mocks()
@@ -172,7 +174,7 @@ def render(values: dict[str, Any], stack: str = "test", program: Optional[Callab
 
     @pulumi.runtime.test
     def run():
-        outputs = (program or build)()
+        outputs = (program or (lambda: build(program_dir=ROOT)))()
         keys = sorted(outputs)
 
         async def secrets():
@@ -183,3 +185,18 @@ def render(values: dict[str, Any], stack: str = "test", program: Optional[Callab
 
     run()
     return rendered
+
+
+def with_user_config(values: dict, price: int) -> dict:
+    """These stack values with fruit.MangoStand's user_config price set."""
+    values = copy.deepcopy(values)
+    values.setdefault("serve", {}).setdefault("overrides", {}).setdefault("fruit", {})["MangoStand"] = {
+        "user_config": {"price": price}}
+    return values
+
+
+def user_data(r, kind: str) -> str:
+    """The rendered head (instance) or worker (launch template) user data script."""
+    if kind == "head":
+        return r.one("aws:ec2/instance:Instance").inputs["userData"]
+    return base64.b64decode(r.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()

@@ -1,0 +1,182 @@
+"""EksCluster: VPC (pulumi-awsx), EKS (pulumi-eks) with managed CPU/GPU node groups, EBS CSI, gp3 StorageClass.
+
+Outputs `kubeconfig` (secret), `provider` (a Kubernetes provider for the cluster), `storage_class_name`,
+and `model_cache_storage_class` (an EFS-backed ReadWriteMany class when `enable_efs` is set).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
+from rayserve_pulumi.config.stack import EksSettings, NodeGroup
+from rayserve_pulumi.constants import ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL
+
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
+NODE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+def node_group_taints(group: NodeGroup) -> list[dict]:
+    return [GPU_TAINT] if group.gpu else []
+
+
+def node_group_labels(group: NodeGroup) -> dict[str, str]:
+    return {**group.labels, NODE_GROUP_LABEL: group.name, ACCELERATOR_LABEL: "nvidia" if group.gpu else "none"}
+
+
+@dataclass(frozen=True)
+class EksClusterArgs:
+    settings: EksSettings = arg("VPC, Kubernetes version, node groups, StorageClass name")
+    enable_efs: bool = arg("an encrypted EFS file system and a ReadWriteMany StorageClass (model cache)", False)
+    tags: dict[str, str] = arg("AWS tags on every resource", default_factory=dict)
+
+
+class EksCluster(pulumi.ComponentResource):
+    """Outputs `kubeconfig` (secret), `provider`, `storage_class_name`, `model_cache_storage_class`."""
+
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    storage_class_name: pulumi.Output[str]
+    model_cache_storage_class: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:aws:EksCluster", name, None, opts)
+        s, child = args.settings, pulumi.ResourceOptions(parent=self)
+
+        self.vpc = awsx.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=s.vpc_cidr,
+            number_of_availability_zones=s.availability_zones,
+            enable_dns_hostnames=True,
+            nat_gateways={"strategy": s.nat_gateways},
+            subnet_specs=[
+                {"type": "Public", "tags": {"kubernetes.io/role/elb": "1", **args.tags}},
+                {"type": "Private", "tags": {"kubernetes.io/role/internal-elb": "1", **args.tags}},
+            ],
+            tags=args.tags,
+            opts=child,
+        )
+        self.node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+                                      tags=args.tags, opts=child)
+        attachments = [
+            aws.iam.RolePolicyAttachment(f"{name}-node-{arn.rsplit('/', 1)[1]}", role=self.node_role.name,
+                                         policy_arn=arn, opts=child)
+            for arn in NODE_POLICIES
+        ]
+        secrets_key = aws.kms.Key(f"{name}-secrets-key", description=f"{name} EKS secrets envelope encryption",
+                                  enable_key_rotation=True, tags=args.tags, opts=child)
+        self.cluster = eks.Cluster(
+            f"{name}-cluster",
+            name=name,
+            vpc_id=self.vpc.vpc_id,
+            public_subnet_ids=self.vpc.public_subnet_ids,
+            private_subnet_ids=self.vpc.private_subnet_ids,
+            node_associate_public_ip_address=False,
+            skip_default_node_group=True,
+            authentication_mode=eks.AuthenticationMode.API,
+            version=s.kubernetes_version,
+            create_oidc_provider=True,
+            endpoint_public_access=s.endpoint_public_access,
+            endpoint_private_access=True,
+            encryption_config_key_arn=secrets_key.arn,
+            enabled_cluster_log_types=["api", "audit", "authenticator"],
+            instance_roles=[self.node_role],
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+        )
+        self.node_groups = {
+            g.name: eks.ManagedNodeGroup(
+                f"{name}-{g.name}",
+                cluster=self.cluster,
+                node_group_name_prefix=f"{g.name}-",
+                node_role=self.node_role,
+                subnet_ids=self.vpc.private_subnet_ids,
+                instance_types=g.instance_types,
+                ami_type="AL2023_x86_64_NVIDIA" if g.gpu else "AL2023_x86_64_STANDARD",
+                disk_size=g.disk_size_gb,
+                scaling_config={"min_size": g.min_size, "desired_size": g.desired_size, "max_size": g.max_size},
+                labels=node_group_labels(g),
+                taints=node_group_taints(g),
+                tags=args.tags,
+                opts=child,
+            )
+            for g in s.node_groups
+        }
+        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
+        self.cluster_name = pulumi.Output.all(name, self.cluster.kubeconfig_json).apply(lambda a: a[0])
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        k8s_child = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        ebs_role = self._irsa_role(name, "ebs-csi", "kube-system", "ebs-csi-controller-sa",
+                                   "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy", args.tags)
+        ebs_addon = aws.eks.Addon(
+            f"{name}-ebs-csi", cluster_name=self.cluster_name, addon_name="aws-ebs-csi-driver",
+            service_account_role_arn=ebs_role.arn, resolve_conflicts_on_update="OVERWRITE",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.node_groups.values())),
+        )
+        gp3 = k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata={"name": s.storage_class, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Retain",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_addon]),
+        )
+        self.storage_class_name = gp3.metadata.name
+        self.model_cache_storage_class = self._efs(name, args, k8s_child) if args.enable_efs else None
+        self.register_outputs({
+            "kubeconfig": self.kubeconfig, "cluster_name": self.cluster_name,
+            "storage_class_name": self.storage_class_name, "vpc_id": self.vpc.vpc_id,
+            "oidc_provider_arn": self.cluster.oidc_provider_arn,
+        })
+
+    def _irsa_role(self, name: str, short: str, namespace: str, sa: str, policy_arn: str, tags: dict) -> aws.iam.Role:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-{short}-role",
+            assume_role_policy=irsa_trust_policy(self.cluster.oidc_provider_arn, self.cluster.oidc_provider_url, namespace, sa),
+            tags=tags, opts=child,
+        )
+        aws.iam.RolePolicyAttachment(f"{name}-{short}-policy", role=role.name, policy_arn=policy_arn, opts=child)
+        return role
+
+    def _efs(self, name: str, args: EksClusterArgs, k8s_child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """Encrypted EFS + CSI driver + a ReadWriteMany StorageClass for the shared model cache."""
+        child = pulumi.ResourceOptions(parent=self)
+        fs = aws.efs.FileSystem(f"{name}-models", encrypted=True, performance_mode="generalPurpose",
+                                throughput_mode="elastic", tags=args.tags, opts=child)
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-efs-sg", vpc_id=self.vpc.vpc_id, description="NFS from cluster nodes only",
+            ingress=[{"protocol": "tcp", "from_port": 2049, "to_port": 2049,
+                      "security_groups": [self.cluster.node_security_group_id]}],
+            tags=args.tags, opts=child,
+        )
+        for i in range(args.settings.availability_zones):
+            aws.efs.MountTarget(f"{name}-models-mt-{i}", file_system_id=fs.id,
+                                subnet_id=self.vpc.private_subnet_ids[i], security_groups=[sg.id], opts=child)
+        role = self._irsa_role(name, "efs-csi", "kube-system", "efs-csi-controller-sa",
+                               "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy", args.tags)
+        addon = aws.eks.Addon(f"{name}-efs-csi", cluster_name=self.cluster_name, addon_name="aws-efs-csi-driver",
+                              service_account_role_arn=role.arn, resolve_conflicts_on_update="OVERWRITE", opts=child)
+        sc = k8s.storage.v1.StorageClass(
+            f"{name}-efs",
+            metadata={"name": "efs-models"},
+            provisioner="efs.csi.aws.com",
+            parameters={"provisioningMode": "efs-ap", "fileSystemId": fs.id, "directoryPerms": "750"},
+            reclaim_policy="Retain",
+            opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[addon])),
+        )
+        return sc.metadata.name

@@ -1,0 +1,101 @@
+"""EksPlatform: the `eks` stack's one component: cluster, operator, namespace, storage and RayService.
+
+It turns EKS facts into the plain values the cloud-neutral KubeRay pieces take: node-group placement
+(the node-group label, the GPU taint's toleration) and the NLB annotations of a LoadBalancer Service.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.aws.eks.cluster import EksCluster, EksClusterArgs
+from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
+from rayserve_pulumi.config.errors import ConfigError
+from rayserve_pulumi.config.stack import (
+    EksSettings, ImageSettings, KubeRaySettings, RayServiceSettings, StackConfig, check_node_groups,
+)
+from rayserve_pulumi.constants import NODE_GROUP_LABEL
+from rayserve_pulumi.kuberay import (
+    GPU_TOLERATION, HEAD, CheckpointStorage, CheckpointStorageArgs, KubeRayOperator, KubeRayOperatorArgs, Placement,
+    RayService, RayServiceArgs,
+)
+from rayserve_pulumi.platform import Platform
+
+NLB_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+}
+
+
+def placements(rs: RayServiceSettings, eks: EksSettings) -> dict[str, Placement]:
+    """HEAD / worker group name -> where its pods run on this cluster's node groups."""
+    def place(node_group: Optional[str]) -> Placement:
+        return Placement(node_selector={NODE_GROUP_LABEL: node_group} if node_group else None,
+                         tolerations=[GPU_TOLERATION] if eks.is_gpu_group(node_group) else None)
+
+    return {HEAD: place(rs.head.node_group), **{g.name: place(g.node_group) for g in rs.worker_groups}}
+
+
+@dataclass(frozen=True)
+class EksPlatformArgs:
+    eks: EksSettings = arg("the cluster: VPC, Kubernetes version, node groups")
+    ray_service: RayServiceSettings = arg("the RayService: groups, autoscaling, upgrades, checkpoint storage")
+    serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    image: ImageSettings = arg("a prebuilt pinned image, or build: true")
+    kuberay: KubeRaySettings = arg("the operator's Helm chart", default_factory=KubeRaySettings)
+    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+
+
+class EksPlatform(Platform):
+    """Outputs `app_urls`, `dashboard` (a port-forward command), `image`, `kubeconfig` (secret), `cluster_name`."""
+
+    TYPE = "rayserve:aws:EksPlatform"
+    NAME = "eks"
+
+    def __init__(self, name: str, args: EksPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        try:
+            check_node_groups(args.ray_service, args.eks)  # the CRD cannot check placement; before any child exists
+        except ValueError as exc:
+            raise ConfigError(f"rayserve:{exc}") from None
+        super().__init__(name, opts)
+        rs = args.ray_service
+        child = pulumi.ResourceOptions(parent=self)
+        needs_gpu = rs.head.gpu > 0 or any(g.gpu for g in rs.worker_groups)
+        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, gpu=needs_gpu, tags=args.tags), child)
+        self.cluster = EksCluster(f"{name}-eks", EksClusterArgs(
+            settings=args.eks, enable_efs=rs.checkpoint.model_cache_gi is not None, tags=args.tags), child)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.cluster.provider)
+        self.operator = KubeRayOperator(f"{name}-kuberay", KubeRayOperatorArgs(settings=args.kuberay), k8s_opts)
+        self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": rs.namespace}, opts=k8s_opts)
+        self.storage = None
+        if rs.checkpoint.gcs_fault_tolerance or rs.checkpoint.model_cache_gi:
+            self.storage = CheckpointStorage(f"{name}-ckpt", CheckpointStorageArgs(
+                namespace=self.namespace.metadata.name, settings=rs.checkpoint,
+                storage_class=self.cluster.storage_class_name,
+                model_cache_storage_class=self.cluster.model_cache_storage_class), k8s_opts)
+        self.service = RayService(
+            f"{name}-rayservice",
+            RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
+                           placements=placements(rs, args.eks), storage=self.storage, proxy=args.proxy,
+                           load_balancer_annotations=NLB_ANNOTATIONS),
+            pulumi.ResourceOptions(parent=self, provider=self.cluster.provider,
+                                   depends_on=[self.operator, self.namespace, *([self.storage] if self.storage else [])]),
+        )
+        self.app_urls = self.service.app_urls
+        self.dashboard = self.service.dashboard_hint
+        self.finish()
+
+    def extra_outputs(self) -> dict:
+        return {"image": self.image.image_ref, "kubeconfig": self.cluster.kubeconfig,
+                "cluster_name": self.cluster.cluster_name}
+
+    @classmethod
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "EksPlatform":
+        return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
+                                             image=cfg.image, kuberay=cfg.kuberay, proxy=cfg.serve.proxy,
+                                             tags=cfg.tags), opts)

@@ -1,0 +1,196 @@
+"""RayVmCluster: a Ray cluster on EC2 running the bundled Serve image.
+
+Head: one instance (public subnet, Elastic IP) with an encrypted EBS checkpoint volume that outlives
+the instance (GCS Redis data, model cache). Workers: launch template + auto scaling group in private
+subnets. The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
+instances alone and the head's sync timer redeploys it in place; changing the image changes user data,
+which replaces the head and rolls the workers (ASG instance refresh).
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+import pulumi_random as random
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.aws.iam import assume_role_policy
+from rayserve_pulumi.aws.vm import user_data
+from rayserve_pulumi.config.errors import ConfigError
+from rayserve_pulumi.config.serve import app_urls, serve_port
+from rayserve_pulumi.config.stack import VmSettings
+from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS
+
+ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
+CHECKPOINT_DEVICE = "/dev/sdf"
+SSM_STANDARD_LIMIT = 4096
+
+
+def check_serve_port(serve_config: dict) -> int:
+    """The public Serve port must not be one of the ports kept inside the cluster."""
+    port = serve_port(serve_config)
+    if port in INTERNAL_PORTS:
+        raise ConfigError(f"serve config: http_options.port {port} collides with the Ray {INTERNAL_PORTS[port]} port; "
+                          f"use a port other than {sorted(INTERNAL_PORTS)}")
+    return port
+
+
+def metadata_options() -> dict:
+    """IMDSv2 only; hop limit 2 so containers on the host can reach it."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
+
+
+def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str]) -> str:
+    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, optional S3."""
+    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns}]
+    if repository_arn:
+        statements += [
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                                           "ecr:BatchCheckLayerAvailability"], "Resource": repository_arn},
+        ]
+    if s3_bucket_arn:
+        statements.append({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                           "Resource": [s3_bucket_arn, f"{s3_bucket_arn}/*"]})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, token_parameter: str, region: str,
+              volume_id: str) -> list[str]:
+    return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
+            "--serve-proxy", proxy,
+            "--auth-token-ssm", token_parameter,
+            "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
+            "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
+            "--poll-seconds", str(s.config_poll_seconds)]
+
+
+def worker_args(proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
+    return ["--mode", "docker", "--image", image, "--region", region, "--auth-token-ssm", token_parameter,
+            "--serve-proxy", proxy,
+            "--head-address", f"{head_ip}:{GCS_PORT}"]
+
+
+@dataclass(frozen=True)
+class RayVmClusterArgs:
+    settings: VmSettings = arg("instance types, worker counts, allowed CIDRs, volumes")
+    serve_config: dict = arg("validated Serve config, kept in an SSM parameter")
+    image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
+    image_repository_arn: Optional[pulumi.Input[str]] = arg("ECR repository the nodes may pull from", None)
+    tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+
+
+class RayVmCluster(pulumi.ComponentResource):
+    """Outputs `app_urls` (public, per application), `head_private_ip`, `dashboard_hint`."""
+
+    def __init__(self, name: str, args: RayVmClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:aws:RayVmCluster", name, None, opts)
+        s, tags, child = args.settings, args.tags, pulumi.ResourceOptions(parent=self)
+        port = check_serve_port(args.serve_config)
+        region = aws.get_region_output().region
+
+        vpc = awsx.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, number_of_availability_zones=2,
+                           nat_gateways={"strategy": "Single"}, enable_dns_hostnames=True,
+                           subnet_specs=[{"type": "Public"}, {"type": "Private"}], tags=tags, opts=child)
+        self.security_group = self._security_group(name, s, port, vpc.vpc_id, tags)
+
+        config_json = json.dumps(args.serve_config, sort_keys=True)
+        parameter = aws.ssm.Parameter(
+            f"{name}-serve-config", name=f"/{name}/serve-config", type="String", value=config_json,
+            tier="Advanced" if len(config_json) > SSM_STANDARD_LIMIT else "Standard",
+            description="Ray Serve config applied in place by the head's sync timer", tags=tags, opts=child)
+
+        token = random.RandomPassword(f"{name}-ray-auth-token", length=64, special=False, opts=child)
+        token_parameter = aws.ssm.Parameter(
+            f"{name}-ray-auth-token", name=f"/{name}/ray-auth-token", type="SecureString", value=token.result,
+            description="Ray token authentication (dashboard, GCS, REST API)", tags=tags, opts=child)
+
+        role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+                            tags=tags, opts=child)
+        aws.iam.RolePolicy(
+            f"{name}-node-policy", role=role.id,
+            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn).apply(
+                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn)),
+            opts=child)
+        if s.ssm_session_access:  # Session Manager port-forwarding to the dashboard, instead of SSH
+            aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
+                                         policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+
+        ami = s.ami_id or aws.ssm.get_parameter_output(name=ECS_AL2023_AMI).value
+        head_subnet = vpc.public_subnet_ids[0]
+        az = aws.ec2.get_subnet_output(id=head_subnet).availability_zone
+        self.checkpoint_volume = aws.ebs.Volume(
+            f"{name}-checkpoint", availability_zone=az, size=s.checkpoint_volume_gb, type="gp3", encrypted=True,
+            tags={**tags, "Name": f"{name}-checkpoint"},
+            opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
+        head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
+                                           self.checkpoint_volume.id).apply(
+            lambda a: user_data.render("head", head_args(s, name, args.proxy, *a)))
+        self.head = aws.ec2.Instance(
+            f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
+            vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
+            metadata_options=metadata_options(),
+            root_block_device={"encrypted": True, "volume_type": "gp3", "volume_size": s.root_volume_gb},
+            user_data=head_user_data, user_data_replace_on_change=True,
+            tags={**tags, "Name": f"{name}-head", "ray-node-type": "head"}, opts=child)
+        aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
+                                 volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
+                                 stop_instance_before_detaching=True, opts=child)
+        eip = aws.ec2.Eip(f"{name}-head-ip", domain="vpc", instance=self.head.id, tags=tags, opts=child)
+
+        worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
+            lambda a: user_data.render("worker", worker_args(args.proxy, *a)))
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-worker-lt", image_id=ami, instance_type=s.worker_instance_type,
+            iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
+            metadata_options=metadata_options(),
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "encrypted": "true", "volume_type": "gp3", "volume_size": s.root_volume_gb,
+                "delete_on_termination": "true"}}],
+            user_data=worker_user_data.apply(lambda u: base64.b64encode(u.encode()).decode()),
+            update_default_version=True,
+            tag_specifications=[{"resource_type": "instance",
+                                 "tags": {**tags, "Name": f"{name}-worker", "ray-node-type": "worker"}}],
+            tags=tags, opts=child)
+        self.workers = aws.autoscaling.Group(
+            f"{name}-workers", min_size=s.worker_min, max_size=s.worker_max, desired_capacity=s.worker_desired,
+            vpc_zone_identifiers=vpc.private_subnet_ids,
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
+            health_check_type="EC2",
+            tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
+            opts=child)
+
+        self.app_urls = eip.public_ip.apply(lambda ip: app_urls(f"http://{ip}:{port}", args.serve_config))
+        self.head_private_ip = self.head.private_ip
+        self.dashboard_hint = self.head.id.apply(
+            lambda i: f"aws ssm start-session --target {i} --document-name AWS-StartPortForwardingSession "
+                      f"--parameters portNumber={DASHBOARD_PORT},localPortNumber={DASHBOARD_PORT}  "
+                      f"# then http://127.0.0.1:{DASHBOARD_PORT}")
+        self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
+                               "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
+
+    def _security_group(self, name: str, s: VmSettings, port: int, vpc_id, tags: dict) -> aws.ec2.SecurityGroup:
+        """Serve port from the allowed CIDRs; dashboard, GCS and Ray internals only within the group."""
+        child = pulumi.ResourceOptions(parent=self)
+        sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=vpc_id, description=f"{name} Ray cluster",
+                                   tags=tags, opts=child)
+        for i, cidr in enumerate(s.allowed_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-serve-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=port,
+                to_port=port, cidr_ipv4=cidr, description="Ray Serve HTTP", opts=child)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-intra-cluster", security_group_id=sg.id, ip_protocol="-1",
+            referenced_security_group_id=sg.id, description="Ray GCS, dashboard and internals between nodes",
+            opts=child)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-egress", security_group_id=sg.id, ip_protocol="-1", cidr_ipv4="0.0.0.0/0",
+            description="image pulls, SSM, package mirrors", opts=child)
+        return sg

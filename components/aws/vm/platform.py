@@ -1,0 +1,52 @@
+"""VmPlatform: the `vm` stack's one component: the Serve image and the EC2 Ray cluster."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
+from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
+from rayserve_pulumi.config.stack import ImageSettings, StackConfig, VmSettings
+from rayserve_pulumi.platform import Platform
+
+
+@dataclass(frozen=True)
+class VmPlatformArgs:
+    vm: VmSettings = arg("instance types, worker counts, allowed CIDRs, volumes")
+    serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    image: ImageSettings = arg("a prebuilt pinned image, or build: true")
+    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+
+
+class VmPlatform(Platform):
+    """Outputs `app_urls`, `dashboard` (an SSM port-forward command), `image`, `head_private_ip`."""
+
+    TYPE = "rayserve:aws:VmPlatform"
+    NAME = "vm"
+
+    def __init__(self, name: str, args: VmPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        check_serve_port(args.serve_config)  # before any child exists
+        super().__init__(name, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, tags=args.tags), child)
+        self.cluster = RayVmCluster(
+            f"{name}-vm",
+            RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
+                             image_repository_arn=self.image.repository_arn, tags=args.tags, proxy=args.proxy),
+            child,
+        )
+        self.app_urls = self.cluster.app_urls
+        self.dashboard = self.cluster.dashboard_hint
+        self.finish()
+
+    def extra_outputs(self) -> dict:
+        return {"image": self.image.image_ref, "head_private_ip": self.cluster.head_private_ip}
+
+    @classmethod
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "VmPlatform":
+        return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
+                                            proxy=cfg.serve.proxy, tags=cfg.tags), opts)

@@ -1,0 +1,299 @@
+"""Typed stack configuration: one pydantic model for everything a stack can set.
+
+Stack files (`stacks/Pulumi.<stack>.yaml`) set structured keys in the `rayserve` namespace
+(`rayserve:platform`, `rayserve:serve`, `rayserve:eks`, ...). Every field is described here, so this
+module is the reference for what a stack may say; unknown keys are refused.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rayserve_pulumi.config.images import MUTABLE_TAGS, image_is_pinned
+from rayserve_pulumi.constants import (
+    DASHBOARD_PORT, GCS_PORT, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
+)
+from rayserve_pulumi.registry import PLATFORMS
+
+NAMESPACE = "rayserve"
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
+MAX_RAYSERVICE_NAME = 47
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeploymentOverride(Strict):
+    """Per-deployment overrides of the bundled Serve config, checked again by ray.serve.schema once applied."""
+
+    num_replicas: Optional[Union[int, Literal["auto"]]] = Field(None, description="fixed replica count, or 'auto'")
+    max_ongoing_requests: Optional[int] = Field(None, description="requests one replica handles at once")
+    user_config: Optional[dict[str, Any]] = Field(None, description="passed to the deployment's reconfigure(), in place")
+    autoscaling_config: Optional[dict[str, Any]] = Field(None, description="Serve autoscaling (replaces num_replicas)")
+    ray_actor_options: Optional[dict[str, Any]] = Field(None, description="num_cpus, num_gpus, memory, resources")
+    health_check_period_s: Optional[float] = Field(None, description="seconds between check_health calls")
+    health_check_timeout_s: Optional[float] = Field(None, description="seconds before a health check fails")
+
+
+class ServeSettings(Strict):
+    """Which Serve applications run, and what the stack changes in them."""
+
+    config_path: Optional[str] = Field(
+        None, description="a Serve config file; default: the bundled one (rayserve_pulumi.serve_apps). "
+                          "A relative path is relative to the Pulumi program's directory")
+    applications: Optional[list[str]] = Field(None, description="subset of the config's applications (default all)")
+    overrides: dict[str, dict[str, DeploymentOverride]] = Field(
+        default_factory=dict, description="application -> deployment -> fields to override")
+    http_port: Optional[int] = Field(None, ge=1, le=65535, description="Serve's HTTP port (default: the config's)")
+    proxy: Literal["default", "haproxy"] = Field("default", description="haproxy: Ray's experimental, faster ingress")
+
+
+class LocalSettings(Strict):
+    """The `local` platform: a Ray head on this machine."""
+
+    host: str = Field("127.0.0.1", description="address the dashboard and Serve listen on")
+    gcs_port: int = Field(GCS_PORT, ge=1, le=65535, description="Ray GCS port")
+    dashboard_port: int = Field(DASHBOARD_PORT, ge=1, le=65535, description="dashboard and Serve REST API port")
+    num_cpus: int = Field(4, gt=0, description="logical CPUs Ray may schedule")
+    deploy_timeout_s: float = Field(300, gt=0, description="how long `up` waits for every app to be RUNNING")
+    auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
+
+
+def _check_pinned(uri: str) -> str:
+    if not image_is_pinned(uri):
+        raise ValueError(f"image {uri!r} has no tag or a mutable one; pin a version tag or digest")
+    return uri
+
+
+class ImageSettings(Strict):
+    """Either a prebuilt, pinned image `uri`, or `build: true` (ECR repository + build of the bundled apps)."""
+
+    uri: Optional[str] = Field(None, description="prebuilt image, pinned by version tag or digest")
+    build: bool = Field(False, description="build the bundled apps into an image pushed to ECR")
+    repository_name: str = Field("rayserve-apps", description="ECR repository name (build: true)")
+    tag: str = Field("v1", description="version prefix of the immutable tag (a context hash is appended)")
+    platform: str = Field("linux/amd64", description="build platform")
+    ray_base_image: str = Field(RAY_CPU_IMAGE, description="base image for CPU clusters")
+    gpu_base_image: str = Field(RAY_GPU_IMAGE, description="base image for clusters with GPU workers")
+
+    @field_validator("uri", "ray_base_image", "gpu_base_image")
+    @classmethod
+    def _pinned(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else _check_pinned(v)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        if v in MUTABLE_TAGS:
+            raise ValueError(f"tag {v!r} is mutable; use a version")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.uri and self.build:
+            raise ValueError("set either uri (prebuilt image) or build: true, not both")
+        return self
+
+    @property
+    def provided(self) -> bool:
+        return bool(self.uri or self.build)
+
+
+class NodeGroup(Strict):
+    """An EKS managed node group."""
+
+    name: str = Field(description="group name; Ray pods select it through the rayserve.io/node-group label")
+    instance_types: list[str] = Field(min_length=1, description="EC2 instance types")
+    min_size: int = Field(1, ge=0, description="fewest nodes")
+    desired_size: int = Field(1, ge=0, description="nodes at creation")
+    max_size: int = Field(3, ge=1, description="most nodes")
+    disk_size_gb: int = Field(100, ge=20, description="root volume size")
+    gpu: bool = Field(False, description="NVIDIA AMI and a nvidia.com/gpu NoSchedule taint")
+    labels: dict[str, str] = Field(default_factory=dict, description="extra node labels")
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(f"node group {self.name}: need min_size <= desired_size <= max_size")
+        return self
+
+
+class EksSettings(Strict):
+    """The EKS cluster and its VPC."""
+
+    kubernetes_version: str = Field("1.33", description="EKS Kubernetes version")
+    vpc_cidr: str = Field("10.0.0.0/16", description="VPC IPv4 CIDR")
+    availability_zones: int = Field(2, ge=2, le=3, description="AZs (a public and a private subnet each)")
+    nat_gateways: Literal["Single", "OnePerAz"] = Field("Single", description="NAT gateway strategy")
+    endpoint_public_access: bool = Field(True, description="Kubernetes API reachable from outside the VPC")
+    node_groups: list[NodeGroup] = Field(min_length=1, description="managed node groups (at least one CPU group)")
+    storage_class: str = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
+
+    @model_validator(mode="after")
+    def _groups(self):
+        names = [g.name for g in self.node_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node group names must be unique: {names}")
+        if not any(not g.gpu for g in self.node_groups):
+            raise ValueError("at least one CPU node group is required (KubeRay operator, Ray head)")
+        return self
+
+    def group(self, name: Optional[str]) -> Optional[NodeGroup]:
+        return next((g for g in self.node_groups if g.name == name), None)
+
+    def is_gpu_group(self, name: Optional[str]) -> bool:
+        group = self.group(name)
+        return bool(group and group.gpu)
+
+
+class KubeRaySettings(Strict):
+    """The KubeRay operator's Helm release."""
+
+    chart_version: str = Field(KUBERAY_CHART_VERSION, description="kuberay-operator chart version (pinned)")
+    namespace: str = Field("kuberay-system", description="operator namespace")
+    repository: str = Field(KUBERAY_CHART_REPOSITORY, description="Helm repository")
+
+
+class PodResources(Strict):
+    cpu: str = Field("1", description="container CPU request and limit (Kubernetes quantity)")
+    memory: str = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")
+    gpu: int = Field(0, ge=0, description="nvidia.com/gpu per pod")
+
+
+class HeadSettings(PodResources):
+    """The Ray head pod."""
+
+    num_cpus: Optional[float] = Field(None, ge=0, description="Ray logical CPUs; 0 keeps work off the head")
+    node_group: Optional[str] = Field(None, description="EKS node group to run on")
+
+
+class WorkerGroup(PodResources):
+    """A Ray worker group."""
+
+    name: str = Field(description="worker group name")
+    replicas: int = Field(1, ge=0, description="pods at creation")
+    min_replicas: int = Field(1, ge=0, description="fewest pods the autoscaler keeps")
+    max_replicas: int = Field(3, ge=0, description="most pods the autoscaler starts")
+    node_group: Optional[str] = Field(None, description="EKS node group to run on")
+
+    @model_validator(mode="after")
+    def _replicas(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"worker group {self.name}: min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(f"worker group {self.name}: replicas must lie within [min_replicas, max_replicas]")
+        return self
+
+
+class CheckpointSettings(Strict):
+    """Durable state: Redis for GCS fault tolerance, and a shared model cache."""
+
+    gcs_fault_tolerance: bool = Field(True, description="Redis-backed GCS, so Serve survives a head restart")
+    redis_storage_gi: int = Field(8, ge=1, description="Redis volume size")
+    model_cache_gi: Optional[int] = Field(None, ge=1, description="ReadWriteMany model cache (HF_HOME) size")
+
+
+class RayServiceSettings(Strict):
+    """The KubeRay RayService (EKS)."""
+
+    name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
+    namespace: str = Field("ray", description="namespace of the RayService and its storage")
+    ray_version: str = Field(RAY_VERSION, description="Ray version of the image")
+    head: HeadSettings = Field(HeadSettings(), description="the head pod")
+    worker_groups: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(name="cpu")],
+                                             description="worker groups")
+    enable_autoscaling: bool = Field(True, description="KubeRay's in-tree autoscaler")
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
+        "NewCluster", description="what KubeRay does when the cluster spec changes")
+    auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
+    service_type: Literal["LoadBalancer", "ClusterIP"] = Field("ClusterIP", description="Serve endpoint type")
+    checkpoint: CheckpointSettings = Field(CheckpointSettings(), description="GCS fault tolerance and model cache")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > MAX_RAYSERVICE_NAME:
+            raise ValueError(f"name {v!r} is {len(v)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME}")
+        if not DNS_1035.match(v):
+            raise ValueError(f"name {v!r} must be a DNS-1035 label (lower case, digits, '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _groups(self):
+        names = [g.name for g in self.worker_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker group names must be unique: {names}")
+        return self
+
+
+class VmSettings(Strict):
+    """The EC2 VM platform."""
+
+    vpc_cidr: str = Field("10.20.0.0/16", description="VPC IPv4 CIDR")
+    head_instance_type: str = Field("m6i.xlarge", description="head instance type")
+    worker_instance_type: str = Field("m6i.xlarge", description="worker instance type")
+    worker_min: int = Field(1, ge=0, description="fewest workers")
+    worker_desired: int = Field(1, ge=0, description="workers at creation")
+    worker_max: int = Field(3, ge=0, description="most workers")
+    ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
+    allowed_cidrs: list[str] = Field(min_length=1, description="who may reach the Serve port")
+    root_volume_gb: int = Field(100, ge=30, description="root volume size")
+    checkpoint_volume_gb: int = Field(50, ge=1, description="head's retained EBS volume (GCS Redis, model cache)")
+    s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
+    config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
+    ssm_session_access: bool = Field(True, description="AmazonSSMManagedInstanceCore, for port-forwarding")
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            ipaddress.ip_network(cidr)  # raises ValueError naming the bad value
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if not self.worker_min <= self.worker_desired <= self.worker_max:
+            raise ValueError("need worker_min <= worker_desired <= worker_max")
+        return self
+
+
+class StackConfig(Strict):
+    """Everything a stack can set, under the `rayserve:` config namespace."""
+
+    platform: Literal[tuple(PLATFORMS)] = Field("local", description="which registered platform deploys the stack")
+    name: str = Field("rayserve", pattern=r"^[a-z][a-z0-9-]{0,23}$", description="prefix of every resource name")
+    serve: ServeSettings = Field(ServeSettings(), description="Serve applications and overrides")
+    local: LocalSettings = Field(LocalSettings(), description="platform local")
+    image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm)")
+    eks: Optional[EksSettings] = Field(None, description="platform eks: the cluster")
+    kuberay: KubeRaySettings = Field(KubeRaySettings(), description="platform eks: the operator")
+    ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platform eks: the RayService")
+    vm: Optional[VmSettings] = Field(None, description="platform vm")
+    tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
+
+    @model_validator(mode="after")
+    def _platform_sections(self):
+        if self.platform == "eks":
+            if self.eks is None:
+                raise ValueError("platform eks needs an `eks` section")
+            check_node_groups(self.ray_service, self.eks)
+        if self.platform == "vm" and self.vm is None:
+            raise ValueError("platform vm needs a `vm` section")
+        if self.platform in ("eks", "vm") and not self.image.provided:
+            raise ValueError(f"platform {self.platform} needs image.uri (prebuilt, pinned) or image.build: true")
+        return self
+
+
+def check_node_groups(rs: RayServiceSettings, eks: Optional[EksSettings]) -> None:
+    """Ray pods must name existing node groups, and GPU requests must land on a GPU node group."""
+    for where, spec in [("head", rs.head), *((f"worker_groups.{g.name}", g) for g in rs.worker_groups)]:
+        if spec.node_group and (eks is None or eks.group(spec.node_group) is None):
+            raise ValueError(f"ray_service.{where}.node_group {spec.node_group!r} is not an eks node group")
+        if spec.gpu and not (eks and eks.is_gpu_group(spec.node_group)):
+            raise ValueError(f"ray_service.{where} requests {spec.gpu} GPU(s) but node_group "
+                             f"{spec.node_group!r} is not a GPU node group")

@@ -1,0 +1,38 @@
+"""One definition per fact: versions, images, ports and labels every part of the package shares.
+
+Standard library only: the node agent ships this module onto VMs beside itself.
+"""
+from __future__ import annotations
+
+RAY_VERSION = "2.60.0"
+RAY_CPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-cpu"
+RAY_GPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-gpu"
+KUBERAY_CHART = "kuberay-operator"
+KUBERAY_CHART_VERSION = "1.7.0"
+KUBERAY_CHART_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
+REDIS_IMAGE = "redis:7.4.2-alpine"
+
+# Ray's ports (Ray defaults; the stacks keep them).
+GCS_PORT = 6379
+DASHBOARD_PORT = 8265
+CLIENT_PORT = 10001
+METRICS_PORT = 8080
+SERVE_PORT = 8000
+GCS_REDIS_PORT = 6380  # the Redis behind GCS fault tolerance on a VM head (6379 is the GCS itself)
+REDIS_PORT = 6379  # the Redis Service on Kubernetes (its own pod, so Redis' own default)
+# Ports that stay inside a cluster: never opened to the world, never a Serve port.
+INTERNAL_PORTS = {GCS_PORT: "GCS", DASHBOARD_PORT: "dashboard", CLIENT_PORT: "Ray client",
+                  GCS_REDIS_PORT: "GCS Redis", METRICS_PORT: "metrics"}
+
+# Labels and the Kubernetes resource name of a GPU.
+NODE_GROUP_LABEL = "rayserve.io/node-group"  # on every EKS node; Ray pods select their group by it
+ACCELERATOR_LABEL = "rayserve.io/accelerator"
+SERVICE_LABEL = "rayserve.io/service"  # on every pod of one RayService
+GPU_RESOURCE = "nvidia.com/gpu"
+
+# Where the Serve image keeps Hugging Face weights (the model-cache volume on EKS and VMs).
+MODEL_CACHE_PATH = "/home/ray/model-cache"
+
+# Environment selecting Serve's ingress proxy per `rayserve:serve.proxy` ("haproxy": Ray's experimental
+# HAProxy ingress, 2.9x the requests/s of the default proxy in bench/serve_bench.py).
+SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}

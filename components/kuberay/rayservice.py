@@ -1,0 +1,186 @@
+"""RayService: a KubeRay `ray.io/v1` RayService running the validated Serve config.
+
+Cloud-neutral: where pods run (node selectors, tolerations) and how a load balancer is annotated come
+in as plain values from the platform. `render_rayservice` is a pure function (plain values in,
+manifest dict out) so the rendered spec can be checked against the KubeRay CRD schema. The Serve
+config lives only in `spec.serveConfigV2`: changing it never touches `rayClusterConfig`, so KubeRay
+applies it in place instead of rolling a new cluster.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
+from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
+from rayserve_pulumi.constants import (
+    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
+)
+from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
+
+API_VERSION = "ray.io/v1"
+HEAD = "head"  # the placements key of the head group (worker groups use their names)
+AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one Ray group's pods run, as plain Kubernetes values chosen by the platform."""
+
+    node_selector: Optional[dict] = arg("pod nodeSelector", None)
+    tolerations: Optional[list] = arg("pod tolerations", None)
+
+
+def _resources(spec: PodResources) -> dict:
+    amounts = {"cpu": spec.cpu, "memory": spec.memory}
+    limits = {**amounts, **({GPU_RESOURCE: spec.gpu} if spec.gpu else {})}
+    return {"requests": dict(limits), "limits": limits}
+
+
+def _pod_template(container: str, image: str, spec: PodResources, placement: Placement, labels: dict,
+                  ports: list[dict], storage: Optional[GcsStorageRef], proxy: str) -> dict:
+    mounts = [{"name": "ray-logs", "mountPath": "/tmp/ray"}]
+    volumes = [{"name": "ray-logs", "emptyDir": {}}]
+    if storage and storage.model_cache_claim:
+        mounts.append({"name": "model-cache", "mountPath": MODEL_CACHE_PATH})
+        volumes.append({"name": "model-cache", "persistentVolumeClaim": {"claimName": storage.model_cache_claim}})
+    pod: dict = {
+        "containers": [{
+            "name": container,
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "resources": _resources(spec),
+            "ports": ports,
+            "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH},
+                    *({"name": k, "value": v} for k, v in SERVE_PROXY_ENV[proxy].items())],
+            "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+    }
+    if placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod["tolerations"] = list(placement.tolerations)
+    return {"metadata": {"labels": labels}, "spec": pod}
+
+
+def _head_group(head: HeadSettings, image: str, placement: Placement, labels: dict, port: int, storage,
+                proxy: str) -> dict:
+    params = {"dashboard-host": "0.0.0.0"}
+    if head.num_cpus is not None:
+        params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
+    ports = [{"containerPort": GCS_PORT, "name": "gcs-server"}, {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
+             {"containerPort": CLIENT_PORT, "name": "client"}, {"containerPort": port, "name": "serve"}]
+    return {
+        "rayStartParams": params,
+        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, proxy),
+    }
+
+
+def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict, port: int, storage,
+                  proxy: str) -> dict:
+    return {
+        "groupName": g.name,
+        "replicas": g.replicas,
+        "minReplicas": g.min_replicas,
+        "maxReplicas": g.max_replicas,
+        "rayStartParams": {},
+        "template": _pod_template("ray-worker", image, g, placement, labels,
+                                  [{"containerPort": port, "name": "serve"}], storage, proxy),
+    }
+
+
+def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
+                      placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
+                      proxy: str = "default") -> dict:
+    """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names."""
+    placements = placements or {}
+    port = serve_port(serve_config)
+    labels = {SERVICE_LABEL: s.name}
+    cluster: dict = {
+        "rayVersion": s.ray_version,
+        "authOptions": {"mode": s.auth_mode},
+        "enableInTreeAutoscaling": s.enable_autoscaling,
+        "headGroupSpec": _head_group(s.head, image, placements.get(HEAD, Placement()), labels, port, storage, proxy),
+        "workerGroupSpecs": [_worker_group(g, image, placements.get(g.name, Placement()), labels, port, storage, proxy)
+                             for g in s.worker_groups],
+    }
+    if s.enable_autoscaling:
+        cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
+                                        "resources": AUTOSCALER_RESOURCES}
+    if storage and storage.redis_address:
+        cluster["gcsFaultToleranceOptions"] = {
+            "redisAddress": storage.redis_address,
+            "redisPassword": {"valueFrom": {"secretKeyRef": {"name": storage.password_secret, "key": storage.password_key}}},
+        }
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayService",
+        "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+        "spec": {
+            "upgradeStrategy": {"type": s.upgrade_strategy},
+            "serveConfigV2": to_yaml(serve_config),
+            "rayClusterConfig": cluster,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class RayServiceArgs:
+    settings: RayServiceSettings = arg("RayService name, namespace, head and worker groups, upgrade strategy")
+    serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
+    placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
+    storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
+    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    load_balancer_annotations: Optional[dict] = arg("annotations of the LoadBalancer Service (cloud specific)", None)
+
+
+class RayService(pulumi.ComponentResource):
+    """Outputs `app_urls` (route prefix included) and `dashboard_hint`."""
+
+    def __init__(self, name: str, args: RayServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:kuberay:RayService", name, None, opts)
+        s = args.settings
+        ref = args.storage.ref if args.storage else None
+        parts = [args.image, *((ref.redis_address, ref.password_secret, ref.model_cache_claim) if ref else ())]
+
+        def render(values: list) -> dict:
+            plain = GcsStorageRef(values[1], values[2], model_cache_claim=values[3]) if ref else None
+            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy)
+
+        manifest = pulumi.Output.all(*parts).apply(render)
+        self.resource = k8s.apiextensions.CustomResource(
+            f"{name}-rayservice",
+            api_version=API_VERSION,
+            kind="RayService",
+            metadata={"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+            spec=manifest["spec"],
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")),
+        )
+        port = serve_port(args.serve_config)
+        if s.service_type == "LoadBalancer":
+            svc = k8s.core.v1.Service(
+                f"{name}-public",
+                metadata={"name": f"{s.name}-public", "namespace": s.namespace,
+                          "annotations": dict(args.load_balancer_annotations or {})},
+                spec={"type": "LoadBalancer", "selector": {SERVICE_LABEL: s.name, "ray.io/serve": "true"},
+                      "ports": [{"name": "serve", "port": port, "target_port": port}]},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resource],
+                                            custom_timeouts=pulumi.CustomTimeouts(create="30m")),
+            )
+            host = svc.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
+            base = host.apply(lambda ing: f"http://{(ing.hostname or ing.ip) if ing else 'pending'}:{port}")
+        else:
+            base = pulumi.Output.from_input(f"http://{s.name}-serve-svc.{s.namespace}.svc.cluster.local:{port}")
+        self.app_urls = base.apply(lambda b: app_urls(b, args.serve_config))
+        self.dashboard_hint = pulumi.Output.from_input(
+            f"kubectl -n {s.namespace} port-forward svc/{s.name}-head-svc {DASHBOARD_PORT}:{DASHBOARD_PORT}"
+            f"  # then http://127.0.0.1:{DASHBOARD_PORT}")
+        self.register_outputs({"app_urls": self.app_urls, "dashboard_hint": self.dashboard_hint})

@@ -1,0 +1,123 @@
+"""CheckpointStorage: persistent state for a RayService.
+
+- Redis for GCS fault tolerance (password a Pulumi secret, data on an encrypted gp3 PVC, append-only
+  file), so Serve's state survives a head pod restart (`gcsFaultToleranceOptions`).
+- Optionally a ReadWriteMany model-cache PVC shared by every Ray pod (HF_HOME).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.stack import CheckpointSettings
+from rayserve_pulumi.constants import REDIS_IMAGE, REDIS_PORT
+
+PASSWORD_KEY = "password"
+
+
+@dataclass(frozen=True)
+class GcsStorageRef:
+    """What a RayCluster spec needs to reach the checkpoint storage."""
+
+    redis_address: Optional[pulumi.Input[str]] = arg("host:port of the GCS Redis (None: no fault tolerance)")
+    password_secret: Optional[pulumi.Input[str]] = arg("Secret holding the Redis password")
+    password_key: str = arg("key of the password in that Secret", PASSWORD_KEY)
+    model_cache_claim: Optional[pulumi.Input[str]] = arg("ReadWriteMany PVC mounted as the model cache", None)
+
+
+@dataclass(frozen=True)
+class CheckpointStorageArgs:
+    namespace: pulumi.Input[str] = arg("namespace of the RayService that uses the storage")
+    settings: CheckpointSettings = arg("GCS fault tolerance and model-cache sizes")
+    storage_class: pulumi.Input[str] = arg("ReadWriteOnce StorageClass for Redis (encrypted)")
+    model_cache_storage_class: Optional[pulumi.Input[str]] = arg("ReadWriteMany StorageClass for the model cache", None)
+
+
+class CheckpointStorage(pulumi.ComponentResource):
+    """Outputs `ref` (a GcsStorageRef for the RayService)."""
+
+    ref: Optional[GcsStorageRef]
+
+    def __init__(self, name: str, args: CheckpointStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("rayserve:kuberay:CheckpointStorage", name, None, opts)
+        s = args.settings
+        redis_address = password_secret = None
+        if s.gcs_fault_tolerance:
+            redis_address, password_secret = self._redis(name, args)
+        model_claim = None
+        if s.model_cache_gi:
+            if args.model_cache_storage_class is None:
+                raise ValueError("model_cache_gi needs a ReadWriteMany storage class (EksCluster enable_efs)")
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-model-cache",
+                metadata={"namespace": args.namespace, "name": f"{name}-model-cache"},
+                spec={"access_modes": ["ReadWriteMany"], "storage_class_name": args.model_cache_storage_class,
+                      "resources": {"requests": {"storage": f"{s.model_cache_gi}Gi"}}},
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            model_claim = claim.metadata.name
+        self.ref = GcsStorageRef(redis_address=redis_address, password_secret=password_secret,
+                                 model_cache_claim=model_claim)
+        self.register_outputs({"redis_address": self.ref.redis_address, "password_secret": self.ref.password_secret,
+                               "model_cache_claim": model_claim})
+
+    def _redis(self, name: str, args: CheckpointStorageArgs):
+        """Password secret, Service and single-replica StatefulSet with an encrypted PVC."""
+        s, child = args.settings, pulumi.ResourceOptions(parent=self)
+        self.password = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
+        labels = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": name}
+        secret = k8s.core.v1.Secret(
+            f"{name}-redis-auth",
+            metadata={"namespace": args.namespace, "name": f"{name}-redis-auth"},
+            string_data={PASSWORD_KEY: self.password.result},
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["string_data", "data"]),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-redis",
+            metadata={"namespace": args.namespace, "name": f"{name}-redis", "labels": labels},
+            spec={"selector": labels, "ports": [{"name": "redis", "port": REDIS_PORT, "target_port": REDIS_PORT}]},
+            opts=child,
+        )
+        self.redis = k8s.apps.v1.StatefulSet(
+            f"{name}-redis",
+            metadata={"namespace": args.namespace, "name": f"{name}-redis", "labels": labels},
+            spec={
+                "service_name": service.metadata.name,
+                "replicas": 1,
+                "selector": {"match_labels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "security_context": {"run_as_non_root": True, "run_as_user": 999, "fs_group": 999},
+                        "containers": [{
+                            "name": "redis",
+                            "image": REDIS_IMAGE,
+                            "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes",
+                                     "--appendfsync", "everysec", "--dir", "/data"],
+                            "env": [{"name": "REDIS_PASSWORD",
+                                     "value_from": {"secret_key_ref": {"name": secret.metadata.name, "key": PASSWORD_KEY}}}],
+                            "ports": [{"container_port": REDIS_PORT, "name": "redis"}],
+                            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                          "limits": {"cpu": "1", "memory": "1Gi"}},
+                            "readiness_probe": {"exec": {"command": ["sh", "-c", "redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning ping"]},
+                                                "period_seconds": 5},
+                            "volume_mounts": [{"name": "data", "mount_path": "/data"}],
+                        }],
+                    },
+                },
+                "volume_claim_templates": [{
+                    "metadata": {"name": "data"},
+                    "spec": {"access_modes": ["ReadWriteOnce"], "storage_class_name": args.storage_class,
+                             "resources": {"requests": {"storage": f"{s.redis_storage_gi}Gi"}}},
+                }],
+                "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
+            },
+            opts=child,
+        )
+        address = pulumi.Output.concat(service.metadata.name, ".", args.namespace, ".svc.cluster.local:", str(REDIS_PORT))
+        return address, secret.metadata.name

@@ -1,0 +1,40 @@
+"""LocalPlatform: the `local` stack's one component (a real Ray head on this machine)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pulumi
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.stack import LocalSettings, StackConfig
+from rayserve_pulumi.local.provider import LocalRayServe, provider_inputs
+from rayserve_pulumi.platform import Platform
+
+
+@dataclass(frozen=True)
+class LocalPlatformArgs:
+    settings: LocalSettings = arg("the local head: host, ports, CPUs, auth mode")
+    serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    proxy: Literal["default", "haproxy"] = arg("Serve's ingress proxy", "default")
+
+
+class LocalPlatform(Platform):
+    """Ray Serve on this machine; `dashboard` is the dashboard's URL."""
+
+    TYPE = "rayserve:local:LocalPlatform"
+    NAME = "local"
+
+    def __init__(self, name: str, args: LocalPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(name, opts)
+        self.serve = LocalRayServe(
+            f"{name}-serve", provider_inputs(args.settings, args.serve_config, proxy=args.proxy),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.app_urls = self.serve.app_urls
+        self.dashboard = self.serve.dashboard_url
+        self.finish()
+
+    @classmethod
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "LocalPlatform":
+        return cls(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy), opts)

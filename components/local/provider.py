@@ -1,0 +1,113 @@
+"""The `local` platform's dynamic provider: a real Ray head on this machine running the bundled apps.
+
+create = `ray start --head` + deploy through the Serve REST API + wait for RUNNING; update = redeploy
+in place; delete = shut Serve down and `ray stop`. Tests call its methods directly against a real
+local Ray; `rayserve_pulumi.local.LocalPlatform` is the component programs use.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+from rayserve_pulumi.config.serve import app_urls, serve_port
+from rayserve_pulumi.config.stack import LocalSettings
+from rayserve_pulumi.node_agent import ray_ops
+
+# Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "auth_mode", "ray_env")
+
+
+def dashboard_url(props: dict) -> str:
+    return f"http://{props['host']}:{int(props['dashboard_port'])}"
+
+
+def serve_base_url(props: dict, config: dict) -> str:
+    return f"http://{props['host']}:{serve_port(config)}"
+
+
+class LocalServeProvider(ResourceProvider):
+    """CRUD for a local Ray head + Serve deployment (inputs: see LocalRayServeArgs)."""
+
+    def _deploy(self, props: dict) -> dict:
+        config = json.loads(props["serve_config_json"])
+        dash = dashboard_url(props)
+        ray_ops.wait_dashboard(dash)
+        ray_ops.deploy(dash, config)
+        names = [a["name"] for a in config["applications"]]
+        ray_ops.wait_running(dash, names, timeout=float(props.get("deploy_timeout_s", 300)))
+        return {
+            **props,
+            "dashboard_url": dash,
+            "app_urls": app_urls(serve_base_url(props, config), config),
+            "config_hash": ray_ops.config_hash(config),
+        }
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        try:
+            ray_ops.wait_dashboard(dashboard_url(props), timeout=1)
+            adopted = True  # a head is already serving on these ports (e.g. a retried create)
+        except TimeoutError:
+            adopted = False
+        if not adopted:
+            ray_ops.start_head(
+                gcs_port=int(props["gcs_port"]),
+                dashboard_port=int(props["dashboard_port"]),
+                dashboard_host=props["host"],
+                num_cpus=int(props["num_cpus"]),
+                auth_mode=props.get("auth_mode", "token"),
+                extra_env=props.get("ray_env") or {},
+            )
+        try:
+            outs = self._deploy(props)
+        except Exception:
+            if not adopted:
+                ray_ops.stop()
+            raise
+        return CreateResult(id_=f"local-ray-{props['host']}-{int(props['gcs_port'])}", outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in RESTART_KEYS if olds.get(k) != news.get(k)]
+        changed = replaces or olds.get("serve_config_json") != news.get("serve_config_json") or \
+            olds.get("deploy_timeout_s") != news.get("deploy_timeout_s")
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._deploy(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        try:
+            ray_ops.delete_apps(dashboard_url(props))
+        except OSError:
+            pass  # Ray already gone: nothing to shut down
+        ray_ops.stop()
+
+
+def provider_inputs(settings: LocalSettings, serve_config: dict, proxy: str = "default") -> dict:
+    """The provider's input properties for a stack's local settings and Serve config."""
+    return {
+        "ray_env": ray_ops.serve_runtime_env(proxy),
+        "host": settings.host,
+        "gcs_port": settings.gcs_port,
+        "dashboard_port": settings.dashboard_port,
+        "num_cpus": settings.num_cpus,
+        "deploy_timeout_s": settings.deploy_timeout_s,
+        "auth_mode": settings.auth_mode,
+        "serve_config_json": json.dumps(serve_config, sort_keys=True),
+    }
+
+
+class LocalRayServe(pulumi.dynamic.Resource):
+    """The dynamic resource managed by LocalServeProvider."""
+
+    dashboard_url: pulumi.Output[str]
+    app_urls: pulumi.Output[dict]
+    config_hash: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            LocalServeProvider(), name,
+            {**props, "dashboard_url": None, "app_urls": None, "config_hash": None}, opts,
+        )

@@ -1,0 +1,306 @@
+"""Boot a Ray node on a VM and keep its Serve config applied. Standard library only.
+
+Shipped in EC2 user data (with ray_ops and rayserve_pulumi.constants) and run as
+`python3 -m rayserve_pulumi.node_agent`. `--mode docker` runs Ray from the bundled image (the EC2
+path); `--mode local` runs this interpreter's Ray, which imports the apps from the installed package
+(the same steps, run for real in the tests).
+
+  head    mount the checkpoint volume, [start Redis for GCS fault tolerance], start the Ray head,
+          deploy the Serve config through the REST API and wait until every app is RUNNING
+  worker  join the head
+  sync    redeploy the Serve config in place when it changed (a systemd timer runs this on EC2)
+  stop    stop Ray (and Redis) on this machine
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, REDIS_IMAGE
+from rayserve_pulumi.node_agent import ray_ops
+
+MODULE = "rayserve_pulumi.node_agent"
+HEAD_CONTAINER, WORKER_CONTAINER, REDIS_CONTAINER = "ray-head", "ray-worker", "ray-gcs-redis"
+APPLIED_FILE = "applied-config.sha256"
+SYNC_UNIT = "rayserve-sync"
+
+
+def sh(args: list[str], *, input_text: str | None = None, check: bool = True) -> str:
+    proc = subprocess.run(args, input=input_text, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+# ---- config source -------------------------------------------------------------------------
+
+def read_config(args) -> dict:
+    """The Serve config from a file, or from an SSM parameter (via the AWS CLI on the AMI)."""
+    if args.config_file:
+        return json.loads(Path(args.config_file).read_text())
+    raw = sh(["aws", "ssm", "get-parameter", "--name", args.config_ssm, "--region", args.region,
+              "--query", "Parameter.Value", "--output", "text"])
+    return json.loads(raw)
+
+
+# ---- checkpoint volume ---------------------------------------------------------------------
+
+def device_candidates(volume_id: str) -> list[str]:
+    """Where an attached EBS volume shows up (Nitro NVMe by id first, then Xen names)."""
+    return [f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume_id.replace('-', '')}", "/dev/sdf", "/dev/xvdf"]
+
+
+def mount_volume(volume_id: str, mount: str, timeout: float = 300) -> None:
+    """Wait for the volume, format it only if it holds no filesystem, and mount it."""
+    deadline = time.monotonic() + timeout
+    while not (device := next((d for d in device_candidates(volume_id) if os.path.exists(d)), None)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"volume {volume_id} not attached after {timeout}s")
+        time.sleep(5)
+    if not sh(["blkid", "-o", "value", "-s", "TYPE", device], check=False).strip():
+        sh(["mkfs.xfs", device])
+    os.makedirs(mount, exist_ok=True)
+    if sh(["findmnt", "-n", mount], check=False).strip():
+        return
+    sh(["mount", device, mount])
+    with open("/etc/fstab", "a") as fstab:
+        fstab.write(f"{device} {mount} xfs defaults,nofail 0 2\n")
+
+
+# ---- Redis for GCS fault tolerance ---------------------------------------------------------
+
+def redis_password(state_dir: Path) -> str:
+    """One password per cluster, kept (0600) on the checkpoint volume so restarts reuse it."""
+    return ray_ops.ensure_secret(str(state_dir / "redis-password"))
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+def start_redis(args, password: str) -> str:
+    """Start Redis (append-only file on the checkpoint volume) unless it already runs."""
+    if redis_answers(args.redis_port):
+        return f"127.0.0.1:{args.redis_port}"
+    data = Path(args.state_dir) / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    redis_args = ["--port", str(args.redis_port), "--bind", "127.0.0.1", "--requirepass", password,
+                  "--appendonly", "yes", "--dir", str(data)]
+    if args.mode == "docker":
+        sh(["docker", "rm", "-f", REDIS_CONTAINER], check=False)
+        sh(["docker", "run", "-d", "--name", REDIS_CONTAINER, "--restart", "unless-stopped", "--network", "host",
+            "-v", f"{data}:{data}", REDIS_IMAGE, "redis-server", *redis_args])
+    else:
+        sh([shutil.which("redis-server") or "redis-server", *redis_args, "--daemonize", "yes",
+            "--pidfile", str(data / "redis.pid")])
+    return f"127.0.0.1:{args.redis_port}"
+
+
+def stop_redis(args) -> None:
+    if args.mode == "docker":
+        sh(["docker", "rm", "-f", REDIS_CONTAINER], check=False)
+        return
+    pidfile = Path(args.state_dir) / "redis" / "redis.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text().strip()), 15)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+# ---- Ray -----------------------------------------------------------------------------------
+
+def docker_login(image: str, region: str) -> None:
+    registry = image.split("/", 1)[0]
+    if ".dkr.ecr." in registry:
+        password = sh(["aws", "ecr", "get-login-password", "--region", region])
+        sh(["docker", "login", "--username", "AWS", "--password-stdin", registry], input_text=password)
+
+
+def docker_ray(name: str, image: str, ray_args: list[str], env: dict, mount: str, token_file: str | None) -> list[str]:
+    """`docker run` for a Ray node in the bundled image (host network, model cache on the volume,
+    the cluster's auth token mounted read-only where Ray looks for it)."""
+    envs = [x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")]
+    token = ["-v", f"{token_file}:/home/ray/.ray/auth_token:ro"] if token_file else []
+    return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
+            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *envs,
+            image, "ray", *ray_args, "--block"]
+
+
+def setup_auth(args, create: bool) -> str | None:
+    """Token auth (the default): the token lives in the state dir (0600), fetched from SSM when given,
+    created when `create` (a local head); REST calls from this process use it."""
+    if args.auth_mode == "disabled":
+        return None
+    path = str(Path(args.state_dir) / "auth_token")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    if args.auth_token_ssm and not os.path.exists(path):
+        token = sh(["aws", "ssm", "get-parameter", "--name", args.auth_token_ssm, "--with-decryption",
+                    "--region", args.region, "--query", "Parameter.Value", "--output", "text"]).strip()
+        ray_ops.write_secret(path, token)
+    elif create:
+        ray_ops.ensure_auth_token(path)
+    elif not os.path.exists(path):
+        raise RuntimeError(f"no Ray auth token at {path}: pass --auth-token-ssm or --auth-mode disabled")
+    return path
+
+
+def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None) -> None:
+    env = {**env, **ray_ops.serve_runtime_env(args.serve_proxy), "RAY_AUTH_MODE": args.auth_mode}
+    if args.mode == "docker":
+        docker_login(args.image, args.region)
+        sh(["docker", "pull", args.image])
+        sh(["docker", "rm", "-f", container], check=False)
+        sh(docker_ray(container, args.image, ray_args, env, args.mount, token_file))
+    else:
+        env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
+        ray_ops.run_checked([ray_ops.ray_executable(), *ray_args], env=ray_ops.ray_env(env))
+
+
+def deploy_if_changed(args, force: bool = False) -> bool:
+    """Apply the config when its digest differs from the last applied one, or an app is missing."""
+    config = read_config(args)
+    dash = f"http://127.0.0.1:{args.dashboard_port}"
+    names = [a["name"] for a in config["applications"]]
+    applied = Path(args.state_dir) / APPLIED_FILE
+    running = ray_ops.status(dash).get("applications") or {}
+    current = applied.read_text().strip() if applied.exists() else ""
+    if not force and current == ray_ops.config_hash(config) and all(n in running for n in names):
+        return False
+    ray_ops.deploy(dash, config)
+    ray_ops.wait_running(dash, names, timeout=args.timeout)
+    applied.parent.mkdir(parents=True, exist_ok=True)
+    applied.write_text(ray_ops.config_hash(config))
+    return True
+
+
+def systemd_units(install_dir: str, argv: list[str], period_s: int) -> dict[str, str]:
+    """A oneshot service running `sync` with the head's arguments, and its timer."""
+    cmd = " ".join(["/usr/bin/python3", "-m", MODULE, "sync", *argv])
+    return {
+        f"{SYNC_UNIT}.service": f"[Unit]\nDescription=Apply the Ray Serve config\nAfter=docker.service\n\n"
+                                f"[Service]\nType=oneshot\nWorkingDirectory={install_dir}\n"
+                                f"Environment=PYTHONPATH={install_dir}\nExecStart={cmd}\n",
+        f"{SYNC_UNIT}.timer": f"[Unit]\nDescription=Poll the Ray Serve config\n\n[Timer]\nOnBootSec=60\n"
+                              f"OnUnitActiveSec={period_s}\n\n[Install]\nWantedBy=timers.target\n",
+    }
+
+
+def install_sync_timer(args, argv: list[str]) -> None:
+    install_dir = str(Path(__file__).resolve().parents[2])  # the folder holding rayserve_pulumi/
+    for name, body in systemd_units(install_dir, argv, args.poll_seconds).items():
+        Path(f"/etc/systemd/system/{name}").write_text(body)
+    sh(["systemctl", "daemon-reload"])
+    sh(["systemctl", "enable", "--now", f"{SYNC_UNIT}.timer"])
+
+
+# ---- commands ------------------------------------------------------------------------------
+
+def cmd_head(args) -> None:
+    if args.volume_id:
+        mount_volume(args.volume_id, args.mount)
+    Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+    token_file = setup_auth(args, create=True)
+    env, password = {}, None
+    if args.gcs_redis:
+        password = redis_password(Path(args.state_dir))
+        env = ray_ops.gcs_ft_env(start_redis(args, password), args.cluster_name)
+    ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
+                                 dashboard_host=args.dashboard_host, num_cpus=args.num_cpus, redis_password=password)
+    start_ray(args, ray_args, env, HEAD_CONTAINER, token_file)
+    ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
+    if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself
+        return
+    deploy_if_changed(args, force=True)
+    if args.mode == "docker":
+        install_sync_timer(args, sync_argv(args))
+
+
+def cmd_worker(args) -> None:
+    token_file = setup_auth(args, create=False)
+    start_ray(args, ray_ops.worker_args(args.head_address, num_cpus=args.num_cpus), {}, WORKER_CONTAINER, token_file)
+
+
+def cmd_sync(args) -> None:
+    setup_auth(args, create=False)
+    changed = deploy_if_changed(args)
+    print("redeployed" if changed else "unchanged")
+
+
+def cmd_stop(args) -> None:
+    if args.mode == "docker":
+        sh(["docker", "rm", "-f", HEAD_CONTAINER, WORKER_CONTAINER], check=False)
+    else:
+        ray_ops.stop()
+    stop_redis(args)
+
+
+def sync_argv(args) -> list[str]:
+    src = ["--config-file", args.config_file] if args.config_file else ["--config-ssm", args.config_ssm]
+    return [*src, "--region", args.region, "--dashboard-port", str(args.dashboard_port),
+            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, config: bool = True):
+        sp.add_argument("--mode", choices=["docker", "local"], default="docker")
+        sp.add_argument("--image", help="bundled Serve image (docker mode)")
+        sp.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+        sp.add_argument("--num-cpus", type=int)
+        sp.add_argument("--mount", default="/mnt/ray-checkpoint")
+        sp.add_argument("--state-dir", default="/mnt/ray-checkpoint/rayserve")
+        sp.add_argument("--redis-port", type=int, default=GCS_REDIS_PORT)
+        sp.add_argument("--timeout", type=float, default=600)
+        sp.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT)
+        sp.add_argument("--auth-mode", choices=["token", "disabled"], default="token")
+        sp.add_argument("--serve-proxy", choices=["default", "haproxy"], default="default")
+        sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
+        if config:
+            src = sp.add_mutually_exclusive_group(required=True)
+            src.add_argument("--config-file")
+            src.add_argument("--config-ssm")
+
+    head = sub.add_parser("head")
+    common(head)
+    head.add_argument("--gcs-port", type=int, default=GCS_PORT)
+    head.add_argument("--dashboard-host", default="0.0.0.0")
+    head.add_argument("--volume-id")
+    head.add_argument("--gcs-redis", action="store_true", help="GCS fault tolerance with Redis on the volume")
+    head.add_argument("--cluster-name", default="rayserve")
+    head.add_argument("--poll-seconds", type=int, default=30)
+    head.add_argument("--no-deploy", action="store_true", help="(re)start the head only; do not deploy")
+    head.set_defaults(func=cmd_head)
+    worker = sub.add_parser("worker")
+    common(worker, config=False)
+    worker.add_argument("--head-address", required=True)
+    worker.set_defaults(func=cmd_worker)
+    sync = sub.add_parser("sync")
+    common(sync)
+    sync.set_defaults(func=cmd_sync)
+    stop = sub.add_parser("stop")
+    common(stop, config=False)
+    stop.set_defaults(func=cmd_stop)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

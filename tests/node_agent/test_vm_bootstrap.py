@@ -1,0 +1,131 @@
+"""The node agent, as shipped in user data, run for real in local mode (the venv's Ray, no docker).
+
+The agent runs from the extracted archive (`python -m rayserve_pulumi.node_agent` with the archive's
+folder as working directory, as on EC2), not from the installed package."""
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from rayserve_pulumi.aws.vm import user_data as vm_user_data
+from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
+from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.config import ServeSettings
+from rayserve_pulumi.config import build_serve_config
+from tests.helpers import free_port, post, ray_answers, replica_pids
+
+pytestmark = pytest.mark.ray
+
+
+def unpack_user_data_agent(dest):
+    """Extract the archive embedded in rendered user data, exactly as cloud-init would."""
+    script = vm_user_data.render("head", ["--mode", "docker"])
+    blob = next(line.split("'")[1] for line in script.splitlines() if line.startswith("echo '"))
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(blob)))) as tar:
+        tar.extractall(dest)
+    return dest
+
+
+def test_the_shipped_archive_is_the_standard_library_agent_and_runs_from_its_folder(tmp_path):
+    dest = unpack_user_data_agent(tmp_path)
+    shipped = sorted(str(p.relative_to(dest)) for p in dest.rglob("*.py"))
+    assert shipped == sorted(f"rayserve_pulumi/{f}" for f in vm_user_data.AGENT_FILES)
+    probe = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, ''); "
+                            "import rayserve_pulumi.node_agent.bootstrap as b; print(b.__file__); "
+                            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'ray', 'pydantic', 'yaml')))"],
+                           cwd=dest, capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    where, third_party = probe.stdout.splitlines()
+    assert where.startswith(str(dest)) and third_party == "[]"
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory):
+    """Head (plus one worker) started by the shipped script; stopped by it in teardown."""
+    base = tmp_path_factory.mktemp("vm")
+    agent_dir = unpack_user_data_agent(base / "opt")
+    http_port, dash, gcs = free_port(), free_port(), free_port()
+    config_file = base / "serve-config.json"
+    config_file.write_text(json.dumps(build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=http_port))))
+    common = ["--mode", "local", "--state-dir", str(base / "state"),
+              "--dashboard-port", str(dash), "--timeout", "300"]
+    run = lambda *args: subprocess.run([sys.executable, "-m", vm_user_data.AGENT_MODULE, *args], cwd=agent_dir,  # noqa: E731
+                                       capture_output=True, text=True, timeout=600)
+    previous_token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(base / "state" / "auth_token")  # the cluster's token, for our REST calls
+    try:
+        head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
+                   "--dashboard-host", "127.0.0.1", "--num-cpus", "2")
+        assert head.returncode == 0, head.stderr[-3000:]
+        yield {"run": run, "common": common, "config_file": config_file, "dash": f"http://127.0.0.1:{dash}",
+               "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state"}
+    finally:
+        run("stop", *common)
+        ray_ops.stop()
+        if previous_token_path is None:
+            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        else:
+            os.environ["RAY_AUTH_TOKEN_PATH"] = previous_token_path
+
+
+def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
+    apps = ray_ops.status(vm["dash"])["applications"]
+    assert {apps["fruit"]["status"], apps["calc"]["status"]} == {"RUNNING"}
+    assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 6
+    assert post(vm["base"] + "/calc", ["MUL", 3]) == "15 pizzas please!"
+    assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == ray_ops.config_hash(json.loads(vm["config_file"].read_text()))
+
+
+def test_worker_joins_the_head(vm):
+    result = vm["run"]("worker", *vm["common"], "--head-address", f"127.0.0.1:{vm['gcs']}", "--num-cpus", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    nodes = ray_ops.api_get(vm["dash"], "/nodes?view=summary")["data"]["summary"]
+    alive = [n for n in nodes if n["raylet"]["state"] == "ALIVE"]
+    assert len(alive) == 2
+
+
+def test_sync_redeploys_a_changed_config_in_place_and_only_then(vm):
+    assert vm["run"]("sync", *vm["common"], "--config-file", str(vm["config_file"])).stdout.strip() == "unchanged"
+    pids = replica_pids(vm["dash"], "fruit", "MangoStand")
+    config = json.loads(vm["config_file"].read_text())
+    mango = next(d for d in config["applications"][0]["deployments"] if d["name"] == "MangoStand")
+    mango["user_config"] = {"price": 5}
+    vm["config_file"].write_text(json.dumps(config))
+    result = vm["run"]("sync", *vm["common"], "--config-file", str(vm["config_file"]))
+    assert result.stdout.strip() == "redeployed", result.stderr[-3000:]
+    assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 10
+    assert replica_pids(vm["dash"], "fruit", "MangoStand") == pids
+
+
+def test_stop_stops_ray(vm):
+    vm["run"]("stop", *vm["common"])
+    assert not ray_answers(vm["dash"])
+
+
+def test_systemd_units_poll_the_config_with_the_head_arguments():
+    units = vm_bootstrap.systemd_units("/opt/rayserve", ["--config-ssm", "/x/serve-config"], 30)
+    service, timer = units["rayserve-sync.service"], units["rayserve-sync.timer"]
+    assert "ExecStart=/usr/bin/python3 -m rayserve_pulumi.node_agent sync --config-ssm /x/serve-config" in service
+    assert "WorkingDirectory=/opt/rayserve" in service and "Environment=PYTHONPATH=/opt/rayserve" in service
+    assert "OnUnitActiveSec=30" in timer and "WantedBy=timers.target" in timer
+
+
+def test_docker_mode_runs_ray_from_the_bundled_image_on_the_host_network():
+    cmd = vm_bootstrap.docker_ray("ray-head", "repo/apps@sha256:abc", ["start", "--head"], {"A": "1"}, "/mnt/ckpt",
+                                  "/state/auth_token")
+    assert cmd[:3] == ["docker", "run", "-d"] and "--network" in cmd and "host" in cmd
+    assert "/state/auth_token:/home/ray/.ray/auth_token:ro" in cmd
+    assert cmd[-5:] == ["repo/apps@sha256:abc", "ray", "start", "--head", "--block"]
+    assert "/mnt/ckpt/models:/home/ray/model-cache" in cmd and "A=1" in cmd
+
+
+def test_checkpoint_volume_is_found_by_its_nvme_id_first():
+    assert vm_bootstrap.device_candidates("vol-0abc")[0] == "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"

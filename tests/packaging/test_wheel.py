@@ -1,0 +1,115 @@
+"""The package as a user gets it: a wheel built from a clean copy of the checkout, installed into a
+fresh virtual environment outside it, and the README's "from another program" example run there.
+
+The fresh environment gets the wheel with --no-deps and reaches the already-installed, pinned
+dependencies through a .pth line (no network); that line does not run the checkout's editable finder,
+so `rayserve_pulumi` can only come from the wheel.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+EXAMPLE_HEADING = "## Use the components from another program"
+
+
+def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, **kwargs)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def clean_copy(dest: Path) -> Path:
+    """What a clean checkout of this work tree holds: tracked and not-ignored files only."""
+    files = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def fresh_env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wheel")
+    src = clean_copy(base / "src")
+    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", base / "dist", src])
+    wheel = next((base / "dist").glob("rayserve_pulumi-*.whl"))
+    venv.EnvBuilder(with_pip=True).create(base / "venv")
+    python = base / "venv" / "bin" / "python"
+    _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel])
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    Path(site, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return {"python": python, "site": Path(site), "base": base}
+
+
+def test_only_rayserve_pulumi_is_installed(fresh_env):
+    shown = _run([fresh_env["python"], "-m", "pip", "show", "-f", "rayserve-pulumi"]).stdout
+    files = [line.strip() for line in shown.split("Files:", 1)[1].splitlines() if line.strip()]
+    tops = {f.split("/")[0] for f in files}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"rayserve_pulumi"}, tops
+    for package_data in ("serve_config.yaml", "Dockerfile", "requirements.txt"):
+        assert f"rayserve_pulumi/serve_apps/{package_data}" in files
+    for absent in ("components", "bench", "policy", "tests", "serve_apps"):
+        assert not (fresh_env["site"] / absent).exists()
+
+
+def test_the_installed_package_imports_outside_the_checkout_and_reads_its_data(fresh_env, tmp_path):
+    probe = _run([fresh_env["python"], "-c",
+                  "import json, rayserve_pulumi, rayserve_pulumi.program, rayserve_pulumi.aws.eks, rayserve_pulumi.aws.vm\n"
+                  "from rayserve_pulumi.config import ServeSettings, build_serve_config\n"
+                  "from rayserve_pulumi.aws.image import context_hash\n"
+                  "c = build_serve_config(ServeSettings())\n"
+                  "print(json.dumps({'file': rayserve_pulumi.__file__, 'apps': [a['name'] for a in c['applications']],"
+                  " 'hash': context_hash()}))"], cwd=tmp_path)
+    out = json.loads(probe.stdout)
+    assert out["file"].startswith(str(fresh_env["site"]))
+    assert out["apps"] == ["fruit", "calc", "summarize_translate"]
+    assert re.fullmatch(r"[0-9a-f]{12}", out["hash"])
+
+
+RUNNER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])  # the checkout, for tests.pulumi_harness (the mocks) only
+import rayserve_pulumi
+from tests.pulumi_harness import render
+code = open("example.py").read()
+ns = {}
+r = render({}, "example", program=lambda: (exec(code, ns), ns["platform"].outputs())[1])
+spec = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]
+print(json.dumps({"package": rayserve_pulumi.__file__, "types": sorted(r.types()), "outputs": r.outputs,
+                  "namespaces": [n.inputs["metadata"]["name"] for n in r.of_type("kubernetes:core/v1:Namespace")],
+                  "gcs": spec["rayClusterConfig"].get("gcsFaultToleranceOptions"),
+                  "rayservice_deps": r.one("rayserve:kuberay:RayService").dependencies}))
+"""
+
+
+def readme_example() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(EXAMPLE_HEADING, 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_declares_an_eks_platform_with_gcs_fault_tolerance(fresh_env, tmp_path):
+    (tmp_path / "example.py").write_text(readme_example())
+    (tmp_path / "runner.py").write_text(RUNNER)
+    out = json.loads(_run([fresh_env["python"], "runner.py", ROOT], cwd=tmp_path).stdout.splitlines()[-1])
+    assert out["package"].startswith(str(fresh_env["site"]))
+    for needed in ("rayserve:aws:EksPlatform", "eks:index:Cluster", "rayserve:kuberay:KubeRayOperator",
+                   "kubernetes:helm.sh/v3:Release", "rayserve:kuberay:CheckpointStorage", "kubernetes:apps/v1:StatefulSet",
+                   "kubernetes:core/v1:Secret", "kubernetes:ray.io/v1:RayService"):
+        assert needed in out["types"], needed
+    assert "ray" in out["namespaces"]  # the RayService's namespace is declared, not assumed
+    assert out["gcs"]["redisAddress"].endswith(".ray.svc.cluster.local:6379")
+    assert any("KubeRayOperator" in d for d in out["rayservice_deps"])
+    assert sorted(out["outputs"]["app_urls"]) == ["calc", "fruit"]

@@ -1,0 +1,55 @@
+"""Static checks of the bundled apps, their config and the image recipe (no Ray needed)."""
+from __future__ import annotations
+
+import re
+
+from rayserve_pulumi.config import ServeSettings
+from rayserve_pulumi.config.serve import build_serve_config, bundled_text, read_config_file, select_and_override
+from rayserve_pulumi.serve_apps.text_models import STAND_IN, load_pipeline, translation_task
+
+DOCKERFILE = bundled_text("Dockerfile")
+
+
+def test_every_deployment_has_check_health():
+    from ray.serve.deployment import Deployment
+
+    import rayserve_pulumi.serve_apps.calc as calc
+    import rayserve_pulumi.serve_apps.fruit as fruit
+    import rayserve_pulumi.serve_apps.summarize_translate as text
+
+    deployments = [v for m in (fruit, calc, text) for v in vars(m).values() if isinstance(v, Deployment)]
+    assert len(deployments) == 9
+    for dep in deployments:
+        assert callable(getattr(dep.func_or_class, "check_health", None)), dep.name
+
+
+def test_config_lists_three_apps_with_user_configs():
+    config = build_serve_config(ServeSettings())
+    assert [(a["name"], a["route_prefix"]) for a in config["applications"]] == [
+        ("fruit", "/fruit"), ("calc", "/calc"), ("summarize_translate", "/summarize_translate")]
+    assert all("runtime_env" not in a for a in config["applications"])
+
+
+def test_override_to_autoscaling_drops_the_fixed_replica_count():
+    settings = ServeSettings(overrides={"fruit": {"FruitMarket": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}}}})
+    market = select_and_override(read_config_file(settings.config_path), settings)["applications"][0]["deployments"][0]
+    assert "num_replicas" not in market and market["autoscaling_config"]["max_replicas"] == 4
+
+
+def test_stand_in_pipeline_is_explicit_and_translation_tasks_map_languages():
+    assert translation_task("French") == "translation_en_to_fr"
+    summary = load_pipeline("summarization", STAND_IN)("The cat is small. More text.")[0]["summary_text"]
+    assert summary == "The cat is small"
+    assert load_pipeline("translation_en_to_de", STAND_IN)("the house")[0]["translation_text"] == "die Haus"
+
+
+def test_dockerfile_bakes_apps_into_a_pinned_ray_260_image():
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE, re.M).group(1)
+    assert base == "rayproject/ray:2.60.0-py311-cpu"
+    assert re.search(r"^COPY --chown=ray:users \. \$\{APP_HOME\}/rayserve_pulumi/serve_apps$", DOCKERFILE, re.M)
+    assert "ENV PYTHONPATH=${APP_HOME}" in DOCKERFILE
+    assert ('python -c "import rayserve_pulumi.serve_apps.fruit, rayserve_pulumi.serve_apps.calc, '
+            'rayserve_pulumi.serve_apps.summarize_translate"') in DOCKERFILE
+    reqs = bundled_text("requirements.txt").split("\n")
+    pinned = [r for r in reqs if r and not r.startswith("#")]
+    assert pinned and all("==" in r for r in pinned)

@@ -1,0 +1,90 @@
+"""The package reads like its architecture: documented interfaces, one definition per fact, and the
+stdlib-only node agent importing nothing else."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import pkgutil
+import re
+
+import pydantic
+import pytest
+
+import rayserve_pulumi
+from rayserve_pulumi import constants
+from rayserve_pulumi.args import describe
+from tests.helpers import ROOT
+
+MODULES = [m.name for m in pkgutil.walk_packages(rayserve_pulumi.__path__, "rayserve_pulumi.")
+           if not m.name.endswith("__main__")]
+
+
+def _classes():
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == name:
+                yield obj
+
+
+def test_every_settings_field_is_described():
+    models = [c for c in _classes() if issubclass(c, pydantic.BaseModel)]
+    assert len(models) >= 14
+    undocumented = [f"{m.__name__}.{n}" for m in models for n, f in m.model_fields.items() if not f.description]
+    assert undocumented == []
+
+
+def test_every_component_args_field_is_described():
+    args = [c for c in _classes() if dataclasses.is_dataclass(c) and c.__name__.endswith(("Args", "Ref", "Placement"))]
+    assert {a.__name__ for a in args} >= {"EksPlatformArgs", "VmPlatformArgs", "LocalPlatformArgs", "RayServiceArgs",
+                                          "KubeRayOperatorArgs", "CheckpointStorageArgs", "EksClusterArgs",
+                                          "ServeImageArgs", "RayVmClusterArgs"}
+    assert [f"{a.__name__}.{n}" for a in args for n, d in describe(a).items() if not d] == []
+
+
+def test_component_type_tokens_name_their_module():
+    import pulumi
+    found = 0
+    for cls in _classes():
+        if issubclass(cls, pulumi.ComponentResource):
+            source = importlib.import_module(cls.__module__).__file__
+            tokens = re.findall(r'"(rayserve:[a-z_]+:[A-Z]\w+)"', open(source).read())
+            for token in tokens:
+                _, module, name = token.split(":")
+                assert module in cls.__module__.split("."), (token, cls.__module__)
+                found += 1
+    assert found >= 9
+
+
+FACTS = {str(v) for v in (constants.GCS_PORT, constants.DASHBOARD_PORT, constants.CLIENT_PORT,
+                          constants.GCS_REDIS_PORT, constants.METRICS_PORT)} | {
+    constants.REDIS_IMAGE, constants.RAY_VERSION, constants.KUBERAY_CHART_VERSION, constants.NODE_GROUP_LABEL,
+    constants.GPU_RESOURCE}
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if m != "rayserve_pulumi.constants"])
+def test_facts_are_defined_once_in_constants(name):
+    tree = ast.parse(open(importlib.import_module(name).__file__).read())
+    literals = {str(n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and not isinstance(n.value, bool)}
+    assert literals & FACTS == set()
+
+
+def test_node_agent_imports_only_the_standard_library_and_constants():
+    import sys
+    allowed = set(sys.stdlib_module_names) | {"rayserve_pulumi"}
+    for path in (ROOT / "components" / "node_agent").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for n in names:
+                assert n.split(".")[0] in allowed, f"{path.name} imports {n}"
+                if n.startswith("rayserve_pulumi"):
+                    assert n in ("rayserve_pulumi.constants", "rayserve_pulumi.node_agent") or \
+                        n.startswith("rayserve_pulumi.node_agent."), f"{path.name} imports {n}"
+
+
+def test_the_package_root_imports_nothing():
+    tree = ast.parse((ROOT / "components" / "__init__.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]

@@ -1,0 +1,56 @@
+"""The stack program: every stack in stacks/ is one registered platform component under Pulumi mocks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rayserve_pulumi.registry import PLATFORMS, platform_class
+from tests.pulumi_harness import all_stacks, render, stack_values, user_data
+
+COMPONENT_PREFIX = "rayserve:"
+
+
+def test_every_registered_platform_has_a_stack():
+    assert {stack_values(s)["platform"] for s in all_stacks()} == set(PLATFORMS)
+
+
+@pytest.mark.parametrize("stack", all_stacks())
+def test_stack_is_one_platform_component_that_owns_everything(rendered, stack):
+    r = rendered[stack]
+    platform = stack_values(stack)["platform"]
+    assert r.outputs["platform"] == platform
+    top = [res for res in r.resources if "::pulumi:pulumi:Stack::" in res.parent]
+    assert [res.type for res in top] == [platform_class(platform).TYPE]
+    assert len(r.resources) > 1
+    for res in r.resources:
+        if res not in top:
+            assert f"::{COMPONENT_PREFIX}" in res.parent, f"{res.type} {res.name} is not parented to a component"
+    assert all(t.count(":") == 2 for t in r.types() if t.startswith(COMPONENT_PREFIX))
+    if stack != "local":  # local URLs are computed by the provider at `up` time
+        apps = stack_values(stack).get("serve", {}).get("applications") or ["fruit", "calc", "summarize_translate"]
+        assert sorted(r.outputs["app_urls"]) == sorted(apps)
+        assert r.outputs["app_urls"]["fruit"].endswith(":8000/fruit")
+
+
+def test_local_stack_declares_the_provider_with_validated_config(rendered):
+    r = rendered["local"]
+    res = r.one("pulumi-python:dynamic:Resource")
+    assert res.parent.endswith("rayserve:local:LocalPlatform::rayserve")
+    config = json.loads(res.inputs["serve_config_json"])
+    assert [a["name"] for a in config["applications"]] == ["fruit", "calc", "summarize_translate"]
+    assert res.inputs["dashboard_port"] == 8265 and res.inputs["host"] == "127.0.0.1"
+    assert "__provider" in res.inputs  # the serialised LocalServeProvider
+
+
+def test_haproxy_ingress_reaches_every_platform():
+    values = stack_values("prod")
+    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    pod = render(values, "prod").one("kubernetes:ray.io/v1:RayService").inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in pod["containers"][0]["env"]
+    values = stack_values("vm")
+    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    rendered_vm = render(values, "vm")
+    assert "--serve-proxy haproxy" in user_data(rendered_vm, "head") and "--serve-proxy haproxy" in user_data(rendered_vm, "worker")
+    values = {**stack_values("local"), "serve": {"proxy": "haproxy"}}
+    assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
