@@ -36,3 +36,6 @@ MODEL_CACHE_PATH = "/home/ray/model-cache"
 # Environment selecting Serve's ingress proxy per `rayserve:serve.proxy` ("haproxy": Ray's experimental
 # HAProxy ingress, 2.9x the requests/s of the default proxy in bench/serve_bench.py).
 SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+
+# Ray's default port range for worker processes (`ray start --min-worker-port/--max-worker-port`).
+WORKER_PORTS = range(10002, 20000)

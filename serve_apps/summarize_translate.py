@@ -1,66 +1,81 @@
-"""Summarise English text, then translate the summary (language and model from user_config)."""
+"""Summarise English text, then translate the summary (the seed's two-deployment text app).
+
+POST a JSON string of English text -> a JSON string: the summary, translated (French by default;
+German or Romanian through the Translator's user_config). Both deployments load their model in
+`reconfigure` (called with the user_config before the replica serves), so a model that cannot be
+loaded fails the deploy with its cause, and `check_health` fails while no model is loaded.
+
+Contract (rayserve_pulumi.serve_apps.http): a non-empty JSON string of at most 10,000 characters;
+anything else is a 4xx with {"error": ...}.
+"""
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rayserve_pulumi.serve_apps.text_models import load_pipeline, translation_task
+from rayserve_pulumi.serve_apps.http import BadRequest, read_json
+from rayserve_pulumi.serve_apps.seq2seq import Seq2Seq
 
 DEFAULT_MODEL = "t5-small"
+LANGUAGES = {"french": "French", "german": "German", "romanian": "Romanian"}  # T5's translation prefixes
+MAX_TEXT = 10_000
 
 
-class _LazyPipeline:
-    """Holds one pipeline, (re)loaded on first use after a config change."""
+class _Loaded:
+    """Holds one Seq2Seq model, (re)loaded when user_config names another."""
 
     def __init__(self):
-        self.model = DEFAULT_MODEL
-        self._pipe = None
-        self._task = None
+        self.model = None
 
-    def _set(self, task: str, model: str):
-        if (task, model) != (self._task, self.model):
-            self._task, self.model, self._pipe = task, model, None
-
-    def _get(self):
-        if self._pipe is None:
-            self._pipe = load_pipeline(self._task, self.model)
-        return self._pipe
+    def _load(self, config: dict) -> None:
+        name = config.get("model", DEFAULT_MODEL)
+        if self.model is None or self.model.name != name:
+            self.model = Seq2Seq(name)
 
     def check_health(self):
-        return None
+        if self.model is None:
+            raise RuntimeError("no model loaded")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-class Translator(_LazyPipeline):
+class Translator(_Loaded):
     def __init__(self):
         super().__init__()
         self.language = "french"
-        self._set(translation_task(self.language), self.model)
 
     def reconfigure(self, config: dict):
-        self.language = config.get("language", self.language)
-        self._set(translation_task(self.language), config.get("model", self.model))
+        language = config.get("language", self.language)
+        if not isinstance(language, str) or language.lower() not in LANGUAGES:
+            raise ValueError(f"user_config.language must be one of {sorted(LANGUAGES)}, not {language!r}")
+        self._load(config)
+        self.language = language.lower()
 
     def translate(self, text: str) -> str:
-        return self._get()(text)[0]["translation_text"]
+        return self.model.generate(f"translate English to {LANGUAGES[self.language]}: {text}", max_new_tokens=40)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
-class Summarizer(_LazyPipeline):
+class Summarizer(_Loaded):
     def __init__(self, translator: DeploymentHandle):
         super().__init__()
         self.translator = translator
-        self._set("summarization", self.model)
 
     def reconfigure(self, config: dict):
-        self._set("summarization", config.get("model", self.model))
+        self._load(config)
 
     def summarize(self, text: str) -> str:
-        return self._get()(text, min_length=5, max_length=15)[0]["summary_text"]
+        return self.model.generate(f"summarize: {text}", max_new_tokens=30)
 
     async def __call__(self, request: Request) -> JSONResponse:
-        text = await request.json()
-        return JSONResponse(await self.translator.translate.remote(self.summarize(str(text))))
+        try:
+            text = await read_json(request)
+            if not isinstance(text, str) or not text.strip():
+                raise BadRequest(422, "expected a non-empty JSON string of English text")
+            if len(text) > MAX_TEXT:
+                raise BadRequest(413, f"text longer than {MAX_TEXT} characters")
+        except BadRequest as bad:
+            return bad.response()
+        return JSONResponse(await self.translator.translate.remote(self.summarize(text)))
 
 
 app = Summarizer.bind(Translator.bind())

@@ -1,26 +1,45 @@
 """Fixtures. Every fixture that starts Ray stops it again in its teardown."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from rayserve_pulumi.node_agent import ray_ops
-from rayserve_pulumi.config import LocalSettings, ServeSettings
+from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.config import build_serve_config
-from tests.helpers import free_port
+from rayserve_pulumi.node_agent import ray_ops
+from tests.helpers import ROOT, free_port
 
-STAND_IN_TEXT = {
-    "Summarizer": {"user_config": {"model": "stand-in"}},
-    "Translator": {"user_config": {"language": "french", "model": "stand-in"}},
-}
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A folder holding `tiny-t5`, the random T5-shaped model and tokenizer generated offline."""
+    from scripts.tiny_t5 import make_tiny_t5
+
+    root = tmp_path_factory.mktemp("models")
+    make_tiny_t5(root / "tiny-t5")
+    return root
+
+
+def with_override(props: dict, app: str, deployment: str, **fields) -> dict:
+    """Provider inputs with fields of one deployment of the Serve config changed."""
+    config = json.loads(props["serve_config_json"])
+    target = next(a for a in config["applications"] if a["name"] == app)
+    next(d for d in target["deployments"] if d["name"] == deployment).update(fields)
+    return {**props, "serve_config_json": json.dumps(config, sort_keys=True)}
 
 
 @pytest.fixture(scope="module")
-def local_serve():
-    """A real local Ray head with every bundled app, created through the local provider."""
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
-    serve_settings = ServeSettings(http_port=free_port(), overrides={"summarize_translate": STAND_IN_TEXT})
-    props = provider_inputs(settings, build_serve_config(serve_settings))
+def local_serve(tiny_models):
+    """The quick start: stacks/Pulumi.local.yaml (on free ports) created through the local provider, every
+    bundled app included; the text app loads tiny-t5. Module-scoped: other modules' teardown stops Ray."""
+    from tests.pulumi_harness import stack_values
+
+    values = stack_values("local")
+    values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
+    values["serve"] = {**values["serve"], "http_port": free_port()}
+    cfg, serve_config = validate_stack(values, ROOT)
+    props = provider_inputs(cfg.local, serve_config, cfg.serve.proxy, str(tiny_models))
     provider = LocalServeProvider()
     try:
         result = provider.create(props)

@@ -1,152 +1,17 @@
-"""Run the Pulumi program under the SDK's mocks and record every declared resource."""
+"""The stacks in stacks/ under Pulumi mocks (rayserve_pulumi.preview), and helpers over what they declare."""
 from __future__ import annotations
 
 import base64
 import copy
-import json
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import pulumi
-from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor
-
 from rayserve_pulumi.config import read_stack_file
+from rayserve_pulumi.preview import Declared, Rendered, mock_arn, preview
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
-
-# Outputs the providers would compute, keyed by resource type (Pulumi schema names).
-FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
-    "awsx:ec2:Vpc": lambda n, i: {"vpcId": f"vpc-{n}", "publicSubnetIds": ["subnet-pub-a", "subnet-pub-b", "subnet-pub-c"],
-                                   "privateSubnetIds": ["subnet-priv-a", "subnet-priv-b", "subnet-priv-c"]},
-    "eks:index:Cluster": lambda n, i: {"kubeconfigJson": json.dumps({"apiVersion": "v1", "clusters": [{"name": n}]}),
-                                       "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC",
-                                       "oidcProviderUrl": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC",
-                                       "nodeSecurityGroupId": "sg-nodes"},
-    "aws:ecr/repository:Repository": lambda n, i: {"repositoryUrl": f"123456789012.dkr.ecr.us-west-2.amazonaws.com/{i.get('name')}",
-                                                   "registryId": "123456789012",
-                                                   "arn": f"arn:aws:ecr:us-west-2:123456789012:repository/{i.get('name')}"},
-    "docker-build:index:Image": lambda n, i: {"digest": "sha256:" + "ab" * 32, "ref": (i.get("tags") or ["x"])[0]},
-    "random:index/randomPassword:RandomPassword": lambda n, i: {"result": "mock-password-" + n},
-    "aws:ec2/instance:Instance": lambda n, i: {"privateIp": "10.20.1.10", "publicIp": "203.0.113.10",
-                                               "publicDns": "ec2-203-0-113-10.compute.amazonaws.com"},
-    "aws:ec2/eip:Eip": lambda n, i: {"publicIp": "203.0.113.20", "publicDns": "ec2-203-0-113-20.compute.amazonaws.com"},
-    "kubernetes:core/v1:Service": lambda n, i: (
-        {"status": {"loadBalancer": {"ingress": [{"hostname": f"{n}.elb.us-west-2.amazonaws.com"}]}}}
-        if (i.get("spec") or {}).get("type") == "LoadBalancer" else {}),
-}
-FAKE_CALLS: dict[str, dict] = {
-    "aws:ecr/getAuthorizationToken:getAuthorizationToken": {"userName": "AWS", "password": "token", "proxyEndpoint": "https://x"},
-    "aws:ssm/getParameter:getParameter": {"value": "ami-0123456789abcdef0", "name": "p", "type": "String"},
-    "aws:ec2/getSubnet:getSubnet": {"availabilityZone": "us-west-2a", "id": "subnet-pub-a"},
-    "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": "123456789012"},
-    "aws:index/getRegion:getRegion": {"name": "us-west-2", "region": "us-west-2"},
-    "aws:index/getPartition:getPartition": {"partition": "aws"},
-}
-
-
-@dataclass
-class Declared:
-    type: str
-    name: str
-    parent: str
-    inputs: dict
-    state: dict
-    dependencies: list[str]
-    options: dict
-
-
-@dataclass
-class Rendered:
-    resources: list[Declared] = field(default_factory=list)
-    outputs: dict = field(default_factory=dict)
-    secret_outputs: set[str] = field(default_factory=set)
-
-    def of_type(self, type_: str) -> list[Declared]:
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str, name_contains: str = "") -> Declared:
-        found = [r for r in self.of_type(type_) if name_contains in r.name]
-        assert len(found) == 1, f"expected one {type_} named *{name_contains}*, got {[r.name for r in found]}"
-        return found[0]
-
-    def types(self) -> set[str]:
-        return {r.type for r in self.resources}
-
-
-def unwrap_secrets(value):
-    """Inputs marked secret arrive wrapped as {sig: secret, value: v}; return the plain value."""
-    if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return unwrap_secrets(value["value"])
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap_secrets(v) for v in value]
-    return value
-
-
-def mock_arn(name: str) -> str:
-    return f"arn:aws:mock::123456789012:{name}"
-
-
-class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self):
-        super().__init__()
-        self.inputs: dict[tuple[str, str], dict] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.inputs[(args.typ, args.name)] = unwrap_secrets(args.inputs)
-        fake = FAKE_OUTPUTS.get(args.typ)
-        # Custom resources echo their inputs; remote components' outputs differ in shape from their inputs.
-        echoed = args.inputs if args.custom else {}
-        state = {**echoed, **(fake(args.name, args.inputs) if fake else {})}
-        if args.custom and args.typ.startswith("aws:"):
-            state.setdefault("arn", mock_arn(args.name))
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return FAKE_CALLS.get(args.token, {})
-
-
-def _refs_as_ids_off_main_thread(lookup):
-    """The mock monitor deserialises inputs on another thread; rebuilding resource references there
-    ties their futures to that thread's loop. Off the main thread, keep references as ids/URNs."""
-
-    def wrapped(*args, **kwargs):
-        return lookup(*args, **kwargs) if threading.current_thread() is threading.main_thread() else None
-
-    return wrapped
-
-
-rpc.get_resource_module = _refs_as_ids_off_main_thread(rpc.get_resource_module)
-rpc.get_resource_package = _refs_as_ids_off_main_thread(rpc.get_resource_package)
-
-
-class _RecordingMonitor(MockMonitor):
-    def __init__(self, mocks, rendered: Rendered):
-        super().__init__(mocks)
-        self.rendered = rendered
-
-    def RegisterResource(self, request):
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            urn = response.urn
-            reg = self.resources.get(urn)
-            self.rendered.resources.append(Declared(
-                type=request.type, name=request.name, parent=request.parent,
-                inputs=self.mocks.inputs.get((request.type, request.name), {}),
-                state=dict(reg.state) if reg else {},
-                dependencies=list(request.dependencies),
-                options={"retain_on_delete": request.retainOnDelete,
-                         "additional_secret_outputs": list(request.additionalSecretOutputs),
-                         "delete_before_replace": request.deleteBeforeReplace,
-                         "replace_on_changes": list(request.replaceOnChanges),
-                         "ignore_changes": list(request.ignoreChanges)},
-            ))
-        return response
+__all__ = ["Declared", "Rendered", "mock_arn", "render", "stack_values", "all_stacks", "with_user_config", "user_data"]
 
 
 def stack_values(stack: str) -> dict[str, Any]:
@@ -160,31 +25,8 @@ def all_stacks() -> list[str]:
 
 def render(values: dict[str, Any], stack: str = "test", program: Optional[Callable[[], dict]] = None,
            into: Optional[Rendered] = None) -> Rendered:
-    """Run `program` (default: rayserve_pulumi.program.build) with these `rayserve:` values under mocks.
-
-    `into` collects what was declared even when the program raises."""
-    from rayserve_pulumi.program import build
-
-    rendered = into if into is not None else Rendered()
-    mocks = _Mocks()
-    pulumi.runtime.set_mocks(mocks, project="rayserve", stack=stack, preview=False,
-                             monitor=_RecordingMonitor(mocks, rendered))
-    pulumi.runtime.set_all_config({f"rayserve:{k}": v if isinstance(v, str) else json.dumps(v)
-                                   for k, v in values.items()})
-
-    @pulumi.runtime.test
-    def run():
-        outputs = (program or (lambda: build(program_dir=ROOT)))()
-        keys = sorted(outputs)
-
-        async def secrets():
-            return {k for k in keys if isinstance(outputs[k], pulumi.Output) and await outputs[k].is_secret()}
-
-        return pulumi.Output.all(pulumi.Output.from_input(outputs), pulumi.Output.from_input(secrets())).apply(
-            lambda res: (rendered.outputs.update(res[0]), rendered.secret_outputs.update(res[1])))
-
-    run()
-    return rendered
+    """The program (or `program`) with these values under mocks, secrets unwrapped, relative paths from ROOT."""
+    return preview(values, stack, program, into, program_dir=ROOT)
 
 
 def with_user_config(values: dict, price: int) -> dict:

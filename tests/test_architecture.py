@@ -88,3 +88,11 @@ def test_node_agent_imports_only_the_standard_library_and_constants():
 def test_the_package_root_imports_nothing():
     tree = ast.parse((ROOT / "components" / "__init__.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_serve_apps_import_nothing_of_the_package_but_themselves():
+    """The Serve image holds only rayserve_pulumi/serve_apps/ (see its Dockerfile)."""
+    for path in (ROOT / "serve_apps").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rayserve_pulumi"):
+                assert node.module.startswith("rayserve_pulumi.serve_apps"), f"{path.name} imports {node.module}"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from rayserve_pulumi.registry import PLATFORMS, platform_class
-from tests.pulumi_harness import all_stacks, render, stack_values, user_data
+from tests.pulumi_harness import ROOT, all_stacks, render, stack_values, user_data
 
 COMPONENT_PREFIX = "rayserve:"
 
@@ -53,4 +53,5 @@ def test_haproxy_ingress_reaches_every_platform():
     rendered_vm = render(values, "vm")
     assert "--serve-proxy haproxy" in user_data(rendered_vm, "head") and "--serve-proxy haproxy" in user_data(rendered_vm, "worker")
     values = {**stack_values("local"), "serve": {"proxy": "haproxy"}}
-    assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAYSERVE_MODELS": str(ROOT / ".models")}

@@ -1,29 +1,42 @@
-"""Load the multi-app Serve config, apply stack overrides, validate with Ray's own schema.
+"""Load the multi-app Serve config, apply stack overrides, and validate it strictly.
 
 `build_serve_config` is the one entry point: it returns a plain dict that is a valid
-`ray.serve.schema.ServeDeploySchema`, whose apps all import from the bundled
-`rayserve_pulumi.serve_apps`, or raises ConfigError naming the offending field. Programs call it
-before declaring any resource. The bundled config is package data, read with importlib.resources.
+`ray.serve.schema.ServeDeploySchema` whose every import path resolves inside the bundled
+`rayserve_pulumi.serve_apps`, or raises ConfigError with one line per error. Ray's own schema ignores
+unknown keys almost everywhere and coerces types, so a strict pass runs first: unknown keys at every
+level, finite numbers only, booleans and strings are not numbers. The bundled config is package data,
+read with importlib.resources.
 """
 from __future__ import annotations
 
 import copy
+import enum
 import importlib
 import importlib.resources
+import math
+import re
+import types
+import typing
+from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from rayserve_pulumi.config.errors import ConfigError, format_pydantic_errors
+from rayserve_pulumi.config.errors import ConfigError, format_pydantic_errors, path_of
 from rayserve_pulumi.config.stack import ServeSettings
+from rayserve_pulumi.config.yamlio import load_yaml_file
 from rayserve_pulumi.constants import SERVE_PORT
 
 APPS_PACKAGE = "rayserve_pulumi.serve_apps"
 BUNDLED_CONFIG = "serve_config.yaml"
+WHERE = "serve config "  # prefix of every Serve config error: `serve config applications[fruit]...: ...`
+CONFIG_KEY = "rayserve:serve.config_path"
 # runtime_env keys that fetch code or packages at deploy time; the image bundles everything instead.
-DOWNLOADING_RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "conda", "uv", "container", "image_uri", "py_executable"}
+DOWNLOADING_RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "conda", "uv", "container", "image_uri",
+                                "py_executable"}
+ROUTE_PREFIX = re.compile(r"^/([A-Za-z0-9._~!$&'()*+,;=:@%-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)?$")
 
 
 def apps_dir() -> Path:
@@ -39,16 +52,62 @@ def bundled_text(name: str) -> str:
 def read_config_file(path: Optional[str | Path] = None, base_dir: Optional[Path] = None) -> dict:
     """Read a YAML Serve config: `path` (relative to `base_dir`, default the working directory), or the bundled one."""
     full = apps_dir() / BUNDLED_CONFIG if path is None else Path(base_dir or Path.cwd()) / path
-    try:
-        data = yaml.safe_load(full.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"rayserve:serve.config_path: {full} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"rayserve:serve.config_path: {full} is not valid YAML: {exc}") from None
+    data = load_yaml_file(full, CONFIG_KEY)
     if not isinstance(data, dict):
-        raise ConfigError(f"rayserve:serve.config_path: {full} must hold a mapping")
+        raise ConfigError(f"{CONFIG_KEY}: {full} must hold a mapping (a Serve config with `applications:`)")
     return data
 
+
+# ---- what the bundled code holds ---------------------------------------------------------------
+
+def _resolve(path: str) -> tuple[Any, str]:
+    """Import `module:attr` (or `module.attr`) from the bundled package; (object, '') or (None, why not)."""
+    if not isinstance(path, str):
+        return None, f"must be an import path string, not {type(path).__name__}"
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name.startswith(APPS_PACKAGE + "."):
+        return None, f"{path!r} must import from the bundled {APPS_PACKAGE} package (nothing is downloaded)"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        return None, f"cannot import {module_name!r}: {exc}"
+    if not Path(module.__file__).resolve().is_relative_to(apps_dir().resolve()):
+        return None, f"{module_name!r} resolves outside {apps_dir()}"
+    if not hasattr(module, attr):
+        return None, f"{module_name!r} has no attribute {attr!r}"
+    return getattr(module, attr), ""
+
+
+@lru_cache(maxsize=None)
+def app_deployments(import_path: str) -> dict[str, dict]:
+    """Deployment name -> ray_actor_options in the code of the application at `import_path`
+    (what `serve build` would list)."""
+    from ray.serve.deployment import Application
+
+    app, _ = _resolve(import_path)
+    found: dict[str, dict] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, Application):
+            dep = value._bound_deployment
+            if dep.name not in found:
+                found[dep.name] = dict(dep.ray_actor_options or {})
+                for arg in (*dep.init_args, *dep.init_kwargs.values()):
+                    visit(arg)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    visit(app)
+    return found
+
+
+# ---- selecting applications and applying overrides ---------------------------------------------
 
 def merge_deployment(base: dict, override: dict) -> None:
     """Apply an override; choosing autoscaling_config (or a fixed num_replicas) drops the other."""
@@ -60,32 +119,148 @@ def merge_deployment(base: dict, override: dict) -> None:
 
 
 def select_and_override(config: dict, settings: ServeSettings) -> dict:
-    """Keep the stack's applications and apply its per-deployment overrides."""
+    """Keep the stack's applications and apply its per-deployment overrides (all errors at once)."""
     config = copy.deepcopy(config)
-    apps = config.get("applications") or []
+    apps = config.get("applications") if isinstance(config.get("applications"), list) else []
     by_name = {a.get("name"): a for a in apps if isinstance(a, dict)}
+    errors = []
     if settings.applications is not None:
         unknown = [n for n in settings.applications if n not in by_name]
         if unknown:
-            raise ConfigError(f"rayserve:serve.applications: unknown application(s) {unknown}; config has {sorted(by_name)}")
+            raise ConfigError(f"rayserve:serve.applications: unknown application(s) {unknown}; "
+                              f"the Serve config has {sorted(by_name)}")
         config["applications"] = apps = [by_name[n] for n in settings.applications]
         by_name = {a["name"]: a for a in apps}
     for app_name, deployments in settings.overrides.items():
         app = by_name.get(app_name)
         if app is None:
-            raise ConfigError(f"rayserve:serve.overrides.{app_name}: no application named {app_name!r} (have {sorted(by_name)})")
-        existing = {d.get("name"): d for d in app.setdefault("deployments", [])}
+            errors.append(f"rayserve:serve.overrides.{app_name}: no application named {app_name!r} "
+                          f"(have {sorted(by_name)})")
+            continue
+        existing = {d.get("name"): d for d in app.setdefault("deployments", []) if isinstance(d, dict)}
+        in_code = set(app_deployments(app.get("import_path"))) if isinstance(app.get("import_path"), str) else set()
         for dep_name, override in deployments.items():
+            if dep_name not in existing and dep_name in in_code:
+                existing[dep_name] = {"name": dep_name}
+                app["deployments"].append(existing[dep_name])
             if dep_name not in existing:
-                raise ConfigError(
-                    f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no deployment "
-                    f"{dep_name!r} (have {sorted(existing)})"
-                )
+                errors.append(f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no "
+                              f"deployment {dep_name!r} (have {sorted(set(existing) | in_code)})")
+                continue
             merge_deployment(existing[dep_name], override.model_dump(exclude_none=True))
+    if errors:
+        raise ConfigError(*errors)
     if settings.http_port is not None:
         config.setdefault("http_options", {})["port"] = settings.http_port
     return config
 
+
+# ---- the strict pass (before Ray's lenient schema) ---------------------------------------------
+
+def _unwrap(annotation) -> list:
+    """The member types of an annotation (Optional/Union/Annotated flattened)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _unwrap(a)]
+    return [annotation]
+
+
+def _model_of(annotation) -> tuple[Optional[type], bool]:
+    """(pydantic model, is a list of it) that a field holds, if any."""
+    for member in _unwrap(annotation):
+        origin = typing.get_origin(member)
+        if origin in (list, typing.List):
+            inner, _ = _model_of(typing.get_args(member)[0])
+            if inner:
+                return inner, True
+        elif isinstance(member, type) and issubclass(member, BaseModel):
+            return member, False
+    return None, False
+
+
+def _special_models() -> dict:
+    from ray.serve.config import AutoscalingPolicy
+    from ray.serve.schema import ServeApplicationSchema
+
+    return {(ServeApplicationSchema, "autoscaling_policy"): (AutoscalingPolicy, False)}
+
+
+def _scalar_error(value: Any, annotation) -> Optional[str]:
+    kinds = set()
+    for member in _unwrap(annotation):
+        if isinstance(member, type) and issubclass(member, enum.Enum):
+            kinds.add(str)
+        elif member in (int, float, str, bool):
+            kinds.add(member)
+        elif typing.get_origin(member) is typing.Literal:
+            kinds.update(type(a) for a in typing.get_args(member))
+    numeric = kinds & {int, float}
+    if numeric and isinstance(value, bool) and bool not in kinds:
+        return f"must be a number, not a boolean (got {value!r})"
+    if numeric and isinstance(value, str) and str not in kinds:
+        return f"must be a number, not a string (got {value!r}); write it without quotes"
+    if kinds == {int} and isinstance(value, float):
+        return f"must be a whole number (got {value!r})"
+    return None
+
+
+def _nonfinite(value: Any, path: str, errors: list[str]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        errors.append(f"{WHERE}{path}: {value!r} is not a finite number")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _nonfinite(v, f"{path}.{k}" if path else str(k), errors)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _nonfinite(v, path + path_of([i], value), errors)
+
+
+def _walk(value: dict, model: type, path: str, errors: list[str]) -> None:
+    fields = model.model_fields
+    names = set(fields) | {f.alias for f in fields.values() if f.alias}
+    for key, item in value.items():
+        here = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            errors.append(f"{WHERE}{here}: unknown key; {model.__name__} accepts {', '.join(sorted(names))}")
+            continue
+        annotation = fields[key].annotation if key in fields else next(
+            f.annotation for f in fields.values() if f.alias == key)
+        sub, is_list = _special_models().get((model, key)) or _model_of(annotation)
+        if sub and is_list and isinstance(item, list):
+            for i, element in enumerate(item):
+                if isinstance(element, dict):
+                    _walk(element, sub, here + path_of([i], item), errors)
+        elif sub and isinstance(item, dict):
+            _walk(item, sub, here, errors)
+        elif (why := _scalar_error(item, annotation)) is not None:
+            errors.append(f"{WHERE}{here}: {why}")
+
+
+def strict_errors(config: dict) -> list[str]:
+    """What Ray's schema would ignore or coerce: unknown keys, non-finite numbers, booleans or strings
+    as numbers; and what Serve refuses only at deploy time: no applications, bad route prefixes."""
+    from ray.serve.schema import ServeDeploySchema
+
+    errors: list[str] = []
+    _nonfinite(config, "", errors)
+    _walk(config, ServeDeploySchema, "", errors)
+    apps = config.get("applications")
+    if not isinstance(apps, list) or not apps:
+        errors.append(f"{WHERE}applications: at least one application is required (an empty list deletes every "
+                      "running application)")
+        return errors
+    for i, app in enumerate(apps):
+        prefix = app.get("route_prefix") if isinstance(app, dict) else None
+        if prefix is not None and (not isinstance(prefix, str) or not ROUTE_PREFIX.match(prefix)):
+            errors.append(f"{WHERE}applications{path_of([i], apps)}.route_prefix: {prefix!r} must start with '/', "
+                          "not end with '/' (unless it is just '/'), and hold only URL path characters (no '{', '}', "
+                          "spaces or '//')")
+    return errors
+
+
+# ---- Ray's schema, then what only the bundled code can tell -------------------------------------
 
 def validate_schema(config: dict) -> dict:
     """Validate with ray.serve.schema.ServeDeploySchema (and each autoscaling_config with Ray's
@@ -96,54 +271,119 @@ def validate_schema(config: dict) -> dict:
     try:
         schema = ServeDeploySchema.model_validate(config)
     except ValidationError as exc:
-        raise ConfigError("invalid Serve config:\n" + format_pydantic_errors("serve config: ", exc)) from None
+        raise ConfigError(*format_pydantic_errors(WHERE, exc, config)) from None
+    except Exception as exc:  # a validator of Ray's that raised something else: still one line, no traceback
+        raise ConfigError(f"{WHERE.strip()}: Ray's ServeDeploySchema refused it: {type(exc).__name__}: {exc}") from None
     validated = schema.model_dump(mode="json", exclude_unset=True)
-    for i, app in enumerate(validated["applications"]):
-        for j, dep in enumerate(app.get("deployments") or []):
+    errors = []
+    for app in validated["applications"]:
+        for dep in app.get("deployments") or []:
             if isinstance(dep.get("autoscaling_config"), dict):
                 try:
                     AutoscalingConfig.model_validate(dep["autoscaling_config"])
                 except ValidationError as exc:
-                    where = f"serve config: applications.{i}.deployments.{j}({dep['name']}).autoscaling_config"
-                    raise ConfigError("invalid Serve config:\n" + format_pydantic_errors(where, exc)) from None
+                    where = f"{WHERE}applications[{app['name']}].deployments[{dep['name']}].autoscaling_config."
+                    errors += format_pydantic_errors(where, exc)
+    if errors:
+        raise ConfigError(*errors)
     return validated
 
 
-def check_bundled_imports(config: dict) -> None:
-    """Every app must import from the bundled apps (baked into the image), with no downloading runtime_env."""
-    for i, app in enumerate(config["applications"]):
-        where = f"serve config: applications.{i}({app['name']})"
-        path = app["import_path"]
-        module_name, sep, attr = path.partition(":")
-        if not sep:
-            module_name, _, attr = path.rpartition(".")
-        if not module_name.startswith(APPS_PACKAGE + "."):
-            raise ConfigError(f"{where}.import_path: {path!r} must import from the bundled {APPS_PACKAGE} package")
-        bad_env = DOWNLOADING_RUNTIME_ENV_KEYS & set(app.get("runtime_env") or {})
-        if bad_env:
-            raise ConfigError(f"{where}.runtime_env: {sorted(bad_env)} download at deploy time; bake them into the image")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(f"{where}.import_path: cannot import {module_name!r}: {exc}") from None
-        if not Path(module.__file__).resolve().is_relative_to(apps_dir().resolve()):
-            raise ConfigError(f"{where}.import_path: {module_name!r} resolves outside {apps_dir()}")
-        if not hasattr(module, attr):
-            raise ConfigError(f"{where}.import_path: {module_name!r} has no attribute {attr!r}")
+def _runtime_env_error(env: Any, where: str) -> Optional[str]:
+    bad = DOWNLOADING_RUNTIME_ENV_KEYS & set(env or {})
+    return f"{where}: {sorted(bad)} download at deploy time; bake them into the image" if bad else None
+
+
+def _import_error(path: Any, where: str, must_be=None, what: str = "") -> Optional[str]:
+    obj, why = _resolve(path)
+    if why:
+        return f"{where}: {why}"
+    if must_be is not None and not isinstance(obj, must_be):
+        return f"{where}: {path!r} is a {type(obj).__name__}, not {what}"
+    return None
+
+
+def bundled_code_errors(config: dict) -> list[str]:
+    """Every import path anywhere comes from the bundled apps; apps name an Application whose code holds
+    every deployment the config names; no runtime_env downloads at any level. Runs before Ray's schema,
+    whose validators import some of these paths themselves."""
+    from ray.serve.deployment import Application
+
+    def get(d: Any, key: str) -> Any:
+        return d.get(key) if isinstance(d, dict) else None
+
+    errors: list[Optional[str]] = []
+    for i, servicer in enumerate(get(config.get("grpc_options"), "grpc_servicer_functions") or []):
+        errors.append(_import_error(servicer, f"{WHERE}grpc_options.grpc_servicer_functions[{i}]"))
+    if get(config.get("tracing_config"), "exporter_import_path") is not None:
+        errors.append(_import_error(config["tracing_config"]["exporter_import_path"],
+                                    f"{WHERE}tracing_config.exporter_import_path"))
+    errors.append(_runtime_env_error(get(config.get("controller_options"), "runtime_env"),
+                                     f"{WHERE}controller_options.runtime_env"))
+    apps = config.get("applications") if isinstance(config.get("applications"), list) else []
+    for i, app in enumerate(a for a in apps if isinstance(a, dict)):
+        where = f"{WHERE}applications{path_of([i], apps)}"
+        app_error = _import_error(app.get("import_path"), f"{where}.import_path", Application, "a Serve application")
+        errors += [app_error, _runtime_env_error(app.get("runtime_env"), f"{where}.runtime_env")]
+        if get(app.get("autoscaling_policy"), "policy_function") is not None:
+            errors.append(_import_error(app["autoscaling_policy"]["policy_function"],
+                                        f"{where}.autoscaling_policy.policy_function"))
+        in_code = {} if app_error else app_deployments(app["import_path"])
+        deployments = app.get("deployments") if isinstance(app.get("deployments"), list) else []
+        for j, dep in enumerate(d for d in deployments if isinstance(d, dict)):
+            at = f"{where}.deployments{path_of([j], deployments)}"
+            if not app_error and isinstance(dep.get("name"), str) and dep["name"] not in in_code:
+                errors.append(f"{at}: the application's code has no deployment {dep['name']!r} "
+                              f"(it has {sorted(in_code)})")
+            errors.append(_runtime_env_error(get(dep.get("ray_actor_options"), "runtime_env"),
+                                             f"{at}.ray_actor_options.runtime_env"))
+            router = dep.get("request_router_config")
+            if get(router, "request_router_class") is not None:
+                errors.append(_import_error(router["request_router_class"], f"{at}.request_router_config.request_router_class"))
+            policy = get(dep.get("autoscaling_config"), "policy")
+            if get(policy, "policy_function") is not None:
+                errors.append(_import_error(policy["policy_function"], f"{at}.autoscaling_config.policy.policy_function"))
+            actors = dep.get("deployment_actors") if isinstance(dep.get("deployment_actors"), list) else []
+            for k, actor in enumerate(a for a in actors if isinstance(a, dict)):
+                name = f"{at}.deployment_actors{path_of([k], actors)}"
+                errors.append(_import_error(actor.get("actor_class"), f"{name}.actor_class"))
+                errors.append(_runtime_env_error(get(actor.get("actor_options"), "runtime_env"),
+                                                 f"{name}.actor_options.runtime_env"))
+    return [e for e in errors if e]
+
+
+def deployment_resources(config: dict) -> list[tuple[str, float, float]]:
+    """(where, num_cpus, num_gpus) of every deployment's replica: the config's ray_actor_options over the code's."""
+    out = []
+    for app in config["applications"]:
+        code = app_deployments(app["import_path"])
+        listed = {d["name"]: d for d in app.get("deployments") or []}
+        for name, code_options in code.items():
+            options = {**code_options, **((listed.get(name) or {}).get("ray_actor_options") or {})}
+            out.append((f"{WHERE}applications[{app['name']}].deployments[{name}].ray_actor_options",
+                        float(options.get("num_cpus", 1) or 0), float(options.get("num_gpus", 0) or 0)))
+    return out
 
 
 def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
     """Stack settings -> validated Serve config dict (raises ConfigError). `base_dir` anchors a relative
     `config_path` (the program passes its own directory)."""
     config = select_and_override(read_config_file(settings.config_path, base_dir), settings)
-    validated = validate_schema(config)
-    check_bundled_imports(validated)
-    return validated
+    errors = strict_errors(config) + bundled_code_errors(config)
+    if errors:
+        raise ConfigError(*errors)
+    return validate_schema(config)
 
 
 def serve_port(config: dict) -> int:
     """The HTTP port Serve's proxies listen on."""
     return int((config.get("http_options") or {}).get("port", SERVE_PORT))
+
+
+def grpc_port(config: dict) -> Optional[int]:
+    """The gRPC port, when gRPC servicers are configured (Serve starts no gRPC server otherwise)."""
+    grpc = config.get("grpc_options") or {}
+    return int(grpc.get("port", 9000)) if grpc.get("grpc_servicer_functions") else None
 
 
 def to_yaml(config: dict) -> str:

@@ -5,14 +5,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from rayserve_pulumi.config.errors import ConfigError, format_pydantic_errors
 from rayserve_pulumi.config.stack import NAMESPACE, StackConfig
+from rayserve_pulumi.config.yamlio import load_yaml_file
 
 
-def _raw_namespace_values(namespace: str) -> dict[str, Any]:
+def raw_stack_values(namespace: str = NAMESPACE) -> dict[str, Any]:
     """All `namespace:*` config values of the running stack, JSON objects decoded."""
     from pulumi.runtime import config as runtime_config
 
@@ -31,8 +31,18 @@ def _raw_namespace_values(namespace: str) -> dict[str, Any]:
 
 def read_stack_file(path) -> dict[str, Any]:
     """The `rayserve:` values of a stack file (e.g. stacks/Pulumi.local.yaml), namespace stripped."""
-    raw = yaml.safe_load(Path(path).read_text()).get("config") or {}
-    return {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    where = str(path)
+    doc = load_yaml_file(Path(path), where)
+    raw = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a stack file holds a `config:` mapping of `rayserve:<key>: <value>`")
+    values = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: config key {key!r} is not a string")
+        if key.startswith(f"{NAMESPACE}:"):
+            values[key.split(":", 1)[1]] = value
+    return values
 
 
 def parse_stack_config(values: dict[str, Any]) -> StackConfig:
@@ -40,9 +50,9 @@ def parse_stack_config(values: dict[str, Any]) -> StackConfig:
     try:
         return StackConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError("invalid stack config:\n" + format_pydantic_errors(f"{NAMESPACE}:", exc)) from None
+        raise ConfigError(*format_pydantic_errors(f"{NAMESPACE}:", exc, values)) from None
 
 
 def load_stack_config(namespace: str = NAMESPACE) -> StackConfig:
     """Read and validate the current stack's `rayserve:` config."""
-    return parse_stack_config(_raw_namespace_values(namespace))
+    return parse_stack_config(raw_stack_values(namespace))

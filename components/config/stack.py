@@ -8,36 +8,43 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rayserve_pulumi.config.images import MUTABLE_TAGS, image_is_pinned
+from rayserve_pulumi.config import aws, kubernetes
+from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
+from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.constants import (
     DASHBOARD_PORT, GCS_PORT, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
 )
 from rayserve_pulumi.registry import PLATFORMS
 
 NAMESPACE = "rayserve"
-DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
 MAX_RAYSERVICE_NAME = 47
+ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+OCI_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+EKS_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; types checked, not coerced ("3" is not 3, true is not 1); numbers finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DeploymentOverride(Strict):
     """Per-deployment overrides of the bundled Serve config, checked again by ray.serve.schema once applied."""
 
-    num_replicas: Optional[Union[int, Literal["auto"]]] = Field(None, description="fixed replica count, or 'auto'")
-    max_ongoing_requests: Optional[int] = Field(None, description="requests one replica handles at once")
+    num_replicas: Optional[Union[Annotated[int, Field(ge=1)], Literal["auto"]]] = Field(
+        None, description="fixed replica count (at least 1), or 'auto'")
+    max_ongoing_requests: Optional[int] = Field(None, ge=1, description="requests one replica handles at once")
     user_config: Optional[dict[str, Any]] = Field(None, description="passed to the deployment's reconfigure(), in place")
     autoscaling_config: Optional[dict[str, Any]] = Field(None, description="Serve autoscaling (replaces num_replicas)")
     ray_actor_options: Optional[dict[str, Any]] = Field(None, description="num_cpus, num_gpus, memory, resources")
-    health_check_period_s: Optional[float] = Field(None, description="seconds between check_health calls")
-    health_check_timeout_s: Optional[float] = Field(None, description="seconds before a health check fails")
+    health_check_period_s: Optional[float] = Field(None, gt=0, description="seconds between check_health calls")
+    health_check_timeout_s: Optional[float] = Field(None, gt=0, description="seconds before a health check fails")
 
 
 class ServeSettings(Strict):
@@ -46,28 +53,48 @@ class ServeSettings(Strict):
     config_path: Optional[str] = Field(
         None, description="a Serve config file; default: the bundled one (rayserve_pulumi.serve_apps). "
                           "A relative path is relative to the Pulumi program's directory")
-    applications: Optional[list[str]] = Field(None, description="subset of the config's applications (default all)")
+    applications: Optional[list[str]] = Field(None, min_length=1,
+                                              description="subset of the config's applications (default all; never empty)")
     overrides: dict[str, dict[str, DeploymentOverride]] = Field(
         default_factory=dict, description="application -> deployment -> fields to override")
     http_port: Optional[int] = Field(None, ge=1, le=65535, description="Serve's HTTP port (default: the config's)")
     proxy: Literal["default", "haproxy"] = Field("default", description="haproxy: Ray's experimental, faster ingress")
 
+    @field_validator("applications")
+    @classmethod
+    def _unique(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"application names must be unique: {v}")
+        return v
+
 
 class LocalSettings(Strict):
     """The `local` platform: a Ray head on this machine."""
 
-    host: str = Field("127.0.0.1", description="address the dashboard and Serve listen on")
+    host: str = Field("127.0.0.1", description="IP address the dashboard and Serve listen on")
     gcs_port: int = Field(GCS_PORT, ge=1, le=65535, description="Ray GCS port")
     dashboard_port: int = Field(DASHBOARD_PORT, ge=1, le=65535, description="dashboard and Serve REST API port")
-    num_cpus: int = Field(4, gt=0, description="logical CPUs Ray may schedule")
+    num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
+    num_gpus: int = Field(0, ge=0, le=64, description="GPUs Ray may schedule (0: Serve may not ask for any)")
     deploy_timeout_s: float = Field(300, gt=0, description="how long `up` waits for every app to be RUNNING")
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
+    models_dir: str = Field(".models", min_length=1, description="folder of model directories the text app may load "
+                            "by name (relative to the program's directory; set-up generates tiny-t5 there)")
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address (e.g. 127.0.0.1)") from None
+        return v
 
-def _check_pinned(uri: str) -> str:
-    if not image_is_pinned(uri):
-        raise ValueError(f"image {uri!r} has no tag or a mutable one; pin a version tag or digest")
-    return uri
+    @model_validator(mode="after")
+    def _ports(self):
+        if self.gcs_port == self.dashboard_port:
+            raise ValueError(f"gcs_port and dashboard_port are both {self.gcs_port}; give each its own port")
+        return self
 
 
 class ImageSettings(Strict):
@@ -77,20 +104,31 @@ class ImageSettings(Strict):
     build: bool = Field(False, description="build the bundled apps into an image pushed to ECR")
     repository_name: str = Field("rayserve-apps", description="ECR repository name (build: true)")
     tag: str = Field("v1", description="version prefix of the immutable tag (a context hash is appended)")
-    platform: str = Field("linux/amd64", description="build platform")
+    platform: Literal["linux/amd64", "linux/arm64"] = Field("linux/amd64", description="build platform")
     ray_base_image: str = Field(RAY_CPU_IMAGE, description="base image for CPU clusters")
     gpu_base_image: str = Field(RAY_GPU_IMAGE, description="base image for clusters with GPU workers")
 
     @field_validator("uri", "ray_base_image", "gpu_base_image")
     @classmethod
     def _pinned(cls, v: Optional[str]) -> Optional[str]:
-        return None if v is None else _check_pinned(v)
+        return None if v is None else check_pinned(v)
 
     @field_validator("tag")
     @classmethod
     def _tag(cls, v: str) -> str:
+        if not OCI_TAG.match(v) or len(v) > 100:
+            raise ValueError(f"tag {v!r}: letters, digits, '_', '.', '-', not starting with '.' or '-', at most 100 "
+                             "characters (a context hash is appended)")
         if v in MUTABLE_TAGS:
             raise ValueError(f"tag {v!r} is mutable; use a version")
+        return v
+
+    @field_validator("repository_name")
+    @classmethod
+    def _repository(cls, v: str) -> str:
+        if not 2 <= len(v) <= 256 or not ECR_REPOSITORY.match(v):
+            raise ValueError(f"repository_name {v!r}: 2-256 lower-case letters, digits and '.', '_', '-', '/' "
+                             "between components (ECR's rules)")
         return v
 
     @model_validator(mode="after")
@@ -116,23 +154,68 @@ class NodeGroup(Strict):
     gpu: bool = Field(False, description="NVIDIA AMI and a nvidia.com/gpu NoSchedule taint")
     labels: dict[str, str] = Field(default_factory=dict, description="extra node labels")
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)  # a label value on every node, and part of AWS resource names
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for name in v:
+            instance_type(name)
+        if len(set(v)) != len(v):
+            raise ValueError(f"instance types repeat: {v}")
+        gpus = {instance_type(n).gpus > 0 for n in v}
+        if len(gpus) > 1:
+            raise ValueError(f"instance types {v} mix GPU and CPU-only types; one group is one kind")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            kubernetes.label_key(key)
+            kubernetes.label_value(value)
+        return v
+
     @model_validator(mode="after")
     def _sizes(self):
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(f"node group {self.name}: need min_size <= desired_size <= max_size")
+        has_gpus = any(instance_type(n).gpus for n in self.instance_types)
+        if self.gpu != has_gpus:
+            raise ValueError(f"node group {self.name}: gpu is {self.gpu} but instance types {self.instance_types} "
+                             f"{'have' if has_gpus else 'have no'} GPUs")
         return self
+
+    def smallest(self):
+        """What every node of this group can give one pod: the least allocatable of its instance types."""
+        types = [instance_type(n) for n in self.instance_types]
+        return (min(t.allocatable_millicpu for t in types), min(t.allocatable_memory_mib for t in types),
+                min(t.gpus for t in types))
 
 
 class EksSettings(Strict):
     """The EKS cluster and its VPC."""
 
-    kubernetes_version: str = Field("1.33", description="EKS Kubernetes version")
+    kubernetes_version: Literal[EKS_VERSIONS] = Field("1.33", description="EKS Kubernetes version")
     vpc_cidr: str = Field("10.0.0.0/16", description="VPC IPv4 CIDR")
     availability_zones: int = Field(2, ge=2, le=3, description="AZs (a public and a private subnet each)")
     nat_gateways: Literal["Single", "OnePerAz"] = Field("Single", description="NAT gateway strategy")
     endpoint_public_access: bool = Field(True, description="Kubernetes API reachable from outside the VPC")
     node_groups: list[NodeGroup] = Field(min_length=1, description="managed node groups (at least one CPU group)")
     storage_class: str = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        return aws.vpc_cidr(v)
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)
 
     @model_validator(mode="after")
     def _groups(self):
@@ -154,21 +237,40 @@ class EksSettings(Strict):
 class KubeRaySettings(Strict):
     """The KubeRay operator's Helm release."""
 
-    chart_version: str = Field(KUBERAY_CHART_VERSION, description="kuberay-operator chart version (pinned)")
+    chart_version: str = Field(KUBERAY_CHART_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+                               description="kuberay-operator chart version (pinned, x.y.z)")
     namespace: str = Field("kuberay-system", description="operator namespace")
-    repository: str = Field(KUBERAY_CHART_REPOSITORY, description="Helm repository")
+    repository: str = Field(KUBERAY_CHART_REPOSITORY, pattern=r"^(https|oci)://[^\s]+$", description="Helm repository")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)
 
 
 class PodResources(Strict):
     cpu: str = Field("1", description="container CPU request and limit (Kubernetes quantity)")
     memory: str = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")
-    gpu: int = Field(0, ge=0, description="nvidia.com/gpu per pod")
+    gpu: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per pod")
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, v: str) -> str:
+        return kubernetes.positive_quantity(v)
+
+    @property
+    def millicpu(self) -> int:
+        return int(kubernetes.parse_quantity(self.cpu) * 1000)
+
+    @property
+    def memory_mib(self) -> float:
+        return float(kubernetes.parse_quantity(self.memory) / 2**20)
 
 
 class HeadSettings(PodResources):
     """The Ray head pod."""
 
-    num_cpus: Optional[float] = Field(None, ge=0, description="Ray logical CPUs; 0 keeps work off the head")
+    num_cpus: Optional[float] = Field(None, ge=0, le=1024, description="Ray logical CPUs; 0 keeps work off the head")
     node_group: Optional[str] = Field(None, description="EKS node group to run on")
 
 
@@ -180,6 +282,11 @@ class WorkerGroup(PodResources):
     min_replicas: int = Field(1, ge=0, description="fewest pods the autoscaler keeps")
     max_replicas: int = Field(3, ge=0, description="most pods the autoscaler starts")
     node_group: Optional[str] = Field(None, description="EKS node group to run on")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)  # KubeRay puts it in pod names and a label value
 
     @model_validator(mode="after")
     def _replicas(self):
@@ -203,7 +310,7 @@ class RayServiceSettings(Strict):
 
     name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
     namespace: str = Field("ray", description="namespace of the RayService and its storage")
-    ray_version: str = Field(RAY_VERSION, description="Ray version of the image")
+    ray_version: str = Field(RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version of the image")
     head: HeadSettings = Field(HeadSettings(), description="the head pod")
     worker_groups: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(name="cpu")],
                                              description="worker groups")
@@ -211,7 +318,16 @@ class RayServiceSettings(Strict):
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
         "NewCluster", description="what KubeRay does when the cluster spec changes")
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
-    service_type: Literal["LoadBalancer", "ClusterIP"] = Field("ClusterIP", description="Serve endpoint type")
+    service_type: Literal["LoadBalancer", "ClusterIP"] = Field(
+        "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
+    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="LoadBalancer only: reachable inside the VPC, or from allowed_cidrs on the internet")
+    allowed_cidrs: list[str] = Field(default_factory=list, description="internet-facing only: the source ranges "
+                                     "the load balancer admits (loadBalancerSourceRanges); required")
+    exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
+                                          "(excludeHeadPodFromServeSvc): traffic goes to workers only")
+    ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
+                                 "RayService to be Ready with no upgrade in progress before failing")
     checkpoint: CheckpointSettings = Field(CheckpointSettings(), description="GCS fault tolerance and model cache")
 
     @field_validator("name")
@@ -219,16 +335,42 @@ class RayServiceSettings(Strict):
     def _name(cls, v: str) -> str:
         if len(v) > MAX_RAYSERVICE_NAME:
             raise ValueError(f"name {v!r} is {len(v)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME}")
-        if not DNS_1035.match(v):
-            raise ValueError(f"name {v!r} must be a DNS-1035 label (lower case, digits, '-')")
+        return kubernetes.dns1035_label(v, MAX_RAYSERVICE_NAME)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            aws.ipv4_cidr(cidr)
         return v
 
     @model_validator(mode="after")
     def _groups(self):
+        if self.load_balancer_scheme == "internet-facing" and not (self.service_type == "LoadBalancer" and self.allowed_cidrs):
+            raise ValueError("load_balancer_scheme internet-facing needs service_type LoadBalancer and allowed_cidrs "
+                             "(the source ranges it admits); an open endpoint is never the default")
+        if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
+            raise ValueError("allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme")
+        if self.exclude_head_from_serve and not self.worker_groups:
+            raise ValueError("exclude_head_from_serve leaves no pod to serve traffic: add a worker group")
         names = [g.name for g in self.worker_groups]
         if len(set(names)) != len(names):
             raise ValueError(f"worker group names must be unique: {names}")
         return self
+
+    @field_validator("upgrade_strategy")
+    @classmethod
+    def _upgrade(cls, v: str) -> str:
+        if v == "NewClusterWithIncrementalUpgrade":
+            raise ValueError("NewClusterWithIncrementalUpgrade needs KubeRay's RayServiceIncrementalUpgrade feature "
+                             "gate, a Gateway API controller and clusterUpgradeOptions, which this package does not "
+                             "render yet; use NewCluster or None")
+        return v
 
 
 class VmSettings(Strict):
@@ -252,8 +394,29 @@ class VmSettings(Strict):
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
         for cidr in v:
-            ipaddress.ip_network(cidr)  # raises ValueError naming the bad value
+            aws.ipv4_cidr(cidr)
         return v
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc(cls, v: str) -> str:
+        return aws.vpc_cidr(v)
+
+    @field_validator("head_instance_type", "worker_instance_type")
+    @classmethod
+    def _instance(cls, v: str) -> str:
+        instance_type(v)
+        return v
+
+    @field_validator("ami_id")
+    @classmethod
+    def _ami(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else aws.ami_id(v)
+
+    @field_validator("s3_bucket_arn")
+    @classmethod
+    def _bucket(cls, v: Optional[str]) -> Optional[str]:
+        return None if v is None else aws.s3_bucket_arn(v)
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -275,6 +438,15 @@ class StackConfig(Strict):
     ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platform eks: the RayService")
     vm: Optional[VmSettings] = Field(None, description="platform vm")
     tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > 40:
+            raise ValueError(f"{len(v)} tags; AWS allows 50 per resource and the stack adds its own (at most 40)")
+        for key, value in v.items():
+            aws.tag(key, value)
+        return v
 
     @model_validator(mode="after")
     def _platform_sections(self):

@@ -5,11 +5,12 @@ the platform that uses them (see rayserve_pulumi.aws.eks).
 """
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs, operator_values
 from rayserve_pulumi.kuberay.rayservice import (
-    GPU_TOLERATION, HEAD, Placement, RayService, RayServiceArgs, render_rayservice,
+    GPU_TOLERATION, HEAD, Placement, RayService, RayServiceArgs, RayServiceResource, render_rayservice,
 )
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs, GcsStorageRef
 
 __all__ = [
     "CheckpointStorage", "CheckpointStorageArgs", "GPU_TOLERATION", "GcsStorageRef", "HEAD", "KubeRayOperator",
-    "KubeRayOperatorArgs", "Placement", "RayService", "RayServiceArgs", "operator_values", "render_rayservice",
+    "KubeRayOperatorArgs", "Placement", "RayService", "RayServiceArgs", "RayServiceResource", "operator_values",
+    "render_rayservice",
 ]

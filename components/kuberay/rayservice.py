@@ -1,10 +1,15 @@
 """RayService: a KubeRay `ray.io/v1` RayService running the validated Serve config.
 
-Cloud-neutral: where pods run (node selectors, tolerations) and how a load balancer is annotated come
-in as plain values from the platform. `render_rayservice` is a pure function (plain values in,
-manifest dict out) so the rendered spec can be checked against the KubeRay CRD schema. The Serve
-config lives only in `spec.serveConfigV2`: changing it never touches `rayClusterConfig`, so KubeRay
-applies it in place instead of rolling a new cluster.
+Cloud-neutral: where pods run (node selectors, tolerations) and how the Serve Service is annotated
+come in as plain values from the platform. `render_rayservice` is a pure function (plain values in,
+manifest dict out) so the rendered spec can be checked against the KubeRay CRD schema.
+
+- The Serve config lives only in `spec.serveConfigV2`: changing it never touches `rayClusterConfig`,
+  so KubeRay applies it in place instead of rolling a new cluster.
+- The Serve endpoint is the Service KubeRay manages (`spec.serveService`), which KubeRay re-points
+  from the old cluster to the new one during an upgrade; Pulumi never owns a selector of Ray pods.
+- `pulumi up` waits until the RayService is Ready with no upgrade in progress (pulumi-kubernetes'
+  `pulumi.com/waitFor`), or fails after `ready_timeout_s` with the conditions KubeRay reported.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from rayserve_pulumi.constants import (
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
 API_VERSION = "ray.io/v1"
+WAIT_FOR = '["condition=Ready", "condition=UpgradeInProgress=False"]'  # KubeRay's RayService conditions
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
 AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -96,10 +102,27 @@ def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict
     }
 
 
+def serve_service_name(s: RayServiceSettings) -> str:
+    """The Serve Service KubeRay manages for this RayService."""
+    return f"{s.name}-serve-svc"
+
+
+def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict]) -> dict:
+    """spec.serveService: KubeRay owns its selector and points it at the cluster that serves."""
+    spec: dict = {"type": s.service_type, "ports": [{"name": "serve", "port": port, "targetPort": port}]}
+    if s.allowed_cidrs:
+        spec["loadBalancerSourceRanges"] = list(s.allowed_cidrs)
+    metadata: dict = {"name": serve_service_name(s)}
+    if annotations and s.service_type == "LoadBalancer":
+        metadata["annotations"] = dict(annotations)
+    return {"metadata": metadata, "spec": spec}
+
+
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
-                      proxy: str = "default") -> dict:
-    """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names."""
+                      proxy: str = "default", service_annotations: Optional[dict] = None) -> dict:
+    """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
+    `service_annotations` are the platform's for a LoadBalancer Serve Service."""
     placements = placements or {}
     port = serve_port(serve_config)
     labels = {SERVICE_LABEL: s.name}
@@ -122,28 +145,54 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
     return {
         "apiVersion": API_VERSION,
         "kind": "RayService",
-        "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
+        "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"},
+                     "annotations": {"pulumi.com/waitFor": WAIT_FOR,
+                                     "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
         "spec": {
             "upgradeStrategy": {"type": s.upgrade_strategy},
+            "serveService": render_serve_service(s, port, service_annotations),
+            "excludeHeadPodFromServeSvc": s.exclude_head_from_serve,
             "serveConfigV2": to_yaml(serve_config),
             "rayClusterConfig": cluster,
         },
     }
 
 
+def application_statuses(status: Optional[dict]) -> dict[str, str]:
+    """Application -> status, as KubeRay reports it for the cluster that serves."""
+    apps = ((status or {}).get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    return {name: (app or {}).get("status", "UNKNOWN") for name, app in apps.items()}
+
+
+class RayServiceResource(pulumi.CustomResource):
+    """A `ray.io/v1` RayService through pulumi-kubernetes, with its `status` as an output (the generic
+    CustomResource exposes no status)."""
+
+    status: pulumi.Output[dict]
+
+    def __init__(self, name: str, metadata, spec, opts: Optional[pulumi.ResourceOptions] = None):
+        from pulumi_kubernetes import _utilities
+
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=_utilities.get_version()))
+        super().__init__(f"kubernetes:{API_VERSION}:RayService", name,
+                         {"apiVersion": API_VERSION, "kind": "RayService", "metadata": metadata, "spec": spec,
+                          "status": None}, opts)
+
+
 @dataclass(frozen=True)
 class RayServiceArgs:
-    settings: RayServiceSettings = arg("RayService name, namespace, head and worker groups, upgrade strategy")
+    settings: RayServiceSettings = arg("RayService name, namespace, groups, Serve Service, upgrades, readiness timeout")
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
     image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
     placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
     storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
     proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
-    load_balancer_annotations: Optional[dict] = arg("annotations of the LoadBalancer Service (cloud specific)", None)
+    service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
 
 
 class RayService(pulumi.ComponentResource):
-    """Outputs `app_urls` (route prefix included) and `dashboard_hint`."""
+    """Outputs `app_urls` (route prefix included), `app_status` (KubeRay's, once Ready), `port_forward`
+    (reach Serve from this machine) and `dashboard_hint`."""
 
     def __init__(self, name: str, args: RayServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:kuberay:RayService", name, None, opts)
@@ -153,34 +202,28 @@ class RayService(pulumi.ComponentResource):
 
         def render(values: list) -> dict:
             plain = GcsStorageRef(values[1], values[2], model_cache_claim=values[3]) if ref else None
-            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy)
+            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy,
+                                     args.service_annotations)
 
         manifest = pulumi.Output.all(*parts).apply(render)
-        self.resource = k8s.apiextensions.CustomResource(
-            f"{name}-rayservice",
-            api_version=API_VERSION,
-            kind="RayService",
-            metadata={"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"}},
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m")),
-        )
-        port = serve_port(args.serve_config)
+        self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],
+                                           pulumi.ResourceOptions(parent=self))
+        port, svc = serve_port(args.serve_config), serve_service_name(s)
         if s.service_type == "LoadBalancer":
-            svc = k8s.core.v1.Service(
-                f"{name}-public",
-                metadata={"name": f"{s.name}-public", "namespace": s.namespace,
-                          "annotations": dict(args.load_balancer_annotations or {})},
-                spec={"type": "LoadBalancer", "selector": {SERVICE_LABEL: s.name, "ray.io/serve": "true"},
-                      "ports": [{"name": "serve", "port": port, "target_port": port}]},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.resource],
-                                            custom_timeouts=pulumi.CustomTimeouts(create="30m")),
-            )
-            host = svc.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
+            # KubeRay's Service, read once the RayService is Ready (Pulumi does not own it)
+            live = k8s.core.v1.Service.get(f"{name}-serve-svc", f"{s.namespace}/{svc}",
+                                           pulumi.ResourceOptions(parent=self, depends_on=[self.resource]))
+            host = live.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
             base = host.apply(lambda ing: f"http://{(ing.hostname or ing.ip) if ing else 'pending'}:{port}")
         else:
-            base = pulumi.Output.from_input(f"http://{s.name}-serve-svc.{s.namespace}.svc.cluster.local:{port}")
+            base = pulumi.Output.from_input(f"http://{svc}.{s.namespace}.svc.cluster.local:{port}")
         self.app_urls = base.apply(lambda b: app_urls(b, args.serve_config))
+        self.app_status = self.resource.status.apply(application_statuses)
+        self.port_forward = pulumi.Output.from_input(
+            f"kubectl -n {s.namespace} port-forward svc/{svc} {port}:{port}  # then "
+            + ", ".join(app_urls(f"http://127.0.0.1:{port}", args.serve_config).values()))
         self.dashboard_hint = pulumi.Output.from_input(
             f"kubectl -n {s.namespace} port-forward svc/{s.name}-head-svc {DASHBOARD_PORT}:{DASHBOARD_PORT}"
             f"  # then http://127.0.0.1:{DASHBOARD_PORT}")
-        self.register_outputs({"app_urls": self.app_urls, "dashboard_hint": self.dashboard_hint})
+        self.register_outputs({"app_urls": self.app_urls, "app_status": self.app_status,
+                               "port_forward": self.port_forward, "dashboard_hint": self.dashboard_hint})

@@ -24,8 +24,8 @@ def main(action: str, stack_file: Path, state: Path, program_dir: Path) -> dict:
             state.unlink()
         return {}
     cfg = parse_stack_config(read_stack_file(stack_file))
-    props = provider_inputs(cfg.local, build_serve_config(cfg.serve, base_dir=program_dir),
-                            proxy=cfg.serve.proxy)
+    props = provider_inputs(cfg.local, build_serve_config(cfg.serve, base_dir=program_dir), cfg.serve.proxy,
+                            str(program_dir.resolve() / cfg.local.models_dir))
     if state.exists():
         saved = json.loads(state.read_text())
         outs = provider.update(saved["id"], saved["outs"], props).outs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 import pulumi
@@ -17,6 +18,7 @@ class LocalPlatformArgs:
     settings: LocalSettings = arg("the local head: host, ports, CPUs, auth mode")
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
     proxy: Literal["default", "haproxy"] = arg("Serve's ingress proxy", "default")
+    models_dir: Optional[str] = arg("absolute folder of model directories the text app loads by name", None)
 
 
 class LocalPlatform(Platform):
@@ -28,7 +30,7 @@ class LocalPlatform(Platform):
     def __init__(self, name: str, args: LocalPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(name, opts)
         self.serve = LocalRayServe(
-            f"{name}-serve", provider_inputs(args.settings, args.serve_config, proxy=args.proxy),
+            f"{name}-serve", provider_inputs(args.settings, args.serve_config, args.proxy, args.models_dir),
             pulumi.ResourceOptions(parent=self),
         )
         self.app_urls = self.serve.app_urls
@@ -36,5 +38,7 @@ class LocalPlatform(Platform):
         self.finish()
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "LocalPlatform":
-        return cls(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy), opts)
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir: Optional[Path] = None):
+        models = str(Path(program_dir or Path.cwd()).resolve() / cfg.local.models_dir)
+        return cls(cfg.name, LocalPlatformArgs(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy,
+                                               models_dir=models), opts)

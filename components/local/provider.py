@@ -15,9 +15,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateRes
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import LocalSettings
 from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
-RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "auth_mode", "ray_env")
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "auth_mode", "ray_env")
 
 
 def dashboard_url(props: dict) -> str:
@@ -57,6 +58,7 @@ class LocalServeProvider(ResourceProvider):
                 dashboard_port=int(props["dashboard_port"]),
                 dashboard_host=props["host"],
                 num_cpus=int(props["num_cpus"]),
+                num_gpus=int(props.get("num_gpus", 0)),
                 auth_mode=props.get("auth_mode", "token"),
                 extra_env=props.get("ray_env") or {},
             )
@@ -85,14 +87,17 @@ class LocalServeProvider(ResourceProvider):
         ray_ops.stop()
 
 
-def provider_inputs(settings: LocalSettings, serve_config: dict, proxy: str = "default") -> dict:
-    """The provider's input properties for a stack's local settings and Serve config."""
+def provider_inputs(settings: LocalSettings, serve_config: dict, proxy: str = "default",
+                    models_dir: Optional[str] = None) -> dict:
+    """The provider's input properties for a stack's local settings and Serve config; `models_dir`
+    (absolute) is where the text app finds models by name."""
     return {
-        "ray_env": ray_ops.serve_runtime_env(proxy),
+        "ray_env": {**ray_ops.serve_runtime_env(proxy), **({MODELS_ENV: models_dir} if models_dir else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,
         "dashboard_port": settings.dashboard_port,
         "num_cpus": settings.num_cpus,
+        "num_gpus": settings.num_gpus,
         "deploy_timeout_s": settings.deploy_timeout_s,
         "auth_mode": settings.auth_mode,
         "serve_config_json": json.dumps(serve_config, sort_keys=True),

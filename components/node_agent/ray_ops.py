@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -102,12 +103,14 @@ def run_checked(args: list[str], env: dict | None = None, timeout: float = 180) 
 
 
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
-              num_cpus: int | None = None, redis_password: str | None = None) -> list[str]:
+              num_cpus: int | None = None, num_gpus: int | None = None, redis_password: str | None = None) -> list[str]:
     """Arguments after `ray` for a head node (shared by the local and the container start)."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
             f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
+    if num_gpus is not None:
+        args.append(f"--num-gpus={num_gpus}")
     if redis_password:
         args += [f"--redis-password={redis_password}", "--redis-username=default"]
     return args
@@ -209,16 +212,36 @@ def status(dashboard_url: str) -> dict:
     return api_get(dashboard_url, SERVE_API) or {}
 
 
+EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*)$")
+
+
+def failure_cause(message: str) -> str:
+    """The line of a Serve status message that says why: the replica's exception line when it holds a
+    traceback, else the message's last line."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    causes = [m.group(1) for line in lines if (m := EXCEPTION_LINE.match(line))]
+    return (causes[-1] if causes else lines[-1] if lines else "")[:500]
+
+
+def failure_summary(app_name: str, app: dict) -> str:
+    """`app: message` plus `app.deployment: cause` for each failed deployment."""
+    parts = [f"{app_name}: {failure_cause(app.get('message', '')) or app.get('status')}"]
+    for dep_name, dep in (app.get("deployments") or {}).items():
+        if dep.get("status") in TERMINAL_FAILURES or dep.get("status_trigger", "").endswith("FAILED"):
+            parts.append(f"{app_name}.{dep_name}: {failure_cause(dep.get('message', '')) or dep.get('status')}")
+    return "; ".join(parts)
+
+
 def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300) -> dict:
-    """Block until every named app is RUNNING; raise on DEPLOY_FAILED with Serve's message."""
+    """Block until every named app is RUNNING; on DEPLOY_FAILED raise with each failed deployment's cause."""
     deadline = time.monotonic() + timeout
     apps: dict = {}
     while time.monotonic() < deadline:
         apps = status(dashboard_url).get("applications") or {}
         states = {name: (apps.get(name) or {}).get("status") for name in app_names}
-        failed = {n: apps[n].get("message", "") for n, s in states.items() if s in TERMINAL_FAILURES}
+        failed = [failure_summary(n, apps[n]) for n, s in states.items() if s in TERMINAL_FAILURES]
         if failed:
-            raise ServeDeployError(f"Serve applications failed: {failed}")
+            raise ServeDeployError("Serve could not deploy: " + " | ".join(failed))
         if all(s == "RUNNING" for s in states.values()):
             return apps
         time.sleep(1)

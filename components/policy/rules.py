@@ -46,6 +46,35 @@ def check_no_public_ray_ports(resource_type: str, props: Props) -> list[str]:
     return out
 
 
+def _load_balancers(resource_type: str, props: Props) -> list[tuple[str, dict, dict]]:
+    """(where, metadata, spec) of every LoadBalancer Service: plain Services and a RayService's serveService."""
+    if resource_type == "kubernetes:core/v1:Service":
+        found = [("Service", props.get("metadata") or {}, props.get("spec") or {})]
+    elif resource_type == "kubernetes:ray.io/v1:RayService":
+        svc = (props.get("spec") or {}).get("serveService") or {}
+        found = [("spec.serveService", svc.get("metadata") or {}, svc.get("spec") or {})]
+    else:
+        return []
+    return [f for f in found if f[2].get("type") == "LoadBalancer"]
+
+
+def check_serve_endpoint_not_open(resource_type: str, props: Props) -> list[str]:
+    """A load balancer is internal, or internet-facing with source ranges that are not the whole internet;
+    it never exposes Ray's private ports."""
+    out = []
+    for where, metadata, spec in _load_balancers(resource_type, props):
+        annotations = metadata.get("annotations") or {}
+        scheme = annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme")
+        internal = scheme == "internal" or annotations.get("service.beta.kubernetes.io/aws-load-balancer-internal") == "true"
+        ranges = spec.get("loadBalancerSourceRanges") or []
+        if not internal and (not ranges or OPEN_CIDRS & set(ranges)):
+            out.append(f"{where}: an internet-facing load balancer needs loadBalancerSourceRanges narrower than the "
+                       f"whole internet (got {ranges or 'none'})")
+        out += [f"{where}: exposes Ray {RAY_PRIVATE_PORTS[p['port']]} port {p['port']}"
+                for p in spec.get("ports") or [] if p.get("port") in RAY_PRIVATE_PORTS]
+    return out
+
+
 def check_imdsv2(resource_type: str, props: Props) -> list[str]:
     """EC2 instances and launch templates require IMDSv2 tokens."""
     if resource_type not in ("aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate"):
@@ -143,6 +172,7 @@ def _policy(name: str, check: Callable[[str, Props], list[str]]) -> ResourceVali
 
 CHECKS = {
     "no-public-ray-ports": check_no_public_ray_ports,
+    "serve-endpoint-not-open": check_serve_endpoint_not_open,
     "imdsv2-required": check_imdsv2,
     "encrypted-volumes": check_encrypted_volumes,
     "pinned-images": check_pinned_images,

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
+from rayserve_pulumi.config import ConfigError
 from tests.pulumi_harness import mock_arn, render, stack_values, with_user_config
 
 
@@ -19,7 +21,7 @@ def test_dev_is_small_single_cpu_group_cluster_ip(rendered):
     assert not groups[0].inputs.get("taints")
     spec = _rayservice(r).inputs["spec"]
     assert "gcsFaultToleranceOptions" not in spec["rayClusterConfig"]
-    assert not r.of_type("kubernetes:core/v1:Service")
+    assert spec["serveService"]["spec"]["type"] == "ClusterIP"
     assert r.outputs["app_urls"]["calc"] == "http://rayserve-dev-serve-svc.ray.svc.cluster.local:8000/calc"
 
 
@@ -89,14 +91,81 @@ def test_kuberay_operator_chart_is_pinned_and_rayservice_waits_for_it(rendered):
     assert operator_urns, "RayService must depend on the operator so destroy removes it first"
 
 
-def test_prod_is_public_through_a_load_balancer_and_kubeconfig_is_secret(rendered):
+def test_prod_serves_through_the_internal_nlb_kuberay_manages(rendered):
     r = rendered["prod"]
-    svc = r.one("kubernetes:core/v1:Service", "public").inputs["spec"]
-    assert svc["type"] == "LoadBalancer"
-    assert svc["selector"] == {"rayserve.io/service": "rayserve-prod", "ray.io/serve": "true"}
-    assert r.outputs["app_urls"]["fruit"] == "http://rayserve-prod-rayservice-public.elb.us-west-2.amazonaws.com:8000/fruit"
+    spec = _rayservice(r).inputs["spec"]
+    serve_svc = spec["serveService"]
+    assert serve_svc["metadata"]["name"] == "rayserve-prod-serve-svc" and serve_svc["spec"]["type"] == "LoadBalancer"
+    assert "selector" not in serve_svc["spec"]  # KubeRay points it at the cluster that serves
+    annotations = serve_svc["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    assert spec["excludeHeadPodFromServeSvc"] is True
+    # the URL is the live Service's load balancer, read after the RayService is Ready
+    assert r.outputs["app_urls"]["fruit"] == "http://rayserve-prod-serve-svc.elb.us-west-2.amazonaws.com:8000/fruit"
+    assert r.outputs["app_status"] == {"fruit": "RUNNING", "calc": "RUNNING", "summarize_translate": "RUNNING"}
     assert "kubeconfig" in r.secret_outputs
     assert "port-forward svc/rayserve-prod-head-svc" in r.outputs["dashboard"]
+
+
+def test_internet_facing_needs_source_ranges_and_renders_them():
+    values = stack_values("prod")
+    values["ray_service"] = {**values["ray_service"], "load_balancer_scheme": "internet-facing",
+                             "allowed_cidrs": ["203.0.113.0/24"]}
+    svc = _rayservice(render(values, "prod")).inputs["spec"]["serveService"]
+    assert svc["spec"]["loadBalancerSourceRanges"] == ["203.0.113.0/24"]
+    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
+    assert "service.beta.kubernetes.io/aws-load-balancer-internal" not in svc["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_pulumi_managed_service_selects_ray_pods(rendered, stack):
+    for svc in rendered[stack].of_type("kubernetes:core/v1:Service"):
+        selector = (svc.inputs.get("spec") or {}).get("selector") or {}
+        assert not [k for k in selector if k.startswith(("ray.io/", "rayserve.io/"))], (svc.name, selector)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_pulumi_up_waits_for_ready_with_no_upgrade_in_progress(rendered, stack):
+    annotations = _rayservice(rendered[stack]).inputs["metadata"]["annotations"]
+    assert json.loads(annotations["pulumi.com/waitFor"]) == ["condition=Ready", "condition=UpgradeInProgress=False"]
+    timeout = stack_values(stack)["ray_service"].get("ready_timeout_s", 1800)
+    assert annotations["pulumi.com/timeoutSeconds"] == str(timeout)
+    values = stack_values(stack)
+    values["ray_service"] = {**values["ray_service"], "ready_timeout_s": 900}
+    assert _rayservice(render(values, stack)).inputs["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == "900"
+
+
+def test_dev_urls_work_from_inside_the_cluster_and_through_a_port_forward(rendered):
+    out = rendered["dev"].outputs
+    assert out["app_urls"]["fruit"] == "http://rayserve-dev-serve-svc.ray.svc.cluster.local:8000/fruit"
+    assert out["serve_port_forward"].startswith("kubectl -n ray port-forward svc/rayserve-dev-serve-svc 8000:8000")
+    assert "http://127.0.0.1:8000/fruit" in out["serve_port_forward"]
+    assert set(out["app_status"]) == {"fruit", "calc", "summarize_translate"}
+
+
+@pytest.mark.parametrize("strategy", ["NewCluster", "None", "NewClusterWithIncrementalUpgrade"])
+def test_each_upgrade_strategy_renders_what_kuberay_needs_or_is_refused(strategy):
+    values = stack_values("prod")
+    values["ray_service"] = {**values["ray_service"], "upgrade_strategy": strategy}
+    if strategy == "NewClusterWithIncrementalUpgrade":
+        with pytest.raises(ConfigError, match="rayserve:ray_service.upgrade_strategy: NewClusterWithIncrementalUpgrade "
+                                              "needs KubeRay's RayServiceIncrementalUpgrade feature gate"):
+            render(values, "prod")
+        return
+    spec = _rayservice(render(values, "prod")).inputs["spec"]
+    assert spec["upgradeStrategy"] == {"type": strategy}  # KubeRay needs nothing more for these two
+
+
+def test_prod_is_schedulable_after_eks_reservations():
+    from rayserve_pulumi.config import parse_stack_config
+    from rayserve_pulumi.config.checks import eks_fit_errors
+
+    cfg = parse_stack_config(stack_values("prod"))
+    assert eks_fit_errors(cfg) == []
+    head, system = cfg.ray_service.head, cfg.eks.group("system")
+    cpu, memory, _ = system.smallest()
+    assert head.millicpu <= cpu and head.memory_mib <= memory
 
 
 def test_image_is_built_into_immutable_ecr_and_pinned_by_digest(rendered):
@@ -125,4 +194,8 @@ def test_serve_config_only_change_leaves_the_ray_cluster_config_alone():
     after = _rayservice(render(with_user_config(stack_values("prod"), 7), "prod")).inputs["spec"]
     assert before["serveConfigV2"] != after["serveConfigV2"]
     assert yaml.safe_load(after["serveConfigV2"])["applications"][0]["deployments"][1]["user_config"] == {"price": 7}
-    assert before["rayClusterConfig"] == after["rayClusterConfig"]
+    assert json.dumps(before["rayClusterConfig"], sort_keys=True) == json.dumps(after["rayClusterConfig"], sort_keys=True)
+    values = stack_values("prod")
+    values["image"] = {"uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/apps:2.0.0"}
+    new_image = _rayservice(render(values, "prod")).inputs["spec"]
+    assert new_image["rayClusterConfig"] != before["rayClusterConfig"]  # an image change rolls a new cluster

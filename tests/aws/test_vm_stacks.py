@@ -56,7 +56,7 @@ def test_vm_user_data_runs_the_bundled_bootstrap(rendered):
     assert "--config-ssm /rayserve-vm-vm/serve-config" in head and "--gcs-redis" in head
     assert "--auth-token-ssm /rayserve-vm-vm/ray-auth-token" in head and "--auth-token-ssm /rayserve-vm-vm/ray-auth-token" in worker
     token = r.one("aws:ssm/parameter:Parameter", "ray-auth-token")
-    assert token.inputs["type"] == "SecureString" and token.inputs["value"].startswith("mock-password-")
+    assert token.inputs["type"] == "SecureString" and token.inputs["value"].startswith("(secret: random password")
     assert "python3 -m rayserve_pulumi.node_agent worker --mode docker" in worker and "--head-address 10.20.1.10:6379" in worker
     assert "MangoStand" not in head  # the Serve config is not in user data
     assert len(head.encode()) < 16384

@@ -1,4 +1,6 @@
-"""Rendered RayService / RayCluster specs against the real KubeRay v1.7.0 CRD schemas (../shared)."""
+"""Rendered RayService / RayCluster specs against the real KubeRay v1.7.0 CRD schemas (../shared):
+the OpenAPI schema with jsonschema, and the CRDs' CEL rules (x-kubernetes-validations) with cel-python,
+evaluated on every field the manifest sets (transition rules with oldSelf = self, as on create)."""
 from __future__ import annotations
 
 import copy
@@ -28,9 +30,33 @@ def crd_schema(kind_file: str) -> dict:
     return next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
 
 
+def cel_errors(schema: dict, value, path: str = "") -> list[str]:
+    """Evaluate the CEL rules of `schema` and of every sub-schema the value reaches."""
+    import celpy
+
+    found = []
+    for rule in schema.get("x-kubernetes-validations") or []:
+        env = celpy.Environment()
+        cel_value = celpy.json_to_cel(value)
+        if not env.program(env.compile(rule["rule"])).evaluate({"self": cel_value, "oldSelf": cel_value}):
+            found.append(f"{path or '/'}: {rule.get('message', rule['rule'])}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = (schema.get("properties") or {}).get(key)
+            if sub is None and isinstance(schema.get("additionalProperties"), dict):
+                sub = schema["additionalProperties"]
+            if sub is not None:
+                found += cel_errors(sub, item, f"{path}/{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            found += cel_errors(schema["items"], item, f"{path}/{i}")
+    return found
+
+
 def errors(schema: dict, doc: dict) -> list[str]:
     validator = jsonschema.Draft7Validator(schema)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)] + \
+        cel_errors(schema, doc)
 
 
 def rendered(stack: str) -> dict:
@@ -56,3 +82,12 @@ def test_the_crd_check_rejects_a_broken_spec():
     group["minReplicas"] = "two"
     found = errors(crd_schema("ray.io_rayservices.yaml"), manifest)
     assert any("groupName" in e for e in found) and any("minReplicas" in e for e in found)
+
+
+def test_the_cel_rules_are_evaluated():
+    cel = pytest.importorskip("celpy", reason="cel-python is a test dependency")
+    assert cel
+    cluster = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "c"},
+               "spec": {**rendered("dev")["spec"]["rayClusterConfig"], "managedBy": "someone-else"}}
+    found = errors(crd_schema("ray.io_rayclusters.yaml"), cluster)
+    assert any("managedBy field value must be either" in e for e in found), found

@@ -56,7 +56,9 @@ def fresh_env(tmp_path_factory):
 def test_only_rayserve_pulumi_is_installed(fresh_env):
     shown = _run([fresh_env["python"], "-m", "pip", "show", "-f", "rayserve-pulumi"]).stdout
     files = [line.strip() for line in shown.split("Files:", 1)[1].splitlines() if line.strip()]
-    tops = {f.split("/")[0] for f in files}
+    scripts = [f for f in files if f.startswith("../")]
+    assert [Path(f).name for f in scripts] == ["rayserve"]  # the console script, in the environment's bin/
+    tops = {f.split("/")[0] for f in files if f not in scripts}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"rayserve_pulumi"}, tops
     for package_data in ("serve_config.yaml", "Dockerfile", "requirements.txt"):
         assert f"rayserve_pulumi/serve_apps/{package_data}" in files
@@ -113,3 +115,10 @@ def test_readme_example_declares_an_eks_platform_with_gcs_fault_tolerance(fresh_
     assert out["gcs"]["redisAddress"].endswith(".ray.svc.cluster.local:6379")
     assert any("KubeRayOperator" in d for d in out["rayservice_deps"])
     assert sorted(out["outputs"]["app_urls"]) == ["calc", "fruit"]
+
+
+def test_the_installed_command_validates_a_stack_outside_the_checkout(fresh_env, tmp_path):
+    stack = tmp_path / "Pulumi.dev.yaml"
+    shutil.copy(ROOT / "stacks" / "Pulumi.dev.yaml", stack)
+    out = _run([fresh_env["python"].parent / "rayserve", "validate", stack], cwd=tmp_path).stdout
+    assert "valid eks stack 'rayserve-dev'" in out

@@ -45,6 +45,17 @@ CASES = [
     ("no-public-ray-ports", "kubernetes:core/v1:Service",
      {"spec": {"type": "LoadBalancer", "ports": [{"port": 8000}]}},
      {"spec": {"type": "LoadBalancer", "ports": [{"port": 8265}]}}),
+    ("serve-endpoint-not-open", RS,
+     {"spec": {"serveService": {"metadata": {"annotations": {
+         "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}}, "spec": {"type": "LoadBalancer"}}}},
+     # the old rendering: an internet-facing NLB with no source ranges
+     {"spec": {"serveService": {"metadata": {"annotations": {
+         "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}}, "spec": {"type": "LoadBalancer"}}}}),
+    ("serve-endpoint-not-open", "kubernetes:core/v1:Service",
+     {"metadata": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}},
+      "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24"], "ports": [{"port": 8000}]}},
+     {"metadata": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}},
+      "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["0.0.0.0/0"], "ports": [{"port": 8000}]}}),
     ("imdsv2-required", "aws:ec2/instance:Instance",
      {"metadataOptions": {"httpTokens": "required"}}, {"metadataOptions": {"httpTokens": "optional"}}),
     ("imdsv2-required", "aws:ec2/launchTemplate:LaunchTemplate",

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config.serve import build_serve_config, bundled_text, read_config_file, select_and_override
-from rayserve_pulumi.serve_apps.text_models import STAND_IN, load_pipeline, translation_task
 
 DOCKERFILE = bundled_text("Dockerfile")
 
@@ -36,11 +37,25 @@ def test_override_to_autoscaling_drops_the_fixed_replica_count():
     assert "num_replicas" not in market and market["autoscaling_config"]["max_replicas"] == 4
 
 
-def test_stand_in_pipeline_is_explicit_and_translation_tasks_map_languages():
-    assert translation_task("French") == "translation_en_to_fr"
-    summary = load_pipeline("summarization", STAND_IN)("The cat is small. More text.")[0]["summary_text"]
-    assert summary == "The cat is small"
-    assert load_pipeline("translation_en_to_de", STAND_IN)("the house")[0]["translation_text"] == "die Haus"
+def test_models_resolve_from_a_directory_the_models_folder_or_the_hub(tmp_path, monkeypatch):
+    from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV, resolve
+
+    (tmp_path / "tiny-t5").mkdir()
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path))
+    assert resolve("tiny-t5") == str(tmp_path / "tiny-t5")
+    assert resolve(str(tmp_path / "tiny-t5")) == str(tmp_path / "tiny-t5")
+    assert resolve("t5-small") == "t5-small"  # a hub id, cached in HF_HOME
+    with pytest.raises(FileNotFoundError):
+        resolve("/no/such/dir")  # a path is never sent to the hub
+
+
+def test_the_ml_extra_and_the_image_share_one_list_of_pins():
+    from importlib.metadata import requires
+
+    pins = [r for r in bundled_text("requirements.txt").splitlines() if r and not r.startswith("#")]
+    extra = sorted(r.split(";")[0].strip() for r in requires("rayserve-pulumi") if 'extra == "ml"' in r)
+    assert sorted(pins) == extra and all("==" in p for p in pins)
+    assert any(p.startswith("torch==") for p in pins)
 
 
 def test_dockerfile_bakes_apps_into_a_pinned_ray_260_image():

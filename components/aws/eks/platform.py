@@ -25,10 +25,16 @@ from rayserve_pulumi.kuberay import (
 )
 from rayserve_pulumi.platform import Platform
 
-NLB_ANNOTATIONS = {
-    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
-}
+
+
+def nlb_annotations(scheme: str) -> dict[str, str]:
+    """An NLB for the Serve Service: internal unless the stack asks for internet-facing (both the AWS
+    Load Balancer Controller's scheme annotation and the in-tree provider's internal one)."""
+    annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+                   "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme}
+    if scheme == "internal":
+        annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
+    return annotations
 
 
 def placements(rs: RayServiceSettings, eks: EksSettings) -> dict[str, Placement]:
@@ -52,7 +58,8 @@ class EksPlatformArgs:
 
 
 class EksPlatform(Platform):
-    """Outputs `app_urls`, `dashboard` (a port-forward command), `image`, `kubeconfig` (secret), `cluster_name`."""
+    """Outputs `app_urls`, `dashboard` (a port-forward command), `image`, `kubeconfig` (secret), `cluster_name`,
+    `app_status` (each application's status as KubeRay reports it) and `serve_port_forward`."""
 
     TYPE = "rayserve:aws:EksPlatform"
     NAME = "eks"
@@ -82,7 +89,7 @@ class EksPlatform(Platform):
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
                            placements=placements(rs, args.eks), storage=self.storage, proxy=args.proxy,
-                           load_balancer_annotations=NLB_ANNOTATIONS),
+                           service_annotations=nlb_annotations(rs.load_balancer_scheme)),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider,
                                    depends_on=[self.operator, self.namespace, *([self.storage] if self.storage else [])]),
         )
@@ -92,10 +99,11 @@ class EksPlatform(Platform):
 
     def extra_outputs(self) -> dict:
         return {"image": self.image.image_ref, "kubeconfig": self.cluster.kubeconfig,
-                "cluster_name": self.cluster.cluster_name}
+                "cluster_name": self.cluster.cluster_name, "app_status": self.service.app_status,
+                "serve_port_forward": self.service.port_forward}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "EksPlatform":
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":
         return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
                                              image=cfg.image, kuberay=cfg.kuberay, proxy=cfg.serve.proxy,
                                              tags=cfg.tags), opts)

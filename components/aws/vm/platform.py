@@ -47,6 +47,6 @@ class VmPlatform(Platform):
         return {"image": self.image.image_ref, "head_private_ip": self.cluster.head_private_ip}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None) -> "VmPlatform":
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "VmPlatform":
         return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
                                             proxy=cfg.serve.proxy, tags=cfg.tags), opts)

@@ -1,0 +1,109 @@
+"""`rayserve validate|render STACK_FILE`: check a stack, or print what it would apply, with no cloud
+credentials and no Pulumi CLI.
+
+- validate: exit 0 and a one-line summary, or exit 1 and one line per error (no traceback).
+- render: like `helm template`: the Kubernetes manifests (eks), the user data and Serve config (vm),
+  or the Serve config and head settings (local), computed under Pulumi's mocks. Generated secrets
+  show as references, values only the cloud can compute as placeholders.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from rayserve_pulumi.config.errors import ConfigError
+
+
+def program_dir_of(stack_file: Path) -> Path:
+    """The Pulumi project holding the stack file (the nearest folder with a Pulumi.yaml), else its folder."""
+    for folder in [stack_file.resolve().parent, *stack_file.resolve().parents]:
+        if (folder / "Pulumi.yaml").is_file():
+            return folder
+    return stack_file.resolve().parent
+
+
+def validate(stack_file: Path, program_dir: Optional[Path]):
+    from rayserve_pulumi.config.sources import read_stack_file
+    from rayserve_pulumi.config.validate import validate_stack
+
+    values = read_stack_file(stack_file)
+    return values, *validate_stack(values, program_dir or program_dir_of(stack_file))
+
+
+def _k8s_manifest(res) -> dict:
+    """A declared pulumi-kubernetes resource as the manifest it would apply."""
+    group_version, kind = res.type.split(":", 1)[1].rsplit(":", 1)
+    group, _, version = group_version.partition("/")
+    api = version if group == "core" else f"{group}/{version}"
+    body = {k: v for k, v in res.inputs.items() if k not in ("apiVersion", "kind", "__defaults")}
+    return {"apiVersion": api, "kind": kind, **body}
+
+
+def render_documents(values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
+    """(comment, document) pairs the stack would apply."""
+    from rayserve_pulumi.preview import preview
+
+    rendered = preview(values, "render", program_dir=program_dir, redact=True)
+    docs: list[tuple[str, object]] = []
+    if cfg.platform == "eks":
+        for res in rendered.resources:
+            if res.type == "kubernetes:helm.sh/v3:Release":
+                i = res.inputs
+                docs.append((f"Helm release {i['name']}: chart {i['chart']} {i['version']} from "
+                             f"{i['repositoryOpts']['repo']} into {i['namespace']}; values:", i.get("values") or {}))
+            elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
+                docs.append((f"{res.type} ({res.name})", _k8s_manifest(res)))
+    elif cfg.platform == "vm":
+        head = rendered.one("aws:ec2/instance:Instance").inputs["userData"]
+        worker = base64.b64decode(rendered.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+        docs += [("head user data", head), ("worker user data (launch template)", worker)]
+        params = {p.inputs["name"]: p.inputs["type"] for p in rendered.of_type("aws:ssm/parameter:Parameter")}
+        docs.append(("SSM parameters (the auth token's value is generated at deploy)", params))
+        docs.append(("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config))
+    else:
+        from rayserve_pulumi.local.provider import provider_inputs
+
+        props = provider_inputs(cfg.local, serve_config, cfg.serve.proxy, str(program_dir / cfg.local.models_dir))
+        docs.append(("local Ray head", {k: v for k, v in props.items() if k != "serve_config_json"}))
+        docs.append(("Serve config", serve_config))
+    return docs
+
+
+def _dump(docs: list[tuple[str, object]]) -> str:
+    out = []
+    for comment, doc in docs:
+        body = doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False)
+        out.append(f"# {comment}\n{body}")
+    return "---\n".join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="rayserve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["validate", "render"])
+    parser.add_argument("stack_file", type=Path, help="a stack file, e.g. stacks/Pulumi.prod.yaml")
+    parser.add_argument("--program-dir", type=Path, help="anchors a relative rayserve:serve.config_path "
+                                                         "(default: the folder holding Pulumi.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        values, cfg, serve_config = validate(args.stack_file, args.program_dir)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"{args.stack_file}: {line}", file=sys.stderr)
+        return 1
+    if args.command == "validate":
+        apps = [a["name"] for a in serve_config["applications"]]
+        print(f"{args.stack_file}: valid {cfg.platform} stack {cfg.name!r}: {len(apps)} application(s) "
+              f"({', '.join(apps)})")
+        return 0
+    print(_dump(render_documents(values, cfg, serve_config, args.program_dir or program_dir_of(args.stack_file))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Checks that need the whole stack: ports that collide, pods and Ray actors that cannot fit where they
+are placed, GPU requests on a cluster with no GPU, and what an SSM parameter can hold.
+
+Each check returns error lines (empty when fine) so that every error of a stack is reported at once.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Optional
+
+from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
+from rayserve_pulumi.config.instances import instance_type
+from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
+from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
+from rayserve_pulumi.constants import CLIENT_PORT, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS
+
+
+def serve_port_errors(serve_config: dict, reserved: dict[int, str]) -> list[str]:
+    """Serve's HTTP and gRPC ports against each other, the platform's `reserved` ports and Ray's worker ports."""
+    errors = []
+    ports = {"http_options.port": serve_port(serve_config)}
+    if (grpc := grpc_port(serve_config)) is not None:
+        ports["grpc_options.port"] = grpc
+        if grpc == ports["http_options.port"]:
+            errors.append(f"serve config grpc_options.port: {grpc} is also http_options.port; give each its own port")
+    for key, port in ports.items():
+        if port in reserved:
+            errors.append(f"serve config {key}: {port} collides with the Ray {reserved[port]} port; use a port other "
+                          f"than {sorted(reserved)}")
+        elif port in WORKER_PORTS:
+            errors.append(f"serve config {key}: {port} lies in Ray's worker port range {WORKER_PORTS.start}-"
+                          f"{WORKER_PORTS.stop - 1}; use a port outside it (Serve's default is 8000)")
+    return errors
+
+
+def reserved_ports(cfg: StackConfig) -> dict[int, str]:
+    """The ports Ray itself uses on the stack's platform."""
+    if cfg.platform == "local":
+        return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", CLIENT_PORT: "Ray client",
+                METRICS_PORT: "metrics"}
+    return dict(INTERNAL_PORTS)
+
+
+def _fits(where: str, pod: PodResources, group: NodeGroup) -> Optional[str]:
+    cpu, memory, gpus = group.smallest()
+    if pod.millicpu <= cpu and pod.memory_mib <= memory and pod.gpu <= gpus:
+        return None
+    return (f"rayserve:ray_service.{where}: asks for cpu {pod.cpu} ({pod.millicpu}m), memory {pod.memory} "
+            f"({pod.memory_mib:.0f} MiB) and {pod.gpu} GPU(s), but a node of group {group.name!r} "
+            f"({', '.join(group.instance_types)}) can give a pod at most {cpu}m, {memory} MiB and {gpus} GPU(s) after "
+            f"EKS' reservations; ask for less or place it on a larger node group")
+
+
+def eks_fit_errors(cfg: StackConfig) -> list[str]:
+    """Every Ray pod fits a node of the group it is placed on (or of some CPU group, when unplaced)."""
+    rs, eks = cfg.ray_service, cfg.eks
+    errors = []
+    for where, pod in [("head", rs.head), *((f"worker_groups[{g.name}]", g) for g in rs.worker_groups)]:
+        groups = [eks.group(pod.node_group)] if pod.node_group else eks.node_groups
+        verdicts = [_fits(where, pod, g) for g in groups if g is not None]
+        if verdicts and all(verdicts):
+            errors.append(verdicts[0])
+    return errors
+
+
+def _nodes(cfg: StackConfig) -> list[tuple[str, float, float]]:
+    """(what, Ray CPUs, Ray GPUs) of each kind of node the stack's Ray cluster has."""
+    if cfg.platform == "local":
+        return [("rayserve:local", float(cfg.local.num_cpus), float(cfg.local.num_gpus))]
+    if cfg.platform == "vm":
+        return [(f"rayserve:vm.{k}", float(t.vcpu), float(t.gpus)) for k, t in
+                (("head_instance_type", instance_type(cfg.vm.head_instance_type)),
+                 ("worker_instance_type", instance_type(cfg.vm.worker_instance_type)))]
+    rs = cfg.ray_service
+    head_cpus = rs.head.num_cpus if rs.head.num_cpus is not None else math.floor(rs.head.millicpu / 1000)
+    return [("rayserve:ray_service.head", float(head_cpus), float(rs.head.gpu)),
+            *((f"rayserve:ray_service.worker_groups[{g.name}]", float(math.floor(g.millicpu / 1000)), float(g.gpu))
+              for g in rs.worker_groups)]
+
+
+def actor_fit_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
+    """Every Serve replica's num_cpus and num_gpus fit on some node of the cluster."""
+    nodes = _nodes(cfg)
+    most_cpus, most_gpus = max(n[1] for n in nodes), max(n[2] for n in nodes)
+    errors = []
+    for where, cpus, gpus in deployment_resources(serve_config):
+        if gpus > 0 and most_gpus == 0:
+            errors.append(f"{where}.num_gpus: {gpus:g} GPU(s) asked, but no node of this {cfg.platform} cluster has a "
+                          f"GPU ({', '.join(n[0] for n in nodes)}); add a GPU group or set num_gpus to 0")
+        elif gpus > most_gpus:
+            errors.append(f"{where}.num_gpus: {gpus:g} GPUs asked; the largest node has {most_gpus:g}")
+        if cpus > most_cpus:
+            errors.append(f"{where}.num_cpus: {cpus:g} CPUs asked; the largest node has {most_cpus:g} "
+                          f"({', '.join(f'{n[0]}: {n[1]:g}' for n in nodes)})")
+    return errors
+
+
+def ssm_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
+    size = len(json.dumps(serve_config, sort_keys=True).encode())
+    if size > SSM_ADVANCED_LIMIT:
+        return [f"rayserve:serve: the Serve config is {size} bytes as JSON; the VM platform keeps it in an SSM "
+                f"parameter, which holds at most {SSM_ADVANCED_LIMIT} bytes; deploy fewer applications or overrides"]
+    return []
+
+
+def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
+    """Every cross-check that applies to the stack's platform."""
+    errors = serve_port_errors(serve_config, reserved_ports(cfg)) + actor_fit_errors(cfg, serve_config)
+    if cfg.platform == "local":
+        errors += [f"rayserve:local.{k}: {p} lies in Ray's worker port range {WORKER_PORTS.start}-"
+                   f"{WORKER_PORTS.stop - 1}" for k, p in (("gcs_port", cfg.local.gcs_port),
+                                                            ("dashboard_port", cfg.local.dashboard_port))
+                   if p in WORKER_PORTS]
+    if cfg.platform == "eks":
+        errors += eks_fit_errors(cfg)
+    if cfg.platform == "vm":
+        errors += ssm_errors(cfg, serve_config)
+    return errors
