@@ -1,10 +1,13 @@
-"""`rayserve validate|render STACK_FILE`: check a stack, or print what it would apply, with no cloud
-credentials and no Pulumi CLI.
+"""`rayserve validate|render|status STACK_FILE`: check a stack, print what it would apply, or show how
+its applications are doing, with no cloud credentials and no Pulumi CLI.
 
 - validate: exit 0 and a one-line summary, or exit 1 and one line per error (no traceback).
 - render: like `helm template`: the Kubernetes manifests (eks), the user data and Serve config (vm),
   or the Serve config and head settings (local), computed under Pulumi's mocks. Generated secrets
   show as references, values only the cloud can compute as placeholders.
+- status: local: every application and deployment with its status, running replicas and latest
+  message, read from the dashboard with the stack's Ray token (exit 1 when Ray is not running);
+  eks and vm: the exact commands that show the same on the cluster.
 """
 from __future__ import annotations
 
@@ -66,12 +69,53 @@ def render_documents(values: dict, cfg, serve_config: dict, program_dir: Path) -
         docs.append(("SSM parameters (the auth token's value is generated at deploy)", params))
         docs.append(("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config))
     else:
-        from rayserve_pulumi.local.provider import provider_inputs
+        from rayserve_pulumi.local.platform import LocalPlatformArgs
 
-        props = provider_inputs(cfg.local, serve_config, cfg.serve.proxy, str(program_dir / cfg.local.models_dir))
+        props = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
         docs.append(("local Ray head", {k: v for k, v in props.items() if k != "serve_config_json"}))
         docs.append(("Serve config", serve_config))
     return docs
+
+
+def status_lines(cfg, serve_config: dict) -> tuple[int, list[str]]:
+    """(exit status, lines) of `rayserve status`."""
+    if cfg.platform == "local":
+        from rayserve_pulumi.node_agent import ray_ops
+
+        dash = f"http://{cfg.local.host}:{cfg.local.dashboard_port}"
+        try:
+            ray_ops.wait_dashboard(dash, timeout=2)
+        except TimeoutError:
+            return 1, [f"local: no Ray head answers at {dash} (run `bash scripts/up.sh`)"]
+        apps = ray_ops.status(dash).get("applications") or {}
+        lines = [f"local: dashboard {dash}"]
+        for name in [a["name"] for a in serve_config["applications"]] + sorted(set(apps) - {
+                a["name"] for a in serve_config["applications"]}):
+            app = apps.get(name) or {}
+            lines.append(f"{name}: {app.get('status', 'NOT DEPLOYED')}"
+                         + (f" — {ray_ops.failure_cause(app['message'])}" if app.get("message") else ""))
+            for dep_name, dep in sorted((app.get("deployments") or {}).items()):
+                running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+                message = ray_ops.failure_cause(dep.get("message", ""))
+                lines.append(f"  {dep_name}: {dep.get('status')} {running}/{dep.get('target_num_replicas', '?')} replicas"
+                             + (f" — {message}" if message else ""))
+        healthy = all((apps.get(a["name"]) or {}).get("status") == "RUNNING" for a in serve_config["applications"])
+        return (0 if healthy else 1), lines
+    if cfg.platform == "eks":
+        rs = cfg.ray_service
+        head = f"$(kubectl -n {rs.namespace} get pods -l ray.io/node-type=head,rayserve.io/service={rs.name} -o name)"
+        return 0, [
+            "eks: with the stack's kubeconfig (pulumi stack output kubeconfig --show-secrets > kubeconfig.json; "
+            "export KUBECONFIG=$PWD/kubeconfig.json):",
+            f"  kubectl -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.status.activeServiceStatus.applicationStatuses}}'",
+            f"  kubectl -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
+            f"  kubectl -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
+        ]
+    return 0, [
+        "vm: through Session Manager to the head (its instance id is in `pulumi stack output dashboard`):",
+        "  aws ssm start-session --target <head instance id> --document-name AWS-StartInteractiveCommand "
+        "--parameters command='docker exec ray-head serve status'",
+    ]
 
 
 def _dump(docs: list[tuple[str, object]]) -> str:
@@ -85,7 +129,7 @@ def _dump(docs: list[tuple[str, object]]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="rayserve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["validate", "render"])
+    parser.add_argument("command", choices=["validate", "render", "status"])
     parser.add_argument("stack_file", type=Path, help="a stack file, e.g. stacks/Pulumi.prod.yaml")
     parser.add_argument("--program-dir", type=Path, help="anchors a relative rayserve:serve.config_path "
                                                          "(default: the folder holding Pulumi.yaml)")
@@ -101,6 +145,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{args.stack_file}: valid {cfg.platform} stack {cfg.name!r}: {len(apps)} application(s) "
               f"({', '.join(apps)})")
         return 0
+    if args.command == "status":
+        code, lines = status_lines(cfg, serve_config)
+        print("\n".join(lines))
+        return code
     print(_dump(render_documents(values, cfg, serve_config, args.program_dir or program_dir_of(args.stack_file))))
     return 0
 

@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: system packages, .venv, the project and its pinned deps.
+# Idempotent set-up for a fresh machine: Debian's redis-server, a .venv with the pinned dependencies
+# (the project editable, with its test and ml extras), and the offline-generated tiny T5 model.
+# A stamp of everything that decides what gets installed makes a re-run with nothing new a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
+PY="${PYTHON:-python3}"
+STAMP=.venv/.rayserve-setup
+MODEL=.models/tiny-t5
+want=$({ cat pyproject.toml serve_apps/requirements.txt tests/requirements.txt bench/requirements.txt \
+           scripts/setup.sh; "$PY" -V; } | sha256sum | cut -d' ' -f1)
+model_want=$(sha256sum scripts/tiny_t5.py | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && command -v redis-server >/dev/null 2>&1 \
+   && [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" = "$model_want" ]; then
+  exit 0
+fi
+say() { echo "set-up: $*" >&2; }
 if ! command -v redis-server >/dev/null 2>&1; then   # GCS fault-tolerance tests start a real Redis
+  say "installing Debian's redis-server (about 20 s)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
-PY="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,ml]"
-# The local stack's text app loads this offline-generated tiny T5 (no model hub is needed).
-[ -f .models/tiny-t5/config.json ] || HF_HUB_DISABLE_PROGRESS_BARS=1 .venv/bin/python scripts/tiny_t5.py .models/tiny-t5 >/dev/null
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv and installing the pinned dependencies (ray, pulumi, CPU torch, transformers, ...):" \
+      "about 2-3 minutes on a fresh 2-core machine"
+  "$PY" -m venv .venv
+elif [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  say "the pinned dependencies changed: updating .venv (under a minute when most are installed)"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test,ml]"
+  echo "$want" > "$STAMP"
+fi
+if [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" != "$model_want" ]; then
+  say "generating the tiny T5 model the local stack's text app loads ($MODEL, about 10 s)"
+  rm -rf "$MODEL"
+  HF_HUB_DISABLE_PROGRESS_BARS=1 .venv/bin/python scripts/tiny_t5.py "$MODEL" >/dev/null
+  echo "$model_want" > "$MODEL/.generated-by"
+fi
+say "done"

@@ -55,3 +55,15 @@ def test_haproxy_ingress_reaches_every_platform():
     values = {**stack_values("local"), "serve": {"proxy": "haproxy"}}
     assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
         "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAYSERVE_MODELS": str(ROOT / ".models")}
+
+
+def test_a_config_error_ends_pulumi_up_without_a_traceback():
+    import pulumi
+
+    from rayserve_pulumi.program import StackConfigError
+
+    values = {**stack_values("local"), "local": {"num_cpus": True}}
+    with pytest.raises(StackConfigError) as info:
+        render(values, "local")
+    assert isinstance(info.value, pulumi.RunError)  # Pulumi prints a RunError's message, no stack trace
+    assert str(info.value) == "rayserve:local.num_cpus: Input should be a valid integer (got True)"

@@ -1,48 +1,132 @@
-"""`python -m rayserve_pulumi.local.cli up|destroy --stack-file F --state S --program-dir D`: the local stack without a Pulumi CLI.
+"""`python -m rayserve_pulumi.local.cli up|destroy|refresh --stack-file F --state S --program-dir D`: the
+local stack without a Pulumi CLI, run through the engine's lifecycle for its one resource.
 
-Runs the same LocalServeProvider that `pulumi up --stack local` runs, with the same validated stack
-config, and keeps its outputs in the state file (scripts/up.sh passes stacks/Pulumi.local.yaml and
-.pulumi-state/local-direct.json).
+up: validate the stack (one line per error, exit 1, nothing touched), build the provider's inputs with
+the function the program uses, `read` what is live (as `pulumi up --refresh` does: a failed deploy
+or a Ray that is gone is noticed), then `diff` against the state: nothing, an update in place, or
+delete-then-create, as the diff says (a head setting replaces Ray; a Serve-only change redeploys in
+the same replica processes). refresh: `read` — a Ray that is gone leaves the state file; drift is
+recorded so the next `up` redeploys. The state file records what was applied (id, inputs, outputs).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Optional
 
-from rayserve_pulumi.config.serve import build_serve_config
-from rayserve_pulumi.config.sources import parse_stack_config, read_stack_file
-from rayserve_pulumi.local.provider import LocalServeProvider, provider_inputs
+from rayserve_pulumi.config.errors import ConfigError
 
 
-def main(action: str, stack_file: Path, state: Path, program_dir: Path) -> dict:
-    provider = LocalServeProvider()
-    if action == "destroy":
-        if state.exists():
-            saved = json.loads(state.read_text())
-            provider.delete(saved["id"], saved["outs"])
-            state.unlink()
+class State:
+    """The applied resource: `{"id": ..., "outs": {...inputs and outputs...}}`, or nothing."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> Optional[dict]:
+        return json.loads(self.path.read_text()) if self.path.exists() else None
+
+    def save(self, rid: str, outs: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"id": rid, "outs": outs}, indent=2, sort_keys=True))
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def outputs(outs: dict) -> dict:
+    return {"platform": "local", "app_urls": outs["app_urls"], "dashboard": outs["dashboard_url"]}
+
+
+def up(stack_file: Path, state: State, program_dir: Path) -> dict:
+    from rayserve_pulumi.config.sources import read_stack_file
+    from rayserve_pulumi.config.validate import validate_stack
+    from rayserve_pulumi.local.platform import LocalPlatformArgs
+    from rayserve_pulumi.local.provider import LocalServeProvider, report
+
+    cfg, serve_config = validate_stack(read_stack_file(stack_file), program_dir)
+    news = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
+    provider, saved = LocalServeProvider(), state.load()
+    if saved is not None:  # refresh first, as `pulumi up --refresh` (scripts/up.sh) does
+        live = provider.read(saved["id"], saved["outs"])
+        saved = {"id": live.id, "outs": live.outs} if live.id else None
+        if saved is None:
+            state.clear()
+    if saved is None:
+        report("local: creating")
+        result = provider.create(news)
+        state.save(result.id, result.outs)
+        return outputs(result.outs)
+    diff = provider.diff(saved["id"], saved["outs"], news)
+    if not diff.changes:
+        report("local: no changes")
+        return outputs(saved["outs"])
+    if diff.replaces:
+        report(f"local: replacing the Ray head ({', '.join(diff.replaces)} changed)")
+        provider.delete(saved["id"], saved["outs"])
+        state.clear()
+        result = provider.create(news)
+        state.save(result.id, result.outs)
+        return outputs(result.outs)
+    report("local: updating Serve in place")
+    outs = provider.update(saved["id"], saved["outs"], news).outs
+    state.save(saved["id"], outs)
+    return outputs(outs)
+
+
+def refresh(state: State) -> dict:
+    from rayserve_pulumi.local.provider import LocalServeProvider
+
+    saved = state.load()
+    if saved is None:
         return {}
-    cfg = parse_stack_config(read_stack_file(stack_file))
-    props = provider_inputs(cfg.local, build_serve_config(cfg.serve, base_dir=program_dir), cfg.serve.proxy,
-                            str(program_dir.resolve() / cfg.local.models_dir))
-    if state.exists():
-        saved = json.loads(state.read_text())
-        outs = provider.update(saved["id"], saved["outs"], props).outs
-        rid = saved["id"]
-    else:
-        result = provider.create(props)
-        rid, outs = result.id, result.outs
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"id": rid, "outs": outs}))
-    return {"app_urls": outs["app_urls"], "dashboard": outs["dashboard_url"]}
+    result = LocalServeProvider().read(saved["id"], saved["outs"])
+    if not result.id:
+        state.clear()
+        return {"gone": True}
+    state.save(result.id, result.outs)
+    return {**outputs(result.outs), "drifted": result.outs.get("config_hash") == "drifted"}
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("action", choices=["up", "destroy"])
+def destroy(state: State) -> dict:
+    from rayserve_pulumi.local.provider import LocalServeProvider
+
+    saved = state.load()
+    if saved is not None:
+        LocalServeProvider().delete(saved["id"], saved["outs"])
+        state.clear()
+    return {}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "destroy", "refresh"])
     parser.add_argument("--stack-file", type=Path, required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--program-dir", type=Path, required=True, help="anchors a relative serve.config_path")
-    a = parser.parse_args()
-    print(json.dumps(main(a.action, a.stack_file, a.state, a.program_dir), indent=2))
+    a = parser.parse_args(argv)
+    state = State(a.state)
+    try:
+        if a.action == "up":
+            result = up(a.stack_file, state, a.program_dir)
+        elif a.action == "refresh":
+            result = refresh(state)
+        else:
+            result = destroy(state)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"{a.stack_file}: {line}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a deploy that failed: its cause in one line, not a traceback
+        print(f"local {a.action} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

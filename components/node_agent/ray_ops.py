@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Callable
 
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, SERVE_PROXY_ENV
 
@@ -232,19 +233,47 @@ def failure_summary(app_name: str, app: dict) -> str:
     return "; ".join(parts)
 
 
-def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300) -> dict:
-    """Block until every named app is RUNNING; on DEPLOY_FAILED raise with each failed deployment's cause."""
+def progress_line(name: str, app: dict) -> str:
+    """`fruit DEPLOYING (FruitMarket 1/1, MangoStand 0/2)`: an application's status and running replicas."""
+    parts = []
+    for dep_name, dep in sorted((app.get("deployments") or {}).items()):
+        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+        parts.append(f"{dep_name} {running}/{dep.get('target_num_replicas', '?')}")
+    return f"{name} {app.get('status', 'NOT_STARTED')}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def replicas_ready(app: dict) -> bool:
+    """Every deployment HEALTHY with as many RUNNING replicas as it targets (Serve can report an
+    application RUNNING while replicas of a failed update are still being replaced)."""
+    for dep in (app.get("deployments") or {}).values():
+        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+        if dep.get("status") != "HEALTHY" or running < int(dep.get("target_num_replicas") or 0):
+            return False
+    return True
+
+
+def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300,
+                 on_progress: Callable[[str], None] | None = None) -> dict:
+    """Block until every named app is RUNNING; on DEPLOY_FAILED raise with each failed deployment's cause.
+    `on_progress` gets a line whenever an application's status or replica count changes."""
     deadline = time.monotonic() + timeout
     apps: dict = {}
+    shown: dict[str, str] = {}
     while time.monotonic() < deadline:
         apps = status(dashboard_url).get("applications") or {}
         states = {name: (apps.get(name) or {}).get("status") for name in app_names}
+        if on_progress:
+            for name in app_names:
+                line = progress_line(name, apps.get(name) or {})
+                if shown.get(name) != line:
+                    shown[name] = line
+                    on_progress(line)
         failed = [failure_summary(n, apps[n]) for n, s in states.items() if s in TERMINAL_FAILURES]
         if failed:
             raise ServeDeployError("Serve could not deploy: " + " | ".join(failed))
-        if all(s == "RUNNING" for s in states.values()):
+        if all(s == "RUNNING" and replicas_ready(apps[n]) for n, s in states.items()):
             return apps
-        time.sleep(1)
+        time.sleep(0.25)
     summary = {n: (apps.get(n) or {}).get("status") for n in app_names}
     raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}")
 

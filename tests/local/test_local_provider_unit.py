@@ -32,3 +32,32 @@ def test_head_settings_change_replaces_the_ray_head():
                        ("ray_env", {"RAY_SERVE_ENABLE_HA_PROXY": "1"})]:
         diff = LocalServeProvider().diff("id", PROPS, {**PROPS, key: value})
         assert diff.replaces == [key] and diff.delete_before_replace is True
+
+
+def test_read_reports_a_ray_that_is_gone_with_an_empty_id():
+    from bench.common import free_port
+
+    gone = {**PROPS, "dashboard_port": free_port()}  # nothing listens there
+    result = LocalServeProvider().read("local-ray", gone)
+    assert result.id == "" and result.outs == {}
+
+
+def test_a_drifted_read_makes_the_next_diff_an_update_in_place():
+    diff = LocalServeProvider().diff("id", {**PROPS, "config_hash": "drifted"}, PROPS)
+    assert diff.changes is True and diff.replaces == []
+
+
+def test_progress_goes_to_pulumis_log_under_the_engine_and_to_stderr_otherwise(monkeypatch, capsys):
+    import pulumi
+    from pulumi.runtime import settings
+
+    from rayserve_pulumi.local.provider import report
+
+    logged = []
+    monkeypatch.setattr(pulumi.log, "info", lambda message, *a, **k: logged.append(message))
+    monkeypatch.setattr(settings, "get_engine", lambda: None)
+    report("serve: fruit RUNNING")
+    assert capsys.readouterr().err == "serve: fruit RUNNING\n" and logged == []
+    monkeypatch.setattr(settings, "get_engine", lambda: object())
+    report("serve: calc RUNNING")
+    assert logged == ["serve: calc RUNNING"] and capsys.readouterr().err == ""

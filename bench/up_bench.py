@@ -1,0 +1,92 @@
+"""The main job's timings, as `scripts/up.sh` lives them without a Pulumi CLI: the same command it runs
+(`python -m rayserve_pulumi.local.cli`), on a copy of stacks/Pulumi.local.yaml (free ports, fruit and
+calc) kept in .bench/ (ignored). Prints figures; asserts nothing.
+
+  python -m bench.up_bench
+
+1. set-up with nothing to install (`bash scripts/setup.sh`);
+2. cold `up` (Ray start + deploy) to its return;
+3. `up` with nothing changed;
+4. `up` after a user_config change: when the new answer first arrives (a 20 Hz poller on /fruit) and
+   when the command returns, both from the command's start;
+5. `destroy`.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from bench.common import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+
+
+def _answer(url: str):
+    req = urllib.request.Request(url, data=json.dumps(["MANGO", 1]).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+def main() -> None:
+    WORK.mkdir(exist_ok=True)
+    stack_file, state = WORK / "Pulumi.local.yaml", WORK / "state.json"
+    state.unlink(missing_ok=True)
+    values = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())["config"]
+    values["rayserve:local"] = {**values["rayserve:local"], "gcs_port": free_port(), "dashboard_port": free_port()}
+    values["rayserve:serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
+
+    def write(price: int) -> None:
+        values["rayserve:serve"]["overrides"] = {"fruit": {"MangoStand": {"user_config": {"price": price}}}}
+        stack_file.write_text(yaml.safe_dump({"config": values}))
+
+    def run(action: str) -> tuple[float, dict]:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file",
+                               str(stack_file), "--state", str(state), "--program-dir", str(ROOT)],
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr)
+        return time.perf_counter() - start, json.loads(proc.stdout)
+
+    start = time.perf_counter()
+    subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], check=True)
+    figures = {"setup_nothing_to_install_s": time.perf_counter() - start}
+    write(3)
+    try:
+        figures["cold_up_s"], out = run("up")
+        figures["up_nothing_changed_s"], _ = run("up")
+        write(7)
+        url, seen = out["app_urls"]["fruit"], {}
+
+        def poll(t0: float) -> None:
+            while time.perf_counter() - t0 < 120 and "new_answer_s" not in seen:
+                if _answer(url) == 7:
+                    seen["new_answer_s"] = time.perf_counter() - t0
+                time.sleep(0.05)
+
+        t0 = time.perf_counter()
+        poller = threading.Thread(target=poll, args=(t0,))
+        poller.start()
+        figures["up_user_config_returns_s"], _ = run("up")
+        poller.join()
+        figures["up_user_config_new_answer_s"] = seen.get("new_answer_s", float("nan"))
+        figures["returned_after_new_answer_s"] = figures["up_user_config_returns_s"] - figures["up_user_config_new_answer_s"]
+    finally:
+        figures["destroy_s"], _ = run("destroy")
+    for key, value in figures.items():
+        print(f"{key:<32} {value:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

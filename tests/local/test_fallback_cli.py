@@ -1,0 +1,131 @@
+"""The main job without a Pulumi CLI (`scripts/up.sh` runs this): the local resource's lifecycle as the
+engine would run it, each step a real `python -m rayserve_pulumi.local.cli` process against a real Ray."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from rayserve_pulumi import cli as rayserve_cli
+from rayserve_pulumi.node_agent import ray_ops
+from tests.helpers import ROOT, free_port, post, replica_pids
+from tests.pulumi_harness import stack_values
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fallback")
+    values = stack_values("local")
+    values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
+    values["serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
+    files = {"stack": base / "Pulumi.local.yaml", "state": base / "state.json", "values": values}
+
+    def write(values: dict) -> None:
+        files["stack"].write_text(yaml.safe_dump({"config": {f"rayserve:{k}": v for k, v in values.items()}}))
+
+    def run(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file",
+                               str(files["stack"]), "--state", str(files["state"]), "--program-dir", str(ROOT)],
+                              capture_output=True, text=True, timeout=600)
+
+    files.update(write=write, run=run)
+    write(values)
+    try:
+        yield files
+    finally:
+        run("destroy")
+        ray_ops.stop()
+
+
+def _with(values: dict, **local) -> dict:
+    return {**values, "local": {**values["local"], **local}}
+
+
+def _price(values: dict, price) -> dict:
+    return {**values, "serve": {**values["serve"], "overrides": {"fruit": {"MangoStand": {"user_config": {"price": price}}}}}}
+
+
+def test_up_creates_with_progress_then_a_serve_only_change_updates_in_place(stack):
+    first = stack["run"]("up")
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = json.loads(first.stdout)
+    for line in ("local: creating", "local: starting the Ray head", "serve: fruit RUNNING (FruitMarket 1/1",
+                 "serve: every application RUNNING after"):
+        assert line in first.stderr, first.stderr
+    stack.update(out=out, dash=out["dashboard"])
+    assert post(out["app_urls"]["fruit"], ["MANGO", 2]) == 6
+    pids = replica_pids(out["dashboard"], "fruit", "MangoStand")
+
+    stack["write"](_price(stack["values"], 5))
+    second = stack["run"]("up")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "local: updating Serve in place" in second.stderr and "starting the Ray head" not in second.stderr
+    assert post(out["app_urls"]["fruit"], ["MANGO", 2]) == 10
+    assert replica_pids(out["dashboard"], "fruit", "MangoStand") == pids  # the same replica processes
+    state = json.loads(stack["state"].read_text())
+    assert json.loads(state["outs"]["serve_config_json"])["applications"][0]["deployments"][1]["user_config"] == {"price": 5}
+
+    third = stack["run"]("up")
+    assert third.returncode == 0 and "local: no changes" in third.stderr
+
+
+def test_an_invalid_config_is_one_line_and_touches_nothing(stack):
+    pids = replica_pids(stack["dash"], "fruit", "MangoStand")
+    stack["write"](_with(_price(stack["values"], 5), num_cpus=True))
+    bad = stack["run"]("up")
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"{stack['stack']}: rayserve:local.num_cpus: Input should be a valid integer (got True)"]
+    assert post(stack["out"]["app_urls"]["fruit"], ["MANGO", 2]) == 10
+    assert replica_pids(stack["dash"], "fruit", "MangoStand") == pids
+
+
+def test_a_replica_that_fails_prints_its_cause(stack):
+    stack["write"](_price(stack["values"], "abc"))
+    failed = stack["run"]("up")
+    assert failed.returncode == 1
+    assert "ValueError: user_config.price must be a non-negative number, not 'abc'" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    stack["write"](_price(stack["values"], 5))
+    assert stack["run"]("up").returncode == 0
+    assert post(stack["out"]["app_urls"]["fruit"], ["MANGO", 2]) == 10
+
+
+def test_status_shows_each_application_and_deployment(stack, capsys):
+    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    assert "fruit: RUNNING" in out and "  MangoStand: HEALTHY 1/1 replicas" in out and "calc: RUNNING" in out
+
+
+def test_refresh_notices_drift_and_up_repairs_it(stack):
+    ray_ops.delete_apps(stack["dash"])  # someone removed the applications behind the stack's back
+    refreshed = stack["run"]("refresh")
+    assert refreshed.returncode == 0 and json.loads(refreshed.stdout)["drifted"] is True
+    repaired = stack["run"]("up")
+    assert repaired.returncode == 0 and "local: updating Serve in place" in repaired.stderr
+    assert post(stack["out"]["app_urls"]["fruit"], ["MANGO", 2]) == 10
+
+
+def test_a_head_setting_change_replaces_ray_with_the_new_cpu_count(stack):
+    stack["write"](_with(_price(stack["values"], 5), num_cpus=3))
+    replaced = stack["run"]("up")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert "local: replacing the Ray head (num_cpus changed)" in replaced.stderr
+    assert "local: starting the Ray head (127.0.0.1, 3 CPUs" in replaced.stderr
+    nodes = ray_ops.api_get(stack["dash"], "/nodes?view=summary")["data"]["summary"]
+    assert [n["raylet"]["resourcesTotal"]["CPU"] for n in nodes if n["raylet"]["state"] == "ALIVE"] == [3.0]
+    assert post(stack["out"]["app_urls"]["fruit"], ["MANGO", 2]) == 10
+
+
+def test_refresh_after_ray_stops_reports_it_gone(stack, capsys):
+    ray_ops.stop()
+    gone = stack["run"]("refresh")
+    assert gone.returncode == 0 and json.loads(gone.stdout) == {"gone": True}
+    assert not stack["state"].exists()
+    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(ROOT)]) == 1
+    assert "no Ray head answers" in capsys.readouterr().out
