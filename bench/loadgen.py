@@ -5,6 +5,7 @@ record each request's latency and outcome. It refuses any host outside 127.0.0.0
 """
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import statistics
@@ -29,6 +30,7 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    failure_times: list[float] = field(default_factory=list)  # time.monotonic() of each failed request
 
     @property
     def rps(self) -> float:
@@ -68,7 +70,7 @@ class Load:
             return True, ""
         except urllib.error.HTTPError as exc:
             return False, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             return False, type(exc).__name__
 
     def _worker(self, deadline: float) -> None:
@@ -85,6 +87,9 @@ class Load:
                 if not ok:
                     self.result.failed += 1
                     self.result.errors[err] = self.result.errors.get(err, 0) + 1
+                    self.result.failure_times.append(time.monotonic())
+            if not ok:
+                time.sleep(0.05)  # a refused connection fails at once: do not spin on it
 
     def __enter__(self) -> "Load":
         self._start = time.monotonic()

@@ -58,10 +58,13 @@ def rendered():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Print the reliability reports (requests sent/failed per scenario) at the end of the run."""
-    from tests.helpers import REPORTS
+    """Print the reliability and failure-recovery reports (requests sent/failed, recovery time per
+    scenario) at the end of the run, and write them to test-results/reliability.json (ignored by git)."""
+    from tests.helpers import REPORTS, RESULTS
 
     if REPORTS:
-        terminalreporter.section("reliability under load")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "reliability.json").write_text(json.dumps(REPORTS, indent=2))
+        terminalreporter.section("reliability and failure recovery under load")
         for name, report in REPORTS.items():
             terminalreporter.write_line(f"{name}: {report}")

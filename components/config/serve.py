@@ -353,13 +353,15 @@ def bundled_code_errors(config: dict) -> list[str]:
 
 
 def deployment_resources(config: dict) -> list[tuple[str, float, float]]:
-    """(where, num_cpus, num_gpus) of every deployment's replica: the config's ray_actor_options over the code's."""
+    """(where, num_cpus, num_gpus) of every deployment's replica: the config's ray_actor_options replace the
+    code's as a whole (Serve's rule: an override that omits num_cpus asks for Serve's default of 1)."""
     out = []
     for app in config["applications"]:
         code = app_deployments(app["import_path"])
         listed = {d["name"]: d for d in app.get("deployments") or []}
         for name, code_options in code.items():
-            options = {**code_options, **((listed.get(name) or {}).get("ray_actor_options") or {})}
+            configured = (listed.get(name) or {}).get("ray_actor_options")
+            options = configured if configured is not None else code_options
             out.append((f"{WHERE}applications[{app['name']}].deployments[{name}].ray_actor_options",
                         float(options.get("num_cpus", 1) or 0), float(options.get("num_gpus", 0) or 0)))
     return out

@@ -297,12 +297,32 @@ class WorkerGroup(PodResources):
         return self
 
 
+class ExternalRedis(Strict):
+    """A Redis the stack does not deploy (ElastiCache, your own), for GCS fault tolerance."""
+
+    address: str = Field(pattern=r"^(rediss?://)?[A-Za-z0-9.-]+:[0-9]{1,5}$", description="host:port (rediss:// for TLS)")
+    password_secret: str = Field(description="Kubernetes Secret in the RayService's namespace holding the password")
+    password_key: str = Field("password", description="key of the password in that Secret")
+
+    @field_validator("password_secret")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        return kubernetes.dns1123_label(v)
+
+
 class CheckpointSettings(Strict):
     """Durable state: Redis for GCS fault tolerance, and a shared model cache."""
 
     gcs_fault_tolerance: bool = Field(True, description="Redis-backed GCS, so Serve survives a head restart")
     redis_storage_gi: int = Field(8, ge=1, description="Redis volume size")
+    external_redis: Optional[ExternalRedis] = Field(None, description="use this Redis instead of deploying one")
     model_cache_gi: Optional[int] = Field(None, ge=1, description="ReadWriteMany model cache (HF_HOME) size")
+
+    @model_validator(mode="after")
+    def _external(self):
+        if self.external_redis and not self.gcs_fault_tolerance:
+            raise ValueError("external_redis is for GCS fault tolerance: set gcs_fault_tolerance true or drop it")
+        return self
 
 
 class RayServiceSettings(Strict):

@@ -201,7 +201,7 @@ class RayService(pulumi.ComponentResource):
         parts = [args.image, *((ref.redis_address, ref.password_secret, ref.model_cache_claim) if ref else ())]
 
         def render(values: list) -> dict:
-            plain = GcsStorageRef(values[1], values[2], model_cache_claim=values[3]) if ref else None
+            plain = GcsStorageRef(values[1], values[2], ref.password_key, values[3]) if ref else None
             return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy,
                                      args.service_annotations)
 

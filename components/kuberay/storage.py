@@ -47,7 +47,11 @@ class CheckpointStorage(pulumi.ComponentResource):
         super().__init__("rayserve:kuberay:CheckpointStorage", name, None, opts)
         s = args.settings
         redis_address = password_secret = None
-        if s.gcs_fault_tolerance:
+        password_key = PASSWORD_KEY
+        if s.gcs_fault_tolerance and s.external_redis:
+            external = s.external_redis
+            redis_address, password_secret, password_key = external.address, external.password_secret, external.password_key
+        elif s.gcs_fault_tolerance:
             redis_address, password_secret = self._redis(name, args)
         model_claim = None
         if s.model_cache_gi:
@@ -62,7 +66,7 @@ class CheckpointStorage(pulumi.ComponentResource):
             )
             model_claim = claim.metadata.name
         self.ref = GcsStorageRef(redis_address=redis_address, password_secret=password_secret,
-                                 model_cache_claim=model_claim)
+                                 password_key=password_key, model_cache_claim=model_claim)
         self.register_outputs({"redis_address": self.ref.redis_address, "password_secret": self.ref.password_secret,
                                "model_cache_claim": model_claim})
 

@@ -199,3 +199,15 @@ def test_serve_config_only_change_leaves_the_ray_cluster_config_alone():
     values["image"] = {"uri": "123456789012.dkr.ecr.us-west-2.amazonaws.com/apps:2.0.0"}
     new_image = _rayservice(render(values, "prod")).inputs["spec"]
     assert new_image["rayClusterConfig"] != before["rayClusterConfig"]  # an image change rolls a new cluster
+
+
+def test_an_external_redis_replaces_the_deployed_one():
+    values = stack_values("prod")
+    values["ray_service"] = {**values["ray_service"], "checkpoint": {
+        "gcs_fault_tolerance": True, "external_redis": {"address": "rediss://my-redis.example.internal:6379",
+                                                        "password_secret": "elasticache-auth", "password_key": "token"}}}
+    r = render(values, "prod")
+    assert not r.of_type("kubernetes:apps/v1:StatefulSet") and not r.of_type("kubernetes:core/v1:Secret")
+    gcs = _rayservice(r).inputs["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
+    assert gcs == {"redisAddress": "rediss://my-redis.example.internal:6379",
+                   "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "elasticache-auth", "key": "token"}}}}

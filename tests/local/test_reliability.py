@@ -5,7 +5,6 @@ test-results/reliability.json, ignored by git). RELIABILITY_SECONDS sets the loa
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,12 +18,11 @@ from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import REPORTS, RESULTS, free_port, post, replica_pids
+from tests.helpers import REPORTS, free_port, post, replica_pids
 
 pytestmark = pytest.mark.ray
 SECONDS = float(os.environ.get("RELIABILITY_SECONDS", "10"))
 CONNECTIONS = 16
-REPORT = RESULTS / "reliability.json"
 HTTP_PORT = free_port()
 
 
@@ -49,8 +47,6 @@ def cluster():
         provider.delete(result.id, state["outs"])
     finally:
         ray_ops.stop()
-        REPORT.parent.mkdir(parents=True, exist_ok=True)
-        REPORT.write_text(json.dumps(REPORTS, indent=2))
 
 
 def _apply(cluster, mango_replicas: int, price: int) -> None:

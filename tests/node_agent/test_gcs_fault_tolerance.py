@@ -73,3 +73,93 @@ def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
     finally:
         subprocess.run([*AGENT, "stop", *common], capture_output=True, timeout=120)
         ray_ops.stop()
+
+
+class _Head:
+    """A VM head in local mode with GCS fault tolerance on a Redis the node agent started."""
+
+    def __init__(self, tmp_path, price: int = 3):
+        self.http, dash_port, gcs, self.redis_port = free_port(), free_port(), free_port(), free_port()
+        self.dash, self.url = f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{self.http}/fruit"
+        self.state, self.config_file = tmp_path / "state", tmp_path / "config.json"
+        self.common = ["--mode", "local", "--state-dir", str(self.state), "--dashboard-port", str(dash_port),
+                       "--redis-port", str(self.redis_port), "--timeout", "300"]
+        self.head = ["head", *self.common, "--config-file", str(self.config_file), "--gcs-port", str(gcs),
+                     "--gcs-redis", "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4"]
+        self.config_file.write_text(json.dumps(_config(self.http, price)))
+
+    def run(self, *args) -> str:
+        proc = subprocess.run([*AGENT, *args], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    def redis_args(self):
+        import argparse
+        return argparse.Namespace(mode="local", state_dir=str(self.state), redis_port=self.redis_port)
+
+    def stop_redis(self) -> None:
+        vm_bootstrap.stop_redis(self.redis_args())  # by its PID file
+        deadline = time.monotonic() + 30
+        while vm_bootstrap.redis_answers(self.redis_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not vm_bootstrap.redis_answers(self.redis_port)
+
+    def restart_head(self) -> float:
+        """What the head container's restart policy (VM) or KubeRay (EKS) does when the GCS exits."""
+        ray_ops.stop()
+        start = time.monotonic()
+        self.run(*self.head, "--no-deploy")
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        subprocess.run([*AGENT, "stop", *self.common], capture_output=True, timeout=120)
+        ray_ops.stop()
+
+
+def test_a_restarted_redis_keeps_serve_answering_and_the_head_recovers_without_a_redeploy(tmp_path, monkeypatch):
+    from bench.loadgen import Load
+
+    head = _Head(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.state / "auth_token"))
+    try:
+        head.run(*head.head)
+        applied = (head.state / vm_bootstrap.APPLIED_FILE).read_text()
+        with Load(head.url, ["MANGO", 1], connections=16, duration_s=15, check=lambda a: a == 3) as load:
+            time.sleep(3)
+            head.stop_redis()
+            vm_bootstrap.start_redis(head.redis_args(), vm_bootstrap.redis_password(head.state))  # same data, same password
+        during = load.result.summary()
+        assert during["failed"] == 0, during  # Serve's data plane does not need the GCS
+        gcs_survived = ray_answers(head.dash)
+        start = time.monotonic()
+        if not gcs_survived:
+            head.restart_head()
+        ray_ops.wait_running(head.dash, ["fruit", "calc"], timeout=240)
+        restarted_s = time.monotonic() - start
+        assert post(head.url, ["MANGO", 1]) == 3
+        assert (head.state / vm_bootstrap.APPLIED_FILE).read_text() == applied  # recovered, not redeployed
+        REPORTS["Redis restarted under load"] = {
+            **during, "gcs_kept_running": gcs_survived, "head_restart_to_apps_running_s": round(restarted_s, 1),
+            "recovered": "the GCS exits when Redis goes away; the restarted head reads its state back from Redis"}
+    finally:
+        head.close()
+
+
+def test_a_lost_redis_loses_the_apps_until_the_sync_redeploys_them(tmp_path, monkeypatch):
+    head = _Head(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.state / "auth_token"))
+    try:
+        head.run(*head.head)
+        head.stop_redis()
+        shutil.rmtree(head.state / "redis")  # the volume's Redis data is gone
+        restarted_s = head.restart_head()  # starts an empty Redis and a head that finds nothing to recover
+        apps_after = sorted(ray_ops.status(head.dash).get("applications") or {})
+        assert apps_after == []  # what the user sees: Ray is up, no application is deployed
+        start = time.monotonic()
+        assert head.run("sync", *head.common, "--config-file", str(head.config_file)).strip() == "redeployed"
+        assert post(head.url, ["MANGO", 1]) == 3
+        REPORTS["Redis lost"] = {"apps_after_head_restart": apps_after, "head_restart_s": round(restarted_s, 1),
+                                 "sync_redeploy_to_answer_s": round(time.monotonic() - start, 1),
+                                 "recovery": "the sync timer (or `vm_bootstrap sync`) redeploys the applied config"}
+    finally:
+        head.close()

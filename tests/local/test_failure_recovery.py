@@ -1,0 +1,135 @@
+"""Failure recovery as the seed describes it, each failure under 16 connections of loopback load on a real
+local Ray: a Serve proxy actor killed, a worker node lost, a code-level update with the shipped rollout
+settings. Each reports requests sent and failed and the time until every app answers correctly again
+(printed at the end of the run, written to test-results/). The Redis and head scenarios are in
+tests/node_agent/test_gcs_fault_tolerance.py."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from bench.loadgen import Load
+from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
+from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.node_agent import ray_ops
+from tests.helpers import REPORTS, free_port, replica_pids
+
+pytestmark = pytest.mark.ray
+CONNECTIONS = 16
+RECOVERY_BOUND_S = 90  # every app answers correctly again within this, or the scenario fails
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=2)
+    config = build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=free_port(), overrides={
+        "fruit": {"FruitMarket": {"num_replicas": 2}, "MangoStand": {"num_replicas": 2}}}))
+    provider = LocalServeProvider()
+    try:
+        result = provider.create(provider_inputs(settings, config))
+        yield {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings, "config": config}
+        provider.delete(result.id, result.outs)
+    finally:
+        ray_ops.stop()
+
+
+def _all_answer(outs: dict) -> bool:
+    urls = outs["app_urls"]
+    try:
+        return (requests.post(urls["fruit"], json=["MANGO", 1], timeout=5).json() == 3 and
+                requests.post(urls["calc"], json=["ADD", 3], timeout=5).json() == "6 pizzas please!")
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def _scenario(cluster, name: str, action, recovered=None, seconds: float = 20) -> dict:
+    """Run `action` under load; time from the action until `recovered()` and every app answers."""
+    url = cluster["outs"]["app_urls"]["fruit"]
+    with Load(url, ["MANGO", 1], connections=CONNECTIONS, duration_s=seconds, check=lambda a: a == 3) as load:
+        time.sleep(3)
+        start = time.monotonic()
+        action()
+        while time.monotonic() - start < RECOVERY_BOUND_S and not (
+                (recovered is None or recovered()) and _all_answer(cluster["outs"])):
+            time.sleep(0.2)
+        back = time.monotonic()
+    failures = load.result.failure_times
+    report = {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
+              "failures_outside_the_outage": sum(1 for t in failures if not start - 0.1 <= t <= back + 0.5)}
+    REPORTS[name] = report
+    assert back - start < RECOVERY_BOUND_S, report
+    assert _all_answer(cluster["outs"]), report
+    return report
+
+
+def test_a_killed_serve_proxy_is_restarted_and_only_the_outage_fails(cluster):
+    actors = ray_ops.api_get(cluster["outs"]["dashboard_url"], "/api/v0/actors?detail=1&limit=1000")
+    proxy = next(a for a in actors["data"]["result"]["result"]
+                 if a.get("name", "").startswith("SERVE_PROXY_ACTOR") and a["state"] == "ALIVE")
+    report = _scenario(cluster, "Serve proxy actor SIGKILL", lambda: os.kill(proxy["pid"], signal.SIGKILL))
+    # One node, one proxy: HTTP is down until Serve's controller starts a new proxy. Nothing fails
+    # outside that window, and requests resume by themselves (no redeploy).
+    assert report["failures_outside_the_outage"] == 0, report
+
+
+def test_a_code_level_update_restarts_replicas_without_failing_a_request(cluster):
+    """A change Serve must restart replicas for (here a runtime_env variable, as a new image's code would
+    be), rolled out with the shipped max_surge_percent: 100 and Serve's graceful shutdown."""
+    dash = cluster["outs"]["dashboard_url"]
+    before = replica_pids(dash, "fruit", "MangoStand")
+    changed = copy.deepcopy(json.loads(cluster["outs"]["serve_config_json"]))
+    mango = next(d for d in changed["applications"][0]["deployments"] if d["name"] == "MangoStand")
+    assert mango["max_surge_percent"] == 100  # what the stacks ship
+    # the config's ray_actor_options replace the code's as a whole: keep num_cpus
+    mango["ray_actor_options"] = {"num_cpus": 0.1, "runtime_env": {"env_vars": {"APP_REVISION": "2"}}}
+    news = {**cluster["outs"], "serve_config_json": json.dumps(changed, sort_keys=True)}
+
+    def update():
+        cluster["outs"] = cluster["provider"].update(cluster["id"], cluster["outs"], news).outs
+
+    report = _scenario(cluster, "code-level update (replicas restarted)", update)
+    assert set(replica_pids(dash, "fruit", "MangoStand")).isdisjoint(before)  # new processes served
+    assert report["failed"] == 0, report
+
+
+def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster):
+    env = dict(os.environ, **ray_ops.auth_env("token"))
+    worker = subprocess.Popen(  # a second node in a process group of its own, so it can be lost at once
+        [ray_ops.ray_executable(), *ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2),
+         "--block"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        dash = cluster["outs"]["dashboard_url"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_alive_nodes(dash)) < 2:
+            time.sleep(0.5)
+        assert len(_alive_nodes(dash)) == 2
+        bigger = copy.deepcopy(cluster["config"])
+        next(d for d in bigger["applications"][0]["deployments"] if d["name"] == "MangoStand")["num_replicas"] = 4
+        outs = cluster["provider"].update(cluster["id"], cluster["outs"], {
+            **cluster["outs"], "serve_config_json": json.dumps(bigger, sort_keys=True)}).outs
+        worker_node = next(n for n in _alive_nodes(dash) if not n["raylet"].get("isHeadNode"))["raylet"]["nodeId"]
+        assert worker_node in _mango_nodes(dash), "no replica landed on the worker node"
+        report = _scenario(cluster, "worker node lost (SIGKILL of its process group)",
+                           lambda: os.killpg(worker.pid, signal.SIGKILL),
+                           recovered=lambda: (nodes := _mango_nodes(dash)).count(worker_node) == 0 and len(nodes) == 4)
+        assert report["failed"] <= CONNECTIONS, report  # at most the requests in flight on the lost node
+        cluster["outs"] = outs
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+def _alive_nodes(dash: str) -> list[dict]:
+    return [n for n in ray_ops.api_get(dash, "/nodes?view=summary")["data"]["summary"] if n["raylet"]["state"] == "ALIVE"]
+
+
+def _mango_nodes(dash: str) -> list[str]:
+    dep = ray_ops.status(dash)["applications"]["fruit"]["deployments"]["MangoStand"]
+    return [r["node_id"] for r in dep["replicas"] if r["state"] == "RUNNING"]
