@@ -8,7 +8,7 @@ import requests
 from bench.common import free_port
 from rayserve_pulumi.node_agent import ray_ops
 
-__all__ = ["REPORTS", "RESULTS", "free_port", "post", "ray_answers", "replica_pids"]
+__all__ = ["REPORTS", "RESULTS", "free_port", "post", "ray_answers", "replica_pids", "under_load"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
@@ -33,3 +33,24 @@ def ray_answers(dashboard_url: str) -> bool:
         return True
     except TimeoutError:
         return False
+
+
+def under_load(url: str, body, check, action, recovered, bound_s: float = 90, seconds: float = 20,
+               connections: int = 16) -> dict:
+    """Run `action` under bounded loopback load on `url`, then wait (at most `bound_s`) until `recovered()`.
+    The report: requests sent and failed, the seconds from the action until recovered, and how many
+    requests failed outside that outage (before the action, or after recovery)."""
+    import time
+
+    from bench.loadgen import Load
+
+    with Load(url, body, connections=connections, duration_s=seconds, check=check) as load:
+        time.sleep(3)
+        start = time.monotonic()
+        action()
+        while time.monotonic() - start < bound_s and not recovered():
+            time.sleep(0.2)
+        back = time.monotonic()
+    return {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
+            "within_bound": back - start < bound_s,
+            "failures_outside_the_outage": sum(1 for t in load.result.failure_times if not start - 0.1 <= t <= back + 0.5)}

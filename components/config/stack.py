@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
@@ -26,6 +26,19 @@ MAX_RAYSERVICE_NAME = 47
 ECR_REPOSITORY = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 OCI_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 EKS_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34")
+
+
+def _known_instance_type(name: str) -> str:
+    instance_type(name)
+    return name
+
+
+# Strings that follow the rules of the system that receives them (checked where they enter).
+Dns1123Label = Annotated[str, AfterValidator(kubernetes.dns1123_label)]
+Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]
+IPv4Cidr = Annotated[str, AfterValidator(aws.ipv4_cidr)]
+VpcCidr = Annotated[str, AfterValidator(aws.vpc_cidr)]
+InstanceType = Annotated[str, AfterValidator(_known_instance_type)]
 
 
 class Strict(BaseModel):
@@ -145,8 +158,8 @@ class ImageSettings(Strict):
 class NodeGroup(Strict):
     """An EKS managed node group."""
 
-    name: str = Field(description="group name; Ray pods select it through the rayserve.io/node-group label")
-    instance_types: list[str] = Field(min_length=1, description="EC2 instance types")
+    name: Dns1123Label = Field(description="group name; Ray pods select it through the rayserve.io/node-group label")
+    instance_types: list[InstanceType] = Field(min_length=1, description="EC2 instance types")
     min_size: int = Field(1, ge=0, description="fewest nodes")
     desired_size: int = Field(1, ge=0, description="nodes at creation")
     max_size: int = Field(3, ge=1, description="most nodes")
@@ -154,16 +167,9 @@ class NodeGroup(Strict):
     gpu: bool = Field(False, description="NVIDIA AMI and a nvidia.com/gpu NoSchedule taint")
     labels: dict[str, str] = Field(default_factory=dict, description="extra node labels")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)  # a label value on every node, and part of AWS resource names
-
     @field_validator("instance_types")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        for name in v:
-            instance_type(name)
         if len(set(v)) != len(v):
             raise ValueError(f"instance types repeat: {v}")
         gpus = {instance_type(n).gpus > 0 for n in v}
@@ -200,22 +206,12 @@ class EksSettings(Strict):
     """The EKS cluster and its VPC."""
 
     kubernetes_version: Literal[EKS_VERSIONS] = Field("1.33", description="EKS Kubernetes version")
-    vpc_cidr: str = Field("10.0.0.0/16", description="VPC IPv4 CIDR")
+    vpc_cidr: VpcCidr = Field("10.0.0.0/16", description="VPC IPv4 CIDR")
     availability_zones: int = Field(2, ge=2, le=3, description="AZs (a public and a private subnet each)")
     nat_gateways: Literal["Single", "OnePerAz"] = Field("Single", description="NAT gateway strategy")
     endpoint_public_access: bool = Field(True, description="Kubernetes API reachable from outside the VPC")
     node_groups: list[NodeGroup] = Field(min_length=1, description="managed node groups (at least one CPU group)")
-    storage_class: str = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
-
-    @field_validator("vpc_cidr")
-    @classmethod
-    def _cidr(cls, v: str) -> str:
-        return aws.vpc_cidr(v)
-
-    @field_validator("storage_class")
-    @classmethod
-    def _storage_class(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)
+    storage_class: Dns1123Label = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
 
     @model_validator(mode="after")
     def _groups(self):
@@ -239,24 +235,14 @@ class KubeRaySettings(Strict):
 
     chart_version: str = Field(KUBERAY_CHART_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
                                description="kuberay-operator chart version (pinned, x.y.z)")
-    namespace: str = Field("kuberay-system", description="operator namespace")
+    namespace: Dns1123Label = Field("kuberay-system", description="operator namespace")
     repository: str = Field(KUBERAY_CHART_REPOSITORY, pattern=r"^(https|oci)://[^\s]+$", description="Helm repository")
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)
 
 
 class PodResources(Strict):
-    cpu: str = Field("1", description="container CPU request and limit (Kubernetes quantity)")
-    memory: str = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")
+    cpu: Quantity = Field("1", description="container CPU request and limit (Kubernetes quantity)")
+    memory: Quantity = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")
     gpu: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per pod")
-
-    @field_validator("cpu", "memory")
-    @classmethod
-    def _quantity(cls, v: str) -> str:
-        return kubernetes.positive_quantity(v)
 
     @property
     def millicpu(self) -> int:
@@ -277,16 +263,11 @@ class HeadSettings(PodResources):
 class WorkerGroup(PodResources):
     """A Ray worker group."""
 
-    name: str = Field(description="worker group name")
+    name: Dns1123Label = Field(description="worker group name (KubeRay puts it in pod names and a label)")
     replicas: int = Field(1, ge=0, description="pods at creation")
     min_replicas: int = Field(1, ge=0, description="fewest pods the autoscaler keeps")
     max_replicas: int = Field(3, ge=0, description="most pods the autoscaler starts")
     node_group: Optional[str] = Field(None, description="EKS node group to run on")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)  # KubeRay puts it in pod names and a label value
 
     @model_validator(mode="after")
     def _replicas(self):
@@ -301,13 +282,8 @@ class ExternalRedis(Strict):
     """A Redis the stack does not deploy (ElastiCache, your own), for GCS fault tolerance."""
 
     address: str = Field(pattern=r"^(rediss?://)?[A-Za-z0-9.-]+:[0-9]{1,5}$", description="host:port (rediss:// for TLS)")
-    password_secret: str = Field(description="Kubernetes Secret in the RayService's namespace holding the password")
+    password_secret: Dns1123Label = Field(description="Kubernetes Secret in the RayService's namespace holding the password")
     password_key: str = Field("password", description="key of the password in that Secret")
-
-    @field_validator("password_secret")
-    @classmethod
-    def _secret(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)
 
 
 class CheckpointSettings(Strict):
@@ -329,7 +305,7 @@ class RayServiceSettings(Strict):
     """The KubeRay RayService (EKS)."""
 
     name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
-    namespace: str = Field("ray", description="namespace of the RayService and its storage")
+    namespace: Dns1123Label = Field("ray", description="namespace of the RayService and its storage")
     ray_version: str = Field(RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version of the image")
     head: HeadSettings = Field(HeadSettings(), description="the head pod")
     worker_groups: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(name="cpu")],
@@ -342,8 +318,8 @@ class RayServiceSettings(Strict):
         "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
     load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="LoadBalancer only: reachable inside the VPC, or from allowed_cidrs on the internet")
-    allowed_cidrs: list[str] = Field(default_factory=list, description="internet-facing only: the source ranges "
-                                     "the load balancer admits (loadBalancerSourceRanges); required")
+    allowed_cidrs: list[IPv4Cidr] = Field(default_factory=list, description="internet-facing only: the source "
+                                          "ranges the load balancer admits (loadBalancerSourceRanges); required")
     exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
                                           "(excludeHeadPodFromServeSvc): traffic goes to workers only")
     ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
@@ -356,18 +332,6 @@ class RayServiceSettings(Strict):
         if len(v) > MAX_RAYSERVICE_NAME:
             raise ValueError(f"name {v!r} is {len(v)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME}")
         return kubernetes.dns1035_label(v, MAX_RAYSERVICE_NAME)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str) -> str:
-        return kubernetes.dns1123_label(v)
-
-    @field_validator("allowed_cidrs")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            aws.ipv4_cidr(cidr)
-        return v
 
     @model_validator(mode="after")
     def _groups(self):
@@ -396,37 +360,19 @@ class RayServiceSettings(Strict):
 class VmSettings(Strict):
     """The EC2 VM platform."""
 
-    vpc_cidr: str = Field("10.20.0.0/16", description="VPC IPv4 CIDR")
-    head_instance_type: str = Field("m6i.xlarge", description="head instance type")
-    worker_instance_type: str = Field("m6i.xlarge", description="worker instance type")
+    vpc_cidr: VpcCidr = Field("10.20.0.0/16", description="VPC IPv4 CIDR")
+    head_instance_type: InstanceType = Field("m6i.xlarge", description="head instance type")
+    worker_instance_type: InstanceType = Field("m6i.xlarge", description="worker instance type")
     worker_min: int = Field(1, ge=0, description="fewest workers")
     worker_desired: int = Field(1, ge=0, description="workers at creation")
     worker_max: int = Field(3, ge=0, description="most workers")
     ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
-    allowed_cidrs: list[str] = Field(min_length=1, description="who may reach the Serve port")
+    allowed_cidrs: list[IPv4Cidr] = Field(min_length=1, description="who may reach the Serve port")
     root_volume_gb: int = Field(100, ge=30, description="root volume size")
     checkpoint_volume_gb: int = Field(50, ge=1, description="head's retained EBS volume (GCS Redis, model cache)")
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
     config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
     ssm_session_access: bool = Field(True, description="AmazonSSMManagedInstanceCore, for port-forwarding")
-
-    @field_validator("allowed_cidrs")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for cidr in v:
-            aws.ipv4_cidr(cidr)
-        return v
-
-    @field_validator("vpc_cidr")
-    @classmethod
-    def _vpc(cls, v: str) -> str:
-        return aws.vpc_cidr(v)
-
-    @field_validator("head_instance_type", "worker_instance_type")
-    @classmethod
-    def _instance(cls, v: str) -> str:
-        instance_type(v)
-        return v
 
     @field_validator("ami_id")
     @classmethod

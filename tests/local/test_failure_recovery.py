@@ -15,11 +15,10 @@ import time
 import pytest
 import requests
 
-from bench.loadgen import Load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
 from rayserve_pulumi.node_agent import ray_ops
-from tests.helpers import REPORTS, free_port, replica_pids
+from tests.helpers import REPORTS, free_port, replica_pids, under_load
 
 pytestmark = pytest.mark.ray
 CONNECTIONS = 16
@@ -51,21 +50,11 @@ def _all_answer(outs: dict) -> bool:
 
 def _scenario(cluster, name: str, action, recovered=None, seconds: float = 20) -> dict:
     """Run `action` under load; time from the action until `recovered()` and every app answers."""
-    url = cluster["outs"]["app_urls"]["fruit"]
-    with Load(url, ["MANGO", 1], connections=CONNECTIONS, duration_s=seconds, check=lambda a: a == 3) as load:
-        time.sleep(3)
-        start = time.monotonic()
-        action()
-        while time.monotonic() - start < RECOVERY_BOUND_S and not (
-                (recovered is None or recovered()) and _all_answer(cluster["outs"])):
-            time.sleep(0.2)
-        back = time.monotonic()
-    failures = load.result.failure_times
-    report = {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
-              "failures_outside_the_outage": sum(1 for t in failures if not start - 0.1 <= t <= back + 0.5)}
+    report = under_load(cluster["outs"]["app_urls"]["fruit"], ["MANGO", 1], lambda a: a == 3, action,
+                        lambda: (recovered is None or recovered()) and _all_answer(cluster["outs"]),
+                        RECOVERY_BOUND_S, seconds, CONNECTIONS)
     REPORTS[name] = report
-    assert back - start < RECOVERY_BOUND_S, report
-    assert _all_answer(cluster["outs"]), report
+    assert report["within_bound"] and _all_answer(cluster["outs"]), report
     return report
 
 
