@@ -1,5 +1,5 @@
-"""GCS fault tolerance with Redis (Debian's redis-server, started by the VM bootstrap): restart the
-head and the Serve apps come back from Redis without a redeploy."""
+"""GCS fault tolerance with Redis (Debian's redis-server, started by the node agent in local mode), each
+scenario under loopback load: the head restarted, Redis restarted, Redis's data lost."""
 from __future__ import annotations
 
 import json
@@ -36,65 +36,6 @@ def _answers(url: str, expected, body=("MANGO", 1)) -> bool:
         return False
 
 
-def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
-    http_port, dash_port, gcs = free_port(), free_port(), free_port()
-    dash, url = f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{http_port}/fruit"
-    config_file = tmp_path / "config.json"
-    common = ["--mode", "local", "--state-dir", str(tmp_path / "state"), "--dashboard-port", str(dash_port),
-              "--redis-port", str(free_port()), "--timeout", "300"]
-    head = ["head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs), "--gcs-redis",
-            "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4"]
-
-    def run(*args):
-        proc = subprocess.run([*AGENT, *args], capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
-
-    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "state" / "auth_token"))  # the cluster's token
-    try:
-        config_file.write_text(json.dumps(_config(http_port, 3)))
-        run(*head)
-        config_file.write_text(json.dumps(_config(http_port, 7)))
-        assert run("sync", *common, "--config-file", str(config_file)).strip() == "redeployed"
-        assert post(url, ["MANGO", 1]) == 7
-        pids_before = replica_pids(dash, "fruit", "MangoStand")
-        applied = (tmp_path / "state" / vm_bootstrap.APPLIED_FILE).read_text()
-
-        # The file now says price 3: a redeploy from it would answer 3; recovery from Redis answers 7.
-        config_file.write_text(json.dumps(_config(http_port, 3)))
-
-        marks = {}
-
-        def restart():
-            marks["stop"] = time.monotonic()
-            ray_ops.stop()
-            assert not ray_answers(dash)
-            marks["start"] = time.monotonic()  # the node is down; the head starts again
-            run(*head, "--no-deploy")
-
-        load = under_load(url, ["MANGO", 1], lambda a: a == 7, restart,
-                          lambda: _answers(url, 7) and _answers(f"http://127.0.0.1:{http_port}/calc", "6 pizzas please!",
-                                                               ["ADD", 3]), bound_s=120, seconds=45)
-        apps = ray_ops.wait_running(dash, ["fruit", "calc"], timeout=240)
-        assert load["within_bound"] and load["failures_outside_the_outage"] == 0, load
-
-        assert post(url, ["MANGO", 1]) == 7  # the last applied user_config, from the GCS in Redis
-        assert post(f"http://127.0.0.1:{http_port}/calc", ["ADD", 3]) == "6 pizzas please!"
-        assert (tmp_path / "state" / vm_bootstrap.APPLIED_FILE).read_text() == applied  # no deploy happened
-        pids_after = replica_pids(dash, "fruit", "MangoStand")
-        assert set(pids_after).isdisjoint(pids_before)  # processes are new: in-memory state is not recovered
-        REPORTS["head restart with GCS Redis"] = {
-            **load, "head_start_to_every_app_answering_s": round(
-                load["seconds_until_every_app_answers"] - (marks["start"] - marks["stop"]), 1),
-            "apps_recovered": sorted(apps),
-            "recovered": "applications, deployments and their last user_config (GCS tables + Serve checkpoint in Redis)",
-            "not_recovered": "replica processes and their in-memory state (new PIDs), requests in flight during the restart",
-        }
-    finally:
-        subprocess.run([*AGENT, "stop", *common], capture_output=True, timeout=120)
-        ray_ops.stop()
-
-
 class _Head:
     """A VM head in local mode with GCS fault tolerance on a Redis the node agent started."""
 
@@ -124,16 +65,59 @@ class _Head:
             time.sleep(0.1)
         assert not vm_bootstrap.redis_answers(self.redis_port)
 
-    def restart_head(self) -> float:
+    def restart_head(self) -> None:
         """What the head container's restart policy (VM) or KubeRay (EKS) does when the GCS exits."""
         ray_ops.stop()
-        start = time.monotonic()
         self.run(*self.head, "--no-deploy")
-        return time.monotonic() - start
 
     def close(self) -> None:
         subprocess.run([*AGENT, "stop", *self.common], capture_output=True, timeout=120)
         ray_ops.stop()
+
+
+def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
+    head = _Head(tmp_path)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.state / "auth_token"))  # the cluster's token
+    calc = f"http://127.0.0.1:{head.http}/calc"
+    try:
+        head.run(*head.head)
+        head.config_file.write_text(json.dumps(_config(head.http, 7)))
+        assert head.run("sync", *head.common, "--config-file", str(head.config_file)).strip() == "redeployed"
+        assert post(head.url, ["MANGO", 1]) == 7
+        pids_before = replica_pids(head.dash, "fruit", "MangoStand")
+        applied = (head.state / vm_bootstrap.APPLIED_FILE).read_text()
+
+        # The file now says price 3: a redeploy from it would answer 3; recovery from Redis answers 7.
+        head.config_file.write_text(json.dumps(_config(head.http, 3)))
+        marks = {}
+
+        def restart():
+            marks["stop"] = time.monotonic()
+            ray_ops.stop()
+            assert not ray_answers(head.dash)
+            marks["start"] = time.monotonic()  # the node is down; the head starts again
+            head.run(*head.head, "--no-deploy")
+
+        load = under_load(head.url, ["MANGO", 1], lambda a: a == 7, restart,
+                          lambda: _answers(head.url, 7) and _answers(calc, "6 pizzas please!", ["ADD", 3]),
+                          bound_s=120, seconds=45)
+        apps = ray_ops.wait_running(head.dash, ["fruit", "calc"], timeout=240)
+        assert load["within_bound"] and load["failures_outside_the_outage"] == 0, load
+
+        assert post(head.url, ["MANGO", 1]) == 7  # the last applied user_config, from the GCS in Redis
+        assert post(calc, ["ADD", 3]) == "6 pizzas please!"
+        assert (head.state / vm_bootstrap.APPLIED_FILE).read_text() == applied  # no deploy happened
+        pids_after = replica_pids(head.dash, "fruit", "MangoStand")
+        assert set(pids_after).isdisjoint(pids_before)  # processes are new: in-memory state is not recovered
+        REPORTS["head restart with GCS Redis"] = {
+            **load, "head_start_to_every_app_answering_s": round(
+                load["seconds_until_every_app_answers"] - (marks["start"] - marks["stop"]), 1),
+            "apps_recovered": sorted(apps),
+            "recovered": "applications, deployments and their last user_config (GCS tables + Serve checkpoint in Redis)",
+            "not_recovered": "replica processes and their in-memory state (new PIDs), requests in flight during the restart",
+        }
+    finally:
+        head.close()
 
 
 def test_a_restarted_redis_keeps_serve_answering_and_the_head_recovers_without_a_redeploy(tmp_path, monkeypatch):
