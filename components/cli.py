@@ -95,9 +95,8 @@ def status_lines(cfg, serve_config: dict) -> tuple[int, list[str]]:
             lines.append(f"{name}: {app.get('status', 'NOT DEPLOYED')}"
                          + (f" — {ray_ops.failure_cause(app['message'])}" if app.get("message") else ""))
             for dep_name, dep in sorted((app.get("deployments") or {}).items()):
-                running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
                 message = ray_ops.failure_cause(dep.get("message", ""))
-                lines.append(f"  {dep_name}: {dep.get('status')} {running}/{dep.get('target_num_replicas', '?')} replicas"
+                lines.append(f"  {dep_name}: {dep.get('status')} {ray_ops.running_replicas(dep)}/{dep.get('target_num_replicas', '?')} replicas"
                              + (f" — {message}" if message else ""))
         healthy = all((apps.get(a["name"]) or {}).get("status") == "RUNNING" for a in serve_config["applications"])
         return (0 if healthy else 1), lines

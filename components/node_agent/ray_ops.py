@@ -233,12 +233,16 @@ def failure_summary(app_name: str, app: dict) -> str:
     return "; ".join(parts)
 
 
+def running_replicas(deployment: dict) -> int:
+    """How many of a deployment's replicas (from the Serve REST API) are RUNNING."""
+    return sum(1 for r in deployment.get("replicas") or [] if r.get("state") == "RUNNING")
+
+
 def progress_line(name: str, app: dict) -> str:
     """`fruit DEPLOYING (FruitMarket 1/1, MangoStand 0/2)`: an application's status and running replicas."""
     parts = []
     for dep_name, dep in sorted((app.get("deployments") or {}).items()):
-        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
-        parts.append(f"{dep_name} {running}/{dep.get('target_num_replicas', '?')}")
+        parts.append(f"{dep_name} {running_replicas(dep)}/{dep.get('target_num_replicas', '?')}")
     return f"{name} {app.get('status', 'NOT_STARTED')}" + (f" ({', '.join(parts)})" if parts else "")
 
 
@@ -246,8 +250,7 @@ def replicas_ready(app: dict) -> bool:
     """Every deployment HEALTHY with as many RUNNING replicas as it targets (Serve can report an
     application RUNNING while replicas of a failed update are still being replaced)."""
     for dep in (app.get("deployments") or {}).values():
-        running = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
-        if dep.get("status") != "HEALTHY" or running < int(dep.get("target_num_replicas") or 0):
+        if dep.get("status") != "HEALTHY" or running_replicas(dep) < int(dep.get("target_num_replicas") or 0):
             return False
     return True
 

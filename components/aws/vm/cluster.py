@@ -21,6 +21,8 @@ import pulumi_random as random
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.iam import assume_role_policy
 from rayserve_pulumi.aws.vm import user_data
+from rayserve_pulumi.config.aws import SSM_STANDARD_LIMIT
+from rayserve_pulumi.config.checks import serve_port_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import VmSettings
@@ -28,16 +30,15 @@ from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS
 
 ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
 CHECKPOINT_DEVICE = "/dev/sdf"
-SSM_STANDARD_LIMIT = 4096
 
 
 def check_serve_port(serve_config: dict) -> int:
-    """The public Serve port must not be one of the ports kept inside the cluster."""
-    port = serve_port(serve_config)
-    if port in INTERNAL_PORTS:
-        raise ConfigError(f"serve config: http_options.port {port} collides with the Ray {INTERNAL_PORTS[port]} port; "
-                          f"use a port other than {sorted(INTERNAL_PORTS)}")
-    return port
+    """The public Serve port must not be one of the ports kept inside the cluster (the validator's check,
+    for programs that use this component without it)."""
+    errors = serve_port_errors(serve_config, INTERNAL_PORTS)
+    if errors:
+        raise ConfigError(*errors)
+    return serve_port(serve_config)
 
 
 def metadata_options() -> dict:
