@@ -16,7 +16,6 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -27,9 +26,10 @@ from bench.common import free_port
 from bench.loadgen import run as load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.node_agent import procs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUN_DIR = Path(__file__).resolve().parents[1] / ".bench" / "run"  # PID files of what the bench starts (ignored)
 BODY = ["MANGO", 1]
 
 
@@ -62,7 +62,7 @@ def stack_run(variant: str, seconds: float, connections: int, proxy: str = "defa
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
     if variant == "before":
         config = untuned(config)
-    provider, props = LocalServeProvider(), provider_inputs(settings, config, proxy=proxy)
+    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(RUN_DIR / variant), proxy=proxy)
     start = time.monotonic()
     result = provider.create(props)
     url = result.outs["app_urls"]["fruit"]
@@ -85,7 +85,8 @@ def stack_run(variant: str, seconds: float, connections: int, proxy: str = "defa
 
 
 def process_run(cmd: list[str], url: str, seconds: float, connections: int, env: dict | None = None) -> dict:
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = RUN_DIR / "process.pid"  # the command and every Ray process it starts share its process group
+    procs.spawn(cmd, pid_file, env={**os.environ, **(env or {})}, wait=False)
     try:
         start = time.monotonic()
         first_200(url)
@@ -94,9 +95,7 @@ def process_run(cmd: list[str], url: str, seconds: float, connections: int, env:
         out["load"] = load(url, BODY, connections=connections, duration_s=seconds).summary()
         return out
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        ray_ops.stop()
+        procs.stop(pid_file)
 
 
 def main() -> dict:

@@ -11,6 +11,12 @@ KUBERAY_CHART = "kuberay-operator"
 KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
 REDIS_IMAGE = "redis:7.4.2-alpine"
+# Monitoring: the kube-prometheus-stack chart (EKS) and the images a VM head runs.
+KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_VERSION = "91.5.0"
+KUBE_PROMETHEUS_STACK_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
+GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
 
 # Ray's ports (Ray defaults; the stacks keep them).
 GCS_PORT = 6379
@@ -20,9 +26,14 @@ METRICS_PORT = 8080
 SERVE_PORT = 8000
 GCS_REDIS_PORT = 6380  # the Redis behind GCS fault tolerance on a VM head (6379 is the GCS itself)
 REDIS_PORT = 6379  # the Redis Service on Kubernetes (its own pod, so Redis' own default)
+PROMETHEUS_PORT = 9090  # Prometheus' default; the local platform's and a VM head's (127.0.0.1 there)
+GRAFANA_PORT = 3000  # Grafana's default; a VM head's (127.0.0.1) and the port-forwards' local port
+TLS_PORT = 443  # a load balancer's listener when it terminates TLS in front of Serve (EKS and VM)
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # the AWS load balancers' TLS policy: TLS 1.3 and 1.2 only
 # Ports that stay inside a cluster: never opened to the world, never a Serve port.
 INTERNAL_PORTS = {GCS_PORT: "GCS", DASHBOARD_PORT: "dashboard", CLIENT_PORT: "Ray client",
-                  GCS_REDIS_PORT: "GCS Redis", METRICS_PORT: "metrics"}
+                  GCS_REDIS_PORT: "GCS Redis", METRICS_PORT: "metrics", PROMETHEUS_PORT: "Prometheus",
+                  GRAFANA_PORT: "Grafana"}
 
 # Labels and the Kubernetes resource name of a GPU.
 NODE_GROUP_LABEL = "rayserve.io/node-group"  # on every EKS node; Ray pods select their group by it

@@ -34,6 +34,8 @@ FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:ec2/instance:Instance": lambda n, i: {"privateIp": "10.20.1.10", "publicIp": "203.0.113.10",
                                                "publicDns": "ec2-203-0-113-10.compute.amazonaws.com"},
     "aws:ec2/eip:Eip": lambda n, i: {"publicIp": "203.0.113.20", "publicDns": "ec2-203-0-113-20.compute.amazonaws.com"},
+    "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {"dnsName": f"{n}-0123456789.elb.us-east-1.amazonaws.com"},
+    "aws:iam/role:Role": lambda n, i: {"name": i.get("name") or n},  # Pulumi autonames from the resource name
     "kubernetes:ray.io/v1:RayService": lambda n, i: {"status": {"activeServiceStatus": {"applicationStatuses": {
         app["name"]: {"status": "RUNNING"}
         for app in (yaml.safe_load((i.get("spec") or {}).get("serveConfigV2") or "{}") or {}).get("applications", [])}}}},

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: Debian's redis-server, a .venv with the pinned dependencies
+# Idempotent set-up for a fresh machine: Debian's redis-server and prometheus, a .venv with the pinned dependencies
 # (the project editable, with its test and ml extras), and the offline-generated tiny T5 model.
 # A stamp of everything that decides what gets installed makes a re-run with nothing new a no-op.
 set -euo pipefail
@@ -10,15 +10,19 @@ MODEL=.models/tiny-t5
 want=$({ cat pyproject.toml serve_apps/requirements.txt tests/requirements.txt bench/requirements.txt \
            scripts/setup.sh; "$PY" -V; } | sha256sum | cut -d' ' -f1)
 model_want=$(sha256sum scripts/tiny_t5.py | cut -d' ' -f1)
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && command -v redis-server >/dev/null 2>&1 \
+# GCS fault tolerance starts a real Redis; `local.metrics` starts a real Prometheus.
+DEBIAN_PACKAGES="redis-server:redis-server prometheus:prometheus"
+missing=""
+for pair in $DEBIAN_PACKAGES; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair##*:}"; done
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -z "$missing" ] \
    && [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" = "$model_want" ]; then
   exit 0
 fi
 say() { echo "set-up: $*" >&2; }
-if ! command -v redis-server >/dev/null 2>&1; then   # GCS fault-tolerance tests start a real Redis
-  say "installing Debian's redis-server (about 20 s)"
+if [ -n "$missing" ]; then
+  say "installing Debian's$missing (about 30 s)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv and installing the pinned dependencies (ray, pulumi, CPU torch, transformers, ...):" \

@@ -7,6 +7,7 @@ import pytest
 
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.local.provider import head_pid_file
 from rayserve_pulumi.node_agent import ray_ops
 from tests.helpers import ROOT, free_port
 
@@ -30,7 +31,7 @@ def with_override(props: dict, app: str, deployment: str, **fields) -> dict:
 
 
 @pytest.fixture(scope="module")
-def local_serve(tiny_models):
+def local_serve(tiny_models, tmp_path_factory):
     """The quick start: stacks/Pulumi.local.yaml (on free ports) created through the local provider, every
     bundled app included; the text app loads tiny-t5. Module-scoped: other modules' teardown stops Ray."""
     from tests.pulumi_harness import stack_values
@@ -39,14 +40,15 @@ def local_serve(tiny_models):
     values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
     values["serve"] = {**values["serve"], "http_port": free_port()}
     cfg, serve_config = validate_stack(values, ROOT)
-    props = provider_inputs(cfg.local, serve_config, cfg.serve.proxy, str(tiny_models))
+    props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.proxy,
+                            str(tiny_models))
     provider = LocalServeProvider()
     try:
         result = provider.create(props)
         yield provider, result
         provider.delete(result.id, result.outs)
     finally:
-        ray_ops.stop()
+        ray_ops.stop(head_pid_file(props))
 
 
 @pytest.fixture(scope="session")

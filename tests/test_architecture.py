@@ -91,8 +91,20 @@ def test_the_package_root_imports_nothing():
 
 
 def test_serve_apps_import_nothing_of_the_package_but_themselves():
-    """The Serve image holds only rayserve_pulumi/serve_apps/ (see its Dockerfile)."""
+    """The apps stand alone in the image beside the validator (see its Dockerfile)."""
     for path in (ROOT / "serve_apps").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rayserve_pulumi"):
                 assert node.module.startswith("rayserve_pulumi.serve_apps"), f"{path.name} imports {node.module}"
+
+
+KILL_BY_NAME = re.compile(r"\b(pkill|killall)\b|ray stop --force|ray\W+stop\W+--force|\"stop\", \"--force\"")
+
+
+def test_nothing_stops_processes_by_name():
+    """Scripts, CI, tests, benchmarks and the package end only what they started (PID files, sessions)."""
+    files = [ROOT / ".ci" / "run", *(ROOT / "scripts").glob("*"), *(ROOT / "tests").rglob("*.py"),
+             *(ROOT / "bench").rglob("*.py"), *(ROOT / "components").rglob("*.py")]
+    offenders = [f"{f.relative_to(ROOT)}:{n}" for f in files if f.is_file() and f.name != "test_architecture.py"
+                 for n, line in enumerate(f.read_text().splitlines(), 1) if KILL_BY_NAME.search(line)]
+    assert offenders == []

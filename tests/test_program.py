@@ -30,7 +30,8 @@ def test_stack_is_one_platform_component_that_owns_everything(rendered, stack):
     if stack != "local":  # local URLs are computed by the provider at `up` time
         apps = stack_values(stack).get("serve", {}).get("applications") or ["fruit", "calc", "summarize_translate"]
         assert sorted(r.outputs["app_urls"]) == sorted(apps)
-        assert r.outputs["app_urls"]["fruit"].endswith(":8000/fruit")
+        fruit = r.outputs["app_urls"]["fruit"]  # Serve's port, or 443 behind TLS
+        assert fruit.endswith(":8000/fruit") or (fruit.startswith("https://") and fruit.endswith(".com/fruit"))
 
 
 def test_local_stack_declares_the_provider_with_validated_config(rendered):

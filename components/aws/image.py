@@ -1,7 +1,8 @@
 """ServeImage: the Ray Serve runtime image (ECR repository + pulumi-docker-build), or a prebuilt one.
 
-The build context is the installed `rayserve_pulumi.serve_apps` package directory (its Dockerfile
-and requirements are package data), so a program using the installed package builds the same image.
+The build context is the installed `rayserve_pulumi` package directory; the image takes IMAGE_PATHS from
+it (the apps, their Dockerfile and requirements as package data, and the Serve-config validator), so a
+program using the installed package builds the same image, and only a change there makes a new tag.
 """
 from __future__ import annotations
 
@@ -19,11 +20,29 @@ from rayserve_pulumi.config.serve import apps_dir
 from rayserve_pulumi.config.stack import ImageSettings
 
 
+# What serve_apps/Dockerfile copies into the image (a test reads its COPY lines against this).
+IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "config", "serve_apps")
+
+
+def package_dir() -> Path:
+    return apps_dir().parent
+
+
+def image_files(root: Optional[Path] = None) -> list[Path]:
+    """Every file the image takes from the package directory."""
+    root = root or package_dir()
+    files = []
+    for name in IMAGE_PATHS:
+        path = root / name
+        files += [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return sorted(files)
+
+
 def context_hash(root: Optional[Path] = None) -> str:
-    """Hash of the build context's files: a new tag (tags are immutable in ECR) whenever the apps change."""
-    root = root or apps_dir()
+    """Hash of what the image takes: a new tag (tags are immutable in ECR) whenever it changes."""
+    root = root or package_dir()
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for path in image_files(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -71,11 +90,11 @@ class ServeImage(pulumi.ComponentResource):
             )
             token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
             tag = f"{s.tag}-{context_hash()}" + ("-gpu" if args.gpu else "")
-            context = apps_dir()
+            context = package_dir()
             image = docker_build.Image(
                 f"{name}-build",
                 context={"location": str(context)},
-                dockerfile={"location": str(context / "Dockerfile")},
+                dockerfile={"location": str(apps_dir() / "Dockerfile")},
                 build_args={
                     "BASE_IMAGE": s.gpu_base_image if args.gpu else s.ray_base_image,
                     "TORCH_INDEX": "https://download.pytorch.org/whl/cu128" if args.gpu

@@ -8,12 +8,13 @@ from rayserve_pulumi.config.serve import build_serve_config, serve_port
 from rayserve_pulumi.config.sources import load_stack_config, parse_stack_config, read_stack_file
 from rayserve_pulumi.config.stack import (
     CheckpointSettings, DeploymentOverride, EksSettings, ExternalRedis, HeadSettings, ImageSettings, KubeRaySettings, LocalSettings,
+    MetricsSettings,
     NodeGroup, PodResources, RayServiceSettings, ServeSettings, StackConfig, VmSettings, WorkerGroup,
 )
 
 __all__ = [
     "CheckpointSettings", "ConfigError", "DeploymentOverride", "EksSettings", "ExternalRedis", "HeadSettings", "ImageSettings",
-    "KubeRaySettings", "LocalSettings", "NodeGroup", "PodResources", "RayServiceSettings", "ServeSettings",
+    "KubeRaySettings", "LocalSettings", "MetricsSettings", "NodeGroup", "PodResources", "RayServiceSettings", "ServeSettings",
     "StackConfig", "VmSettings", "WorkerGroup", "build_serve_config", "load_stack_config", "parse_stack_config",
     "read_stack_file", "serve_port",
 ]

@@ -5,6 +5,8 @@ import ipaddress
 import re
 
 S3_BUCKET_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):s3:::(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])$")
+ACM_CERTIFICATE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):acm:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
+                                 r"certificate/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 AMI_ID = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 TAG_CHARS = re.compile(r"^[\w .:/=+\-@]*$", re.UNICODE)
 SSM_ADVANCED_LIMIT = 8192  # bytes of an Advanced-tier String parameter
@@ -21,6 +23,22 @@ def ipv4_cidr(value: str) -> str:
         raise ValueError(f"{value!r} is an IPv6 block; these rules take IPv4 CIDRs (e.g. 203.0.113.0/24)")
     if str(net) != value:
         raise ValueError(f"{value!r} has host bits set or is not canonical; did you mean {str(net)!r}?")
+    return value
+
+
+def allow_list_cidr(value: str) -> str:
+    """A source range that admits someone in particular: an IPv4 CIDR narrower than the whole internet."""
+    ipv4_cidr(value)
+    if ipaddress.ip_network(value).prefixlen == 0:
+        raise ValueError(f"{value!r} is the whole internet; list the ranges that should get in (e.g. 203.0.113.0/24)")
+    return value
+
+
+def acm_certificate_arn(value: str) -> str:
+    """An ACM certificate's ARN (TLS on a load balancer's listener)."""
+    if not isinstance(value, str) or not ACM_CERTIFICATE_ARN.match(value):
+        raise ValueError(f"{value!r} is not an ACM certificate ARN: arn:aws:acm:<region>:<12-digit account>:"
+                         "certificate/<id>")
     return value
 
 

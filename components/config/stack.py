@@ -16,7 +16,8 @@ from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
 from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.constants import (
-    DASHBOARD_PORT, GCS_PORT, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
+    DASHBOARD_PORT, GCS_PORT, GRAFANA_PORT, KUBE_PROMETHEUS_STACK_CHART, KUBE_PROMETHEUS_STACK_VERSION,
+    KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
 )
 from rayserve_pulumi.registry import PLATFORMS
 
@@ -38,6 +39,8 @@ Dns1123Label = Annotated[str, AfterValidator(kubernetes.dns1123_label)]
 Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]
 IPv4Cidr = Annotated[str, AfterValidator(aws.ipv4_cidr)]
 VpcCidr = Annotated[str, AfterValidator(aws.vpc_cidr)]
+AllowListCidr = Annotated[str, AfterValidator(aws.allow_list_cidr)]  # a source range, never 0.0.0.0/0
+AcmCertificateArn = Annotated[str, AfterValidator(aws.acm_certificate_arn)]
 InstanceType = Annotated[str, AfterValidator(_known_instance_type)]
 
 
@@ -84,7 +87,8 @@ class ServeSettings(Strict):
 class LocalSettings(Strict):
     """The `local` platform: a Ray head on this machine."""
 
-    host: str = Field("127.0.0.1", description="IP address the dashboard and Serve listen on")
+    host: str = Field("127.0.0.1", description="IP address the dashboard, Serve's proxy and the Ray node listen on; "
+                      "a non-loopback address needs auth_mode token")
     gcs_port: int = Field(GCS_PORT, ge=1, le=65535, description="Ray GCS port")
     dashboard_port: int = Field(DASHBOARD_PORT, ge=1, le=65535, description="dashboard and Serve REST API port")
     num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
@@ -105,8 +109,41 @@ class LocalSettings(Strict):
 
     @model_validator(mode="after")
     def _ports(self):
+        if not ipaddress.ip_address(self.host).is_loopback and self.auth_mode != "token":
+            raise ValueError(f"host {self.host} is reachable from other machines: auth_mode must be token (an "
+                             "unauthenticated dashboard there runs anyone's code through the Jobs API)")
         if self.gcs_port == self.dashboard_port:
             raise ValueError(f"gcs_port and dashboard_port are both {self.gcs_port}; give each its own port")
+        return self
+
+
+class MetricsSettings(Strict):
+    """Ray's and Serve's metrics in a real Prometheus, with Ray's Grafana dashboards and alert rules, on every
+    platform: local (a Prometheus on local.host), eks (kube-prometheus-stack, PodMonitors, PrometheusRule,
+    dashboards as ConfigMaps), vm (Prometheus and Grafana on the head, reachable through Session Manager)."""
+
+    enabled: bool = Field(False, description="turn metrics on for this stack")
+    scrape_interval_s: int = Field(15, ge=1, le=300, description="how often Prometheus scrapes every Ray node")
+    prometheus_port: int = Field(PROMETHEUS_PORT, ge=1024, le=65535,
+                                 description="local: Prometheus' port on local.host; vm: on the head's loopback")
+    grafana_port: int = Field(GRAFANA_PORT, ge=1024, le=65535, description="vm: Grafana's port on the head's loopback")
+    namespace: Dns1123Label = Field("monitoring", description="eks: the monitoring namespace")
+    install_operator: bool = Field(True, description="eks: install kube-prometheus-stack; false uses a Prometheus "
+                                   "Operator already in the cluster")
+    chart_version: str = Field(KUBE_PROMETHEUS_STACK_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+                               description="eks: kube-prometheus-stack chart version (pinned, x.y.z)")
+    release_label: str = Field(KUBE_PROMETHEUS_STACK_CHART, description="eks: the `release` label the operator's "
+                               "Prometheus selects monitors and rules by")
+
+    @field_validator("release_label")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        return kubernetes.label_value(v)
+
+    @model_validator(mode="after")
+    def _ports(self):
+        if self.prometheus_port == self.grafana_port:
+            raise ValueError(f"prometheus_port and grafana_port are both {self.prometheus_port}")
         return self
 
 
@@ -209,7 +246,9 @@ class EksSettings(Strict):
     vpc_cidr: VpcCidr = Field("10.0.0.0/16", description="VPC IPv4 CIDR")
     availability_zones: int = Field(2, ge=2, le=3, description="AZs (a public and a private subnet each)")
     nat_gateways: Literal["Single", "OnePerAz"] = Field("Single", description="NAT gateway strategy")
-    endpoint_public_access: bool = Field(True, description="Kubernetes API reachable from outside the VPC")
+    api_public_cidrs: list[AllowListCidr] = Field(
+        default_factory=list, description="who may reach the Kubernetes API from outside the VPC (the deployer's "
+        "ranges); empty: the API endpoint is private, and `pulumi up` must run from inside the VPC")
     node_groups: list[NodeGroup] = Field(min_length=1, description="managed node groups (at least one CPU group)")
     storage_class: Dns1123Label = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
 
@@ -318,8 +357,10 @@ class RayServiceSettings(Strict):
         "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
     load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
         "internal", description="LoadBalancer only: reachable inside the VPC, or from allowed_cidrs on the internet")
-    allowed_cidrs: list[IPv4Cidr] = Field(default_factory=list, description="internet-facing only: the source "
-                                          "ranges the load balancer admits (loadBalancerSourceRanges); required")
+    allowed_cidrs: list[AllowListCidr] = Field(default_factory=list, description="internet-facing only: the source "
+                                               "ranges the load balancer admits (loadBalancerSourceRanges); required")
+    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
+        None, description="LoadBalancer only: an ACM certificate; the NLB then terminates TLS on port 443")
     exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
                                           "(excludeHeadPodFromServeSvc): traffic goes to workers only")
     ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
@@ -340,6 +381,8 @@ class RayServiceSettings(Strict):
                              "(the source ranges it admits); an open endpoint is never the default")
         if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
             raise ValueError("allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme")
+        if self.tls_certificate_arn and self.service_type != "LoadBalancer":
+            raise ValueError("tls_certificate_arn is for the load balancer: set service_type LoadBalancer")
         if self.exclude_head_from_serve and not self.worker_groups:
             raise ValueError("exclude_head_from_serve leaves no pod to serve traffic: add a worker group")
         names = [g.name for g in self.worker_groups]
@@ -367,12 +410,18 @@ class VmSettings(Strict):
     worker_desired: int = Field(1, ge=0, description="workers at creation")
     worker_max: int = Field(3, ge=0, description="most workers")
     ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
-    allowed_cidrs: list[IPv4Cidr] = Field(min_length=1, description="who may reach the Serve port")
+    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="the NLB in front of Serve: reachable inside the VPC, or from allowed_cidrs")
+    allowed_cidrs: list[AllowListCidr] = Field(default_factory=list, description="internet-facing only: who may reach "
+                                               "the Serve endpoint (the NLB's security group); required")
+    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
+        None, description="an ACM certificate: the NLB terminates TLS on port 443 (else plain TCP on Serve's port)")
     root_volume_gb: int = Field(100, ge=30, description="root volume size")
     checkpoint_volume_gb: int = Field(50, ge=1, description="head's retained EBS volume (GCS Redis, model cache)")
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
     config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
-    ssm_session_access: bool = Field(True, description="AmazonSSMManagedInstanceCore, for port-forwarding")
+    ssm_session_access: bool = Field(True, description="Session Manager (port-forwarding to the dashboard): the "
+                                     "Session Manager channel actions only, never account-wide parameter reads")
 
     @field_validator("ami_id")
     @classmethod
@@ -388,6 +437,11 @@ class VmSettings(Strict):
     def _sizes(self):
         if not self.worker_min <= self.worker_desired <= self.worker_max:
             raise ValueError("need worker_min <= worker_desired <= worker_max")
+        if self.load_balancer_scheme == "internet-facing" and not self.allowed_cidrs:
+            raise ValueError("load_balancer_scheme internet-facing needs allowed_cidrs (the source ranges it admits); "
+                             "an open endpoint is never the default")
+        if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
+            raise ValueError("allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme")
         return self
 
 
@@ -403,6 +457,7 @@ class StackConfig(Strict):
     kuberay: KubeRaySettings = Field(KubeRaySettings(), description="platform eks: the operator")
     ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platform eks: the RayService")
     vm: Optional[VmSettings] = Field(None, description="platform vm")
+    metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
     tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
 
     @field_validator("tags")

@@ -23,14 +23,21 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
 from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
+    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, METRICS_PORT, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
+    TLS_PORT,
 )
+from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
 API_VERSION = "ray.io/v1"
 WAIT_FOR = '["condition=Ready", "condition=UpgradeInProgress=False"]'  # KubeRay's RayService conditions
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
 AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of rayproject/ray images
+# Ray runs unprivileged: not root, no privilege escalation, no Linux capabilities, the runtime's seccomp profile.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID,
+                "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -64,9 +71,12 @@ def _pod_template(container: str, image: str, spec: PodResources, placement: Pla
             "ports": ports,
             "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH},
                     *({"name": k, "value": v} for k, v in SERVE_PROXY_ENV[proxy].items())],
+            # inside the container's own PID namespace: the processes `ray stop` finds are this pod's
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+            "securityContext": dict(CONTAINER_SECURITY),
             "volumeMounts": mounts,
         }],
+        "securityContext": dict(POD_SECURITY),
         "volumes": volumes,
     }
     if placement.node_selector:
@@ -109,7 +119,8 @@ def serve_service_name(s: RayServiceSettings) -> str:
 
 def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict]) -> dict:
     """spec.serveService: KubeRay owns its selector and points it at the cluster that serves."""
-    spec: dict = {"type": s.service_type, "ports": [{"name": "serve", "port": port, "targetPort": port}]}
+    listen = (TLS_PORT, "https") if s.tls_certificate_arn else (port, "serve")
+    spec: dict = {"type": s.service_type, "ports": [{"name": listen[1], "port": listen[0], "targetPort": port}]}
     if s.allowed_cidrs:
         spec["loadBalancerSourceRanges"] = list(s.allowed_cidrs)
     metadata: dict = {"name": serve_service_name(s)}
@@ -136,7 +147,7 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
     }
     if s.enable_autoscaling:
         cluster["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
-                                        "resources": AUTOSCALER_RESOURCES}
+                                        "resources": AUTOSCALER_RESOURCES, "securityContext": dict(CONTAINER_SECURITY)}
     if storage and storage.redis_address:
         cluster["gcsFaultToleranceOptions"] = {
             "redisAddress": storage.redis_address,
@@ -188,6 +199,9 @@ class RayServiceArgs:
     storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
     proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
     service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
+    operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
+                                            "dashboard and keep everything else but Serve's port in; None: no policies", None)
+    metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics port", None)
 
 
 class RayService(pulumi.ComponentResource):
@@ -209,12 +223,19 @@ class RayService(pulumi.ComponentResource):
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],
                                            pulumi.ResourceOptions(parent=self))
         port, svc = serve_port(args.serve_config), serve_service_name(s)
+        if args.operator_namespace:
+            network.declare(name, network.render_network_policies(
+                s.name, s.namespace, args.operator_namespace, port,
+                redis_labels=args.storage.redis_labels if args.storage else None,
+                metrics=(args.metrics_namespace, METRICS_PORT) if args.metrics_namespace else None),
+                pulumi.ResourceOptions(parent=self))
         if s.service_type == "LoadBalancer":
             # KubeRay's Service, read once the RayService is Ready (Pulumi does not own it)
             live = k8s.core.v1.Service.get(f"{name}-serve-svc", f"{s.namespace}/{svc}",
                                            pulumi.ResourceOptions(parent=self, depends_on=[self.resource]))
             host = live.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
-            base = host.apply(lambda ing: f"http://{(ing.hostname or ing.ip) if ing else 'pending'}:{port}")
+            scheme, suffix = ("https", "") if s.tls_certificate_arn else ("http", f":{port}")
+            base = host.apply(lambda ing: f"{scheme}://{(ing.hostname or ing.ip) if ing else 'pending'}{suffix}")
         else:
             base = pulumi.Output.from_input(f"http://{svc}.{s.namespace}.svc.cluster.local:{port}")
         self.app_urls = base.apply(lambda b: app_urls(b, args.serve_config))

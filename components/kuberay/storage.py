@@ -1,7 +1,9 @@
 """CheckpointStorage: persistent state for a RayService.
 
 - Redis for GCS fault tolerance (password a Pulumi secret, data on an encrypted gp3 PVC, append-only
-  file), so Serve's state survives a head pod restart (`gcsFaultToleranceOptions`).
+  file), so Serve's state survives a head pod restart (`gcsFaultToleranceOptions`). Redis reads its
+  password from a config file mounted from the Secret, never from its command line; the readiness
+  probe's redis-cli takes it from REDISCLI_AUTH. Non-root, no capabilities.
 - Optionally a ReadWriteMany model-cache PVC shared by every Ray pod (HF_HOME).
 """
 from __future__ import annotations
@@ -18,6 +20,17 @@ from rayserve_pulumi.config.stack import CheckpointSettings
 from rayserve_pulumi.constants import REDIS_IMAGE, REDIS_PORT
 
 PASSWORD_KEY = "password"
+CONF_KEY = "redis.conf"
+CONF_DIR = "/etc/redis"
+REDIS_UID = 999  # the `redis` user of the official image
+REDIS_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                  "readOnlyRootFilesystem": True}
+
+
+def redis_conf(password: str) -> str:
+    """Redis' settings: the password, and an append-only file on the volume (fsync every second)."""
+    return "\n".join([f"requirepass {password}", "appendonly yes", "appendfsync everysec", "dir /data",
+                      f"port {REDIS_PORT}", ""])
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class CheckpointStorage(pulumi.ComponentResource):
         super().__init__("rayserve:kuberay:CheckpointStorage", name, None, opts)
         s = args.settings
         redis_address = password_secret = None
+        self.redis_labels: Optional[dict] = None  # pods of the Redis deployed here (NetworkPolicy selects them)
         password_key = PASSWORD_KEY
         if s.gcs_fault_tolerance and s.external_redis:
             external = s.external_redis
@@ -75,10 +89,11 @@ class CheckpointStorage(pulumi.ComponentResource):
         s, child = args.settings, pulumi.ResourceOptions(parent=self)
         self.password = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
         labels = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": name}
+        self.redis_labels = labels
         secret = k8s.core.v1.Secret(
             f"{name}-redis-auth",
             metadata={"namespace": args.namespace, "name": f"{name}-redis-auth"},
-            string_data={PASSWORD_KEY: self.password.result},
+            string_data={PASSWORD_KEY: self.password.result, CONF_KEY: self.password.result.apply(redis_conf)},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["string_data", "data"]),
         )
         service = k8s.core.v1.Service(
@@ -97,21 +112,27 @@ class CheckpointStorage(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "security_context": {"run_as_non_root": True, "run_as_user": 999, "fs_group": 999},
+                        "security_context": {"run_as_non_root": True, "run_as_user": REDIS_UID,
+                                             "run_as_group": REDIS_UID, "fs_group": REDIS_UID,
+                                             "seccomp_profile": {"type": "RuntimeDefault"}},
                         "containers": [{
                             "name": "redis",
                             "image": REDIS_IMAGE,
-                            "args": ["--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes",
-                                     "--appendfsync", "everysec", "--dir", "/data"],
-                            "env": [{"name": "REDIS_PASSWORD",
+                            "args": [f"{CONF_DIR}/{CONF_KEY}"],  # the image runs redis-server on a *.conf argument
+                            "env": [{"name": "REDISCLI_AUTH",
                                      "value_from": {"secret_key_ref": {"name": secret.metadata.name, "key": PASSWORD_KEY}}}],
                             "ports": [{"container_port": REDIS_PORT, "name": "redis"}],
                             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
                                           "limits": {"cpu": "1", "memory": "1Gi"}},
-                            "readiness_probe": {"exec": {"command": ["sh", "-c", "redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning ping"]},
+                            "readiness_probe": {"exec": {"command": ["sh", "-c", "redis-cli ping | grep -q PONG"]},
                                                 "period_seconds": 5},
-                            "volume_mounts": [{"name": "data", "mount_path": "/data"}],
+                            "security_context": dict(REDIS_SECURITY),
+                            "volume_mounts": [{"name": "data", "mount_path": "/data"},
+                                              {"name": "config", "mount_path": CONF_DIR, "read_only": True}],
                         }],
+                        "volumes": [{"name": "config", "secret": {
+                            "secret_name": secret.metadata.name, "default_mode": 0o400,
+                            "items": [{"key": CONF_KEY, "path": CONF_KEY}]}}],
                     },
                 },
                 "volume_claim_templates": [{

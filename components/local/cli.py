@@ -39,7 +39,8 @@ class State:
 
 
 def outputs(outs: dict) -> dict:
-    return {"platform": "local", "app_urls": outs["app_urls"], "dashboard": outs["dashboard_url"]}
+    return {"platform": "local", "app_urls": outs["app_urls"], "dashboard": outs["dashboard_url"],
+            "prometheus": outs.get("prometheus_url")}
 
 
 def up(stack_file: Path, state: State, program_dir: Path) -> dict:

@@ -13,30 +13,36 @@ from typing import Literal, Optional
 import pulumi
 
 from rayserve_pulumi.args import arg
-from rayserve_pulumi.config.stack import LocalSettings, StackConfig
+from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, StackConfig
 from rayserve_pulumi.local.provider import LocalRayServe, provider_inputs
 from rayserve_pulumi.platform import Platform
+
+RUN_DIR = ".pulumi-state/local"  # under the program's directory (ignored by git): PID files of what `up` started
 
 
 @dataclass(frozen=True)
 class LocalPlatformArgs:
     settings: LocalSettings = arg("the local head: host, ports, CPUs, auth mode")
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    run_dir: str = arg("absolute folder for the head's PID file (what destroy stops)")
     proxy: Literal["default", "haproxy"] = arg("Serve's ingress proxy", "default")
     models_dir: Optional[str] = arg("absolute folder of model directories the text app loads by name", None)
+    metrics: MetricsSettings = arg("a local Prometheus scraping every Ray node", default_factory=MetricsSettings)
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, program_dir: Optional[Path] = None) -> "LocalPlatformArgs":
-        models = str(Path(program_dir or Path.cwd()).resolve() / cfg.local.models_dir)
-        return cls(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy, models_dir=models)
+        root = Path(program_dir or Path.cwd()).resolve()
+        return cls(settings=cfg.local, serve_config=serve_config, proxy=cfg.serve.proxy,
+                   run_dir=str(root / RUN_DIR / cfg.name), models_dir=str(root / cfg.local.models_dir),
+                   metrics=cfg.metrics)
 
     def inputs(self) -> dict:
         """The dynamic provider's input properties."""
-        return provider_inputs(self.settings, self.serve_config, self.proxy, self.models_dir)
+        return provider_inputs(self.settings, self.serve_config, self.run_dir, self.proxy, self.models_dir, self.metrics)
 
 
 class LocalPlatform(Platform):
-    """Ray Serve on this machine; `dashboard` is the dashboard's URL."""
+    """Ray Serve on this machine; `dashboard` is the dashboard's URL, `prometheus` Prometheus' (metrics on)."""
 
     TYPE = "rayserve:local:LocalPlatform"
     NAME = "local"
@@ -46,7 +52,11 @@ class LocalPlatform(Platform):
         self.serve = LocalRayServe(f"{name}-serve", args.inputs(), pulumi.ResourceOptions(parent=self))
         self.app_urls = self.serve.app_urls
         self.dashboard = self.serve.dashboard_url
+        self.prometheus = self.serve.prometheus_url
         self.finish()
+
+    def extra_outputs(self) -> dict:
+        return {"prometheus": self.prometheus}
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir: Optional[Path] = None):

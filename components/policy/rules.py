@@ -1,11 +1,16 @@
-"""The rayserve policy pack's rules. Each `check_*` takes (resource_type, props) and returns violations;
-`POLICIES` wraps them as pulumi-policy ResourceValidationPolicy objects (mandatory)."""
+"""The rayserve policy pack's rules. Each resource `check_*` takes (resource_type, props) and returns
+violations; each stack check takes every resource as (type, name, props). `POLICIES` wraps them as
+pulumi-policy Resource/StackValidationPolicy objects (mandatory unless listed as advisory)."""
 from __future__ import annotations
 
 import re
 from typing import Any, Callable, Iterable, Mapping
 
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
+import base64
+import binascii
+import json
+
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
 from rayserve_pulumi.config.images import image_is_pinned
 from rayserve_pulumi.constants import INTERNAL_PORTS
@@ -14,6 +19,13 @@ Props = Mapping[str, Any]
 RAY_PRIVATE_PORTS = INTERNAL_PORTS
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
 SECRET_NAME = re.compile(r"password|secret|token|api[_-]?key", re.I)
+ACCOUNT_WIDE_SSM = {"AmazonSSMManagedInstanceCore", "AmazonSSMReadOnlyAccess", "AmazonSSMFullAccess",
+                    "AmazonEC2RoleforSSM"}  # managed policies granting ssm:GetParameter(s) on every parameter
+CNI_POLICY = "AmazonEKS_CNI_Policy"
+# A secret on a command line: a flag that takes one, or a secret-named $(VAR) expansion in container args.
+SECRET_ON_COMMAND_LINE = re.compile(r"(?:^|\s)--?(requirepass|redis[-_]password|password|token)[= ]|"
+                                    r"redis-cli[^|;]*\s-a\s|\$\(?[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*\)?", re.I)
+Resources = list[tuple[str, str, Props]]
 
 
 def _covers(from_port, to_port, protocol) -> list[int]:
@@ -161,13 +173,204 @@ def check_ray_token_auth(resource_type: str, props: Props) -> list[str]:
     return [] if mode == "token" else [f"authOptions.mode is {mode!r}; set it to 'token'"]
 
 
+def _statements(resource_type: str, props: Props) -> list[dict]:
+    """IAM policy statements of an inline role policy or a managed policy document."""
+    if resource_type not in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
+        return []
+    doc = props.get("policy")
+    try:
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+    except ValueError:
+        return []
+    statements = (doc or {}).get("Statement") or []
+    return [st for st in ([statements] if isinstance(statements, dict) else statements) if st.get("Effect") == "Allow"]
+
+
+def _listify(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def check_no_account_wide_parameter_reads(resource_type: str, props: Props) -> list[str]:
+    """No role may read every SSM parameter of the account: no AmazonSSMManagedInstanceCore (Session Manager
+    needs only its channel actions) and no ssm:GetParameter* on Resource "*"."""
+    if resource_type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment":
+        name = str(props.get("policyArn", "")).rsplit("/", 1)[-1]
+        return [f"managed policy {name} grants ssm:GetParameter on every parameter of the account"] \
+            if name in ACCOUNT_WIDE_SSM else []
+    out = []
+    for st in _statements(resource_type, props):
+        reads = [a for a in _listify(st.get("Action")) if a in ("*", "ssm:*") or a.lower().startswith("ssm:getparameter")]
+        if reads and "*" in _listify(st.get("Resource")):
+            out.append(f"{', '.join(reads)} on Resource '*': name the parameters")
+    return out
+
+
+def check_scoped_s3_access(resource_type: str, props: Props) -> list[str]:
+    """S3 permissions name buckets: never Resource "*" or every bucket (arn:aws:s3:::*)."""
+    out = []
+    for st in _statements(resource_type, props):
+        s3 = [a for a in _listify(st.get("Action")) if a in ("*", "s3:*") or a.lower().startswith("s3:")]
+        wide = [r for r in _listify(st.get("Resource")) if r == "*" or re.fullmatch(r"arn:[\w-]+:s3:::\*(/\*)?", r)]
+        if s3 and wide:
+            out.append(f"{', '.join(s3)} on {', '.join(wide)}: name the bucket")
+    return out
+
+
+def check_imds_hop_limit(resource_type: str, props: Props) -> list[str]:
+    """Instances and launch templates set IMDS' hop limit to 1: no container behind a bridge reaches the
+    instance's credentials (pods use IRSA; the VM agent also blocks its host-network containers)."""
+    if resource_type not in ("aws:ec2/instance:Instance", "aws:ec2/launchTemplate:LaunchTemplate"):
+        return []
+    limit = (props.get("metadataOptions") or {}).get("httpPutResponseHopLimit")
+    return [] if limit == 1 else [f"metadataOptions.httpPutResponseHopLimit is {limit!r}; set 1"]
+
+
+def check_eks_api_not_open(resource_type: str, props: Props) -> list[str]:
+    """The EKS API endpoint is private, or public only to named source ranges (never 0.0.0.0/0)."""
+    if resource_type == "eks:index:Cluster":  # pulumi-eks: public access defaults to on, from anywhere
+        public, cidrs = props.get("endpointPublicAccess", True), props.get("publicAccessCidrs")
+    elif resource_type == "aws:eks/cluster:Cluster":
+        vpc = props.get("vpcConfig") or {}
+        public, cidrs = vpc.get("endpointPublicAccess", True), vpc.get("publicAccessCidrs")
+    else:
+        return []
+    if public is False:
+        return []
+    if not cidrs or OPEN_CIDRS & set(cidrs):
+        return [f"the Kubernetes API is public to {cidrs or 'everyone (no publicAccessCidrs)'}; set publicAccessCidrs "
+                "to the deployers' ranges or turn public access off"]
+    return []
+
+
+def check_no_open_ingress(resource_type: str, props: Props) -> list[str]:
+    """No security group admits the whole internet on any port (load balancers admit allowed_cidrs)."""
+    cidrs: list = []
+    if resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        cidrs = [props.get("cidrIpv4"), props.get("cidrIpv6")]
+    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule" and props.get("type") == "ingress":
+        cidrs = [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])]
+    elif resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        cidrs = [c for rule in props.get("ingress") or [] for c in (rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or [])]
+    return [f"ingress from {c} admits the whole internet" for c in cidrs if c in OPEN_CIDRS]
+
+
+def check_no_public_instances(resource_type: str, props: Props) -> list[str]:
+    """Ray nodes have no public address: traffic arrives through a load balancer, operators through SSM."""
+    if resource_type == "aws:ec2/eip:Eip" and props.get("instance"):
+        return ["an Elastic IP puts an instance on the internet; put a load balancer in front"]
+    if resource_type == "aws:ec2/instance:Instance" and props.get("associatePublicIpAddress") is True:
+        return ["associatePublicIpAddress puts the instance on the internet"]
+    return []
+
+
+def check_ray_pods_unprivileged(resource_type: str, props: Props) -> list[str]:
+    """Ray and Redis pods run as non-root, without privilege escalation, with every capability dropped."""
+    out = []
+    for where, pod in _pod_specs(resource_type, props):
+        pod_non_root = (pod.get("securityContext") or {}).get("runAsNonRoot") is True
+        for c in pod.get("containers") or []:
+            sc = c.get("securityContext") or {}
+            name = f"{where}: container {c.get('name')}"
+            if not (pod_non_root or sc.get("runAsNonRoot") is True):
+                out.append(f"{name} may run as root (runAsNonRoot)")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                out.append(f"{name} allows privilege escalation")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                out.append(f"{name} keeps Linux capabilities (drop ALL)")
+    return out
+
+
+def _user_data(resource_type: str, props: Props) -> str:
+    if resource_type == "aws:ec2/instance:Instance":
+        return str(props.get("userData") or "")
+    if resource_type == "aws:ec2/launchTemplate:LaunchTemplate" and props.get("userData"):
+        try:
+            return base64.b64decode(str(props["userData"])).decode(errors="replace")
+        except (binascii.Error, ValueError):
+            return str(props["userData"])
+    return ""
+
+
+def check_no_secrets_on_command_lines(resource_type: str, props: Props) -> list[str]:
+    """No password or token on a command line (visible in /proc and `ps`): containers read them from files
+    or the environment, user data passes none."""
+    out = []
+    for where, pod in _pod_specs(resource_type, props):
+        for c in pod.get("containers") or []:
+            probe = ((c.get("readinessProbe") or {}).get("exec") or {}).get("command") or []
+            for part, words in (("command", c.get("command")), ("args", c.get("args")), ("readinessProbe", probe)):
+                text = " ".join(str(w) for w in words or [])
+                if SECRET_ON_COMMAND_LINE.search(text):
+                    out.append(f"{where}: container {c.get('name')} {part} carries a secret: {text[:80]!r}")
+    text = _user_data(resource_type, props)
+    if text and SECRET_ON_COMMAND_LINE.search(text):
+        out.append("user data passes a secret on a command line")
+    return out
+
+
+def check_tls_on_internet_facing_endpoints(resource_type: str, props: Props) -> list[str]:
+    """Advisory: an internet-facing Serve load balancer terminates TLS (an ACM certificate)."""
+    out = []
+    for where, metadata, _spec in _load_balancers(resource_type, props):
+        annotations = metadata.get("annotations") or {}
+        if annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internet-facing" and \
+                not annotations.get("service.beta.kubernetes.io/aws-load-balancer-ssl-cert"):
+            out.append(f"{where}: internet-facing without TLS (set tls_certificate_arn)")
+    return out
+
+
+# ---- stack checks: what only several resources together tell -----------------------------------
+
+def _role_names(resources: Resources, trusted: str) -> set[str]:
+    return {props.get("name") or name for t, name, props in resources
+            if t == "aws:iam/role:Role" and trusted in str(props.get("assumeRolePolicy", ""))}
+
+
+def check_cni_through_irsa(resources: Resources) -> list[str]:
+    """The VPC CNI's permissions belong to its service account (IRSA), not to the node role every pod's
+    node shares: no AmazonEKS_CNI_Policy on a role EC2 assumes, and the vpc-cni add-on names an IRSA role."""
+    ec2_roles = _role_names(resources, "ec2.amazonaws.com")
+    out = [f"{name}: {CNI_POLICY} is attached to the node role {props.get('role')}; give it to the aws-node "
+           "service account through IRSA" for t, name, props in resources
+           if t == "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+           and str(props.get("policyArn", "")).endswith(f"/{CNI_POLICY}") and props.get("role") in ec2_roles]
+    clusters = [name for t, name, _ in resources if t in ("eks:index:Cluster", "aws:eks/cluster:Cluster")]
+    addons = [props for t, _, props in resources if t == "aws:eks/addon:Addon" and props.get("addonName") == "vpc-cni"]
+    if clusters and not any(a.get("serviceAccountRoleArn") for a in addons):
+        out.append("no vpc-cni add-on with a serviceAccountRoleArn: the CNI would use the node role")
+    return out
+
+
+def check_network_policies(resources: Resources) -> list[str]:
+    """Every namespace holding a RayService denies ingress by default (Redis and the head's internal ports
+    are then reachable only as its other NetworkPolicies allow)."""
+    namespaces = {(props.get("metadata") or {}).get("namespace") for t, _, props in resources
+                  if t == "kubernetes:ray.io/v1:RayService"}
+    denied = {(props.get("metadata") or {}).get("namespace") for t, _, props in resources
+              if t == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+              and (props.get("spec") or {}).get("podSelector") in ({}, None)
+              and "Ingress" in ((props.get("spec") or {}).get("policyTypes") or [])}
+    return [f"namespace {ns}: no default-deny ingress NetworkPolicy; every pod reaches Ray's and Redis' ports"
+            for ns in sorted(n for n in namespaces - denied if n)]
+
+
 def _policy(name: str, check: Callable[[str, Props], list[str]]) -> ResourceValidationPolicy:
     def validate(args, report_violation):
         for message in check(args.resource_type, args.props):
             report_violation(message)
 
     return ResourceValidationPolicy(name=name, description=(check.__doc__ or "").strip(), validate=validate,
-                                    enforcement_level=EnforcementLevel.MANDATORY)
+                                    enforcement_level=EnforcementLevel.ADVISORY if name in ADVISORY
+                                    else EnforcementLevel.MANDATORY)
+
+
+def _stack_policy(name: str, check: Callable[[Resources], list[str]]) -> StackValidationPolicy:
+    def validate(args, report_violation):
+        for message in check([(r.resource_type, r.name, r.props) for r in args.resources]):
+            report_violation(message)
+
+    return StackValidationPolicy(name=name, description=(check.__doc__ or "").strip(), validate=validate,
+                                 enforcement_level=EnforcementLevel.MANDATORY)
 
 
 CHECKS = {
@@ -179,5 +382,20 @@ CHECKS = {
     "ray-pod-resource-limits": check_ray_pod_limits,
     "secrets-as-secrets": check_secrets_as_secrets,
     "ray-token-auth": check_ray_token_auth,
+    "no-account-wide-parameter-reads": check_no_account_wide_parameter_reads,
+    "scoped-s3-access": check_scoped_s3_access,
+    "imds-hop-limit-1": check_imds_hop_limit,
+    "eks-api-not-open": check_eks_api_not_open,
+    "no-open-ingress": check_no_open_ingress,
+    "no-public-instances": check_no_public_instances,
+    "ray-pods-unprivileged": check_ray_pods_unprivileged,
+    "no-secrets-on-command-lines": check_no_secrets_on_command_lines,
+    "tls-on-internet-facing-endpoints": check_tls_on_internet_facing_endpoints,
 }
-POLICIES = [_policy(name, check) for name, check in CHECKS.items()]
+STACK_CHECKS = {
+    "cni-through-irsa": check_cni_through_irsa,
+    "network-policies": check_network_policies,
+}
+ADVISORY = {"tls-on-internet-facing-endpoints"}  # TLS is optional (a certificate is the stack's to give)
+POLICIES = [*(_policy(name, check) for name, check in CHECKS.items()),
+            *(_stack_policy(name, check) for name, check in STACK_CHECKS.items())]

@@ -59,7 +59,13 @@ def test_prod_gcs_fault_tolerance_uses_secret_redis_on_a_pvc(rendered):
     sts = r.one("kubernetes:apps/v1:StatefulSet").inputs["spec"]
     claim = sts["volumeClaimTemplates"][0]["spec"]
     assert claim["storageClassName"] == "gp3-encrypted" and claim["accessModes"] == ["ReadWriteOnce"]
-    assert "--appendonly" in sts["template"]["spec"]["containers"][0]["args"]
+    redis = sts["template"]["spec"]["containers"][0]
+    assert redis["args"] == ["/etc/redis/redis.conf"]  # password, appendonly: in the file from the Secret
+    conf = secret.inputs["stringData"]["redis.conf"]
+    assert "appendonly yes" in conf and f"requirepass {secret.inputs['stringData']['password']}" in conf
+    assert "password" not in json.dumps([redis["args"], redis["readinessProbe"]]).lower()
+    assert redis["env"] == [{"name": "REDISCLI_AUTH", "valueFrom": {"secretKeyRef": {
+        "name": secret.inputs["metadata"]["name"], "key": "password"}}}]
     cache = r.one("kubernetes:core/v1:PersistentVolumeClaim")
     assert cache.inputs["spec"]["accessModes"] == ["ReadWriteMany"] and cache.options["retain_on_delete"]
 

@@ -7,15 +7,42 @@ import json
 from tests.pulumi_harness import mock_arn, render, stack_values, user_data, with_user_config
 
 
-def test_vm_security_groups_expose_only_serve(rendered):
+def test_vm_serve_is_reached_through_a_tls_nlb_that_admits_only_allowed_cidrs(rendered):
     r = rendered["vm"]
-    ingress = r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    public = [i.inputs for i in ingress if i.inputs.get("cidrIpv4")]
+    nlb = r.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert nlb["loadBalancerType"] == "network" and nlb["internal"] is False  # the stack asks for internet-facing
+    listener = r.one("aws:lb/listener:Listener").inputs
+    assert (listener["protocol"], listener["port"]) == ("TLS", 443)
+    assert listener["certificateArn"] == stack_values("vm")["vm"]["tls_certificate_arn"]
+    assert listener["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    tg = r.one("aws:lb/targetGroup:TargetGroup").inputs
+    assert (tg["port"], tg["healthCheck"]["path"]) == (8000, "/-/healthz")
+    assert r.one("aws:autoscaling/group:Group").inputs["targetGroupArns"] == [mock_arn(r.one("aws:lb/targetGroup:TargetGroup").name)]
+    ingress = [i.inputs for i in r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    public = [i for i in ingress if i.get("cidrIpv4")]
     assert sorted(i["cidrIpv4"] for i in public) == sorted(stack_values("vm")["vm"]["allowed_cidrs"])
-    assert all((i["fromPort"], i["toPort"], i["ipProtocol"]) == (8000, 8000, "tcp") for i in public)
-    assert all(i.inputs.get("cidrIpv4") != "0.0.0.0/0" for i in ingress)
-    internal = [i.inputs for i in ingress if not i.inputs.get("cidrIpv4")]
-    assert len(internal) == 1 and internal[0]["referencedSecurityGroupId"] == internal[0]["securityGroupId"]
+    assert all((i["fromPort"], i["toPort"], i["ipProtocol"]) == (443, 443, "tcp") for i in public)
+    by_sg = {i["securityGroupId"] for i in public}
+    assert len(by_sg) == 1 and by_sg != {r.one("aws:ec2/instance:Instance").inputs["vpcSecurityGroupIds"][0]}  # the NLB's group
+    nodes = [i for i in ingress if not i.get("cidrIpv4")]
+    assert sorted((i.get("fromPort", 0), i["ipProtocol"]) for i in nodes) == [(0, "-1"), (8000, "tcp")]
+    from_nlb = next(i for i in nodes if i["ipProtocol"] == "tcp")
+    assert from_nlb["referencedSecurityGroupId"] == next(iter(by_sg))  # Serve's port only from the NLB
+    assert not r.of_type("aws:ec2/eip:Eip")  # nothing has a public address of its own
+    assert r.outputs["app_urls"]["fruit"].startswith("https://") and ":8000" not in r.outputs["app_urls"]["fruit"]
+
+
+def test_vm_endpoint_is_internal_and_plain_tcp_unless_asked():
+    values = stack_values("vm")
+    values["vm"] = {k: v for k, v in values["vm"].items()
+                    if k not in ("load_balancer_scheme", "allowed_cidrs", "tls_certificate_arn")}
+    r = render(values, "vm")
+    assert r.one("aws:lb/loadBalancer:LoadBalancer").inputs["internal"] is True
+    listener = r.one("aws:lb/listener:Listener").inputs
+    assert (listener["protocol"], listener["port"]) == ("TCP", 8000)
+    sources = [i.inputs["cidrIpv4"] for i in r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+               if i.inputs.get("cidrIpv4")]
+    assert sources == ["10.20.0.0/16"]  # the VPC only
 
 
 def test_vm_instances_require_imdsv2_and_encrypt_every_volume(rendered):
@@ -23,7 +50,7 @@ def test_vm_instances_require_imdsv2_and_encrypt_every_volume(rendered):
     head = r.one("aws:ec2/instance:Instance").inputs
     lt = r.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     for meta in (head["metadataOptions"], lt["metadataOptions"]):
-        assert meta["httpTokens"] == "required"
+        assert meta["httpTokens"] == "required" and meta["httpPutResponseHopLimit"] == 1
     assert head["rootBlockDevice"]["encrypted"] is True
     assert lt["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
     vol = r.one("aws:ebs/volume:Volume")
@@ -41,11 +68,13 @@ def test_vm_iam_is_least_privilege(rendered):
     assert by_action["ecr:GetAuthorizationToken"] == "*"  # this action has no resource-level scope
     assert not [a for a in by_action if a.endswith(":*") or a == "*"]
     assert "s3:GetObject" not in by_action  # no bucket configured
-    attached = [a.inputs["policyArn"] for a in r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")]
-    assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]  # vm.ssm_session_access
+    assert not r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no managed policy at all
+    assert by_action["ssmmessages:OpenDataChannel"] == "*"  # Session Manager's channel (vm.ssm_session_access)
+    assert [a for a in by_action if a.startswith("ssm:")] == ["ssm:GetParameter", "ssm:UpdateInstanceInformation"]
     values = stack_values("vm")
     values["vm"] = {**values["vm"], "ssm_session_access": False}
-    assert not render(values, "vm").of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    off = json.loads(render(values, "vm").one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    assert not [a for st in off["Statement"] for a in st["Action"] if a.startswith("ssmmessages:")]
 
 
 def test_vm_user_data_runs_the_bundled_bootstrap(rendered):
@@ -58,6 +87,8 @@ def test_vm_user_data_runs_the_bundled_bootstrap(rendered):
     token = r.one("aws:ssm/parameter:Parameter", "ray-auth-token")
     assert token.inputs["type"] == "SecureString" and token.inputs["value"].startswith("(secret: random password")
     assert "python3 -m rayserve_pulumi.node_agent worker --mode docker" in worker and "--head-address 10.20.1.10:6379" in worker
+    assert "--block-imds" in head and "--block-imds" in worker  # no S3 bucket: the Ray containers need no credentials
+    assert "password" not in head.lower() and "password" not in worker.lower()
     assert "MangoStand" not in head  # the Serve config is not in user data
     assert len(head.encode()) < 16384
     config = json.loads(r.one("aws:ssm/parameter:Parameter", "serve-config").inputs["value"])

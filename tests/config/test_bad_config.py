@@ -98,7 +98,17 @@ STACK_CASES = [
     ("vm", "vm.allowed_cidrs", ["2001:db8::/32"], "rayserve:vm.allowed_cidrs[0]:"),
     ("vm", "vm.allowed_cidrs", ["203.0.113.7/24"], "rayserve:vm.allowed_cidrs[0]:"),
     ("vm", "vm.allowed_cidrs", ["not-a-cidr"], "rayserve:vm.allowed_cidrs[0]:"),
-    ("vm", "vm.allowed_cidrs", [], "rayserve:vm.allowed_cidrs:"),
+    ("vm", "vm.allowed_cidrs", [], "rayserve:vm: load_balancer_scheme internet-facing needs allowed_cidrs"),
+    # security: nothing open to the whole internet, TLS certificates are ACM ARNs
+    ("vm", "vm.allowed_cidrs", ["0.0.0.0/0"], "rayserve:vm.allowed_cidrs[0]: '0.0.0.0/0' is the whole internet"),
+    ("vm", "vm.load_balancer_scheme", "public", "rayserve:vm.load_balancer_scheme:"),
+    ("vm", "vm.tls_certificate_arn", "arn:aws:iam::123456789012:server-certificate/x", "rayserve:vm.tls_certificate_arn:"),
+    ("prod", "ray_service.allowed_cidrs", ["0.0.0.0/0"], "rayserve:ray_service.allowed_cidrs[0]:"),
+    ("prod", "ray_service.tls_certificate_arn", "not-an-arn", "rayserve:ray_service.tls_certificate_arn:"),
+    ("dev", "ray_service.tls_certificate_arn", "arn:aws:acm:us-west-2:123456789012:certificate/0b9f6a52-5a1e-4c7e-9d3f-2a8e4c6b1d70",
+     "rayserve:ray_service: tls_certificate_arn is for the load balancer"),
+    ("dev", "eks.api_public_cidrs", ["0.0.0.0/0"], "rayserve:eks.api_public_cidrs[0]: '0.0.0.0/0' is the whole internet"),
+    ("dev", "eks.endpoint_public_access", True, "rayserve:eks.endpoint_public_access:"),
     ("vm", "vm.vpc_cidr", "10.0.0.0/8", "rayserve:vm.vpc_cidr:"),
     ("dev", "eks.vpc_cidr", "fd00::/56", "rayserve:eks.vpc_cidr:"),
     ("vm", "vm.s3_bucket_arn", "*", "rayserve:vm.s3_bucket_arn:"),
@@ -158,6 +168,8 @@ STACK_CASES = [
     ("local", "local.gcs_port", 12000, "rayserve:local.gcs_port: 12000 lies in Ray's worker port range"),
     ("local", "local.host", "localhost!", "rayserve:local.host:"),
     ("local", "local.host", "0.0.0.0.0", "rayserve:local.host:"),
+    ("local", "local", {"host": "0.0.0.0", "auth_mode": "disabled"}, "rayserve:local: host 0.0.0.0 is reachable from other "
+     "machines: auth_mode must be token"),
     # structure
     ("local", "platform", "gke", "rayserve:platform: Input should be 'local', 'eks' or 'vm'"),
     ("local", "platform", "eks", "rayserve: platform eks needs an `eks` section"),

@@ -9,7 +9,6 @@ import copy
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -17,7 +16,8 @@ import requests
 
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import REPORTS, free_port, replica_pids, under_load
 
 pytestmark = pytest.mark.ray
@@ -26,17 +26,17 @@ RECOVERY_BOUND_S = 90  # every app answers correctly again within this, or the s
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=2)
     config = build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=free_port(), overrides={
         "fruit": {"FruitMarket": {"num_replicas": 2}, "MangoStand": {"num_replicas": 2}}}))
-    provider = LocalServeProvider()
+    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")))
     try:
-        result = provider.create(provider_inputs(settings, config))
+        result = provider.create(props)
         yield {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings, "config": config}
         provider.delete(result.id, result.outs)
     finally:
-        ray_ops.stop()
+        ray_ops.stop(head_pid_file(props))
 
 
 def _all_answer(outs: dict) -> bool:
@@ -88,11 +88,11 @@ def test_a_code_level_update_restarts_replicas_without_failing_a_request(cluster
     assert report["failed"] == 0, report
 
 
-def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster):
+def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
     env = dict(os.environ, **ray_ops.auth_env("token"))
-    worker = subprocess.Popen(  # a second node in a process group of its own, so it can be lost at once
-        [ray_ops.ray_executable(), *ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2),
-         "--block"], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = tmp_path / "worker.pid"  # a second node in a process group of its own, so it can be lost at once
+    worker = procs.spawn([ray_ops.ray_executable(), *ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}",
+                                                                        num_cpus=2), "--block"], pid_file, env=env, wait=False)
     try:
         dash = cluster["outs"]["dashboard_url"]
         deadline = time.monotonic() + 60
@@ -105,14 +105,13 @@ def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster):
             **cluster["outs"], "serve_config_json": json.dumps(bigger, sort_keys=True)}).outs
         worker_node = next(n for n in _alive_nodes(dash) if not n["raylet"].get("isHeadNode"))["raylet"]["nodeId"]
         assert worker_node in _mango_nodes(dash), "no replica landed on the worker node"
-        report = _scenario(cluster, "worker node lost (SIGKILL of its process group)",
-                           lambda: os.killpg(worker.pid, signal.SIGKILL),
+        report = _scenario(cluster, "worker node lost (SIGKILL of every process of the node)",
+                           lambda: procs.stop(pid_file, grace_s=0),
                            recovered=lambda: (nodes := _mango_nodes(dash)).count(worker_node) == 0 and len(nodes) == 4)
         assert report["failed"] <= CONNECTIONS, report  # at most the requests in flight on the lost node
         cluster["outs"] = outs
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+        procs.stop(pid_file, grace_s=0)
 
 
 def _alive_nodes(dash: str) -> list[dict]:

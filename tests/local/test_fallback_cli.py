@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from rayserve_pulumi import cli as rayserve_cli
+from rayserve_pulumi.local.platform import RUN_DIR
 from rayserve_pulumi.node_agent import ray_ops
-from tests.helpers import ROOT, free_port, post, replica_pids
+from tests.helpers import free_port, post, replica_pids
 from tests.pulumi_harness import stack_values
 
 pytestmark = pytest.mark.ray
@@ -23,14 +24,16 @@ def stack(tmp_path_factory):
     values = stack_values("local")
     values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
     values["serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
-    files = {"stack": base / "Pulumi.local.yaml", "state": base / "state.json", "values": values}
+    files = {"stack": base / "Pulumi.local.yaml", "state": base / "state.json", "values": values,
+             # the program directory is this test's own, so is the head's PID file (never a user's stack's)
+             "pid": base / RUN_DIR / values.get("name", "rayserve") / "ray-head.pid"}
 
     def write(values: dict) -> None:
         files["stack"].write_text(yaml.safe_dump({"config": {f"rayserve:{k}": v for k, v in values.items()}}))
 
     def run(action: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file",
-                               str(files["stack"]), "--state", str(files["state"]), "--program-dir", str(ROOT)],
+                               str(files["stack"]), "--state", str(files["state"]), "--program-dir", str(base)],
                               capture_output=True, text=True, timeout=600)
 
     files.update(write=write, run=run)
@@ -39,7 +42,7 @@ def stack(tmp_path_factory):
         yield files
     finally:
         run("destroy")
-        ray_ops.stop()
+        ray_ops.stop(files["pid"])
 
 
 def _with(values: dict, **local) -> dict:
@@ -97,7 +100,7 @@ def test_a_replica_that_fails_prints_its_cause(stack):
 
 
 def test_status_shows_each_application_and_deployment(stack, capsys):
-    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(ROOT)]) == 0
+    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(stack["stack"].parent)]) == 0
     out = capsys.readouterr().out
     assert "fruit: RUNNING" in out and "  MangoStand: HEALTHY 1/1 replicas" in out and "calc: RUNNING" in out
 
@@ -123,9 +126,9 @@ def test_a_head_setting_change_replaces_ray_with_the_new_cpu_count(stack):
 
 
 def test_refresh_after_ray_stops_reports_it_gone(stack, capsys):
-    ray_ops.stop()
+    assert ray_ops.stop(stack["pid"])
     gone = stack["run"]("refresh")
     assert gone.returncode == 0 and json.loads(gone.stdout) == {"gone": True}
     assert not stack["state"].exists()
-    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(ROOT)]) == 1
+    assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(stack["stack"].parent)]) == 1
     assert "no Ray head answers" in capsys.readouterr().out

@@ -1,10 +1,16 @@
 """The local platform's provider against a real local Ray, checked over HTTP."""
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+
 import pytest
 import requests
 
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.config.serve import serve_port
+from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.conftest import with_override
 from tests.helpers import post, replica_pids
 
@@ -57,3 +63,45 @@ def test_num_replicas_change_scales_deployment(local_serve):
         assert post(result.outs["app_urls"]["calc"], ["ADD", 3]) == "6 pizzas please!"
     finally:
         provider.update(result.id, news, result.outs)
+
+
+def _listeners(pids: list[int]) -> dict[int, set[str]]:
+    """Listening TCP port -> the addresses it is bound to, for sockets these processes hold (/proc/net/tcp*)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    found: dict[int, set[str]] = {}
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            addr, port = fields[1].split(":")
+            raw = bytes.fromhex(addr)
+            host = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4)))
+            if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped:
+                host = host.ipv4_mapped
+            found.setdefault(int(port, 16), set()).add(str(host))
+    return found
+
+
+def test_the_listeners_this_package_configures_follow_local_host(local_serve):
+    """Serve's proxy and the dashboard listen on local.host (127.0.0.1) only. Ray 2.60 decides for its own
+    servers: GCS, raylet, object manager and agents bind every interface, the Ray Client server the node's
+    addresses (it cannot be turned off); token auth guards them. The test prints that list."""
+    _, result = local_serve
+    sid = procs.read(head_pid_file(result.outs))["sid"]
+    listeners = _listeners(procs.members(sid))
+    config = json.loads(result.outs["serve_config_json"])
+    assert config["http_options"]["host"] == "127.0.0.1"
+    ours = {serve_port(config): "Serve", int(result.outs["dashboard_port"]): "dashboard"}
+    for port, what in ours.items():
+        assert listeners.get(port) == {"127.0.0.1"}, (what, port, listeners.get(port))
+    others = {p: sorted(h) for p, h in listeners.items() if h != {"127.0.0.1"}}
+    print(f"listeners Ray binds beyond local.host: {others}")  # printed for the README's honest list

@@ -11,7 +11,7 @@ from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
 from rayserve_pulumi.config import build_serve_config
 
-PROPS = provider_inputs(LocalSettings(), build_serve_config(ServeSettings(applications=["fruit"])))
+PROPS = provider_inputs(LocalSettings(), build_serve_config(ServeSettings(applications=["fruit"])), "/nonexistent/run")
 
 
 def test_pulumi_can_serialise_and_restore_the_provider():

@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config import build_serve_config
 from tests.helpers import free_port, post, ray_answers, replica_pids, under_load
@@ -48,6 +49,7 @@ class _Head:
         self.head = ["head", *self.common, "--config-file", str(self.config_file), "--gcs-port", str(gcs),
                      "--gcs-redis", "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4"]
         self.config_file.write_text(json.dumps(_config(self.http, price)))
+        self.head_pid = vm_bootstrap.node_pid_file(self.redis_args(), vm_bootstrap.HEAD_CONTAINER)
 
     def run(self, *args) -> str:
         proc = subprocess.run([*AGENT, *args], capture_output=True, text=True, timeout=600)
@@ -67,12 +69,12 @@ class _Head:
 
     def restart_head(self) -> None:
         """What the head container's restart policy (VM) or KubeRay (EKS) does when the GCS exits."""
-        ray_ops.stop()
+        assert ray_ops.stop(self.head_pid)
         self.run(*self.head, "--no-deploy")
 
     def close(self) -> None:
         subprocess.run([*AGENT, "stop", *self.common], capture_output=True, timeout=120)
-        ray_ops.stop()
+        ray_ops.stop(self.head_pid)  # in case the agent could not: only this head's process group
 
 
 def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
@@ -93,7 +95,7 @@ def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
 
         def restart():
             marks["stop"] = time.monotonic()
-            ray_ops.stop()
+            assert ray_ops.stop(head.head_pid)
             assert not ray_answers(head.dash)
             marks["start"] = time.monotonic()  # the node is down; the head starts again
             head.run(*head.head, "--no-deploy")
@@ -120,6 +122,17 @@ def test_head_restart_recovers_serve_apps_from_redis(tmp_path, monkeypatch):
         head.close()
 
 
+def _command_lines_holding(secret: str, pid_files) -> list[str]:
+    """Command lines of the processes these PID files' sessions hold that contain `secret`."""
+    found = []
+    for pid_file in pid_files:
+        for pid in procs.members(procs.read(pid_file)["sid"]):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if secret in cmdline:
+                found.append(cmdline.split()[0].rsplit("/", 1)[-1])
+    return found
+
+
 def test_a_restarted_redis_keeps_serve_answering_and_the_head_recovers_without_a_redeploy(tmp_path, monkeypatch):
     from bench.loadgen import Load
 
@@ -127,6 +140,11 @@ def test_a_restarted_redis_keeps_serve_answering_and_the_head_recovers_without_a
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.state / "auth_token"))
     try:
         head.run(*head.head)
+        password = vm_bootstrap.redis_password(head.state)
+        # Redis reads it from its config file, `ray start` from the environment; Ray itself still hands it to
+        # its own binaries as a flag (gcs_server, and raylet for the workers it starts): only those show it.
+        holders = _command_lines_holding(password, [vm_bootstrap.redis_pid_file(head.redis_args()), head.head_pid])
+        assert set(holders) <= {"gcs_server", "raylet"} and "gcs_server" in holders, holders
         applied = (head.state / vm_bootstrap.APPLIED_FILE).read_text()
         with Load(head.url, ["MANGO", 1], connections=16, duration_s=15, check=lambda a: a == 3) as load:
             time.sleep(3)

@@ -69,7 +69,7 @@ def vm(tmp_path_factory):
                "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state"}
     finally:
         run("stop", *common)
-        ray_ops.stop()
+        ray_ops.stop(base / "state" / "ray-head.pid")  # in case the agent could not: only this head's group
         if previous_token_path is None:
             os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
         else:
@@ -105,6 +105,29 @@ def test_sync_redeploys_a_changed_config_in_place_and_only_then(vm):
     assert replica_pids(vm["dash"], "fruit", "MangoStand") == pids
 
 
+@pytest.mark.parametrize("break_it,why", [
+    (lambda c: c["applications"][0]["deployments"][1].update(num_replicas="two"), "num_replicas"),
+    (lambda c: c["applications"][0].update(import_path="os:system"), "import_path"),
+    (lambda c: c.update(http_options={"port": 8265}), "http_options.port: 8265 collides with the Ray dashboard port"),
+], ids=["wrong type", "code outside the bundled apps", "a Ray port"])
+def test_sync_refuses_an_invalid_config_and_keeps_the_last_good_one(vm, break_it, why):
+    good = vm["config_file"].read_text()
+    applied = (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text()
+    bad = json.loads(good)
+    break_it(bad)
+    vm["config_file"].write_text(json.dumps(bad))
+    try:
+        result = vm["run"]("sync", *vm["common"], "--config-file", str(vm["config_file"]))
+    finally:
+        vm["config_file"].write_text(good)
+    assert result.returncode == 1 and result.stdout.strip() == "refused"
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"sync: refused Serve config {ray_ops.config_hash(bad)}: serve config ") and why in line, line
+    assert line.endswith(f"keeping the applied config {applied}")
+    assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == applied
+    assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 10  # still the last good config (price 5)
+
+
 def test_stop_stops_ray(vm):
     vm["run"]("stop", *vm["common"])
     assert not ray_answers(vm["dash"])
@@ -119,12 +142,36 @@ def test_systemd_units_poll_the_config_with_the_head_arguments():
 
 
 def test_docker_mode_runs_ray_from_the_bundled_image_on_the_host_network():
-    cmd = vm_bootstrap.docker_ray("ray-head", "repo/apps@sha256:abc", ["start", "--head"], {"A": "1"}, "/mnt/ckpt",
-                                  "/state/auth_token")
+    cmd = vm_bootstrap.docker_ray("ray-head", "repo/apps@sha256:abc", ["start", "--head"], "/state/ray-head.env",
+                                  "/mnt/ckpt", "/state/container-auth-token")
     assert cmd[:3] == ["docker", "run", "-d"] and "--network" in cmd and "host" in cmd
-    assert "/state/auth_token:/home/ray/.ray/auth_token:ro" in cmd
-    assert cmd[-5:] == ["repo/apps@sha256:abc", "ray", "start", "--head", "--block"]
-    assert "/mnt/ckpt/models:/home/ray/model-cache" in cmd and "A=1" in cmd
+    assert "/state/container-auth-token:/home/ray/.ray/auth_token:ro" in cmd
+    image = cmd.index("repo/apps@sha256:abc")
+    assert cmd[image + 1:] == ["python", "-c", ray_ops.RAY_LAUNCHER, "start", "--head", "--block"]
+    assert cmd[cmd.index("--env-file") + 1] == "/state/ray-head.env"  # environment (and secrets) from a 0600 file
+    assert "/mnt/ckpt/models:/home/ray/model-cache" in cmd and "-e" not in cmd
+
+
+def test_the_launcher_hands_ray_the_redis_password_from_the_environment_only(tmp_path):
+    """`python -c RAY_LAUNCHER <args>` runs Ray's CLI with --redis-password appended from the environment."""
+    fake = tmp_path / "ray" / "scripts"
+    fake.mkdir(parents=True)
+    (tmp_path / "ray" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "scripts.py").write_text("import os, sys\ndef main():\n    print(sys.argv)\n"
+                                     f"    print({ray_ops.REDIS_PASSWORD_ENV!r} in os.environ)\n")
+    env = {"PYTHONPATH": str(tmp_path), ray_ops.REDIS_PASSWORD_ENV: "s3cret"}
+    proc = subprocess.run(ray_ops.ray_command(sys.executable, ["start", "--head"]), env=env, capture_output=True,
+                          text=True, timeout=30)
+    argv, leaked = proc.stdout.splitlines()
+    assert argv == str(["ray", "start", "--head", "--redis-password", "s3cret", "--redis-username", "default"])
+    assert leaked == "False"  # popped: Ray's children do not inherit it
+    assert "s3cret" not in " ".join(ray_ops.ray_command(sys.executable, ["start", "--head"]))
+
+
+def test_imds_is_refused_to_the_ray_containers_user():
+    assert vm_bootstrap.imds_block_rule() == ["OUTPUT", "-d", "169.254.169.254", "-m", "owner", "--uid-owner", "1000",
+                                              "-j", "REJECT"]
 
 
 def test_checkpoint_volume_is_found_by_its_nvme_id_first():

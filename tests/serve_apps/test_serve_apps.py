@@ -2,13 +2,40 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
+from rayserve_pulumi.aws.image import IMAGE_PATHS, image_files, package_dir
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config.serve import build_serve_config, bundled_text, read_config_file, select_and_override
 
 DOCKERFILE = bundled_text("Dockerfile")
+
+
+def test_the_validator_runs_from_the_images_layout_without_pulumi(tmp_path):
+    """The image's copy of the package (IMAGE_PATHS) validates a Serve config on its own: what the VM head's
+    sync runs in the head container before applying a config."""
+    root = tmp_path / "rayserve_pulumi"
+    for path in image_files():
+        dest = root / path.relative_to(package_dir())
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
+    probe = ("import runpy, sys; sys.argv = ['serve_check', sys.argv[1]]\n"
+             "try:\n    runpy.run_module('rayserve_pulumi.config.serve_check', run_name='__main__')\n"
+             "except SystemExit as e:\n    print('exit', e.code, sorted(m for m in sys.modules if m.split('.')[0] == 'pulumi'))")
+    config = root / "serve_apps" / "serve_config.yaml"
+    ok = subprocess.run([sys.executable, "-c", probe, str(config)], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
+                        capture_output=True, text=True, timeout=300)
+    assert ok.stdout.strip().splitlines()[-1] == "exit 0 []", ok.stderr[-2000:]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("import_path: rayserve_pulumi.serve_apps.fruit:app", "import_path: os:system"))
+    refused = subprocess.run([sys.executable, "-c", probe, str(bad)], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)},
+                             capture_output=True, text=True, timeout=300)
+    lines = refused.stdout.strip().splitlines()
+    assert lines[-1] == "exit 1 []" and lines[0].startswith("serve config applications[fruit].import_path:"), refused.stdout
 
 
 def test_every_deployment_has_check_health():
@@ -61,7 +88,9 @@ def test_the_ml_extra_and_the_image_share_one_list_of_pins():
 def test_dockerfile_bakes_apps_into_a_pinned_ray_260_image():
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", DOCKERFILE, re.M).group(1)
     assert base == "rayproject/ray:2.60.0-py311-cpu"
-    assert re.search(r"^COPY --chown=ray:users \. \$\{APP_HOME\}/rayserve_pulumi/serve_apps$", DOCKERFILE, re.M)
+    copied = [src for line in re.findall(r"^COPY --chown=ray:users (.+) \$\{APP_HOME\}/rayserve_pulumi/\S*$", DOCKERFILE, re.M)
+              for src in line.split()]
+    assert sorted(copied) == sorted(IMAGE_PATHS)  # the image holds what ServeImage hashes into its tag
     assert "ENV PYTHONPATH=${APP_HOME}" in DOCKERFILE
     assert ('python -c "import rayserve_pulumi.serve_apps.fruit, rayserve_pulumi.serve_apps.calc, '
             'rayserve_pulumi.serve_apps.summarize_translate"') in DOCKERFILE

@@ -1,10 +1,15 @@
 """EksCluster: VPC (pulumi-awsx), EKS (pulumi-eks) with managed CPU/GPU node groups, EBS CSI, gp3 StorageClass.
 
+Least privilege: the node role carries no CNI permissions (the VPC CNI add-on gets them through IRSA),
+node launch templates require IMDSv2 with hop limit 1 (pods reach AWS through IRSA only), and the
+Kubernetes API is private unless `api_public_cidrs` names who may reach it.
+
 Outputs `kubeconfig` (secret), `provider` (a Kubernetes provider for the cluster), `storage_class_name`,
 and `model_cache_storage_class` (an EFS-backed ReadWriteMany class when `enable_efs` is set).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -22,9 +27,10 @@ from rayserve_pulumi.constants import ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROU
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 )
+CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"  # on the aws-node service account's IRSA role only
+NODE_METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 
 def node_group_taints(group: NodeGroup) -> list[dict]:
@@ -87,7 +93,9 @@ class EksCluster(pulumi.ComponentResource):
             authentication_mode=eks.AuthenticationMode.API,
             version=s.kubernetes_version,
             create_oidc_provider=True,
-            endpoint_public_access=s.endpoint_public_access,
+            use_default_vpc_cni=True,  # EKS' own VPC CNI, taken over below as an add-on with an IRSA role
+            endpoint_public_access=bool(s.api_public_cidrs),
+            public_access_cidrs=list(s.api_public_cidrs) or None,
             endpoint_private_access=True,
             encryption_config_key_arn=secrets_key.arn,
             enabled_cluster_log_types=["api", "audit", "authenticator"],
@@ -95,26 +103,15 @@ class EksCluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
         )
-        self.node_groups = {
-            g.name: eks.ManagedNodeGroup(
-                f"{name}-{g.name}",
-                cluster=self.cluster,
-                node_group_name_prefix=f"{g.name}-",
-                node_role=self.node_role,
-                subnet_ids=self.vpc.private_subnet_ids,
-                instance_types=g.instance_types,
-                ami_type="AL2023_x86_64_NVIDIA" if g.gpu else "AL2023_x86_64_STANDARD",
-                disk_size=g.disk_size_gb,
-                scaling_config={"min_size": g.min_size, "desired_size": g.desired_size, "max_size": g.max_size},
-                labels=node_group_labels(g),
-                taints=node_group_taints(g),
-                tags=args.tags,
-                opts=child,
-            )
-            for g in s.node_groups
-        }
         self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig_json)
         self.cluster_name = pulumi.Output.all(name, self.cluster.kubeconfig_json).apply(lambda a: a[0])
+        cni_role = self._irsa_role(name, "vpc-cni", "kube-system", "aws-node", CNI_POLICY, args.tags)
+        cni = aws.eks.Addon(f"{name}-vpc-cni", cluster_name=self.cluster_name, addon_name="vpc-cni",
+                            service_account_role_arn=cni_role.arn, resolve_conflicts_on_create="OVERWRITE",
+                            # the network policy agent enforces the RayService's NetworkPolicies
+                            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+                            resolve_conflicts_on_update="OVERWRITE", opts=child)
+        self.node_groups = {g.name: self._node_group(name, g, args.tags, cni) for g in s.node_groups}
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         k8s_child = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
@@ -142,6 +139,32 @@ class EksCluster(pulumi.ComponentResource):
             "storage_class_name": self.storage_class_name, "vpc_id": self.vpc.vpc_id,
             "oidc_provider_arn": self.cluster.oidc_provider_arn,
         })
+
+    def _node_group(self, name: str, g: NodeGroup, tags: dict, cni: aws.eks.Addon) -> eks.ManagedNodeGroup:
+        """A managed node group on a launch template of ours (IMDSv2, hop limit 1, encrypted root volume),
+        joining once the VPC CNI has its IRSA role."""
+        child = pulumi.ResourceOptions(parent=self)
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-{g.name}-lt", metadata_options=NODE_METADATA, update_default_version=True,
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": g.disk_size_gb, "volume_type": "gp3", "encrypted": "true",
+                "delete_on_termination": "true"}}],
+            tags=tags, opts=child)
+        return eks.ManagedNodeGroup(
+            f"{name}-{g.name}",
+            cluster=self.cluster,
+            node_group_name_prefix=f"{g.name}-",
+            node_role=self.node_role,
+            subnet_ids=self.vpc.private_subnet_ids,
+            instance_types=g.instance_types,
+            ami_type="AL2023_x86_64_NVIDIA" if g.gpu else "AL2023_x86_64_STANDARD",
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            scaling_config={"min_size": g.min_size, "desired_size": g.desired_size, "max_size": g.max_size},
+            labels=node_group_labels(g),
+            taints=node_group_taints(g),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cni]),
+        )
 
     def _irsa_role(self, name: str, short: str, namespace: str, sa: str, policy_arn: str, tags: dict) -> aws.iam.Role:
         child = pulumi.ResourceOptions(parent=self)

@@ -18,7 +18,7 @@ from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import (
     EksSettings, ImageSettings, KubeRaySettings, RayServiceSettings, StackConfig, check_node_groups,
 )
-from rayserve_pulumi.constants import NODE_GROUP_LABEL
+from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import (
     GPU_TOLERATION, HEAD, CheckpointStorage, CheckpointStorageArgs, KubeRayOperator, KubeRayOperatorArgs, Placement,
     RayService, RayServiceArgs,
@@ -27,13 +27,18 @@ from rayserve_pulumi.platform import Platform
 
 
 
-def nlb_annotations(scheme: str) -> dict[str, str]:
+def nlb_annotations(scheme: str, certificate_arn: Optional[str] = None) -> dict[str, str]:
     """An NLB for the Serve Service: internal unless the stack asks for internet-facing (both the AWS
-    Load Balancer Controller's scheme annotation and the in-tree provider's internal one)."""
+    Load Balancer Controller's scheme annotation and the in-tree provider's internal one); with an ACM
+    certificate it terminates TLS on 443."""
     annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                    "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme}
     if scheme == "internal":
         annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
+    if certificate_arn:
+        annotations.update({"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": certificate_arn,
+                            "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": str(TLS_PORT),
+                            "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": TLS_POLICY})
     return annotations
 
 
@@ -89,7 +94,8 @@ class EksPlatform(Platform):
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
                            placements=placements(rs, args.eks), storage=self.storage, proxy=args.proxy,
-                           service_annotations=nlb_annotations(rs.load_balancer_scheme)),
+                           service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
+                           operator_namespace=args.kuberay.namespace),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider,
                                    depends_on=[self.operator, self.namespace, *([self.storage] if self.storage else [])]),
         )

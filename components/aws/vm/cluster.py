@@ -1,10 +1,13 @@
 """RayVmCluster: a Ray cluster on EC2 running the bundled Serve image.
 
-Head: one instance (public subnet, Elastic IP) with an encrypted EBS checkpoint volume that outlives
-the instance (GCS Redis data, model cache). Workers: launch template + auto scaling group in private
-subnets. The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
-instances alone and the head's sync timer redeploys it in place; changing the image changes user data,
-which replaces the head and rolls the workers (ASG instance refresh).
+Head: one instance in a private subnet with an encrypted EBS checkpoint volume that outlives the
+instance (GCS Redis data, model cache). Workers: launch template + auto scaling group in private
+subnets. Serve is reached through a network load balancer: internal unless the stack asks for
+internet-facing (then only `allowed_cidrs` get in, through the NLB's security group), TLS on 443 when a
+certificate is given. The instances take Serve traffic from the NLB only; Session Manager, not SSH.
+The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
+instances alone and the head's sync timer validates and redeploys it in place; changing the image
+changes user data, which replaces the head and rolls the workers (ASG instance refresh).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from rayserve_pulumi.config.checks import serve_port_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import VmSettings
-from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS
+from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
 ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
 CHECKPOINT_DEVICE = "/dev/sdf"
@@ -41,14 +44,27 @@ def check_serve_port(serve_config: dict) -> int:
     return serve_port(serve_config)
 
 
+# Session Manager's channel, and nothing else of SSM: AmazonSSMManagedInstanceCore would also grant
+# ssm:GetParameter(s) on every parameter of the account.
+SESSION_MANAGER_ACTIONS = ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+                           "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
+                           "ssmmessages:OpenDataChannel"]
+
+
 def metadata_options() -> dict:
-    """IMDSv2 only; hop limit 2 so containers on the host can reach it."""
-    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 2}
+    """IMDSv2 only, hop limit 1: no bridged container reaches the instance's credentials. The Ray
+    containers share the host's network, so the node agent also blocks their user from IMDS unless the
+    nodes are given an S3 bucket (`--block-imds`)."""
+    return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 
-def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str]) -> str:
-    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, optional S3."""
+def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str],
+                session_manager: bool) -> str:
+    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, optional
+    S3 on one bucket, optional Session Manager channels."""
     statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns}]
+    if session_manager:
+        statements.append({"Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"})
     if repository_arn:
         statements += [
             {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
@@ -61,6 +77,10 @@ def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_buc
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+def _imds(s: VmSettings) -> list[str]:
+    return [] if s.s3_bucket_arn else ["--block-imds"]
+
+
 def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, token_parameter: str, region: str,
               volume_id: str) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
@@ -68,13 +88,13 @@ def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, 
             "--auth-token-ssm", token_parameter,
             "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
             "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
-            "--poll-seconds", str(s.config_poll_seconds)]
+            "--poll-seconds", str(s.config_poll_seconds), *_imds(s)]
 
 
-def worker_args(proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
+def worker_args(s: VmSettings, proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--auth-token-ssm", token_parameter,
             "--serve-proxy", proxy,
-            "--head-address", f"{head_ip}:{GCS_PORT}"]
+            "--head-address", f"{head_ip}:{GCS_PORT}", *_imds(s)]
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ class RayVmClusterArgs:
 
 
 class RayVmCluster(pulumi.ComponentResource):
-    """Outputs `app_urls` (public, per application), `head_private_ip`, `dashboard_hint`."""
+    """Outputs `app_urls` (through the NLB, per application), `head_private_ip`, `dashboard_hint`."""
 
     def __init__(self, name: str, args: RayVmClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:aws:RayVmCluster", name, None, opts)
@@ -99,7 +119,8 @@ class RayVmCluster(pulumi.ComponentResource):
         vpc = awsx.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, number_of_availability_zones=2,
                            nat_gateways={"strategy": "Single"}, enable_dns_hostnames=True,
                            subnet_specs=[{"type": "Public"}, {"type": "Private"}], tags=tags, opts=child)
-        self.security_group = self._security_group(name, s, port, vpc.vpc_id, tags)
+        self.lb_security_group = self._lb_security_group(name, s, port, vpc.vpc_id, tags)
+        self.security_group = self._security_group(name, port, vpc.vpc_id, self.lb_security_group.id, tags)
 
         config_json = json.dumps(args.serve_config, sort_keys=True)
         parameter = aws.ssm.Parameter(
@@ -117,15 +138,12 @@ class RayVmCluster(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-node-policy", role=role.id,
             policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn).apply(
-                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn)),
+                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn, s.ssm_session_access)),
             opts=child)
-        if s.ssm_session_access:  # Session Manager port-forwarding to the dashboard, instead of SSH
-            aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name,
-                                         policy_arn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
         ami = s.ami_id or aws.ssm.get_parameter_output(name=ECS_AL2023_AMI).value
-        head_subnet = vpc.public_subnet_ids[0]
+        head_subnet = vpc.private_subnet_ids[0]
         az = aws.ec2.get_subnet_output(id=head_subnet).availability_zone
         self.checkpoint_volume = aws.ebs.Volume(
             f"{name}-checkpoint", availability_zone=az, size=s.checkpoint_volume_gb, type="gp3", encrypted=True,
@@ -144,10 +162,9 @@ class RayVmCluster(pulumi.ComponentResource):
         aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
                                  volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
                                  stop_instance_before_detaching=True, opts=child)
-        eip = aws.ec2.Eip(f"{name}-head-ip", domain="vpc", instance=self.head.id, tags=tags, opts=child)
-
+        self._load_balancer(name, s, port, vpc, tags)
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
-            lambda a: user_data.render("worker", worker_args(args.proxy, *a)))
+            lambda a: user_data.render("worker", worker_args(s, args.proxy, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker-lt", image_id=ami, instance_type=s.worker_instance_type,
             iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],
@@ -166,10 +183,13 @@ class RayVmCluster(pulumi.ComponentResource):
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             health_check_type="EC2",
+            target_group_arns=[self.target_group.arn],
             tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
             opts=child)
 
-        self.app_urls = eip.public_ip.apply(lambda ip: app_urls(f"http://{ip}:{port}", args.serve_config))
+        base_url = self.load_balancer.dns_name.apply(
+            lambda dns: f"https://{dns}" if s.tls_certificate_arn else f"http://{dns}:{port}")
+        self.app_urls = base_url.apply(lambda url: app_urls(url, args.serve_config))
         self.head_private_ip = self.head.private_ip
         self.dashboard_hint = self.head.id.apply(
             lambda i: f"aws ssm start-session --target {i} --document-name AWS-StartPortForwardingSession "
@@ -178,15 +198,52 @@ class RayVmCluster(pulumi.ComponentResource):
         self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
                                "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
 
-    def _security_group(self, name: str, s: VmSettings, port: int, vpc_id, tags: dict) -> aws.ec2.SecurityGroup:
-        """Serve port from the allowed CIDRs; dashboard, GCS and Ray internals only within the group."""
+    def _load_balancer(self, name: str, s: VmSettings, port: int, vpc, tags: dict) -> None:
+        """The NLB in front of Serve's proxies on every node: internal or internet-facing (its security group
+        admits allowed_cidrs only), a TLS listener on 443 with the ACM certificate or TCP on Serve's port,
+        health-checked on Serve's /-/healthz."""
+        child = pulumi.ResourceOptions(parent=self)
+        internal = s.load_balancer_scheme == "internal"
+        self.load_balancer = aws.lb.LoadBalancer(
+            f"{name}-nlb", load_balancer_type="network", internal=internal,
+            subnets=vpc.private_subnet_ids if internal else vpc.public_subnet_ids,
+            security_groups=[self.lb_security_group.id], enable_cross_zone_load_balancing=True, tags=tags, opts=child)
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-serve", port=port, protocol="TCP", target_type="instance", vpc_id=vpc.vpc_id,
+            health_check={"protocol": "HTTP", "path": "/-/healthz", "port": str(port), "matcher": "200"},
+            deregistration_delay=30, tags=tags, opts=child)
+        aws.lb.TargetGroupAttachment(f"{name}-serve-head", target_group_arn=self.target_group.arn,
+                                     target_id=self.head.id, port=port, opts=child)
+        tls = {"protocol": "TLS", "port": TLS_PORT, "certificate_arn": s.tls_certificate_arn,
+               "ssl_policy": TLS_POLICY} if s.tls_certificate_arn else {"protocol": "TCP", "port": port}
+        aws.lb.Listener(f"{name}-serve", load_balancer_arn=self.load_balancer.arn,
+                        default_actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
+                        tags=tags, opts=child, **tls)
+
+    def _lb_security_group(self, name: str, s: VmSettings, port: int, vpc_id, tags: dict) -> aws.ec2.SecurityGroup:
+        """The NLB's listener port from allowed_cidrs (internet-facing) or the VPC (internal); out to the nodes."""
+        child = pulumi.ResourceOptions(parent=self)
+        sg = aws.ec2.SecurityGroup(f"{name}-nlb-sg", vpc_id=vpc_id, description=f"{name} Serve load balancer",
+                                   tags=tags, opts=child)
+        listener_port = TLS_PORT if s.tls_certificate_arn else port
+        sources = s.allowed_cidrs if s.load_balancer_scheme == "internet-facing" else [s.vpc_cidr]
+        for i, cidr in enumerate(sources):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-serve-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=listener_port,
+                to_port=listener_port, cidr_ipv4=cidr, description="Ray Serve through the NLB", opts=child)
+        aws.vpc.SecurityGroupEgressRule(f"{name}-nlb-egress", security_group_id=sg.id, ip_protocol="tcp",
+                                        from_port=port, to_port=port, cidr_ipv4=s.vpc_cidr,
+                                        description="to Serve on the nodes", opts=child)
+        return sg
+
+    def _security_group(self, name: str, port: int, vpc_id, lb_sg_id, tags: dict) -> aws.ec2.SecurityGroup:
+        """Serve's port from the NLB only; dashboard, GCS and Ray internals only within the group."""
         child = pulumi.ResourceOptions(parent=self)
         sg = aws.ec2.SecurityGroup(f"{name}-sg", vpc_id=vpc_id, description=f"{name} Ray cluster",
                                    tags=tags, opts=child)
-        for i, cidr in enumerate(s.allowed_cidrs):
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-serve-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=port,
-                to_port=port, cidr_ipv4=cidr, description="Ray Serve HTTP", opts=child)
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-serve-from-nlb", security_group_id=sg.id, ip_protocol="tcp", from_port=port, to_port=port,
+            referenced_security_group_id=lb_sg_id, description="Ray Serve from the load balancer", opts=child)
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-intra-cluster", security_group_id=sg.id, ip_protocol="-1",
             referenced_security_group_id=sg.id, description="Ray GCS, dashboard and internals between nodes",

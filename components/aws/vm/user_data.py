@@ -3,10 +3,12 @@
 The archive holds the standard-library-only part of the package (the node agent and the constants it
 shares), built byte-for-byte reproducibly, so user data only changes when the image, the agent's
 code or the node's arguments change (the Serve config is not in it: it lives in SSM and is applied
-in place by the sync timer).
+in place by the sync timer). EC2 caps user data at 16 KiB, so the modules travel without docstrings
+and comments (an `ast` round trip: the same code).
 """
 from __future__ import annotations
 
+import ast
 import base64
 import gzip
 import io
@@ -18,10 +20,21 @@ import rayserve_pulumi
 
 PACKAGE_ROOT = Path(rayserve_pulumi.__file__).resolve().parent
 AGENT_FILES = ("__init__.py", "constants.py", "node_agent/__init__.py", "node_agent/__main__.py",
-               "node_agent/bootstrap.py", "node_agent/ray_ops.py")
+               "node_agent/bootstrap.py", "node_agent/procs.py", "node_agent/ray_ops.py")
 AGENT_MODULE = "rayserve_pulumi.node_agent"
 INSTALL_DIR = "/opt/rayserve"
 EC2_USER_DATA_LIMIT = 16384
+
+
+def without_docstrings(source: str) -> str:
+    """The module's code with docstrings and comments dropped (what runs is unchanged)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
+                isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
 
 
 def agent_archive() -> str:
@@ -29,7 +42,7 @@ def agent_archive() -> str:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name in AGENT_FILES:
-            data = (PACKAGE_ROOT / name).read_bytes()
+            data = without_docstrings((PACKAGE_ROOT / name).read_text()).encode()
             info = tarfile.TarInfo(f"rayserve_pulumi/{name}")
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))

@@ -1,0 +1,38 @@
+"""A Prometheus configuration for a Ray cluster. Standard library only (the VM node agent writes it).
+
+Ray's head keeps `prom_metrics_service_discovery.json` in its temp dir up to date with the metrics
+endpoint of every node (and of the dashboard and autoscaler), so one `file_sd_configs` entry scrapes
+every node, including workers that join later.
+"""
+from __future__ import annotations
+
+import json
+
+SD_FILE = "prom_metrics_service_discovery.json"
+RAY_TEMP_DIR = "/tmp/ray"  # Ray's default temp dir, where the head writes SD_FILE
+RULES_FILE = "rayserve-alerts.json"
+JOB = "ray"
+
+
+def config(sd_file: str, rules_file: str, scrape_interval_s: int) -> dict:
+    """prometheus.yml as a dict (JSON is YAML, so `json.dumps` of it is a valid config file)."""
+    return {
+        "global": {"scrape_interval": f"{scrape_interval_s}s", "evaluation_interval": f"{scrape_interval_s}s"},
+        "rule_files": [rules_file],
+        "scrape_configs": [{"job_name": JOB, "file_sd_configs": [{"files": [sd_file], "refresh_interval": "5s"}]}],
+    }
+
+
+def write(folder, sd_file: str, scrape_interval_s: int) -> str:
+    """Write prometheus.yml and the alert rules into `folder`; return the config's path."""
+    from pathlib import Path
+
+    from rayserve_pulumi.observability.rules import rule_groups
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rules = folder / RULES_FILE
+    rules.write_text(json.dumps(rule_groups(), indent=1))
+    path = folder / "prometheus.yml"
+    path.write_text(json.dumps(config(sd_file, str(rules), scrape_interval_s), indent=1))
+    return str(path)
