@@ -12,7 +12,6 @@ its applications are doing, with no cloud credentials and no Pulumi CLI.
 from __future__ import annotations
 
 import argparse
-import base64
 import sys
 from pathlib import Path
 from typing import Optional
@@ -62,8 +61,10 @@ def render_documents(values: dict, cfg, serve_config: dict, program_dir: Path) -
             elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
                 docs.append((f"{res.type} ({res.name})", _k8s_manifest(res)))
     elif cfg.platform == "vm":
-        head = rendered.one("aws:ec2/instance:Instance").inputs["userData"]
-        worker = base64.b64decode(rendered.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+        from rayserve_pulumi.aws.vm.user_data import decode
+
+        head = decode(rendered.one("aws:ec2/instance:Instance").inputs["userDataBase64"])
+        worker = decode(rendered.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
         docs += [("head user data", head), ("worker user data (launch template)", worker)]
         params = {p.inputs["name"]: p.inputs["type"] for p in rendered.of_type("aws:ssm/parameter:Parameter")}
         docs.append(("SSM parameters (the auth token's value is generated at deploy)", params))

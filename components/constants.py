@@ -23,6 +23,8 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 METRICS_PORT = 8080
+# Ray's metrics endpoints as KubeRay names them: every node's metrics agent, the head's autoscaler and dashboard.
+RAY_METRICS_PORTS = {"metrics": METRICS_PORT, "as-metrics": 44217, "dash-metrics": 44227}
 SERVE_PORT = 8000
 GCS_REDIS_PORT = 6380  # the Redis behind GCS fault tolerance on a VM head (6379 is the GCS itself)
 REDIS_PORT = 6379  # the Redis Service on Kubernetes (its own pod, so Redis' own default)

@@ -10,11 +10,15 @@ MODEL=.models/tiny-t5
 want=$({ cat pyproject.toml serve_apps/requirements.txt tests/requirements.txt bench/requirements.txt \
            scripts/setup.sh; "$PY" -V; } | sha256sum | cut -d' ' -f1)
 model_want=$(sha256sum scripts/tiny_t5.py | cut -d' ' -f1)
+# The Prometheus Operator's schemas (compiled validators) for the tests, from npm when npm is here.
+NODE_TOOLS=.tools/node
+NPM_PACKAGES="@kubernetes-models/prometheus-operator@6.0.0"
+node_ok() { ! command -v npm >/dev/null 2>&1 || [ "$(cat "$NODE_TOOLS/.installed" 2>/dev/null)" = "$NPM_PACKAGES" ]; }
 # GCS fault tolerance starts a real Redis; `local.metrics` starts a real Prometheus.
 DEBIAN_PACKAGES="redis-server:redis-server prometheus:prometheus"
 missing=""
 for pair in $DEBIAN_PACKAGES; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair##*:}"; done
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -z "$missing" ] \
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -z "$missing" ] && node_ok \
    && [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" = "$model_want" ]; then
   exit 0
 fi
@@ -41,5 +45,11 @@ if [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" != "$model_want" ]; then
   rm -rf "$MODEL"
   HF_HUB_DISABLE_PROGRESS_BARS=1 .venv/bin/python scripts/tiny_t5.py "$MODEL" >/dev/null
   echo "$model_want" > "$MODEL/.generated-by"
+fi
+if ! node_ok; then
+  say "installing the Prometheus Operator's schemas from npm into $NODE_TOOLS (tests only, about 5 s)"
+  mkdir -p "$NODE_TOOLS"
+  npm install --silent --no-audit --no-fund --prefix "$NODE_TOOLS" $NPM_PACKAGES >/dev/null 2>&1
+  echo "$NPM_PACKAGES" > "$NODE_TOOLS/.installed"
 fi
 say "done"

@@ -7,8 +7,8 @@ import pytest
 
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.local.provider import head_pid_file, prometheus_pid_file
+from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import ROOT, free_port
 
 
@@ -39,9 +39,10 @@ def local_serve(tiny_models, tmp_path_factory):
     values = stack_values("local")
     values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
     values["serve"] = {**values["serve"], "http_port": free_port()}
+    values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
     cfg, serve_config = validate_stack(values, ROOT)
     props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.proxy,
-                            str(tiny_models))
+                            str(tiny_models), cfg.metrics)
     provider = LocalServeProvider()
     try:
         result = provider.create(props)
@@ -49,6 +50,7 @@ def local_serve(tiny_models, tmp_path_factory):
         provider.delete(result.id, result.outs)
     finally:
         ray_ops.stop(head_pid_file(props))
+        procs.stop(prometheus_pid_file(props))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The stacks in stacks/ under Pulumi mocks (rayserve_pulumi.preview), and helpers over what they declare."""
 from __future__ import annotations
 
-import base64
 import copy
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -38,7 +37,9 @@ def with_user_config(values: dict, price: int) -> dict:
 
 
 def user_data(r, kind: str) -> str:
-    """The rendered head (instance) or worker (launch template) user data script."""
+    """The rendered head (instance) or worker (launch template) user data script (gzipped, base64)."""
+    from rayserve_pulumi.aws.vm.user_data import decode
+
     if kind == "head":
-        return r.one("aws:ec2/instance:Instance").inputs["userData"]
-    return base64.b64decode(r.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"]).decode()
+        return decode(r.one("aws:ec2/instance:Instance").inputs["userDataBase64"])
+    return decode(r.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])

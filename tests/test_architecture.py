@@ -81,8 +81,9 @@ def test_node_agent_imports_only_the_standard_library_and_constants():
             for n in names:
                 assert n.split(".")[0] in allowed, f"{path.name} imports {n}"
                 if n.startswith("rayserve_pulumi"):
-                    assert n in ("rayserve_pulumi.constants", "rayserve_pulumi.node_agent") or \
-                        n.startswith("rayserve_pulumi.node_agent."), f"{path.name} imports {n}"
+                    assert n in ("rayserve_pulumi.constants", "rayserve_pulumi.node_agent", "rayserve_pulumi.observability") \
+                        or n.startswith(("rayserve_pulumi.node_agent.", "rayserve_pulumi.observability.prometheus",
+                                         "rayserve_pulumi.observability.rules")), f"{path.name} imports {n}"
 
 
 def test_the_package_root_imports_nothing():

@@ -28,8 +28,8 @@ def _policy(name: str, namespace: str, selector: dict, ingress: list[dict]) -> d
 
 
 def render_network_policies(service: str, namespace: str, operator_namespace: str, serve_port: int,
-                            redis_labels: Optional[dict] = None, metrics: Optional[tuple[str, int]] = None) -> list[dict]:
-    """The policies for one RayService. `metrics` = (monitoring namespace, Ray metrics port) lets that
+                            redis_labels: Optional[dict] = None, metrics: Optional[tuple[str, list[int]]] = None) -> list[dict]:
+    """The policies for one RayService. `metrics` = (monitoring namespace, Ray's metrics ports) lets that
     namespace's Prometheus scrape Ray pods."""
     ray = {SERVICE_LABEL: service}
     policies = [
@@ -46,7 +46,7 @@ def render_network_policies(service: str, namespace: str, operator_namespace: st
     if metrics:
         policies.append(_policy(f"{service}-metrics-from-monitoring", namespace, ray, [{
             "from": [{"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: metrics[0]}}}],
-            "ports": [{"protocol": "TCP", "port": metrics[1]}]}]))
+            "ports": [{"protocol": "TCP", "port": port} for port in metrics[1]]}]))
     return policies
 
 

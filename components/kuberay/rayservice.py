@@ -23,10 +23,11 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
 from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, METRICS_PORT, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
+    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
     TLS_PORT,
 )
 from rayserve_pulumi.kuberay import network
+from rayserve_pulumi.kuberay.monitoring import HEAD_METRICS_PORTS, METRICS_PORTS, WORKER_METRICS_PORTS
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
 API_VERSION = "ray.io/v1"
@@ -56,7 +57,7 @@ def _resources(spec: PodResources) -> dict:
 
 
 def _pod_template(container: str, image: str, spec: PodResources, placement: Placement, labels: dict,
-                  ports: list[dict], storage: Optional[GcsStorageRef], proxy: str) -> dict:
+                  ports: list[dict], storage: Optional[GcsStorageRef], proxy: str, env: Optional[dict] = None) -> dict:
     mounts = [{"name": "ray-logs", "mountPath": "/tmp/ray"}]
     volumes = [{"name": "ray-logs", "emptyDir": {}}]
     if storage and storage.model_cache_claim:
@@ -70,7 +71,7 @@ def _pod_template(container: str, image: str, spec: PodResources, placement: Pla
             "resources": _resources(spec),
             "ports": ports,
             "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH},
-                    *({"name": k, "value": v} for k, v in SERVE_PROXY_ENV[proxy].items())],
+                    *({"name": k, "value": v} for k, v in {**SERVE_PROXY_ENV[proxy], **(env or {})}.items())],
             # inside the container's own PID namespace: the processes `ray stop` finds are this pod's
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
             "securityContext": dict(CONTAINER_SECURITY),
@@ -86,16 +87,21 @@ def _pod_template(container: str, image: str, spec: PodResources, placement: Pla
     return {"metadata": {"labels": labels}, "spec": pod}
 
 
+def _metrics_ports(names) -> list[dict]:
+    return [{"containerPort": METRICS_PORTS[n], "name": n} for n in names]
+
+
 def _head_group(head: HeadSettings, image: str, placement: Placement, labels: dict, port: int, storage,
-                proxy: str) -> dict:
-    params = {"dashboard-host": "0.0.0.0"}
+                proxy: str, env: Optional[dict] = None) -> dict:
+    params = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORTS["metrics"])}
     if head.num_cpus is not None:
         params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
     ports = [{"containerPort": GCS_PORT, "name": "gcs-server"}, {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
-             {"containerPort": CLIENT_PORT, "name": "client"}, {"containerPort": port, "name": "serve"}]
+             {"containerPort": CLIENT_PORT, "name": "client"}, {"containerPort": port, "name": "serve"},
+             *_metrics_ports(HEAD_METRICS_PORTS)]
     return {
         "rayStartParams": params,
-        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, proxy),
+        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, proxy, env),
     }
 
 
@@ -106,9 +112,10 @@ def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict
         "replicas": g.replicas,
         "minReplicas": g.min_replicas,
         "maxReplicas": g.max_replicas,
-        "rayStartParams": {},
+        "rayStartParams": {"metrics-export-port": str(METRICS_PORTS["metrics"])},
         "template": _pod_template("ray-worker", image, g, placement, labels,
-                                  [{"containerPort": port, "name": "serve"}], storage, proxy),
+                                  [{"containerPort": port, "name": "serve"}, *_metrics_ports(WORKER_METRICS_PORTS)],
+                                  storage, proxy),
     }
 
 
@@ -131,9 +138,10 @@ def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional
 
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
-                      proxy: str = "default", service_annotations: Optional[dict] = None) -> dict:
+                      proxy: str = "default", service_annotations: Optional[dict] = None,
+                      head_env: Optional[dict] = None) -> dict:
     """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
-    `service_annotations` are the platform's for a LoadBalancer Serve Service."""
+    `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables."""
     placements = placements or {}
     port = serve_port(serve_config)
     labels = {SERVICE_LABEL: s.name}
@@ -141,7 +149,8 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
         "rayVersion": s.ray_version,
         "authOptions": {"mode": s.auth_mode},
         "enableInTreeAutoscaling": s.enable_autoscaling,
-        "headGroupSpec": _head_group(s.head, image, placements.get(HEAD, Placement()), labels, port, storage, proxy),
+        "headGroupSpec": _head_group(s.head, image, placements.get(HEAD, Placement()), labels, port, storage, proxy,
+                                     head_env),
         "workerGroupSpecs": [_worker_group(g, image, placements.get(g.name, Placement()), labels, port, storage, proxy)
                              for g in s.worker_groups],
     }
@@ -201,7 +210,8 @@ class RayServiceArgs:
     service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
     operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
                                             "dashboard and keep everything else but Serve's port in; None: no policies", None)
-    metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics port", None)
+    metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics ports", None)
+    head_env: Optional[dict] = arg("extra environment of the head (e.g. where Prometheus and Grafana are)", None)
 
 
 class RayService(pulumi.ComponentResource):
@@ -217,7 +227,7 @@ class RayService(pulumi.ComponentResource):
         def render(values: list) -> dict:
             plain = GcsStorageRef(values[1], values[2], ref.password_key, values[3]) if ref else None
             return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy,
-                                     args.service_annotations)
+                                     args.service_annotations, args.head_env)
 
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],
@@ -227,7 +237,7 @@ class RayService(pulumi.ComponentResource):
             network.declare(name, network.render_network_policies(
                 s.name, s.namespace, args.operator_namespace, port,
                 redis_labels=args.storage.redis_labels if args.storage else None,
-                metrics=(args.metrics_namespace, METRICS_PORT) if args.metrics_namespace else None),
+                metrics=(args.metrics_namespace, sorted(METRICS_PORTS.values())) if args.metrics_namespace else None),
                 pulumi.ResourceOptions(parent=self))
         if s.service_type == "LoadBalancer":
             # KubeRay's Service, read once the RayService is Ready (Pulumi does not own it)

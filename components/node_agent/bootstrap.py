@@ -5,8 +5,9 @@ Shipped in EC2 user data (with ray_ops and rayserve_pulumi.constants) and run as
 path); `--mode local` runs this interpreter's Ray, which imports the apps from the installed package
 (the same steps, run for real in the tests).
 
-  head    mount the checkpoint volume, [start Redis for GCS fault tolerance], start the Ray head,
-          deploy the Serve config through the REST API and wait until every app is RUNNING
+  head    mount the checkpoint volume, [start Redis for GCS fault tolerance], [start Prometheus (and
+          Grafana in docker mode) on 127.0.0.1], start the Ray head, deploy the Serve config through
+          the REST API and wait until every app is RUNNING
   worker  join the head
   sync    redeploy the Serve config in place when it changed (a systemd timer runs this on EC2)
   stop    stop Ray (and Redis) on this machine
@@ -23,11 +24,19 @@ import sys
 import time
 from pathlib import Path
 
-from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, REDIS_IMAGE
+from rayserve_pulumi.constants import (
+    DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT, PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE,
+)
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.observability import prometheus
 
 MODULE = "rayserve_pulumi.node_agent"
 HEAD_CONTAINER, WORKER_CONTAINER, REDIS_CONTAINER = "ray-head", "ray-worker", "ray-gcs-redis"
+PROMETHEUS_CONTAINER, GRAFANA_CONTAINER = "rayserve-prometheus", "rayserve-grafana"
+RAY_TMP_HOST = "/var/lib/rayserve/ray"  # the head container's /tmp/ray, shared read-only with Prometheus and Grafana
+PROMETHEUS_CONFIG_MOUNT = "/etc/rayserve-prometheus"
+PROMETHEUS_UID = 65534  # `nobody`, the Prometheus image's user
+GRAFANA_PROVISIONING = f"{prometheus.RAY_TEMP_DIR}/session_latest/metrics/grafana/provisioning"  # Ray writes it
 RAY_CONTAINER_UID = 1000  # the `ray` user of rayproject/ray images
 REDIS_CONTAINER_UID = 999  # the `redis` user of the official Redis image
 APPLIED_FILE = "applied-config.sha256"
@@ -140,6 +149,66 @@ def stop_redis(args) -> None:
         procs.stop(redis_pid_file(args), grace_s=5)
 
 
+# ---- Prometheus and Grafana on the head ----------------------------------------------------
+
+def prometheus_pid_file(args) -> Path:
+    return Path(args.state_dir) / "prometheus" / "prometheus.pid"
+
+
+def metrics_env(args) -> dict[str, str]:
+    """Where the head's dashboard finds Prometheus (and Grafana, in docker mode): this machine's loopback."""
+    env = {"RAY_PROMETHEUS_HOST": f"http://127.0.0.1:{args.prometheus_port}"}
+    if args.mode == "docker":
+        env["RAY_GRAFANA_HOST"] = f"http://127.0.0.1:{args.grafana_port}"
+    return env
+
+
+def prometheus_docker(args, folder: Path) -> list[str]:
+    return ["docker", "run", "-d", "--name", PROMETHEUS_CONTAINER, "--restart", "unless-stopped", "--network", "host",
+            "-v", f"{folder}:{PROMETHEUS_CONFIG_MOUNT}:ro", "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro",
+            "-v", f"{folder / 'data'}:/prometheus", PROMETHEUS_IMAGE,
+            f"--config.file={PROMETHEUS_CONFIG_MOUNT}/{prometheus.CONFIG_FILE}", "--storage.tsdb.path=/prometheus",
+            f"--web.listen-address=127.0.0.1:{args.prometheus_port}"]
+
+
+def grafana_docker(args) -> list[str]:
+    """Grafana with the dashboards and datasource Ray generates in its session dir; loopback only (reached
+    through a Session Manager port-forward), anonymous viewers."""
+    env = {"GF_SERVER_HTTP_ADDR": "127.0.0.1", "GF_SERVER_HTTP_PORT": str(args.grafana_port),
+           "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING, "GF_AUTH_ANONYMOUS_ENABLED": "true",
+           "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer", "GF_SECURITY_ALLOW_EMBEDDING": "true"}
+    return ["docker", "run", "-d", "--name", GRAFANA_CONTAINER, "--restart", "unless-stopped", "--network", "host",
+            "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro", *[x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")],
+            GRAFANA_IMAGE]
+
+
+def start_metrics(args) -> None:
+    """Prometheus on 127.0.0.1 scraping every node through Ray's service-discovery file, with the alert
+    rules; in docker mode Grafana beside it with Ray's dashboards."""
+    folder = Path(args.state_dir) / "prometheus"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    if args.mode == "docker":
+        prometheus.write(folder, f"{prometheus.RAY_TEMP_DIR}/{prometheus.SD_FILE}", args.scrape_interval,
+                         seen_as=PROMETHEUS_CONFIG_MOUNT)
+        if os.geteuid() == 0:
+            os.chown(folder / "data", PROMETHEUS_UID, PROMETHEUS_UID)
+        sh(["docker", "rm", "-f", PROMETHEUS_CONTAINER, GRAFANA_CONTAINER], check=False)
+        sh(prometheus_docker(args, folder))
+        sh(grafana_docker(args))
+        return
+    config = prometheus.write(folder, f"{prometheus.RAY_TEMP_DIR}/{prometheus.SD_FILE}", args.scrape_interval)
+    procs.spawn([shutil.which("prometheus") or "prometheus", f"--config.file={config}",
+                 f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{args.prometheus_port}"],
+                prometheus_pid_file(args), log_file=folder / "prometheus.log", wait=False)
+
+
+def stop_metrics(args) -> None:
+    if args.mode == "docker":
+        sh(["docker", "rm", "-f", PROMETHEUS_CONTAINER, GRAFANA_CONTAINER], check=False)
+    else:
+        procs.stop(prometheus_pid_file(args), grace_s=5)
+
+
 # ---- Ray -----------------------------------------------------------------------------------
 
 def docker_login(image: str, region: str) -> None:
@@ -150,13 +219,15 @@ def docker_login(image: str, region: str) -> None:
 
 
 def docker_ray(name: str, image: str, ray_args: list[str], env_file: str, mount: str,
-               token_file: str | None) -> list[str]:
+               token_file: str | None, share_tmp: bool = False) -> list[str]:
     """`docker run` for a Ray node in the bundled image (host network, model cache on the volume, the
-    cluster's auth token mounted read-only where Ray looks for it). Environment comes from a 0600 file,
-    so no secret is on docker's command line; the launcher reads the Redis password from it."""
+    cluster's auth token mounted read-only where Ray looks for it; with `share_tmp`, Ray's temp dir on the
+    host for Prometheus and Grafana). Environment comes from a 0600 file, so no secret is on docker's
+    command line; the launcher reads the Redis password from it."""
     token = ["-v", f"{token_file}:/home/ray/.ray/auth_token:ro"] if token_file else []
+    tmp = ["-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}"] if share_tmp else []
     return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
-            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, "--env-file", env_file,
+            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *tmp, "--env-file", env_file,
             image, *ray_ops.ray_command("python", [*ray_args, "--block"])]
 
 
@@ -220,8 +291,13 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
         docker_login(args.image, args.region)
         sh(["docker", "pull", args.image])
         sh(["docker", "rm", "-f", container], check=False)
+        share_tmp = container == HEAD_CONTAINER and getattr(args, "metrics", False)
+        if share_tmp:
+            os.makedirs(RAY_TMP_HOST, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(RAY_TMP_HOST, RAY_CONTAINER_UID, RAY_CONTAINER_UID)
         sh(docker_ray(container, args.image, ray_args, str(env_file), args.mount,
-                      container_token(args, token_file) if token_file else None))
+                      container_token(args, token_file) if token_file else None, share_tmp))
     else:
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
         procs.spawn(ray_ops.ray_command(sys.executable, ray_args), node_pid_file(args, container),
@@ -297,6 +373,9 @@ def cmd_head(args) -> None:
     if args.gcs_redis:
         password = redis_password(Path(args.state_dir))
         env = ray_ops.gcs_ft_env(start_redis(args, password), args.cluster_name)
+    if args.metrics:
+        start_metrics(args)
+        env.update(metrics_env(args))
     ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
                                  dashboard_host=args.dashboard_host, num_cpus=args.num_cpus)
     start_ray(args, ray_args, env, HEAD_CONTAINER, token_file, password)
@@ -328,6 +407,7 @@ def cmd_stop(args) -> None:
     else:
         for container in (HEAD_CONTAINER, WORKER_CONTAINER):
             ray_ops.stop(node_pid_file(args, container))
+    stop_metrics(args)
     stop_redis(args)
 
 
@@ -356,6 +436,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
         sp.add_argument("--block-imds", action="store_true",
                         help="docker mode: refuse the Ray containers' user the instance metadata service")
+        sp.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
+        sp.add_argument("--grafana-port", type=int, default=GRAFANA_PORT)
         if config:
             src = sp.add_mutually_exclusive_group(required=True)
             src.add_argument("--config-file")
@@ -370,6 +452,8 @@ def parser() -> argparse.ArgumentParser:
     head.add_argument("--cluster-name", default="rayserve")
     head.add_argument("--poll-seconds", type=int, default=30)
     head.add_argument("--no-deploy", action="store_true", help="(re)start the head only; do not deploy")
+    head.add_argument("--metrics", action="store_true", help="Prometheus (+ Grafana in docker mode) on 127.0.0.1")
+    head.add_argument("--scrape-interval", type=int, default=15, help="seconds between Prometheus scrapes")
     head.set_defaults(func=cmd_head)
     worker = sub.add_parser("worker")
     common(worker, config=False)

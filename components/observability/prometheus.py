@@ -7,10 +7,13 @@ every node, including workers that join later.
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Optional
 
 SD_FILE = "prom_metrics_service_discovery.json"
 RAY_TEMP_DIR = "/tmp/ray"  # Ray's default temp dir, where the head writes SD_FILE
 RULES_FILE = "rayserve-alerts.json"
+CONFIG_FILE = "prometheus.yml"
 JOB = "ray"
 
 
@@ -23,16 +26,14 @@ def config(sd_file: str, rules_file: str, scrape_interval_s: int) -> dict:
     }
 
 
-def write(folder, sd_file: str, scrape_interval_s: int) -> str:
-    """Write prometheus.yml and the alert rules into `folder`; return the config's path."""
-    from pathlib import Path
-
+def write(folder, sd_file: str, scrape_interval_s: int, seen_as: Optional[str] = None) -> str:
+    """Write prometheus.yml and the alert rules into `folder`; return the config's path. `seen_as` is where
+    Prometheus sees `folder` (a container's mount point), if not there."""
     from rayserve_pulumi.observability.rules import rule_groups
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rules = folder / RULES_FILE
-    rules.write_text(json.dumps(rule_groups(), indent=1))
-    path = folder / "prometheus.yml"
-    path.write_text(json.dumps(config(sd_file, str(rules), scrape_interval_s), indent=1))
+    (folder / RULES_FILE).write_text(json.dumps(rule_groups(scrape_interval_s), indent=1))
+    path = folder / CONFIG_FILE
+    path.write_text(json.dumps(config(sd_file, f"{seen_as or folder}/{RULES_FILE}", scrape_interval_s), indent=1))
     return str(path)

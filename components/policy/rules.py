@@ -8,12 +8,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 import base64
 import binascii
+import gzip
 import json
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
 from rayserve_pulumi.config.images import image_is_pinned
-from rayserve_pulumi.constants import INTERNAL_PORTS
+from rayserve_pulumi.constants import GRAFANA_PORT, INTERNAL_PORTS, PROMETHEUS_PORT
 
 Props = Mapping[str, Any]
 RAY_PRIVATE_PORTS = INTERNAL_PORTS
@@ -280,14 +281,24 @@ def check_ray_pods_unprivileged(resource_type: str, props: Props) -> list[str]:
     return out
 
 
+def _decoded(value: str) -> str:
+    """base64 (of gzip) user data as text; anything else as it is."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return value
+    try:
+        raw = gzip.decompress(raw)
+    except (OSError, EOFError):
+        pass
+    return raw.decode(errors="replace")
+
+
 def _user_data(resource_type: str, props: Props) -> str:
     if resource_type == "aws:ec2/instance:Instance":
-        return str(props.get("userData") or "")
+        return str(props.get("userData") or "") + (_decoded(str(props["userDataBase64"])) if props.get("userDataBase64") else "")
     if resource_type == "aws:ec2/launchTemplate:LaunchTemplate" and props.get("userData"):
-        try:
-            return base64.b64decode(str(props["userData"])).decode(errors="replace")
-        except (binascii.Error, ValueError):
-            return str(props["userData"])
+        return _decoded(str(props["userData"]))
     return ""
 
 
@@ -316,6 +327,35 @@ def check_tls_on_internet_facing_endpoints(resource_type: str, props: Props) -> 
         if annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internet-facing" and \
                 not annotations.get("service.beta.kubernetes.io/aws-load-balancer-ssl-cert"):
             out.append(f"{where}: internet-facing without TLS (set tls_certificate_arn)")
+    return out
+
+
+MONITORING_PARTS = ("prometheus", "grafana", "alertmanager")
+MONITORING_PORTS = {PROMETHEUS_PORT: "Prometheus", GRAFANA_PORT: "Grafana", 9093: "Alertmanager"}
+
+
+def check_monitoring_not_public(resource_type: str, props: Props) -> list[str]:
+    """Prometheus, Grafana and Alertmanager are never public: ClusterIP Services and no ingress in the monitoring
+    chart, no LoadBalancer or NodePort Service on their ports, no security group rule admitting a CIDR to them
+    (VMs reach them through Session Manager)."""
+    out = []
+    if resource_type == "kubernetes:helm.sh/v3:Release":
+        values = props.get("values") or {}
+        for part in MONITORING_PARTS:
+            section = values.get(part) or {}
+            kind = (section.get("service") or {}).get("type")
+            if kind in ("LoadBalancer", "NodePort"):
+                out.append(f"{part}.service.type is {kind}; keep it ClusterIP and port-forward")
+            if (section.get("ingress") or {}).get("enabled") is True:
+                out.append(f"{part}.ingress.enabled puts it on the network; port-forward instead")
+    elif resource_type == "kubernetes:core/v1:Service" and (props.get("spec") or {}).get("type") in ("LoadBalancer", "NodePort"):
+        out += [f"a {props['spec']['type']} Service exposes {MONITORING_PORTS[p.get('port')]}"
+                for p in props["spec"].get("ports") or [] if p.get("port") in MONITORING_PORTS]
+    elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule" and props.get("cidrIpv4"):
+        lo, hi = int(props.get("fromPort") or 0), int(props.get("toPort") or props.get("fromPort") or 0)
+        every = str(props.get("ipProtocol")) in ("-1", "all")
+        out += [f"{props['cidrIpv4']} may reach {name} (port {port})" for port, name in MONITORING_PORTS.items()
+                if every or lo <= port <= hi]
     return out
 
 
@@ -391,6 +431,7 @@ CHECKS = {
     "ray-pods-unprivileged": check_ray_pods_unprivileged,
     "no-secrets-on-command-lines": check_no_secrets_on_command_lines,
     "tls-on-internet-facing-endpoints": check_tls_on_internet_facing_endpoints,
+    "monitoring-not-public": check_monitoring_not_public,
 }
 STACK_CHECKS = {
     "cni-through-irsa": check_cni_through_irsa,

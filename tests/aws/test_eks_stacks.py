@@ -51,11 +51,11 @@ def test_prod_gcs_fault_tolerance_uses_secret_redis_on_a_pvc(rendered):
     gcs = _rayservice(r).inputs["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
     assert gcs["redisAddress"] == "rayserve-prod-ckpt-redis.ray.svc.cluster.local:6379"
     secret_ref = gcs["redisPassword"]["valueFrom"]["secretKeyRef"]
-    secret = r.one("kubernetes:core/v1:Secret")
+    secret = r.one("kubernetes:core/v1:Secret", "redis-auth")
     assert secret_ref == {"name": secret.inputs["metadata"]["name"], "key": "password"}
     assert "password" not in json.dumps(_rayservice(r).inputs).replace('"key": "password"', "")
     assert secret.options["additional_secret_outputs"]  # stringData/data stored as secrets
-    assert r.one("random:index/randomPassword:RandomPassword")
+    assert r.one("random:index/randomPassword:RandomPassword", "redis-password")
     sts = r.one("kubernetes:apps/v1:StatefulSet").inputs["spec"]
     claim = sts["volumeClaimTemplates"][0]["spec"]
     assert claim["storageClassName"] == "gp3-encrypted" and claim["accessModes"] == ["ReadWriteOnce"]
@@ -88,7 +88,7 @@ def test_eks_storage_is_encrypted_gp3_through_the_ebs_csi_driver_with_irsa(rende
 
 def test_kuberay_operator_chart_is_pinned_and_rayservice_waits_for_it(rendered):
     r = rendered["prod"]
-    release = r.one("kubernetes:helm.sh/v3:Release").inputs
+    release = r.one("kubernetes:helm.sh/v3:Release", "kuberay").inputs
     assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0")
     assert release["repositoryOpts"]["repo"] == "https://ray-project.github.io/kuberay-helm/"
     assert release["skipCrds"] is False
@@ -213,7 +213,8 @@ def test_an_external_redis_replaces_the_deployed_one():
         "gcs_fault_tolerance": True, "external_redis": {"address": "rediss://my-redis.example.internal:6379",
                                                         "password_secret": "elasticache-auth", "password_key": "token"}}}
     r = render(values, "prod")
-    assert not r.of_type("kubernetes:apps/v1:StatefulSet") and not r.of_type("kubernetes:core/v1:Secret")
+    assert not r.of_type("kubernetes:apps/v1:StatefulSet")
+    assert not [x for x in r.of_type("kubernetes:core/v1:Secret") if "redis" in x.name]
     gcs = _rayservice(r).inputs["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
     assert gcs == {"redisAddress": "rediss://my-redis.example.internal:6379",
                    "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "elasticache-auth", "key": "token"}}}}

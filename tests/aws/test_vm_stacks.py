@@ -1,6 +1,7 @@
 """The `vm` stack rendered under Pulumi mocks: security groups, IMDSv2, IAM, user data."""
 from __future__ import annotations
 
+import base64
 import json
 
 
@@ -90,7 +91,8 @@ def test_vm_user_data_runs_the_bundled_bootstrap(rendered):
     assert "--block-imds" in head and "--block-imds" in worker  # no S3 bucket: the Ray containers need no credentials
     assert "password" not in head.lower() and "password" not in worker.lower()
     assert "MangoStand" not in head  # the Serve config is not in user data
-    assert len(head.encode()) < 16384
+    packed = base64.b64decode(r.one("aws:ec2/instance:Instance").inputs["userDataBase64"])
+    assert packed[:2] == b"\x1f\x8b" and len(packed) < 16384  # gzip (cloud-init undoes it), under EC2's cap
     config = json.loads(r.one("aws:ssm/parameter:Parameter", "serve-config").inputs["value"])
     assert [a["name"] for a in config["applications"]] == ["fruit", "calc"]
     asg = r.one("aws:autoscaling/group:Group").inputs
@@ -110,3 +112,15 @@ def test_vm_user_config_change_updates_only_the_parameter_and_image_change_rolls
     new_image = render(values, "vm")
     assert user_data(new_image, "head") != user_data(base, "head")
     assert user_data(new_image, "worker") != user_data(base, "worker")
+
+
+def test_vm_metrics_run_on_the_heads_loopback_and_are_reached_through_session_manager(rendered):
+    r = rendered["vm"]
+    head = user_data(r, "head")
+    assert "--metrics --scrape-interval 15 --prometheus-port 9090 --grafana-port 3000" in head
+    assert "--metrics" not in user_data(r, "worker")
+    for key, port in (("grafana", 3000), ("prometheus", 9090)):
+        assert r.outputs[key].startswith("aws ssm start-session --target ") and f"portNumber={port}," in r.outputs[key]
+    ports = [(i.inputs.get("fromPort"), i.inputs.get("toPort")) for i in
+             r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if i.inputs.get("cidrIpv4")]
+    assert all(not (lo <= p <= hi) for lo, hi in ports for p in (3000, 9090))  # no CIDR reaches them

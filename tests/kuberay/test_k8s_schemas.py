@@ -17,7 +17,8 @@ from tests.pulumi_harness import all_stacks, stack_values
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a test dependency")
 EKS_STACKS = [s for s in all_stacks() if stack_values(s)["platform"] == "eks"]
-CRD_KINDS = ("kubernetes:ray.io/", "kubernetes:helm.sh/")  # checked against the KubeRay CRDs / below
+# checked against the KubeRay CRDs, the Prometheus Operator's schemas, or below
+CRD_KINDS = ("kubernetes:ray.io/", "kubernetes:helm.sh/", "kubernetes:monitoring.coreos.com/")
 
 
 def integers(value):
@@ -55,10 +56,18 @@ def test_every_kubernetes_object_of_the_stack_passes_the_official_schema(rendere
 
 @pytest.mark.parametrize("stack", EKS_STACKS)
 def test_the_operators_helm_values_hold_valid_container_resources(rendered, stack):
-    values = rendered[stack].one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    values = rendered[stack].one("kubernetes:helm.sh/v3:Release", "kuberay").inputs["values"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kuberay-operator"}, "spec": {"containers": [{
         "name": "operator", "image": f"kuberay/operator:{values['image']['tag']}", "resources": values["resources"]}]}}
     assert schema_errors(pod, k8s_version(stack)) == []
+
+
+def test_prometheus_resources_in_the_monitoring_chart_values_are_valid(rendered):
+    values = rendered["prod"].one("kubernetes:helm.sh/v3:Release", "kube-prometheus-stack").inputs["values"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prometheus"}, "spec": {"containers": [{
+        "name": "prometheus", "image": "quay.io/prometheus/prometheus:v3.5.0",
+        "resources": values["prometheus"]["prometheusSpec"]["resources"]}]}}
+    assert schema_errors(pod, k8s_version("prod")) == []
 
 
 def test_the_schema_check_refuses_a_broken_object(rendered):

@@ -11,7 +11,7 @@ import yaml
 
 from rayserve_pulumi import cli as rayserve_cli
 from rayserve_pulumi.local.platform import RUN_DIR
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import free_port, post, replica_pids
 from tests.pulumi_harness import stack_values
 
@@ -24,6 +24,7 @@ def stack(tmp_path_factory):
     values = stack_values("local")
     values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
     values["serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
+    values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
     files = {"stack": base / "Pulumi.local.yaml", "state": base / "state.json", "values": values,
              # the program directory is this test's own, so is the head's PID file (never a user's stack's)
              "pid": base / RUN_DIR / values.get("name", "rayserve") / "ray-head.pid"}
@@ -43,6 +44,7 @@ def stack(tmp_path_factory):
     finally:
         run("destroy")
         ray_ops.stop(files["pid"])
+        procs.stop(files["pid"].with_name("prometheus.pid"))
 
 
 def _with(values: dict, **local) -> dict:
@@ -62,6 +64,8 @@ def test_up_creates_with_progress_then_a_serve_only_change_updates_in_place(stac
         assert line in first.stderr, first.stderr
     stack.update(out=out, dash=out["dashboard"])
     assert post(out["app_urls"]["fruit"], ["MANGO", 2]) == 6
+    assert out["prometheus"] == f"http://127.0.0.1:{stack['values']['metrics']['prometheus_port']}"  # metrics on
+    assert ray_ops.http_ok(out["prometheus"] + "/-/ready")
     pids = replica_pids(out["dashboard"], "fruit", "MangoStand")
 
     stack["write"](_price(stack["values"], 5))

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.ray
 
 def unpack_user_data_agent(dest):
     """Extract the archive embedded in rendered user data, exactly as cloud-init would."""
-    script = vm_user_data.render("head", ["--mode", "docker"])
+    script = vm_user_data.decode(vm_user_data.encode(vm_user_data.render("head", ["--mode", "docker"])))  # cloud-init gunzips
     blob = next(line.split("'")[1] for line in script.splitlines() if line.startswith("echo '"))
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(blob)))) as tar:
         tar.extractall(dest)
@@ -52,21 +54,22 @@ def vm(tmp_path_factory):
     """Head (plus one worker) started by the shipped script; stopped by it in teardown."""
     base = tmp_path_factory.mktemp("vm")
     agent_dir = unpack_user_data_agent(base / "opt")
-    http_port, dash, gcs = free_port(), free_port(), free_port()
+    http_port, dash, gcs, prom = free_port(), free_port(), free_port(), free_port()
     config_file = base / "serve-config.json"
     config_file.write_text(json.dumps(build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=http_port))))
     common = ["--mode", "local", "--state-dir", str(base / "state"),
-              "--dashboard-port", str(dash), "--timeout", "300"]
+              "--dashboard-port", str(dash), "--timeout", "300", "--prometheus-port", str(prom)]
     run = lambda *args: subprocess.run([sys.executable, "-m", vm_user_data.AGENT_MODULE, *args], cwd=agent_dir,  # noqa: E731
                                        capture_output=True, text=True, timeout=600)
     previous_token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(base / "state" / "auth_token")  # the cluster's token, for our REST calls
     try:
         head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
-                   "--dashboard-host", "127.0.0.1", "--num-cpus", "2")
+                   "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--metrics", "--scrape-interval", "2")
         assert head.returncode == 0, head.stderr[-3000:]
         yield {"run": run, "common": common, "config_file": config_file, "dash": f"http://127.0.0.1:{dash}",
-               "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state"}
+               "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state",
+               "prometheus": f"http://127.0.0.1:{prom}"}
     finally:
         run("stop", *common)
         ray_ops.stop(base / "state" / "ray-head.pid")  # in case the agent could not: only this head's group
@@ -82,6 +85,35 @@ def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
     assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 6
     assert post(vm["base"] + "/calc", ["MUL", 3]) == "15 pizzas please!"
     assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == ray_ops.config_hash(json.loads(vm["config_file"].read_text()))
+
+
+def test_the_head_runs_prometheus_on_loopback_scraping_its_nodes_with_the_alert_rules(vm):
+    import requests
+
+    assert ray_ops.http_ok(vm["prometheus"] + "/-/ready")
+    head = ray_ops.api_get(vm["dash"], "/api/prometheus_health")
+    assert head.get("result") is True, head  # RAY_PROMETHEUS_HOST points the dashboard at it
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        targets = requests.get(vm["prometheus"] + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        if targets and all(t["health"] == "up" for t in targets):
+            break
+        time.sleep(1)
+    assert targets and all(t["health"] == "up" for t in targets), targets
+    groups = requests.get(vm["prometheus"] + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert [len(g["rules"]) for g in groups if g["name"] == "rayserve"] == [5]
+
+
+def test_docker_mode_prometheus_and_grafana_listen_on_loopback_only():
+    import argparse
+
+    args = argparse.Namespace(prometheus_port=9090, grafana_port=3000)
+    prom = vm_bootstrap.prometheus_docker(args, Path("/mnt/ckpt/rayserve/prometheus"))
+    assert "--web.listen-address=127.0.0.1:9090" in prom and "--network" in prom
+    assert f"{vm_bootstrap.RAY_TMP_HOST}:/tmp/ray:ro" in prom and "prom/prometheus:v3.5.0" in prom
+    grafana = vm_bootstrap.grafana_docker(args)
+    assert "GF_SERVER_HTTP_ADDR=127.0.0.1" in grafana and "GF_SERVER_HTTP_PORT=3000" in grafana
+    assert "GF_PATHS_PROVISIONING=/tmp/ray/session_latest/metrics/grafana/provisioning" in grafana  # Ray's dashboards
 
 
 def test_worker_joins_the_head(vm):
@@ -131,6 +163,7 @@ def test_sync_refuses_an_invalid_config_and_keeps_the_last_good_one(vm, break_it
 def test_stop_stops_ray(vm):
     vm["run"]("stop", *vm["common"])
     assert not ray_answers(vm["dash"])
+    assert not ray_ops.http_ok(vm["prometheus"] + "/-/ready")  # Prometheus stopped by its PID file
 
 
 def test_systemd_units_poll_the_config_with_the_head_arguments():

@@ -133,6 +133,18 @@ CASES = [
          "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}},
          "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24"]}}}}),
 ]
+CASES += [
+    # Issue 13: Prometheus and Grafana are never public.
+    ("monitoring-not-public", "kubernetes:helm.sh/v3:Release",
+     {"chart": "kube-prometheus-stack", "values": {"grafana": {"service": {"type": "ClusterIP"}, "ingress": {"enabled": False}}}},
+     {"chart": "kube-prometheus-stack", "values": {"grafana": {"service": {"type": "LoadBalancer"}},
+                                                   "prometheus": {"ingress": {"enabled": True}}}}),
+    ("monitoring-not-public", "kubernetes:core/v1:Service",
+     {"spec": {"type": "ClusterIP", "ports": [{"port": 3000}]}}, {"spec": {"type": "NodePort", "ports": [{"port": 9090}]}}),
+    ("monitoring-not-public", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+     {"cidrIpv4": "203.0.113.0/24", "fromPort": 443, "toPort": 443, "ipProtocol": "tcp"},
+     {"cidrIpv4": "203.0.113.0/24", "fromPort": 3000, "toPort": 3000, "ipProtocol": "tcp"}),
+]
 STACK_CASES = [
     # policy, passing resources, failing resources (the old rendering)
     ("cni-through-irsa",

@@ -16,13 +16,14 @@ from rayserve_pulumi.aws.eks.cluster import EksCluster, EksClusterArgs
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import (
-    EksSettings, ImageSettings, KubeRaySettings, RayServiceSettings, StackConfig, check_node_groups,
+    EksSettings, ImageSettings, KubeRaySettings, MetricsSettings, RayServiceSettings, StackConfig, check_node_groups,
 )
 from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import (
     GPU_TOLERATION, HEAD, CheckpointStorage, CheckpointStorageArgs, KubeRayOperator, KubeRayOperatorArgs, Placement,
     RayService, RayServiceArgs,
 )
+from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
 from rayserve_pulumi.platform import Platform
 
 
@@ -59,6 +60,8 @@ class EksPlatformArgs:
     image: ImageSettings = arg("a prebuilt pinned image, or build: true")
     kuberay: KubeRaySettings = arg("the operator's Helm chart", default_factory=KubeRaySettings)
     proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
+                                   default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
 
 
@@ -90,12 +93,20 @@ class EksPlatform(Platform):
                 namespace=self.namespace.metadata.name, settings=rs.checkpoint,
                 storage_class=self.cluster.storage_class_name,
                 model_cache_storage_class=self.cluster.model_cache_storage_class), k8s_opts)
+        metrics = args.metrics
+        self.monitoring = None
+        if metrics.enabled:
+            self.monitoring = RayMonitoring(f"{name}-monitoring", RayMonitoringArgs(
+                settings=metrics, service=rs.name, namespace=rs.namespace,
+                storage_class=self.cluster.storage_class_name), k8s_opts)
         self.service = RayService(
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
                            placements=placements(rs, args.eks), storage=self.storage, proxy=args.proxy,
                            service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
-                           operator_namespace=args.kuberay.namespace),
+                           operator_namespace=args.kuberay.namespace,
+                           metrics_namespace=metrics.namespace if metrics.enabled else None,
+                           head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider,
                                    depends_on=[self.operator, self.namespace, *([self.storage] if self.storage else [])]),
         )
@@ -104,12 +115,14 @@ class EksPlatform(Platform):
         self.finish()
 
     def extra_outputs(self) -> dict:
+        monitoring = {"grafana": self.monitoring.grafana, "prometheus": self.monitoring.prometheus} \
+            if self.monitoring else {}
         return {"image": self.image.image_ref, "kubeconfig": self.cluster.kubeconfig,
                 "cluster_name": self.cluster.cluster_name, "app_status": self.service.app_status,
-                "serve_port_forward": self.service.port_forward}
+                "serve_port_forward": self.service.port_forward, **monitoring}
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":
         return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
                                              image=cfg.image, kuberay=cfg.kuberay, proxy=cfg.serve.proxy,
-                                             tags=cfg.tags), opts)
+                                             metrics=cfg.metrics, tags=cfg.tags), opts)

@@ -11,7 +11,6 @@ changes user data, which replaces the head and rolls the workers (ASG instance r
 """
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Optional
@@ -28,7 +27,7 @@ from rayserve_pulumi.config.aws import SSM_STANDARD_LIMIT
 from rayserve_pulumi.config.checks import serve_port_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.serve import app_urls, serve_port
-from rayserve_pulumi.config.stack import VmSettings
+from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
 ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
@@ -81,14 +80,24 @@ def _imds(s: VmSettings) -> list[str]:
     return [] if s.s3_bucket_arn else ["--block-imds"]
 
 
+def _metrics(m: MetricsSettings) -> list[str]:
+    return ["--metrics", "--scrape-interval", str(m.scrape_interval_s), "--prometheus-port", str(m.prometheus_port),
+            "--grafana-port", str(m.grafana_port)] if m.enabled else []
+
+
+def ssm_port_forward(instance_id: str, port: int, what: str) -> str:
+    return (f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
+            f"--parameters portNumber={port},localPortNumber={port}  # then {what} at http://127.0.0.1:{port}")
+
+
 def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, token_parameter: str, region: str,
-              volume_id: str) -> list[str]:
+              volume_id: str, metrics: Optional[MetricsSettings] = None) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
             "--serve-proxy", proxy,
             "--auth-token-ssm", token_parameter,
             "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
             "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
-            "--poll-seconds", str(s.config_poll_seconds), *_imds(s)]
+            "--poll-seconds", str(s.config_poll_seconds), *_imds(s), *_metrics(metrics or MetricsSettings())]
 
 
 def worker_args(s: VmSettings, proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
@@ -105,6 +114,7 @@ class RayVmClusterArgs:
     image_repository_arn: Optional[pulumi.Input[str]] = arg("ECR repository the nodes may pull from", None)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    metrics: MetricsSettings = arg("Prometheus and Grafana on the head's loopback", default_factory=MetricsSettings)
 
 
 class RayVmCluster(pulumi.ComponentResource):
@@ -151,13 +161,13 @@ class RayVmCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
         head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
                                            self.checkpoint_volume.id).apply(
-            lambda a: user_data.render("head", head_args(s, name, args.proxy, *a)))
+            lambda a: user_data.render("head", head_args(s, name, args.proxy, *a, metrics=args.metrics)))
         self.head = aws.ec2.Instance(
             f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
             metadata_options=metadata_options(),
             root_block_device={"encrypted": True, "volume_type": "gp3", "volume_size": s.root_volume_gb},
-            user_data=head_user_data, user_data_replace_on_change=True,
+            user_data_base64=head_user_data.apply(user_data.encode), user_data_replace_on_change=True,
             tags={**tags, "Name": f"{name}-head", "ray-node-type": "head"}, opts=child)
         aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
                                  volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
@@ -172,7 +182,7 @@ class RayVmCluster(pulumi.ComponentResource):
             block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
                 "encrypted": "true", "volume_type": "gp3", "volume_size": s.root_volume_gb,
                 "delete_on_termination": "true"}}],
-            user_data=worker_user_data.apply(lambda u: base64.b64encode(u.encode()).decode()),
+            user_data=worker_user_data.apply(user_data.encode),
             update_default_version=True,
             tag_specifications=[{"resource_type": "instance",
                                  "tags": {**tags, "Name": f"{name}-worker", "ray-node-type": "worker"}}],
@@ -191,10 +201,12 @@ class RayVmCluster(pulumi.ComponentResource):
             lambda dns: f"https://{dns}" if s.tls_certificate_arn else f"http://{dns}:{port}")
         self.app_urls = base_url.apply(lambda url: app_urls(url, args.serve_config))
         self.head_private_ip = self.head.private_ip
-        self.dashboard_hint = self.head.id.apply(
-            lambda i: f"aws ssm start-session --target {i} --document-name AWS-StartPortForwardingSession "
-                      f"--parameters portNumber={DASHBOARD_PORT},localPortNumber={DASHBOARD_PORT}  "
-                      f"# then http://127.0.0.1:{DASHBOARD_PORT}")
+        self.dashboard_hint = self.head.id.apply(lambda i: ssm_port_forward(i, DASHBOARD_PORT, "the Ray dashboard"))
+        m = args.metrics
+        self.grafana_hint = self.head.id.apply(lambda i: ssm_port_forward(i, m.grafana_port, "Grafana")) \
+            if m.enabled else None
+        self.prometheus_hint = self.head.id.apply(lambda i: ssm_port_forward(i, m.prometheus_port, "Prometheus")) \
+            if m.enabled else None
         self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
                                "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
 

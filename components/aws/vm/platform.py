@@ -9,7 +9,7 @@ import pulumi
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
-from rayserve_pulumi.config.stack import ImageSettings, StackConfig, VmSettings
+from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, StackConfig, VmSettings
 from rayserve_pulumi.platform import Platform
 
 
@@ -19,11 +19,13 @@ class VmPlatformArgs:
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
     image: ImageSettings = arg("a prebuilt pinned image, or build: true")
     proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    metrics: MetricsSettings = arg("Prometheus and Grafana on the head", default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
 
 
 class VmPlatform(Platform):
-    """Outputs `app_urls`, `dashboard` (an SSM port-forward command), `image`, `head_private_ip`."""
+    """Outputs `app_urls`, `dashboard` (an SSM port-forward command), `image`, `head_private_ip`, and with
+    metrics on `grafana` and `prometheus` (SSM port-forward commands)."""
 
     TYPE = "rayserve:aws:VmPlatform"
     NAME = "vm"
@@ -36,7 +38,8 @@ class VmPlatform(Platform):
         self.cluster = RayVmCluster(
             f"{name}-vm",
             RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
-                             image_repository_arn=self.image.repository_arn, tags=args.tags, proxy=args.proxy),
+                             image_repository_arn=self.image.repository_arn, tags=args.tags, proxy=args.proxy,
+                             metrics=args.metrics),
             child,
         )
         self.app_urls = self.cluster.app_urls
@@ -44,9 +47,11 @@ class VmPlatform(Platform):
         self.finish()
 
     def extra_outputs(self) -> dict:
-        return {"image": self.image.image_ref, "head_private_ip": self.cluster.head_private_ip}
+        monitoring = {"grafana": self.cluster.grafana_hint, "prometheus": self.cluster.prometheus_hint} \
+            if self.cluster.grafana_hint else {}
+        return {"image": self.image.image_ref, "head_private_ip": self.cluster.head_private_ip, **monitoring}
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "VmPlatform":
         return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
-                                            proxy=cfg.serve.proxy, tags=cfg.tags), opts)
+                                            proxy=cfg.serve.proxy, metrics=cfg.metrics, tags=cfg.tags), opts)

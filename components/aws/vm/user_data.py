@@ -4,7 +4,8 @@ The archive holds the standard-library-only part of the package (the node agent 
 shares), built byte-for-byte reproducibly, so user data only changes when the image, the agent's
 code or the node's arguments change (the Serve config is not in it: it lives in SSM and is applied
 in place by the sync timer). EC2 caps user data at 16 KiB, so the modules travel without docstrings
-and comments (an `ast` round trip: the same code).
+and comments (an `ast` round trip: the same code) and the script itself is gzipped (`encode`), which
+cloud-init undoes.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import rayserve_pulumi
 
 PACKAGE_ROOT = Path(rayserve_pulumi.__file__).resolve().parent
 AGENT_FILES = ("__init__.py", "constants.py", "node_agent/__init__.py", "node_agent/__main__.py",
-               "node_agent/bootstrap.py", "node_agent/procs.py", "node_agent/ray_ops.py")
+               "node_agent/bootstrap.py", "node_agent/procs.py", "node_agent/ray_ops.py",
+               "observability/__init__.py", "observability/prometheus.py", "observability/rules.py")
 AGENT_MODULE = "rayserve_pulumi.node_agent"
 INSTALL_DIR = "/opt/rayserve"
 EC2_USER_DATA_LIMIT = 16384
@@ -62,6 +64,18 @@ def render(command: str, args: list[str]) -> str:
         invocation,
         "",
     ])
-    if len(script.encode()) > EC2_USER_DATA_LIMIT:
-        raise ValueError(f"user data is {len(script.encode())} bytes; EC2 allows {EC2_USER_DATA_LIMIT}")
+    encode(script)  # refuses a script too large for EC2 now, not at deploy time
     return script
+
+
+def encode(script: str) -> str:
+    """base64 of the gzipped script: what EC2 takes (`user_data_base64`, a launch template's `user_data`)."""
+    packed = gzip.compress(script.encode(), mtime=0)
+    if len(packed) > EC2_USER_DATA_LIMIT:
+        raise ValueError(f"user data is {len(packed)} bytes gzipped; EC2 allows {EC2_USER_DATA_LIMIT}")
+    return base64.b64encode(packed).decode()
+
+
+def decode(value: str) -> str:
+    """The script from what `encode` made (tests, `rayserve render`)."""
+    return gzip.decompress(base64.b64decode(value)).decode()
