@@ -1,131 +1,178 @@
-"""Serving benchmarks, all measured in one run on this machine (loopback only), printed as ratios.
+"""Serving throughput with wrk (a C load generator), every variant in one run on this machine, loopback only.
 
-  python -m bench.serve_bench [--seconds 10] [--connections 16]
+  bash bench/setup.sh && .venv/bin/python -m bench.serve_bench [--seconds 10] [--connections 16] [--publish]
 
-1. local stack cold start (`ray start --head` + REST deploy) to the first 200 on /fruit;
-2. user_config change to the first new answer;
-3. requests/s and p50/p99 on /fruit through the local stack, with Ray Serve's defaults ("before"),
-   with the tuning shipped in serve_apps/serve_config.yaml ("after"), and with that plus
-   `serve.proxy: haproxy` ("after_haproxy"); through a bare
-   `serve run rayserve_pulumi.serve_apps.fruit:app`; and through plain uvicorn on the same handler (bench/plain_app.py).
-Writes bench/results/serve_bench.json and, when matplotlib is installed, bench/results/serve_bench.png.
+For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk warm-up, then wrk for
+`--seconds`; POST ["MANGO", 1]. Variants:
+  uvicorn                  bench/plain_app.py: the same answer, no Ray (the ceiling)
+  serve_run                bare `serve run rayserve_pulumi.serve_apps.fruit:app`, Serve's defaults
+  one_deployment           `serve run bench.one_deployment:app`: one deployment, no handle hop
+  one_deployment_haproxy   the same with Ray's HAProxy ingress
+  stack_python_proxy       the local stack, Serve's Python proxy, Serve's default settings
+  stack_haproxy            the local stack, HAProxy ingress, Serve's default settings
+  stack_default            the local stack as shipped: HAProxy and Serve's throughput-optimized settings
+and for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
+generator of the reliability tests (bench/loadgen.py) is run against uvicorn too, to show why it is not
+used for throughput. Results go to .bench/serve_bench.json and .bench/serve_bench.png (ignored);
+`--publish` copies them to bench/results/ for the README.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
+from bench import wrk
 from bench.common import free_port
-from bench.loadgen import run as load
+from bench.loadgen import run as python_load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
 from rayserve_pulumi.node_agent import procs
 
-RESULTS = Path(__file__).resolve().parent / "results"
-RUN_DIR = Path(__file__).resolve().parents[1] / ".bench" / "run"  # PID files of what the bench starts (ignored)
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / ".bench"
+RUN_DIR = OUT / "run"  # PID files of what the bench starts
+PUBLISHED = ROOT / "bench" / "results"
 BODY = ["MANGO", 1]
+STACK_VARIANTS = {
+    "stack_python_proxy": ServeSettings(proxy="default", throughput_optimized=False),
+    "stack_haproxy": ServeSettings(proxy="haproxy", throughput_optimized=False),
+    "stack_default": ServeSettings(),
+}
 
 
 def first_200(url: str, expect=None, timeout: float = 300) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
-            req = urllib.request.Request(url, data=json.dumps(BODY).encode(), method="POST")
+            req = urllib.request.Request(url, data=json.dumps(BODY).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=5) as resp:
                 if resp.status == 200 and (expect is None or json.loads(resp.read()) == expect):
                     return time.monotonic() - start
         except OSError:
             pass
         time.sleep(0.05)
-    raise TimeoutError(url)
+    raise TimeoutError(f"{url} gave no 200 in {timeout} s")
 
 
-def untuned(config: dict) -> dict:
-    """Ray Serve's defaults: drop the shipped logging and max_ongoing_requests tuning."""
-    config = copy.deepcopy(config)
-    config["logging_config"] = {"log_level": "INFO", "enable_access_log": True}
-    for app in config["applications"]:
-        for dep in app.get("deployments", []):
-            dep.pop("max_ongoing_requests", None)
-    return config
+def measure(url: str, seconds: float, connections: int) -> dict:
+    wrk.run(url, BODY, seconds=3, connections=connections)  # warm-up
+    return wrk.run(url, BODY, seconds=seconds, connections=connections)
 
 
-def stack_run(variant: str, seconds: float, connections: int, proxy: str = "default") -> dict:
+def stack_run(name: str, serve: ServeSettings, seconds: float, connections: int) -> dict:
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
-    if variant == "before":
-        config = untuned(config)
-    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(RUN_DIR / variant), proxy=proxy)
+    provider = LocalServeProvider()
+    props = provider_inputs(settings, config, str(RUN_DIR / name), serve.runtime_env())
     start = time.monotonic()
     result = provider.create(props)
-    url = result.outs["app_urls"]["fruit"]
-    first_200(url)
-    out = {"cold_start_s": round(time.monotonic() - start, 2)}
-    load(url, BODY, connections=connections, duration_s=2)  # warm-up
-    out["load"] = load(url, BODY, connections=connections, duration_s=seconds).summary()
-    changed = copy.deepcopy(config)
-    mango = next(d for d in changed["applications"][0]["deployments"] if d["name"] == "MangoStand")
-    mango["user_config"] = {"price": 11}
-    news = {**props, "serve_config_json": json.dumps(changed, sort_keys=True)}
-    updater = threading.Thread(target=provider.update, args=(result.id, result.outs, news))
-    t0 = time.monotonic()
-    updater.start()
-    first_200(url, expect=11)
-    out["user_config_to_new_answer_s"] = round(time.monotonic() - t0, 2)
-    updater.join()
-    provider.delete(result.id, result.outs)
+    try:
+        url = result.outs["app_urls"]["fruit"]
+        first_200(url)
+        out = {"cold_start_s": round(time.monotonic() - start, 2), **measure(url, seconds, connections)}
+        if name == "stack_default":
+            changed = json.loads(props["serve_config_json"])
+            mango = next(d for d in changed["applications"][0]["deployments"] if d["name"] == "MangoStand")
+            mango["user_config"] = {"price": 11}
+            news = {**props, "serve_config_json": json.dumps(changed, sort_keys=True)}
+            updater = threading.Thread(target=provider.update, args=(result.id, result.outs, news))
+            t0 = time.monotonic()
+            updater.start()
+            first_200(url, expect=11)
+            out["user_config_to_new_answer_s"] = round(time.monotonic() - t0, 2)
+            updater.join()
+            out["update_returns_s"] = round(time.monotonic() - t0, 2)
+    finally:
+        t0 = time.monotonic()
+        provider.delete(result.id, result.outs)
+        out["destroy_s"] = round(time.monotonic() - t0, 2)
     return out
 
 
-def process_run(cmd: list[str], url: str, seconds: float, connections: int, env: dict | None = None) -> dict:
-    pid_file = RUN_DIR / "process.pid"  # the command and every Ray process it starts share its process group
-    procs.spawn(cmd, pid_file, env={**os.environ, **(env or {})}, wait=False)
+def serve_run(name: str, import_path: str, env: dict, seconds: float, connections: int) -> dict:
+    """`serve run` of a one-app config on a free port, in a session of its own (stopped by its PID file)."""
+    port = free_port()
+    config = OUT / f"{name}.serve.yaml"
+    config.write_text(yaml.safe_dump({"http_options": {"host": "127.0.0.1", "port": port},
+                                      "applications": [{"name": "fruit", "route_prefix": "/fruit",
+                                                        "import_path": import_path}]}))
+    pid_file = RUN_DIR / f"{name}.pid"
+    serve = os.path.join(os.path.dirname(sys.executable), "serve")
+    # `--address local`: a Ray of its own, never whichever cluster /tmp/ray/ray_current_cluster names
+    procs.spawn([serve, "run", "--address", "local", str(config)], pid_file,
+                env={**os.environ, "RAY_AUTH_MODE": "disabled", **env},
+                log_file=OUT / f"{name}.log", wait=False)
     try:
         start = time.monotonic()
+        first_200(f"http://127.0.0.1:{port}/fruit")
+        return {"cold_start_s": round(time.monotonic() - start, 2),
+                **measure(f"http://127.0.0.1:{port}/fruit", seconds, connections)}
+    finally:
+        procs.stop(pid_file, grace_s=2)
+
+
+def uvicorn_run(seconds: float, connections: int) -> dict:
+    port, pid_file = free_port(), RUN_DIR / "uvicorn.pid"
+    procs.spawn([sys.executable, "-m", "uvicorn", "bench.plain_app:app", "--port", str(port), "--log-level",
+                 "warning"], pid_file, log_file=OUT / "uvicorn.log", wait=False)
+    try:
+        url = f"http://127.0.0.1:{port}/fruit"
+        start = time.monotonic()
         first_200(url)
-        out = {"cold_start_s": round(time.monotonic() - start, 2)}
-        load(url, BODY, connections=connections, duration_s=2)
-        out["load"] = load(url, BODY, connections=connections, duration_s=seconds).summary()
+        out = {"cold_start_s": round(time.monotonic() - start, 2), **measure(url, seconds, connections)}
+        python = python_load(url, BODY, connections=connections, duration_s=seconds).summary()
+        out["python_loadgen_rps"] = python["rps"]  # the same server, bench/loadgen.py as the client
         return out
     finally:
-        procs.stop(pid_file)
+        procs.stop(pid_file, grace_s=2)
 
 
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--publish", action="store_true", help="copy the results to bench/results/ (README)")
     a = parser.parse_args()
-    bin_dir = os.path.dirname(sys.executable)
-    results = {"before": stack_run("before", a.seconds, a.connections),
-               "after": stack_run("after", a.seconds, a.connections),
-               "after_haproxy": stack_run("after", a.seconds, a.connections, proxy="haproxy")}
-    results["serve_run"] = process_run([os.path.join(bin_dir, "serve"), "run", "rayserve_pulumi.serve_apps.fruit:app"],
-                                       "http://127.0.0.1:8000/fruit", a.seconds, a.connections)
-    port = free_port()
-    results["uvicorn"] = process_run([sys.executable, "-m", "uvicorn", "bench.plain_app:app", "--port", str(port),
-                                      "--log-level", "warning"], f"http://127.0.0.1:{port}/fruit", a.seconds, a.connections)
-    rps = {k: v["load"]["rps"] for k, v in results.items()}
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    results = {"uvicorn": uvicorn_run(a.seconds, a.connections),
+               "serve_run": serve_run("serve_run", "rayserve_pulumi.serve_apps.fruit:app", {}, a.seconds, a.connections),
+               "one_deployment": serve_run("one_deployment", "bench.one_deployment:app", {}, a.seconds, a.connections),
+               "one_deployment_haproxy": serve_run("one_deployment_haproxy", "bench.one_deployment:app",
+                                                   {"RAY_SERVE_ENABLE_HA_PROXY": "1"}, a.seconds, a.connections)}
+    for name, serve in STACK_VARIANTS.items():
+        results[name] = stack_run(name, serve, a.seconds, a.connections)
+    rps = {k: v["rps"] for k, v in results.items()}
     results["ratios"] = {
-        "after_vs_before_rps": round(rps["after"] / rps["before"], 2),
-        "haproxy_vs_after_rps": round(rps["after_haproxy"] / rps["after"], 2),
-        "before_vs_after_p50": round(results["before"]["load"]["p50_ms"] / results["after"]["load"]["p50_ms"], 2),
-        "stack_vs_serve_run_rps": round(rps["after"] / rps["serve_run"], 2),
-        "stack_vs_uvicorn_rps": round(rps["after"] / rps["uvicorn"], 3),
-        "cold_start_stack_vs_serve_run": round(results["after"]["cold_start_s"] / results["serve_run"]["cold_start_s"], 2),
+        "stack_default_vs_serve_run": round(rps["stack_default"] / rps["serve_run"], 1),
+        "stack_default_vs_uvicorn": round(rps["stack_default"] / rps["uvicorn"], 3),
+        "stack_default_vs_stack_python_proxy": round(rps["stack_default"] / rps["stack_python_proxy"], 2),
+        "stack_haproxy_vs_stack_python_proxy": round(rps["stack_haproxy"] / rps["stack_python_proxy"], 2),
+        "wrk_vs_python_loadgen_on_uvicorn": round(rps["uvicorn"] / results["uvicorn"]["python_loadgen_rps"], 1),
     }
-    results["settings"] = {"seconds": a.seconds, "connections": a.connections, "cpus": os.cpu_count()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_bench.json").write_text(json.dumps(results, indent=2))
+    results["settings"] = {"seconds": a.seconds, "connections": a.connections, "cpus": os.cpu_count(),
+                           "client": "wrk -t2 on the same machine"}
+    (OUT / "serve_bench.json").write_text(json.dumps(results, indent=2))
     plot(results)
-    print(json.dumps(results, indent=2))
+    if a.publish:
+        PUBLISHED.mkdir(exist_ok=True)
+        for name in ("serve_bench.json", "serve_bench.png"):
+            if (OUT / name).exists():
+                shutil.copy(OUT / name, PUBLISHED / name)
+    print(f"{'variant':<24} {'cold s':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, r in results.items():
+        if "rps" in r:
+            print(f"{name:<24} {r['cold_start_s']:>7} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+    print(json.dumps({k: results[k] for k in ("ratios", "stack_default")}, indent=2))
     return results
 
 
@@ -135,23 +182,24 @@ def plot(results: dict) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)")
+        print("matplotlib not installed: no plot (bash bench/setup.sh installs it)")
         return
-    names = ["before", "after", "after_haproxy", "serve_run", "uvicorn"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax1.bar(names, [results[n]["load"]["rps"] for n in names], color=["#bbb", "#2a7", "#1a5", "#58c", "#c84"])
-    ax1.set_title("requests/s (higher is better)")
-    ax1.set_yscale("log")
-    x = range(len(names))
-    ax2.bar([i - 0.2 for i in x], [results[n]["load"]["p50_ms"] for n in names], width=0.4, label="p50")
-    ax2.bar([i + 0.2 for i in x], [results[n]["load"]["p99_ms"] for n in names], width=0.4, label="p99")
-    ax2.set_xticks(list(x), names)
-    ax2.set_yscale("log")
+    names = [n for n, r in results.items() if "rps" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
+    ax1.barh(names, [results[n]["rps"] for n in names], color="#2a7")
+    ax1.set_xscale("log")
+    ax1.set_title("requests/s (wrk, higher is better)")
+    y = range(len(names))
+    ax2.barh([i - 0.2 for i in y], [results[n]["p50_ms"] for n in names], height=0.4, label="p50")
+    ax2.barh([i + 0.2 for i in y], [results[n]["p99_ms"] for n in names], height=0.4, label="p99")
+    ax2.set_yticks(list(y), names)
+    ax2.set_xscale("log")
     ax2.set_title("latency ms (lower is better)")
     ax2.legend()
-    fig.suptitle(f"/fruit, {results['settings']['connections']} connections, {results['settings']['cpus']} CPUs, loopback")
+    s = results["settings"]
+    fig.suptitle(f"POST /fruit, {s['connections']} connections, {s['seconds']:.0f} s, {s['cpus']} CPUs, loopback")
     fig.tight_layout()
-    fig.savefig(RESULTS / "serve_bench.png", dpi=110)
+    fig.savefig(OUT / "serve_bench.png", dpi=110)
 
 
 if __name__ == "__main__":

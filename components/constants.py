@@ -46,9 +46,12 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # Where the Serve image keeps Hugging Face weights (the model-cache volume on EKS and VMs).
 MODEL_CACHE_PATH = "/home/ray/model-cache"
 
-# Environment selecting Serve's ingress proxy per `rayserve:serve.proxy` ("haproxy": Ray's experimental
-# HAProxy ingress, 2.9x the requests/s of the default proxy in bench/serve_bench.py).
+# Environment of every Ray process selecting Serve's ingress per `rayserve:serve.proxy` ("haproxy": Ray's
+# HAProxy ingress), and Serve's throughput-optimized settings per `rayserve:serve.throughput_optimized`
+# (gRPC between deployments, direct ingress, GC frozen after start-up; user code stays on its own thread,
+# so a blocking replica never stalls its event loop). bench/serve_bench.py measures each.
 SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+SERVE_THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
 
 # Ray's default port range for worker processes (`ray start --min-worker-port/--max-worker-port`).
 WORKER_PORTS = range(10002, 20000)

@@ -41,7 +41,7 @@ def local_serve(tiny_models, tmp_path_factory):
     values["serve"] = {**values["serve"], "http_port": free_port()}
     values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
     cfg, serve_config = validate_stack(values, ROOT)
-    props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.proxy,
+    props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.runtime_env(),
                             str(tiny_models), cfg.metrics)
     provider = LocalServeProvider()
     try:

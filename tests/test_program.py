@@ -44,18 +44,35 @@ def test_local_stack_declares_the_provider_with_validated_config(rendered):
     assert "__provider" in res.inputs  # the serialised LocalServeProvider
 
 
-def test_haproxy_ingress_reaches_every_platform():
+@pytest.mark.parametrize("serve,env", [
+    ({}, {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+          "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}),  # the defaults
+    ({"proxy": "default", "throughput_optimized": False}, {}),
+], ids=["defaults", "serve-defaults"])
+def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
     values = stack_values("prod")
-    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    values["serve"] = {**values["serve"], **serve}
     pod = render(values, "prod").one("kubernetes:ray.io/v1:RayService").inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
-    assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in pod["containers"][0]["env"]
+    assert {e["name"]: e["value"] for e in pod["containers"][0]["env"] if e["name"].startswith("RAY_SERVE_")} == env
     values = stack_values("vm")
-    values["serve"] = {**values["serve"], "proxy": "haproxy"}
+    values["serve"] = {**values["serve"], **serve}
     rendered_vm = render(values, "vm")
-    assert "--serve-proxy haproxy" in user_data(rendered_vm, "head") and "--serve-proxy haproxy" in user_data(rendered_vm, "worker")
-    values = {**stack_values("local"), "serve": {"proxy": "haproxy"}}
+    flags = " ".join(f"--serve-env {k}={v}" for k, v in sorted(env.items()))
+    for kind in ("head", "worker"):
+        script = user_data(rendered_vm, kind)
+        assert flags in script and script.count("--serve-env") == len(env)
+    values = {**stack_values("local"), "serve": serve}
     assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAYSERVE_MODELS": str(ROOT / ".models")}
+        **env, "RAYSERVE_MODELS": str(ROOT / ".models")}
+
+
+def test_the_node_agent_takes_only_serve_settings_as_environment():
+    from rayserve_pulumi.node_agent.ray_ops import serve_env_pair
+
+    assert serve_env_pair("RAY_SERVE_ENABLE_HA_PROXY=1") == ("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    for bad in ("LD_PRELOAD=/tmp/x.so", "RAY_SERVE_X", "RAY_SERVE_X=$(id)", "PATH=/tmp"):
+        with pytest.raises(ValueError, match="--serve-env takes RAY_SERVE_"):
+            serve_env_pair(bad)
 
 
 def test_a_config_error_ends_pulumi_up_without_a_traceback():

@@ -18,6 +18,7 @@ from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.constants import (
     DASHBOARD_PORT, GCS_PORT, GRAFANA_PORT, KUBE_PROMETHEUS_STACK_CHART, KUBE_PROMETHEUS_STACK_VERSION,
     KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
+    SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
 )
 from rayserve_pulumi.registry import PLATFORMS
 
@@ -74,7 +75,14 @@ class ServeSettings(Strict):
     overrides: dict[str, dict[str, DeploymentOverride]] = Field(
         default_factory=dict, description="application -> deployment -> fields to override")
     http_port: Optional[int] = Field(None, ge=1, le=65535, description="Serve's HTTP port (default: the config's)")
-    proxy: Literal["default", "haproxy"] = Field("default", description="haproxy: Ray's experimental, faster ingress")
+    proxy: Literal["default", "haproxy"] = Field("haproxy", description="Serve's ingress: haproxy (Ray's HAProxy "
+                                                 "ingress, the faster) or default (Serve's Python proxy)")
+    throughput_optimized: bool = Field(True, description="Serve's throughput-optimized settings (gRPC between "
+                                       "deployments, direct ingress); user code keeps its own thread")
+
+    def runtime_env(self) -> dict[str, str]:
+        """Environment of every Ray process that carries these choices (the one place they turn into env)."""
+        return {**SERVE_PROXY_ENV[self.proxy], **(SERVE_THROUGHPUT_ENV if self.throughput_optimized else {})}
 
     @field_validator("applications")
     @classmethod

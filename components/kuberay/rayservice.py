@@ -23,7 +23,7 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
 from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVE_PROXY_ENV, SERVICE_LABEL,
+    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVICE_LABEL,
     TLS_PORT,
 )
 from rayserve_pulumi.kuberay import network
@@ -57,7 +57,7 @@ def _resources(spec: PodResources) -> dict:
 
 
 def _pod_template(container: str, image: str, spec: PodResources, placement: Placement, labels: dict,
-                  ports: list[dict], storage: Optional[GcsStorageRef], proxy: str, env: Optional[dict] = None) -> dict:
+                  ports: list[dict], storage: Optional[GcsStorageRef], serve_env: dict, env: Optional[dict] = None) -> dict:
     mounts = [{"name": "ray-logs", "mountPath": "/tmp/ray"}]
     volumes = [{"name": "ray-logs", "emptyDir": {}}]
     if storage and storage.model_cache_claim:
@@ -71,7 +71,7 @@ def _pod_template(container: str, image: str, spec: PodResources, placement: Pla
             "resources": _resources(spec),
             "ports": ports,
             "env": [{"name": "HF_HOME", "value": MODEL_CACHE_PATH},
-                    *({"name": k, "value": v} for k, v in {**SERVE_PROXY_ENV[proxy], **(env or {})}.items())],
+                    *({"name": k, "value": v} for k, v in {**serve_env, **(env or {})}.items())],
             # inside the container's own PID namespace: the processes `ray stop` finds are this pod's
             "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
             "securityContext": dict(CONTAINER_SECURITY),
@@ -92,7 +92,7 @@ def _metrics_ports(names) -> list[dict]:
 
 
 def _head_group(head: HeadSettings, image: str, placement: Placement, labels: dict, port: int, storage,
-                proxy: str, env: Optional[dict] = None) -> dict:
+                serve_env: dict, env: Optional[dict] = None) -> dict:
     params = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORTS["metrics"])}
     if head.num_cpus is not None:
         params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
@@ -101,12 +101,12 @@ def _head_group(head: HeadSettings, image: str, placement: Placement, labels: di
              *_metrics_ports(HEAD_METRICS_PORTS)]
     return {
         "rayStartParams": params,
-        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, proxy, env),
+        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, serve_env, env),
     }
 
 
 def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict, port: int, storage,
-                  proxy: str) -> dict:
+                  serve_env: dict) -> dict:
     return {
         "groupName": g.name,
         "replicas": g.replicas,
@@ -115,7 +115,7 @@ def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict
         "rayStartParams": {"metrics-export-port": str(METRICS_PORTS["metrics"])},
         "template": _pod_template("ray-worker", image, g, placement, labels,
                                   [{"containerPort": port, "name": "serve"}, *_metrics_ports(WORKER_METRICS_PORTS)],
-                                  storage, proxy),
+                                  storage, serve_env),
     }
 
 
@@ -138,7 +138,7 @@ def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional
 
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
-                      proxy: str = "default", service_annotations: Optional[dict] = None,
+                      serve_env: Optional[dict] = None, service_annotations: Optional[dict] = None,
                       head_env: Optional[dict] = None) -> dict:
     """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
     `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables."""
@@ -149,9 +149,10 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
         "rayVersion": s.ray_version,
         "authOptions": {"mode": s.auth_mode},
         "enableInTreeAutoscaling": s.enable_autoscaling,
-        "headGroupSpec": _head_group(s.head, image, placements.get(HEAD, Placement()), labels, port, storage, proxy,
-                                     head_env),
-        "workerGroupSpecs": [_worker_group(g, image, placements.get(g.name, Placement()), labels, port, storage, proxy)
+        "headGroupSpec": _head_group(s.head, image, placements.get(HEAD, Placement()), labels, port, storage,
+                                     serve_env or {}, head_env),
+        "workerGroupSpecs": [_worker_group(g, image, placements.get(g.name, Placement()), labels, port, storage,
+                                           serve_env or {})
                              for g in s.worker_groups],
     }
     if s.enable_autoscaling:
@@ -206,7 +207,7 @@ class RayServiceArgs:
     image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
     placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
     storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
-    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)", default_factory=dict)
     service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
     operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
                                             "dashboard and keep everything else but Serve's port in; None: no policies", None)
@@ -226,7 +227,7 @@ class RayService(pulumi.ComponentResource):
 
         def render(values: list) -> dict:
             plain = GcsStorageRef(values[1], values[2], ref.password_key, values[3]) if ref else None
-            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.proxy,
+            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.serve_env,
                                      args.service_annotations, args.head_env)
 
         manifest = pulumi.Output.all(*parts).apply(render)

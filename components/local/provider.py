@@ -1,7 +1,7 @@
 """The `local` platform's dynamic provider: a real Ray head on this machine running the bundled apps.
 
 create = `ray start --head` + deploy through the Serve REST API + wait for RUNNING; update = redeploy
-in place; delete = shut Serve down and stop the head's session (its PID file: that Ray, nothing else);
+in place; delete = stop the head's session (its PID file: that Ray, nothing else);
 read = what is live (an empty id when Ray is gone, a drift marker when the running applications are not
 the applied ones), so `pulumi refresh` notices.
 Every step reports one line (through Pulumi's log under the engine, on stderr otherwise). Tests call
@@ -19,7 +19,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from rayserve_pulumi.config.serve import app_urls, serve_port
-from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings
+from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
@@ -54,7 +54,8 @@ def prometheus_url(props: dict) -> Optional[str]:
 
 def start_prometheus(props: dict) -> str:
     """A real Prometheus (Debian's package) on local.host, scraping every node of the Ray head through the
-    service-discovery file the head writes, with the package's alert rules; in its own session."""
+    service-discovery file the head writes, with the package's alert rules; in its own session. Returns
+    its URL at once: `wait_prometheus` waits for it while the head starts."""
     import shutil
 
     from rayserve_pulumi.observability import prometheus
@@ -69,13 +70,17 @@ def start_prometheus(props: dict) -> str:
     procs.spawn([binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
                  f"--web.listen-address={props['host']}:{int(metrics['port'])}", "--web.enable-lifecycle"],
                 prometheus_pid_file(props), log_file=folder / "prometheus.log", wait=False)
-    deadline = time.monotonic() + 60
+    return url
+
+
+def wait_prometheus(props: dict, timeout: float = 60) -> None:
+    url, deadline = prometheus_url(props), time.monotonic() + timeout
     while not ray_ops.http_ok(url + "/-/ready"):
         if time.monotonic() > deadline:
             procs.stop(prometheus_pid_file(props), grace_s=2)
-            raise TimeoutError(f"Prometheus at {url} not ready within 60 s (see {folder / 'prometheus.log'})")
-        time.sleep(0.2)
-    return url
+            raise TimeoutError(f"Prometheus at {url} not ready within {timeout:.0f} s "
+                               f"(see {Path(props['run_dir']) / 'prometheus' / 'prometheus.log'})")
+        time.sleep(0.1)
 
 
 def dashboard_url(props: dict) -> str:
@@ -136,6 +141,8 @@ class LocalServeProvider(ResourceProvider):
                 extra_env=extra_env,
             )
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
+            if prometheus_url(props):
+                wait_prometheus(props)
         try:
             outs = self._deploy(props)
         except Exception:
@@ -173,17 +180,15 @@ class LocalServeProvider(ResourceProvider):
         return ReadResult(id_=id_, outs=props)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Stop the head's session and Prometheus'. Serve is not shut down application by application
+        first: nothing of it outlives Ray here, and that alone took 10-30 s."""
         start = time.monotonic()
-        try:
-            ray_ops.delete_apps(dashboard_url(props))
-        except OSError:
-            pass  # Ray already gone: nothing to shut down
         ray_ops.stop(head_pid_file(props))
-        procs.stop(prometheus_pid_file(props), grace_s=5)
+        procs.stop(prometheus_pid_file(props))
         report(f"local: Serve and the Ray head stopped in {time.monotonic() - start:.1f} s")
 
 
-def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, proxy: str = "default",
+def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, serve_env: Optional[dict] = None,
                     models_dir: Optional[str] = None, metrics: Optional[MetricsSettings] = None) -> dict:
     """The provider's input properties for a stack's local settings and Serve config. Serve's proxy listens
     on `settings.host` like every other listener; `run_dir` (absolute) keeps the head's PID file;
@@ -191,7 +196,8 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, p
     serve_config = {**serve_config, "http_options": {**(serve_config.get("http_options") or {}), "host": settings.host}}
     return {
         "run_dir": run_dir,
-        "ray_env": {**ray_ops.serve_runtime_env(proxy), **({MODELS_ENV: models_dir} if models_dir else {})},
+        "ray_env": {**(ServeSettings().runtime_env() if serve_env is None else serve_env),
+                    **({MODELS_ENV: models_dir} if models_dir else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,
         "dashboard_port": settings.dashboard_port,

@@ -281,7 +281,7 @@ def node_pid_file(args, container: str) -> Path:
 
 def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None,
               redis_password: str | None = None) -> None:
-    env = {**env, **ray_ops.serve_runtime_env(args.serve_proxy), "RAY_AUTH_MODE": args.auth_mode,
+    env = {**env, **dict(args.serve_env), "RAY_AUTH_MODE": args.auth_mode,
            **({ray_ops.REDIS_PASSWORD_ENV: redis_password} if redis_password else {})}
     if args.mode == "docker":
         if args.block_imds:
@@ -432,7 +432,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, default=600)
         sp.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT)
         sp.add_argument("--auth-mode", choices=["token", "disabled"], default="token")
-        sp.add_argument("--serve-proxy", choices=["default", "haproxy"], default="default")
+        sp.add_argument("--serve-env", action="append", default=[], type=ray_ops.serve_env_pair,
+                        help="RAY_SERVE_<NAME>=<value> for every Ray process (Serve's ingress and tuning)")
         sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
         sp.add_argument("--block-imds", action="store_true",
                         help="docker mode: refuse the Ray containers' user the instance metadata service")

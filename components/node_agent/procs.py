@@ -135,7 +135,7 @@ def running(pid_file: Path) -> bool:
     return bool(entry and members(entry["sid"]))
 
 
-def stop(pid_file: Path, grace_s: float = 10) -> bool:
+def stop(pid_file: Path, grace_s: float = 5) -> bool:
     """SIGTERM every process of the recorded session, SIGKILL whatever is left after `grace_s`, remove the
     file. True when there was a live session to stop."""
     pid_file = Path(pid_file)

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, SERVE_PROXY_ENV
+from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT
 from rayserve_pulumi.node_agent import procs
 
 SERVE_API = "/api/serve/applications/"
@@ -40,11 +40,15 @@ def ray_executable() -> str:
     return local if os.path.exists(local) else (shutil.which("ray") or "ray")
 
 
-def serve_runtime_env(proxy: str = "default") -> dict[str, str]:
-    """Environment for Ray processes selecting Serve's ingress proxy (constants.SERVE_PROXY_ENV)."""
-    if proxy not in SERVE_PROXY_ENV:
-        raise ValueError(f"proxy must be one of {sorted(SERVE_PROXY_ENV)}, not {proxy!r}")
-    return dict(SERVE_PROXY_ENV[proxy])
+SERVE_ENV_NAME = re.compile(r"^RAY_SERVE_[A-Z0-9_]+$")
+
+
+def serve_env_pair(text: str) -> tuple[str, str]:
+    """`RAY_SERVE_X=value` (a Serve setting the program chose) as a pair; anything else is refused."""
+    key, sep, value = text.partition("=")
+    if not sep or not SERVE_ENV_NAME.match(key) or not re.fullmatch(r"[\w.:-]*", value):
+        raise ValueError(f"--serve-env takes RAY_SERVE_<NAME>=<value>, not {text!r}")
+    return key, value
 
 
 def token_path() -> str:
@@ -167,9 +171,10 @@ def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
     return args
 
 
-def stop(pid_file: str | Path, grace_s: float = 10) -> bool:
-    """Stop the Ray node started with `pid_file` (its whole process group: raylet, GCS, workers, Serve's
-    HAProxy); nothing else on the machine. True when it was running."""
+def stop(pid_file: str | Path, grace_s: float = 2) -> bool:
+    """Stop the Ray node started with `pid_file` (its whole session: raylet, GCS, workers, Serve's HAProxy);
+    nothing else on the machine. True when it was running. The grace is short: Ray's GCS server and
+    autoscaler monitor outwait a SIGTERM by more than 30 s, and a node's state is Redis' or nobody's."""
     return procs.stop(Path(pid_file), grace_s)
 
 
@@ -204,7 +209,7 @@ def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
             return
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last = exc
-            time.sleep(1)
+            time.sleep(0.2)
     raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
 
 

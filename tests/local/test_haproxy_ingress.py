@@ -25,7 +25,8 @@ def _haproxy_in(sid: int) -> list[int]:
 def test_haproxy_ingress_serves_and_is_stopped_with_ray(tmp_path):
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
     config = build_serve_config(ServeSettings(applications=["calc"], http_port=free_port()))
-    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(tmp_path), proxy="haproxy")
+    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(tmp_path),
+                                                            ServeSettings(proxy="haproxy").runtime_env())
     try:
         result = provider.create(props)
         sid = procs.read(head_pid_file(props))["sid"]

@@ -16,7 +16,8 @@ from rayserve_pulumi.aws.eks.cluster import EksCluster, EksClusterArgs
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import (
-    EksSettings, ImageSettings, KubeRaySettings, MetricsSettings, RayServiceSettings, StackConfig, check_node_groups,
+    EksSettings, ImageSettings, KubeRaySettings, MetricsSettings, RayServiceSettings, ServeSettings, StackConfig,
+    check_node_groups,
 )
 from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import (
@@ -59,7 +60,8 @@ class EksPlatformArgs:
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
     image: ImageSettings = arg("a prebuilt pinned image, or build: true")
     kuberay: KubeRaySettings = arg("the operator's Helm chart", default_factory=KubeRaySettings)
-    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
+                                    default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
@@ -102,7 +104,7 @@ class EksPlatform(Platform):
         self.service = RayService(
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
-                           placements=placements(rs, args.eks), storage=self.storage, proxy=args.proxy,
+                           placements=placements(rs, args.eks), storage=self.storage, serve_env=args.serve_env,
                            service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
@@ -124,5 +126,5 @@ class EksPlatform(Platform):
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":
         return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
-                                             image=cfg.image, kuberay=cfg.kuberay, proxy=cfg.serve.proxy,
+                                             image=cfg.image, kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(),
                                              metrics=cfg.metrics, tags=cfg.tags), opts)

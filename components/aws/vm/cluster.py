@@ -90,19 +90,24 @@ def ssm_port_forward(instance_id: str, port: int, what: str) -> str:
             f"--parameters portNumber={port},localPortNumber={port}  # then {what} at http://127.0.0.1:{port}")
 
 
-def head_args(s: VmSettings, name: str, proxy: str, image: str, parameter: str, token_parameter: str, region: str,
+def _env(serve_env: dict) -> list[str]:
+    return [x for k, v in sorted(serve_env.items()) for x in ("--serve-env", f"{k}={v}")]
+
+
+def head_args(s: VmSettings, name: str, serve_env: dict, image: str, parameter: str, token_parameter: str, region: str,
               volume_id: str, metrics: Optional[MetricsSettings] = None) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
-            "--serve-proxy", proxy,
+            *_env(serve_env),
             "--auth-token-ssm", token_parameter,
             "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
             "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
             "--poll-seconds", str(s.config_poll_seconds), *_imds(s), *_metrics(metrics or MetricsSettings())]
 
 
-def worker_args(s: VmSettings, proxy: str, image: str, region: str, token_parameter: str, head_ip: str) -> list[str]:
+def worker_args(s: VmSettings, serve_env: dict, image: str, region: str, token_parameter: str,
+                head_ip: str) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--auth-token-ssm", token_parameter,
-            "--serve-proxy", proxy,
+            *_env(serve_env),
             "--head-address", f"{head_ip}:{GCS_PORT}", *_imds(s)]
 
 
@@ -113,7 +118,8 @@ class RayVmClusterArgs:
     image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
     image_repository_arn: Optional[pulumi.Input[str]] = arg("ECR repository the nodes may pull from", None)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
-    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
+                          default_factory=dict)
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head's loopback", default_factory=MetricsSettings)
 
 
@@ -161,7 +167,7 @@ class RayVmCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
         head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
                                            self.checkpoint_volume.id).apply(
-            lambda a: user_data.render("head", head_args(s, name, args.proxy, *a, metrics=args.metrics)))
+            lambda a: user_data.render("head", head_args(s, name, args.serve_env, *a, metrics=args.metrics)))
         self.head = aws.ec2.Instance(
             f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,
@@ -174,7 +180,7 @@ class RayVmCluster(pulumi.ComponentResource):
                                  stop_instance_before_detaching=True, opts=child)
         self._load_balancer(name, s, port, vpc, tags)
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
-            lambda a: user_data.render("worker", worker_args(s, args.proxy, *a)))
+            lambda a: user_data.render("worker", worker_args(s, args.serve_env, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker-lt", image_id=ami, instance_type=s.worker_instance_type,
             iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[self.security_group.id],

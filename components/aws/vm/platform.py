@@ -9,7 +9,7 @@ import pulumi
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
-from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, StackConfig, VmSettings
+from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
 from rayserve_pulumi.platform import Platform
 
 
@@ -18,7 +18,8 @@ class VmPlatformArgs:
     vm: VmSettings = arg("instance types, worker counts, allowed CIDRs, volumes")
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
     image: ImageSettings = arg("a prebuilt pinned image, or build: true")
-    proxy: str = arg("Serve's ingress proxy: default or haproxy", "default")
+    serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
+                                    default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head", default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
 
@@ -38,7 +39,7 @@ class VmPlatform(Platform):
         self.cluster = RayVmCluster(
             f"{name}-vm",
             RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
-                             image_repository_arn=self.image.repository_arn, tags=args.tags, proxy=args.proxy,
+                             image_repository_arn=self.image.repository_arn, tags=args.tags, serve_env=args.serve_env,
                              metrics=args.metrics),
             child,
         )
@@ -54,4 +55,4 @@ class VmPlatform(Platform):
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "VmPlatform":
         return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
-                                            proxy=cfg.serve.proxy, metrics=cfg.metrics, tags=cfg.tags), opts)
+                                            serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, tags=cfg.tags), opts)
