@@ -11,6 +11,9 @@ For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk war
   stack_python_proxy       the local stack, Serve's Python proxy, Serve's default settings
   stack_haproxy            the local stack, HAProxy ingress, Serve's default settings
   stack_default            the local stack as shipped: HAProxy and Serve's throughput-optimized settings
+with `--tried`, also what was tried and not kept:
+  tried_user_code_on_loop  the default with user code on the replica's event loop (Serve's optimized default)
+  tried_two_markets        the default with two FruitMarket replicas
 and for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
 generator of the reliability tests (bench/loadgen.py) is run against uvicorn too, to show why it is not
 used for throughput. Results go to .bench/serve_bench.json and .bench/serve_bench.png (ignored);
@@ -42,10 +45,15 @@ OUT = ROOT / ".bench"
 RUN_DIR = OUT / "run"  # PID files of what the bench starts
 PUBLISHED = ROOT / "bench" / "results"
 BODY = ["MANGO", 1]
+# name -> (Serve settings, extra Ray environment, deployment overrides)
 STACK_VARIANTS = {
-    "stack_python_proxy": ServeSettings(proxy="default", throughput_optimized=False),
-    "stack_haproxy": ServeSettings(proxy="haproxy", throughput_optimized=False),
-    "stack_default": ServeSettings(),
+    "stack_python_proxy": (ServeSettings(proxy="default", throughput_optimized=False), {}, {}),
+    "stack_haproxy": (ServeSettings(proxy="haproxy", throughput_optimized=False), {}, {}),
+    "stack_default": (ServeSettings(), {}, {}),
+}
+TRIED = {
+    "tried_user_code_on_loop": (ServeSettings(), {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, {}),
+    "tried_two_markets": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"num_replicas": 2}}}),
 }
 
 
@@ -69,11 +77,12 @@ def measure(url: str, seconds: float, connections: int) -> dict:
     return wrk.run(url, BODY, seconds=seconds, connections=connections)
 
 
-def stack_run(name: str, serve: ServeSettings, seconds: float, connections: int) -> dict:
+def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> dict:
+    serve, env, overrides = variant
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
-    config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
+    config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port(), overrides=overrides))
     provider = LocalServeProvider()
-    props = provider_inputs(settings, config, str(RUN_DIR / name), serve.runtime_env())
+    props = provider_inputs(settings, config, str(RUN_DIR / name), {**serve.runtime_env(), **env})
     start = time.monotonic()
     result = provider.create(props)
     try:
@@ -142,6 +151,7 @@ def main() -> dict:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--publish", action="store_true", help="copy the results to bench/results/ (README)")
+    parser.add_argument("--tried", action="store_true", help="also the variants tried and not kept")
     a = parser.parse_args()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     results = {"uvicorn": uvicorn_run(a.seconds, a.connections),
@@ -149,8 +159,8 @@ def main() -> dict:
                "one_deployment": serve_run("one_deployment", "bench.one_deployment:app", {}, a.seconds, a.connections),
                "one_deployment_haproxy": serve_run("one_deployment_haproxy", "bench.one_deployment:app",
                                                    {"RAY_SERVE_ENABLE_HA_PROXY": "1"}, a.seconds, a.connections)}
-    for name, serve in STACK_VARIANTS.items():
-        results[name] = stack_run(name, serve, a.seconds, a.connections)
+    for name, variant in {**STACK_VARIANTS, **(TRIED if a.tried else {})}.items():
+        results[name] = stack_run(name, variant, a.seconds, a.connections)
     rps = {k: v["rps"] for k, v in results.items()}
     results["ratios"] = {
         "stack_default_vs_serve_run": round(rps["stack_default"] / rps["serve_run"], 1),

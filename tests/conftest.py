@@ -6,10 +6,8 @@ import json
 import pytest
 
 from rayserve_pulumi.config.validate import validate_stack
-from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file, prometheus_pid_file
-from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import ROOT, free_port
+from rayserve_pulumi.local import provider_inputs
+from tests.helpers import ROOT, free_port, local_head
 
 
 @pytest.fixture(scope="session")
@@ -43,14 +41,8 @@ def local_serve(tiny_models, tmp_path_factory):
     cfg, serve_config = validate_stack(values, ROOT)
     props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.runtime_env(),
                             str(tiny_models), cfg.metrics)
-    provider = LocalServeProvider()
-    try:
-        result = provider.create(props)
-        yield provider, result
-        provider.delete(result.id, result.outs)
-    finally:
-        ray_ops.stop(head_pid_file(props))
-        procs.stop(prometheus_pid_file(props))
+    with local_head(props) as head:
+        yield head
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Shared test helpers: free ports, HTTP calls, and reading Serve replica state."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import requests
@@ -13,6 +14,24 @@ __all__ = ["REPORTS", "RESULTS", "free_port", "post", "ray_answers", "replica_pi
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
 REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
+
+
+@contextlib.contextmanager
+def local_head(props: dict):
+    """A local head created through the provider from `props`; deleted afterwards, and its sessions (Ray,
+    Prometheus) stopped by their PID files whatever happened."""
+    from rayserve_pulumi.local import LocalServeProvider
+    from rayserve_pulumi.local.provider import head_pid_file, prometheus_pid_file
+    from rayserve_pulumi.node_agent import procs, ray_ops
+
+    provider = LocalServeProvider()
+    try:
+        result = provider.create(props)
+        yield provider, result
+        provider.delete(result.id, result.outs)
+    finally:
+        ray_ops.stop(head_pid_file(props))
+        procs.stop(prometheus_pid_file(props))
 
 
 def post(url: str, body, timeout: float = 30):

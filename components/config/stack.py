@@ -155,6 +155,26 @@ class MetricsSettings(Strict):
         return self
 
 
+class LoadBalancerSettings(Strict):
+    """The Serve endpoint's load balancer (EKS: the Serve Service's NLB; VM: the NLB in front of the nodes):
+    internal unless a stack asks for internet-facing, which then admits only `allowed_cidrs`."""
+
+    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
+        "internal", description="reachable inside the VPC, or from allowed_cidrs on the internet")
+    allowed_cidrs: list[AllowListCidr] = Field(default_factory=list, description="internet-facing only: the source "
+                                               "ranges the load balancer admits; required")
+    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
+        None, description="an ACM certificate: the load balancer terminates TLS on port 443")
+
+    def allow_list_errors(self) -> Optional[str]:
+        if self.load_balancer_scheme == "internet-facing" and not self.allowed_cidrs:
+            return ("load_balancer_scheme internet-facing needs allowed_cidrs (the source ranges it admits); "
+                    "an open endpoint is never the default")
+        if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
+            return "allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme"
+        return None
+
+
 class ImageSettings(Strict):
     """Either a prebuilt, pinned image `uri`, or `build: true` (ECR repository + build of the bundled apps)."""
 
@@ -348,7 +368,7 @@ class CheckpointSettings(Strict):
         return self
 
 
-class RayServiceSettings(Strict):
+class RayServiceSettings(LoadBalancerSettings):
     """The KubeRay RayService (EKS)."""
 
     name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
@@ -363,12 +383,6 @@ class RayServiceSettings(Strict):
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
     service_type: Literal["LoadBalancer", "ClusterIP"] = Field(
         "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
-    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
-        "internal", description="LoadBalancer only: reachable inside the VPC, or from allowed_cidrs on the internet")
-    allowed_cidrs: list[AllowListCidr] = Field(default_factory=list, description="internet-facing only: the source "
-                                               "ranges the load balancer admits (loadBalancerSourceRanges); required")
-    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
-        None, description="LoadBalancer only: an ACM certificate; the NLB then terminates TLS on port 443")
     exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
                                           "(excludeHeadPodFromServeSvc): traffic goes to workers only")
     ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
@@ -384,13 +398,11 @@ class RayServiceSettings(Strict):
 
     @model_validator(mode="after")
     def _groups(self):
-        if self.load_balancer_scheme == "internet-facing" and not (self.service_type == "LoadBalancer" and self.allowed_cidrs):
-            raise ValueError("load_balancer_scheme internet-facing needs service_type LoadBalancer and allowed_cidrs "
-                             "(the source ranges it admits); an open endpoint is never the default")
-        if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
-            raise ValueError("allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme")
-        if self.tls_certificate_arn and self.service_type != "LoadBalancer":
-            raise ValueError("tls_certificate_arn is for the load balancer: set service_type LoadBalancer")
+        if (self.load_balancer_scheme == "internet-facing" or self.tls_certificate_arn) and self.service_type != "LoadBalancer":
+            raise ValueError("load_balancer_scheme and tls_certificate_arn are for the load balancer: set service_type "
+                             "LoadBalancer")
+        if (error := self.allow_list_errors()):
+            raise ValueError(error)
         if self.exclude_head_from_serve and not self.worker_groups:
             raise ValueError("exclude_head_from_serve leaves no pod to serve traffic: add a worker group")
         names = [g.name for g in self.worker_groups]
@@ -408,7 +420,7 @@ class RayServiceSettings(Strict):
         return v
 
 
-class VmSettings(Strict):
+class VmSettings(LoadBalancerSettings):
     """The EC2 VM platform."""
 
     vpc_cidr: VpcCidr = Field("10.20.0.0/16", description="VPC IPv4 CIDR")
@@ -418,12 +430,6 @@ class VmSettings(Strict):
     worker_desired: int = Field(1, ge=0, description="workers at creation")
     worker_max: int = Field(3, ge=0, description="most workers")
     ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
-    load_balancer_scheme: Literal["internal", "internet-facing"] = Field(
-        "internal", description="the NLB in front of Serve: reachable inside the VPC, or from allowed_cidrs")
-    allowed_cidrs: list[AllowListCidr] = Field(default_factory=list, description="internet-facing only: who may reach "
-                                               "the Serve endpoint (the NLB's security group); required")
-    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
-        None, description="an ACM certificate: the NLB terminates TLS on port 443 (else plain TCP on Serve's port)")
     root_volume_gb: int = Field(100, ge=30, description="root volume size")
     checkpoint_volume_gb: int = Field(50, ge=1, description="head's retained EBS volume (GCS Redis, model cache)")
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
@@ -445,11 +451,8 @@ class VmSettings(Strict):
     def _sizes(self):
         if not self.worker_min <= self.worker_desired <= self.worker_max:
             raise ValueError("need worker_min <= worker_desired <= worker_max")
-        if self.load_balancer_scheme == "internet-facing" and not self.allowed_cidrs:
-            raise ValueError("load_balancer_scheme internet-facing needs allowed_cidrs (the source ranges it admits); "
-                             "an open endpoint is never the default")
-        if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
-            raise ValueError("allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme")
+        if (error := self.allow_list_errors()):
+            raise ValueError(error)
         return self
 
 

@@ -213,8 +213,14 @@ def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
 
 
-def deploy(dashboard_url: str, config: dict) -> None:
-    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted)."""
+def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120) -> None:
+    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted). A shutdown still in
+    progress (applications DELETING after `delete_apps`) would swallow the new config, so wait it out."""
+    deadline = time.monotonic() + settle_timeout
+    while any(a.get("status") == "DELETING" for a in (status(dashboard_url).get("applications") or {}).values()):
+        if time.monotonic() > deadline:
+            raise ServeDeployError(f"Serve applications still DELETING after {settle_timeout:.0f} s; not deploying")
+        time.sleep(0.5)
     try:
         _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
     except urllib.error.HTTPError as exc:

@@ -106,7 +106,7 @@ STACK_CASES = [
     ("prod", "ray_service.allowed_cidrs", ["0.0.0.0/0"], "rayserve:ray_service.allowed_cidrs[0]:"),
     ("prod", "ray_service.tls_certificate_arn", "not-an-arn", "rayserve:ray_service.tls_certificate_arn:"),
     ("dev", "ray_service.tls_certificate_arn", "arn:aws:acm:us-west-2:123456789012:certificate/0b9f6a52-5a1e-4c7e-9d3f-2a8e4c6b1d70",
-     "rayserve:ray_service: tls_certificate_arn is for the load balancer"),
+     "rayserve:ray_service: load_balancer_scheme and tls_certificate_arn are for the load balancer"),
     ("dev", "eks.api_public_cidrs", ["0.0.0.0/0"], "rayserve:eks.api_public_cidrs[0]: '0.0.0.0/0' is the whole internet"),
     ("dev", "eks.endpoint_public_access", True, "rayserve:eks.endpoint_public_access:"),
     ("vm", "vm.vpc_cidr", "10.0.0.0/8", "rayserve:vm.vpc_cidr:"),

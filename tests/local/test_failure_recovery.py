@@ -15,10 +15,9 @@ import pytest
 import requests
 
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
-from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import REPORTS, free_port, replica_pids, under_load
+from tests.helpers import REPORTS, free_port, local_head, replica_pids, under_load
 
 pytestmark = pytest.mark.ray
 CONNECTIONS = 16
@@ -30,13 +29,8 @@ def cluster(tmp_path_factory):
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=2)
     config = build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=free_port(), overrides={
         "fruit": {"FruitMarket": {"num_replicas": 2}, "MangoStand": {"num_replicas": 2}}}))
-    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")))
-    try:
-        result = provider.create(props)
+    with local_head(provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")))) as (provider, result):
         yield {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings, "config": config}
-        provider.delete(result.id, result.outs)
-    finally:
-        ray_ops.stop(head_pid_file(props))
 
 
 def _all_answer(outs: dict) -> bool:

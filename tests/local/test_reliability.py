@@ -16,10 +16,9 @@ import pytest
 from bench.loadgen import Load
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
-from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import REPORTS, free_port, post, replica_pids
+from tests.helpers import REPORTS, free_port, local_head, post, replica_pids
 
 pytestmark = pytest.mark.ray
 SECONDS = float(os.environ.get("RELIABILITY_SECONDS", "10"))
@@ -39,15 +38,9 @@ def _settings(mango_replicas: int, price: int) -> ServeSettings:
 def cluster(tmp_path_factory):
     settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
     props = provider_inputs(settings, build_serve_config(_settings(2, 3)), str(tmp_path_factory.mktemp("run")))
-    provider = LocalServeProvider()
-    try:
-        result = provider.create(props)
-        state = {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings,
-                 "gcs": settings.gcs_port, "run_dir": props["run_dir"]}
-        yield state
-        provider.delete(result.id, state["outs"])
-    finally:
-        ray_ops.stop(head_pid_file(props))
+    with local_head(props) as (provider, result):
+        yield {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings,
+               "gcs": settings.gcs_port, "run_dir": props["run_dir"]}
 
 
 def _apply(cluster, mango_replicas: int, price: int) -> None:

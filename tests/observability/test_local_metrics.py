@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings, build_serve_config
-from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file, prometheus_pid_file
+from rayserve_pulumi.local import provider_inputs
+from rayserve_pulumi.local.provider import prometheus_pid_file
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import free_port, post
+from tests.helpers import free_port, local_head, post
 
 pytestmark = [pytest.mark.ray,
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (scripts/setup.sh installs it)")]
@@ -46,14 +46,8 @@ def metered(tmp_path_factory):
     props = provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")),
                             metrics=MetricsSettings(enabled=True, prometheus_port=free_port(), scrape_interval_s=1))
     props["ray_env"] = {**props["ray_env"], "RAY_metrics_report_interval_ms": "1000"}  # Ray exports every second
-    provider = LocalServeProvider()
-    try:
-        result = provider.create(props)
-        yield provider, result
-        provider.delete(result.id, result.outs)
-    finally:
-        ray_ops.stop(head_pid_file(props))
-        procs.stop(prometheus_pid_file(props))
+    with local_head(props) as head:
+        yield head
 
 
 def test_a_serve_request_counter_rises_by_the_requests_sent(metered):
