@@ -41,8 +41,10 @@ def timed(command: str, path: Path, repeat: int) -> tuple[float, float]:
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "rayserve_pulumi.cli", command, str(path), "--program-dir", str(WORK)],
-                       check=True, capture_output=True, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-m", "rayserve_pulumi.cli", command, str(path), "--program-dir",
+                               str(WORK)], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"rayserve {command} {path.name} failed: {proc.stderr.strip()[:500]}")
         runs.append(time.perf_counter() - start)
     return statistics.median(runs), max(runs)
 
@@ -62,11 +64,11 @@ def main() -> None:
         config.write_text(yaml.safe_dump(serve_config(apps)))
         cases.append((f"{apps} apps x 4 deployments (local)",
                       stack_file(f"apps{apps}", {**local, "serve": {"config_path": str(config)}})))
-    for groups in (1, 10):
-        worker = prod["ray_service"]["worker_groups"][0]
+    for groups in (2, 10):  # prod's GPU group (its text app asks for GPUs) and CPU groups up to `groups`
+        cpu, gpu = prod["ray_service"]["worker_groups"][:2]
         values = copy.deepcopy(prod)
-        values["ray_service"]["worker_groups"] = [{**worker, "name": f"cpu{i}"} for i in range(groups)]
-        cases.append((f"{groups} worker group(s) (prod, EKS)", stack_file(f"groups{groups}", values)))
+        values["ray_service"]["worker_groups"] = [gpu, *({**cpu, "name": f"cpu{i}"} for i in range(groups - 1))]
+        cases.append((f"{groups} worker groups (prod, EKS)", stack_file(f"groups{groups}", values)))
     print(f"{'case':<36} {'validate s':>11} {'render s':>9}  (median of {a.repeat}; whole commands)")
     for name, path in cases:
         validate, _ = timed("validate", path, a.repeat)
