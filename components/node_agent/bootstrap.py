@@ -9,8 +9,9 @@ path); `--mode local` runs this interpreter's Ray, which imports the apps from t
           Grafana in docker mode) on 127.0.0.1], start the Ray head, deploy the Serve config through
           the REST API and wait until every app is RUNNING
   worker  join the head
-  sync    redeploy the Serve config in place when it changed (a systemd timer runs this on EC2)
-  stop    stop Ray (and Redis) on this machine
+  sync    validate the Serve config and redeploy it in place when it changed, keeping the last good one when
+          it does not validate (a systemd timer runs this on EC2)
+  stop    stop Ray (and Redis, Prometheus, Grafana) on this machine: what this agent started, nothing else
 """
 from __future__ import annotations
 

@@ -84,9 +84,9 @@ def test_a_code_level_update_restarts_replicas_without_failing_a_request(cluster
 
 def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
     env = dict(os.environ, **ray_ops.auth_env("token"))
-    pid_file = tmp_path / "worker.pid"  # a second node in a process group of its own, so it can be lost at once
-    worker = procs.spawn([ray_ops.ray_executable(), *ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}",
-                                                                        num_cpus=2), "--block"], pid_file, env=env, wait=False)
+    pid_file = tmp_path / "worker.pid"  # a second node in a session of its own, so it can be lost at once
+    worker = ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2)
+    procs.spawn([ray_ops.ray_executable(), *worker, "--block"], pid_file, env=env, wait=False)
     try:
         dash = cluster["outs"]["dashboard_url"]
         deadline = time.monotonic() + 60
