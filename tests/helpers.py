@@ -21,8 +21,7 @@ def local_head(props: dict):
     """A local head created through the provider from `props`; deleted afterwards, and its sessions (Ray,
     Prometheus) stopped by their PID files whatever happened."""
     from rayserve_pulumi.local import LocalServeProvider
-    from rayserve_pulumi.local.provider import head_pid_file, prometheus_pid_file
-    from rayserve_pulumi.node_agent import procs, ray_ops
+    from rayserve_pulumi.local.provider import stop_started
 
     provider = LocalServeProvider()
     try:
@@ -30,8 +29,7 @@ def local_head(props: dict):
         yield provider, result
         provider.delete(result.id, result.outs)
     finally:
-        ray_ops.stop(head_pid_file(props))
-        procs.stop(prometheus_pid_file(props))
+        stop_started(props)
 
 
 def post(url: str, body, timeout: float = 30):

@@ -53,24 +53,19 @@ def prometheus_url(props: dict) -> Optional[str]:
 
 
 def start_prometheus(props: dict) -> str:
-    """A real Prometheus (Debian's package) on local.host, scraping every node of the Ray head through the
-    service-discovery file the head writes, with the package's alert rules; in its own session. Returns
-    its URL at once: `wait_prometheus` waits for it while the head starts."""
-    import shutil
-
+    """A real Prometheus on local.host, scraping every node of the Ray head through the service-discovery
+    file the head writes, with the package's alert rules; `wait_prometheus` waits for it while the head starts."""
     from rayserve_pulumi.observability import prometheus
 
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise RuntimeError("rayserve:metrics.enabled needs Prometheus on PATH (scripts/setup.sh installs Debian's)")
-    metrics, folder = props["metrics"], Path(props["run_dir"]) / "prometheus"
-    config = prometheus.write(folder, str(Path(prometheus.RAY_TEMP_DIR) / prometheus.SD_FILE),
-                              int(metrics["scrape_interval_s"]))
-    url = prometheus_url(props)
-    procs.spawn([binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-                 f"--web.listen-address={props['host']}:{int(metrics['port'])}", "--web.enable-lifecycle"],
-                prometheus_pid_file(props), log_file=folder / "prometheus.log", wait=False)
-    return url
+    metrics = props["metrics"]
+    return prometheus.start(Path(props["run_dir"]) / "prometheus", props["host"], int(metrics["port"]),
+                            int(metrics["scrape_interval_s"]), prometheus_pid_file(props))
+
+
+def stop_started(props: dict) -> None:
+    """Stop what `create` started for these inputs (the head's session, Prometheus'), by their PID files."""
+    ray_ops.stop(head_pid_file(props))
+    procs.stop(prometheus_pid_file(props))
 
 
 def wait_prometheus(props: dict, timeout: float = 60) -> None:
@@ -121,8 +116,9 @@ class LocalServeProvider(ResourceProvider):
         except TimeoutError:
             adopted = False
         extra_env = dict(props.get("ray_env") or {})
-        if not adopted and (url := prometheus_url(props)):
-            report(f"local: Prometheus at {url} (scraping every Ray node every "
+        prometheus = None if adopted else prometheus_url(props)
+        if prometheus:
+            report(f"local: Prometheus at {prometheus} (scraping every Ray node every "
                    f"{int(props['metrics']['scrape_interval_s'])} s)")
             extra_env["RAY_PROMETHEUS_HOST"] = start_prometheus(props)  # the dashboard embeds its metrics
         if not adopted:
@@ -141,14 +137,13 @@ class LocalServeProvider(ResourceProvider):
                 extra_env=extra_env,
             )
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
-            if prometheus_url(props):
+            if prometheus:
                 wait_prometheus(props)
         try:
             outs = self._deploy(props)
         except Exception:
             if not adopted:
-                ray_ops.stop(head_pid_file(props))
-                procs.stop(prometheus_pid_file(props))
+                stop_started(props)
             raise
         return CreateResult(id_=f"local-ray-{props['host']}-{int(props['gcs_port'])}", outs=outs)
 
@@ -183,8 +178,7 @@ class LocalServeProvider(ResourceProvider):
         """Stop the head's session and Prometheus'. Serve is not shut down application by application
         first: nothing of it outlives Ray here, and that alone took 10-30 s."""
         start = time.monotonic()
-        ray_ops.stop(head_pid_file(props))
-        procs.stop(prometheus_pid_file(props))
+        stop_started(props)
         report(f"local: Serve and the Ray head stopped in {time.monotonic() - start:.1f} s")
 
 

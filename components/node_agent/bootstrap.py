@@ -189,18 +189,14 @@ def start_metrics(args) -> None:
     folder = Path(args.state_dir) / "prometheus"
     (folder / "data").mkdir(parents=True, exist_ok=True)
     if args.mode == "docker":
-        prometheus.write(folder, f"{prometheus.RAY_TEMP_DIR}/{prometheus.SD_FILE}", args.scrape_interval,
-                         seen_as=PROMETHEUS_CONFIG_MOUNT)
+        prometheus.write(folder, prometheus.RAY_SD_FILE, args.scrape_interval, seen_as=PROMETHEUS_CONFIG_MOUNT)
         if os.geteuid() == 0:
             os.chown(folder / "data", PROMETHEUS_UID, PROMETHEUS_UID)
         sh(["docker", "rm", "-f", PROMETHEUS_CONTAINER, GRAFANA_CONTAINER], check=False)
         sh(prometheus_docker(args, folder))
         sh(grafana_docker(args))
         return
-    config = prometheus.write(folder, f"{prometheus.RAY_TEMP_DIR}/{prometheus.SD_FILE}", args.scrape_interval)
-    procs.spawn([shutil.which("prometheus") or "prometheus", f"--config.file={config}",
-                 f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{args.prometheus_port}"],
-                prometheus_pid_file(args), log_file=folder / "prometheus.log", wait=False)
+    prometheus.start(folder, "127.0.0.1", args.prometheus_port, args.scrape_interval, prometheus_pid_file(args))
 
 
 def stop_metrics(args) -> None:

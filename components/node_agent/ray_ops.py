@@ -154,7 +154,7 @@ def ray_env(extra: dict | None = None) -> dict:
 
 def start_head(pid_file: str | Path, *, extra_env: dict | None = None, auth_mode: str = "token",
                redis_password: str | None = None, **head_kwargs) -> None:
-    """`ray start --head` with this interpreter's Ray, in a process group recorded in `pid_file`."""
+    """`ray start --head` with this interpreter's Ray, in a session of its own recorded in `pid_file`."""
     if auth_mode == "token":
         ensure_auth_token()
     env = ray_env({**auth_env(auth_mode), **(extra_env or {}),

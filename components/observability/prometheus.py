@@ -12,6 +12,7 @@ from typing import Optional
 
 SD_FILE = "prom_metrics_service_discovery.json"
 RAY_TEMP_DIR = "/tmp/ray"  # Ray's default temp dir, where the head writes SD_FILE
+RAY_SD_FILE = f"{RAY_TEMP_DIR}/{SD_FILE}"
 RULES_FILE = "rayserve-alerts.json"
 CONFIG_FILE = "prometheus.yml"
 JOB = "ray"
@@ -37,3 +38,20 @@ def write(folder, sd_file: str, scrape_interval_s: int, seen_as: Optional[str] =
     path = folder / CONFIG_FILE
     path.write_text(json.dumps(config(sd_file, f"{seen_as or folder}/{RULES_FILE}", scrape_interval_s), indent=1))
     return str(path)
+
+
+def start(folder, host: str, port: int, scrape_interval_s: int, pid_file: Path) -> str:
+    """Write the configuration into `folder` and start the `prometheus` on PATH (Debian's) listening on
+    host:port, in a session of its own recorded in `pid_file`; return its URL at once (not yet ready)."""
+    import shutil
+
+    from rayserve_pulumi.node_agent import procs
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("rayserve:metrics.enabled needs Prometheus on PATH (scripts/setup.sh installs Debian's)")
+    folder = Path(folder)
+    config_file = write(folder, RAY_SD_FILE, scrape_interval_s)
+    procs.spawn([binary, f"--config.file={config_file}", f"--storage.tsdb.path={folder / 'data'}",
+                 f"--web.listen-address={host}:{port}"], pid_file, log_file=folder / "prometheus.log", wait=False)
+    return f"http://{host}:{port}"

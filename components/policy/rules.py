@@ -3,13 +3,12 @@ violations; each stack check takes every resource as (type, name, props). `POLIC
 pulumi-policy Resource/StackValidationPolicy objects (mandatory unless listed as advisory)."""
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Iterable, Mapping
-
 import base64
 import binascii
 import gzip
 import json
+import re
+from typing import Any, Callable, Iterable, Mapping
 
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
@@ -29,34 +28,39 @@ SECRET_ON_COMMAND_LINE = re.compile(r"(?:^|\s)--?(requirepass|redis[-_]password|
 Resources = list[tuple[str, str, Props]]
 
 
-def _covers(from_port, to_port, protocol) -> list[int]:
+def _covers(from_port, to_port, protocol, ports: Iterable[int]) -> list[int]:
+    """Which of `ports` a rule's port range (and protocol) admits."""
     if str(protocol) in ("-1", "all"):
-        return sorted(RAY_PRIVATE_PORTS)
+        return sorted(ports)
     lo, hi = int(from_port or 0), int(to_port if to_port is not None else from_port or 0)
-    return [p for p in RAY_PRIVATE_PORTS if lo <= p <= hi]
+    return [p for p in sorted(ports) if lo <= p <= hi]
+
+
+def _ingress_rules(resource_type: str, props: Props) -> list[tuple[list[str], Any, Any, Any]]:
+    """(CIDRs, from port, to port, protocol) of every ingress rule a security-group resource declares, in
+    each of AWS' three shapes (a standalone VPC rule, an EC2 group rule, a group's inline rules)."""
+    if resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        rules = [([props.get("cidrIpv4"), props.get("cidrIpv6")], props.get("fromPort"), props.get("toPort"),
+                  props.get("ipProtocol"))]
+    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule" and props.get("type") == "ingress":
+        rules = [([*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])],
+                  props.get("fromPort"), props.get("toPort"), props.get("protocol"))]
+    elif resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        rules = [([*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])],
+                  rule.get("fromPort"), rule.get("toPort"), rule.get("protocol")) for rule in props.get("ingress") or []]
+    else:
+        return []
+    return [([c for c in cidrs if c], lo, hi, proto) for cidrs, lo, hi, proto in rules]
 
 
 def check_no_public_ray_ports(resource_type: str, props: Props) -> list[str]:
     """Dashboard, GCS and Ray client ports are never open to 0.0.0.0/0 (or ::/0)."""
-    rules: list[tuple[Iterable[str], Any, Any, Any]] = []
-    if resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
-        rules.append(([props.get("cidrIpv4"), props.get("cidrIpv6")], props.get("fromPort"), props.get("toPort"),
-                      props.get("ipProtocol")))
-    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule" and props.get("type") == "ingress":
-        rules.append(([*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])],
-                      props.get("fromPort"), props.get("toPort"), props.get("protocol")))
-    elif resource_type == "aws:ec2/securityGroup:SecurityGroup":
-        for rule in props.get("ingress") or []:
-            rules.append(([*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])],
-                          rule.get("fromPort"), rule.get("toPort"), rule.get("protocol")))
-    elif resource_type == "kubernetes:core/v1:Service" and (props.get("spec") or {}).get("type") == "LoadBalancer":
+    if resource_type == "kubernetes:core/v1:Service" and (props.get("spec") or {}).get("type") == "LoadBalancer":
         ports = [p.get("port") for p in (props["spec"].get("ports") or [])]
         return [f"LoadBalancer Service exposes Ray {RAY_PRIVATE_PORTS[p]} port {p}" for p in ports if p in RAY_PRIVATE_PORTS]
-    out = []
-    for cidrs, lo, hi, proto in rules:
-        if OPEN_CIDRS & {c for c in cidrs if c}:
-            out += [f"Ray {RAY_PRIVATE_PORTS[p]} port {p} is open to the internet" for p in _covers(lo, hi, proto)]
-    return out
+    return [f"Ray {RAY_PRIVATE_PORTS[p]} port {p} is open to the internet"
+            for cidrs, lo, hi, proto in _ingress_rules(resource_type, props) if OPEN_CIDRS & set(cidrs)
+            for p in _covers(lo, hi, proto, RAY_PRIVATE_PORTS)]
 
 
 def _load_balancers(resource_type: str, props: Props) -> list[tuple[str, dict, dict]]:
@@ -245,14 +249,8 @@ def check_eks_api_not_open(resource_type: str, props: Props) -> list[str]:
 
 def check_no_open_ingress(resource_type: str, props: Props) -> list[str]:
     """No security group admits the whole internet on any port (load balancers admit allowed_cidrs)."""
-    cidrs: list = []
-    if resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
-        cidrs = [props.get("cidrIpv4"), props.get("cidrIpv6")]
-    elif resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule" and props.get("type") == "ingress":
-        cidrs = [*(props.get("cidrBlocks") or []), *(props.get("ipv6CidrBlocks") or [])]
-    elif resource_type == "aws:ec2/securityGroup:SecurityGroup":
-        cidrs = [c for rule in props.get("ingress") or [] for c in (rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or [])]
-    return [f"ingress from {c} admits the whole internet" for c in cidrs if c in OPEN_CIDRS]
+    return [f"ingress from {c} admits the whole internet"
+            for cidrs, *_ in _ingress_rules(resource_type, props) for c in cidrs if c in OPEN_CIDRS]
 
 
 def check_no_public_instances(resource_type: str, props: Props) -> list[str]:
@@ -351,11 +349,10 @@ def check_monitoring_not_public(resource_type: str, props: Props) -> list[str]:
     elif resource_type == "kubernetes:core/v1:Service" and (props.get("spec") or {}).get("type") in ("LoadBalancer", "NodePort"):
         out += [f"a {props['spec']['type']} Service exposes {MONITORING_PORTS[p.get('port')]}"
                 for p in props["spec"].get("ports") or [] if p.get("port") in MONITORING_PORTS]
-    elif resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule" and props.get("cidrIpv4"):
-        lo, hi = int(props.get("fromPort") or 0), int(props.get("toPort") or props.get("fromPort") or 0)
-        every = str(props.get("ipProtocol")) in ("-1", "all")
-        out += [f"{props['cidrIpv4']} may reach {name} (port {port})" for port, name in MONITORING_PORTS.items()
-                if every or lo <= port <= hi]
+    else:
+        out += [f"{c} may reach {MONITORING_PORTS[port]} (port {port})"
+                for cidrs, lo, hi, proto in _ingress_rules(resource_type, props) for c in cidrs
+                for port in _covers(lo, hi, proto, MONITORING_PORTS)]
     return out
 
 
