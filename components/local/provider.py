@@ -188,6 +188,7 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
     on `settings.host` like every other listener; `run_dir` (absolute) keeps the head's PID file;
     `models_dir` (absolute) is where the text app finds models by name."""
     serve_config = {**serve_config, "http_options": {**(serve_config.get("http_options") or {}), "host": settings.host}}
+    metrics = metrics or MetricsSettings()
     return {
         "run_dir": run_dir,
         "ray_env": {**(ServeSettings().runtime_env() if serve_env is None else serve_env),
@@ -199,9 +200,8 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
         "num_gpus": settings.num_gpus,
         "deploy_timeout_s": settings.deploy_timeout_s,
         "auth_mode": settings.auth_mode,
-        "metrics": {"enabled": bool(metrics and metrics.enabled),
-                    "port": (metrics or MetricsSettings()).prometheus_port,
-                    "scrape_interval_s": (metrics or MetricsSettings()).scrape_interval_s},
+        "metrics": {"enabled": metrics.enabled, "port": metrics.prometheus_port,
+                    "scrape_interval_s": metrics.scrape_interval_s},
         "serve_config_json": json.dumps(serve_config, sort_keys=True),
     }
 
