@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 from bench import wrk
-from bench.common import free_port
+from bench.common import free_local_ports, free_port
 from bench.loadgen import run as python_load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
@@ -79,7 +79,7 @@ def measure(url: str, seconds: float, connections: int) -> dict:
 
 def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> dict:
     serve, env, overrides = variant
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
+    settings = LocalSettings(**free_local_ports(), num_cpus=4)
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port(), overrides=overrides))
     provider = LocalServeProvider()
     props = provider_inputs(settings, config, str(RUN_DIR / name), {**serve.runtime_env(), **env})

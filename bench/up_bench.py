@@ -6,11 +6,13 @@ calc) kept in .bench/ (ignored). Prints figures; asserts nothing.
 
 1. set-up with nothing to install (`bash scripts/setup.sh`);
 2. cold `up` (Ray start + deploy) to its return, and its parts as the command reports them (Ray head
-   start, every application RUNNING);
+   start, every application RUNNING), and how busy the machine's CPUs were meanwhile (/proc/stat: every
+   process, exited ones included);
 3. `up` with nothing changed;
 4. `up` after a user_config change: when the new answer first arrives (a 20 Hz poller on /fruit) and
    when the command returns, both from the command's start;
-5. `destroy`.
+5. `destroy`;
+6. the floor under every `up`: a bare interpreter importing `ray.serve.schema`, which validation needs (median of 3).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import free_port
+from bench.common import free_local_ports, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -40,12 +42,19 @@ def _answer(url: str):
         return None
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of every CPU since boot (/proc/stat): what a step left unused."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def main() -> None:
     WORK.mkdir(exist_ok=True)
     stack_file, state = WORK / "Pulumi.local.yaml", WORK / "state.json"
     state.unlink(missing_ok=True)
     values = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())["config"]
-    values["rayserve:local"] = {**values["rayserve:local"], "gcs_port": free_port(), "dashboard_port": free_port(),
+    values["rayserve:local"] = {**values["rayserve:local"], **free_local_ports(),
                                 "models_dir": str(ROOT / ".models")}
     values["rayserve:serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
     values["rayserve:metrics"] = {**values.get("rayserve:metrics", {}), "prometheus_port": free_port()}
@@ -75,7 +84,10 @@ def main() -> None:
     figures = {"setup_nothing_to_install_s": time.perf_counter() - start}
     write(3)
     try:
+        busy0, total0 = cpu_ticks()
         figures["cold_up_s"], out = run("up")
+        busy1, total1 = cpu_ticks()
+        figures["cold_up_cpu_busy_%"] = 100 * (busy1 - busy0) / (total1 - total0)
         figures.update({f"  of which {k}": v for k, v in reported.items()})
         figures["up_nothing_changed_s"], _ = run("up")
         write(7)
@@ -96,6 +108,12 @@ def main() -> None:
         figures["returned_after_new_answer_s"] = figures["up_user_config_returns_s"] - figures["up_user_config_new_answer_s"]
     finally:
         figures["destroy_s"], _ = run("destroy")
+    imports = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import ray.serve.schema"], check=True)
+        imports.append(time.perf_counter() - start)
+    figures["import_ray_serve_schema_s"] = sorted(imports)[1]
     for key, value in figures.items():
         print(f"{key:<32} {value:7.2f}")
 

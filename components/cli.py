@@ -70,7 +70,7 @@ def render_documents(values: dict, cfg, serve_config: dict, program_dir: Path) -
         docs.append(("SSM parameters (the auth token's value is generated at deploy)", params))
         docs.append(("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config))
     else:
-        from rayserve_pulumi.local.platform import LocalPlatformArgs
+        from rayserve_pulumi.local.args import LocalPlatformArgs
 
         props = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
         docs.append(("local Ray head", {k: v for k, v in props.items() if k != "serve_config_json"}))

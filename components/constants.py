@@ -28,6 +28,9 @@ RAY_METRICS_PORTS = {"metrics": METRICS_PORT, "as-metrics": 44217, "dash-metrics
 SERVE_PORT = 8000
 GCS_REDIS_PORT = 6380  # the Redis behind GCS fault tolerance on a VM head (6379 is the GCS itself)
 REDIS_PORT = 6379  # the Redis Service on Kubernetes (its own pod, so Redis' own default)
+# Ray's HAProxy ingress binds its stats page and Prometheus exporter on every interface (Ray's template): Ray's defaults.
+HAPROXY_STATS_PORT = 8404
+HAPROXY_METRICS_PORT = 9101
 PROMETHEUS_PORT = 9090  # Prometheus' default; the local platform's and a VM head's (127.0.0.1 there)
 GRAFANA_PORT = 3000  # Grafana's default; a VM head's (127.0.0.1) and the port-forwards' local port
 TLS_PORT = 443  # a load balancer's listener when it terminates TLS in front of Serve (EKS and VM)

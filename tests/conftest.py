@@ -7,7 +7,7 @@ import pytest
 
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import provider_inputs
-from tests.helpers import ROOT, free_port, local_head
+from tests.helpers import ROOT, free_local_ports, free_port, local_head
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def local_serve(tiny_models, tmp_path_factory):
     from tests.pulumi_harness import stack_values
 
     values = stack_values("local")
-    values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
+    values["local"] = {**values["local"], **free_local_ports()}
     values["serve"] = {**values["serve"], "http_port": free_port()}
     values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
     cfg, serve_config = validate_stack(values, ROOT)

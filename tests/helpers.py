@@ -6,10 +6,10 @@ from pathlib import Path
 
 import requests
 
-from bench.common import free_port
+from bench.common import free_local_ports, free_port
 from rayserve_pulumi.node_agent import ray_ops
 
-__all__ = ["REPORTS", "RESULTS", "free_port", "post", "ray_answers", "replica_pids", "under_load"]
+__all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_answers", "replica_pids", "under_load"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
@@ -21,7 +21,7 @@ def local_head(props: dict):
     """A local head created through the provider from `props`; deleted afterwards, and its sessions (Ray,
     Prometheus) stopped by their PID files whatever happened."""
     from rayserve_pulumi.local import LocalServeProvider
-    from rayserve_pulumi.local.provider import stop_started
+    from rayserve_pulumi.local.lifecycle import stop_started
 
     provider = LocalServeProvider()
     try:

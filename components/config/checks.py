@@ -38,7 +38,8 @@ def reserved_ports(cfg: StackConfig) -> dict[int, str]:
     """The ports Ray itself uses on the stack's platform."""
     if cfg.platform == "local":
         return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", CLIENT_PORT: "Ray client",
-                METRICS_PORT: "metrics"}
+                METRICS_PORT: "metrics", cfg.local.haproxy_stats_port: "HAProxy stats",
+                cfg.local.haproxy_metrics_port: "HAProxy metrics"}
     return dict(INTERNAL_PORTS)
 
 
@@ -109,9 +110,9 @@ def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     errors = serve_port_errors(serve_config, reserved_ports(cfg)) + actor_fit_errors(cfg, serve_config)
     if cfg.platform == "local":
         errors += [f"rayserve:local.{k}: {p} lies in Ray's worker port range {WORKER_PORTS.start}-"
-                   f"{WORKER_PORTS.stop - 1}" for k, p in (("gcs_port", cfg.local.gcs_port),
-                                                            ("dashboard_port", cfg.local.dashboard_port))
-                   if p in WORKER_PORTS]
+                   f"{WORKER_PORTS.stop - 1}" for k in ("gcs_port", "dashboard_port", "haproxy_stats_port",
+                                                        "haproxy_metrics_port")
+                   if (p := getattr(cfg.local, k)) in WORKER_PORTS]
     if cfg.platform == "eks":
         errors += eks_fit_errors(cfg)
     if cfg.platform == "vm":

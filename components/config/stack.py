@@ -16,9 +16,9 @@ from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
 from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.constants import (
-    DASHBOARD_PORT, GCS_PORT, GRAFANA_PORT, KUBE_PROMETHEUS_STACK_CHART, KUBE_PROMETHEUS_STACK_VERSION,
-    KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE, RAY_GPU_IMAGE, RAY_VERSION,
-    SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
+    DASHBOARD_PORT, GCS_PORT, GRAFANA_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT, KUBE_PROMETHEUS_STACK_CHART,
+    KUBE_PROMETHEUS_STACK_VERSION, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE,
+    RAY_GPU_IMAGE, RAY_VERSION, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
 )
 from rayserve_pulumi.registry import PLATFORMS
 
@@ -99,6 +99,10 @@ class LocalSettings(Strict):
                       "a non-loopback address needs auth_mode token")
     gcs_port: int = Field(GCS_PORT, ge=1, le=65535, description="Ray GCS port")
     dashboard_port: int = Field(DASHBOARD_PORT, ge=1, le=65535, description="dashboard and Serve REST API port")
+    haproxy_stats_port: int = Field(HAPROXY_STATS_PORT, ge=1024, le=65535, description="HAProxy ingress' stats page "
+                                    "(Ray binds it on every interface); two local stacks need different ports")
+    haproxy_metrics_port: int = Field(HAPROXY_METRICS_PORT, ge=1024, le=65535, description="HAProxy ingress' "
+                                      "Prometheus exporter (every interface, like the stats page)")
     num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
     num_gpus: int = Field(0, ge=0, le=64, description="GPUs Ray may schedule (0: Serve may not ask for any)")
     deploy_timeout_s: float = Field(300, gt=0, description="how long `up` waits for every app to be RUNNING")
@@ -120,8 +124,12 @@ class LocalSettings(Strict):
         if not ipaddress.ip_address(self.host).is_loopback and self.auth_mode != "token":
             raise ValueError(f"host {self.host} is reachable from other machines: auth_mode must be token (an "
                              "unauthenticated dashboard there runs anyone's code through the Jobs API)")
-        if self.gcs_port == self.dashboard_port:
-            raise ValueError(f"gcs_port and dashboard_port are both {self.gcs_port}; give each its own port")
+        ports: dict[int, str] = {}
+        for key in ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port"):
+            port = getattr(self, key)
+            if port in ports:
+                raise ValueError(f"{ports[port]} and {key} are both {port}; give each its own port")
+            ports[port] = key
         return self
 
 

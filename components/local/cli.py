@@ -46,46 +46,46 @@ def outputs(outs: dict) -> dict:
 def up(stack_file: Path, state: State, program_dir: Path) -> dict:
     from rayserve_pulumi.config.sources import read_stack_file
     from rayserve_pulumi.config.validate import validate_stack
-    from rayserve_pulumi.local.platform import LocalPlatformArgs
-    from rayserve_pulumi.local.provider import LocalServeProvider, report
+    from rayserve_pulumi.local.args import LocalPlatformArgs
+    from rayserve_pulumi.local.lifecycle import LocalServe, report
 
     cfg, serve_config = validate_stack(read_stack_file(stack_file), program_dir)
     news = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
-    provider, saved = LocalServeProvider(), state.load()
+    local, saved = LocalServe(), state.load()
     if saved is not None:  # refresh first, as `pulumi up --refresh` (scripts/up.sh) does
-        live = provider.read(saved["id"], saved["outs"])
+        live = local.read(saved["id"], saved["outs"])
         saved = {"id": live.id, "outs": live.outs} if live.id else None
         if saved is None:
             state.clear()
     if saved is None:
         report("local: creating")
-        result = provider.create(news)
+        result = local.create(news)
         state.save(result.id, result.outs)
         return outputs(result.outs)
-    diff = provider.diff(saved["id"], saved["outs"], news)
-    if not diff.changes:
+    changes, replaces = local.diff(saved["outs"], news)
+    if not changes:
         report("local: no changes")
         return outputs(saved["outs"])
-    if diff.replaces:
-        report(f"local: replacing the Ray head ({', '.join(diff.replaces)} changed)")
-        provider.delete(saved["id"], saved["outs"])
+    if replaces:
+        report(f"local: replacing the Ray head ({', '.join(replaces)} changed)")
+        local.delete(saved["outs"])
         state.clear()
-        result = provider.create(news)
+        result = local.create(news)
         state.save(result.id, result.outs)
         return outputs(result.outs)
     report("local: updating Serve in place")
-    outs = provider.update(saved["id"], saved["outs"], news).outs
+    outs = local.update(news)
     state.save(saved["id"], outs)
     return outputs(outs)
 
 
 def refresh(state: State) -> dict:
-    from rayserve_pulumi.local.provider import LocalServeProvider
+    from rayserve_pulumi.local.lifecycle import LocalServe
 
     saved = state.load()
     if saved is None:
         return {}
-    result = LocalServeProvider().read(saved["id"], saved["outs"])
+    result = LocalServe().read(saved["id"], saved["outs"])
     if not result.id:
         state.clear()
         return {"gone": True}
@@ -94,11 +94,11 @@ def refresh(state: State) -> dict:
 
 
 def destroy(state: State) -> dict:
-    from rayserve_pulumi.local.provider import LocalServeProvider
+    from rayserve_pulumi.local.lifecycle import LocalServe
 
     saved = state.load()
     if saved is not None:
-        LocalServeProvider().delete(saved["id"], saved["outs"])
+        LocalServe().delete(saved["outs"])
         state.clear()
     return {}
 

@@ -199,6 +199,15 @@ def http_ok(url: str, timeout: float = 2) -> bool:
         return False
 
 
+def serve_api_answers(dashboard_url: str, timeout: float = 5) -> bool:
+    """Whether a dashboard's Serve API answers right now (one request: a refused connection is False at once)."""
+    try:
+        _request("GET", dashboard_url.rstrip("/") + SERVE_API, timeout=timeout)
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
     """Wait until the dashboard's Serve API answers."""
     deadline = time.monotonic() + timeout
@@ -224,7 +233,9 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120) -> Non
     try:
         _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
     except urllib.error.HTTPError as exc:
-        raise ServeDeployError(f"Serve rejected the config: {exc.code} {exc.read().decode()[:2000]}") from exc
+        # the dashboard answers a traceback: its exception line is the cause, in one line
+        raise ServeDeployError(f"Serve rejected the config: {exc.code} "
+                               f"{failure_cause(exc.read().decode(errors='replace'))}") from exc
 
 
 def api_get(dashboard_url: str, path: str):
@@ -300,7 +311,7 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300,
             raise ServeDeployError("Serve could not deploy: " + " | ".join(failed))
         if all(s == "RUNNING" and replicas_ready(apps[n]) for n, s in states.items()):
             return apps
-        time.sleep(0.25)
+        time.sleep(0.1)  # a status read costs the dashboard about 10 ms
     summary = {n: (apps.get(n) or {}).get("status") for n in app_names}
     raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}")
 

@@ -166,6 +166,9 @@ STACK_CASES = [
     ("local", "serve.http_port", 15000, "serve config http_options.port: 15000 lies in Ray's worker port range"),
     ("local", "local.gcs_port", 8265, "rayserve:local: gcs_port and dashboard_port are both 8265"),
     ("local", "local.gcs_port", 12000, "rayserve:local.gcs_port: 12000 lies in Ray's worker port range"),
+    ("local", "local.haproxy_metrics_port", 8404, "rayserve:local: haproxy_stats_port and haproxy_metrics_port are both 8404"),
+    ("local", "local.haproxy_stats_port", 12000, "rayserve:local.haproxy_stats_port: 12000 lies in Ray's worker port range"),
+    ("local", "serve.http_port", 9101, "serve config http_options.port: 9101 collides with the Ray HAProxy metrics port"),
     ("local", "local.host", "localhost!", "rayserve:local.host:"),
     ("local", "local.host", "0.0.0.0.0", "rayserve:local.host:"),
     ("local", "local", {"host": "0.0.0.0", "auth_mode": "disabled"}, "rayserve:local: host 0.0.0.0 is reachable from other "

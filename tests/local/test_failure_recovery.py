@@ -17,7 +17,7 @@ import requests
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import REPORTS, free_port, local_head, replica_pids, under_load
+from tests.helpers import REPORTS, free_local_ports, free_port, local_head, replica_pids, under_load
 
 pytestmark = pytest.mark.ray
 CONNECTIONS = 16
@@ -26,7 +26,7 @@ RECOVERY_BOUND_S = 90  # every app answers correctly again within this, or the s
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=2)
+    settings = LocalSettings(**free_local_ports(), num_cpus=2)
     config = build_serve_config(ServeSettings(applications=["fruit", "calc"], http_port=free_port(), overrides={
         "fruit": {"FruitMarket": {"num_replicas": 2}, "MangoStand": {"num_replicas": 2}}}))
     with local_head(provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")))) as (provider, result):

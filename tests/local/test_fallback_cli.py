@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from rayserve_pulumi import cli as rayserve_cli
-from rayserve_pulumi.local.platform import RUN_DIR
+from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import free_port, post, replica_pids
+from tests.helpers import free_local_ports, free_port, post, replica_pids
 from tests.pulumi_harness import stack_values
 
 pytestmark = pytest.mark.ray
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.ray
 def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("fallback")
     values = stack_values("local")
-    values["local"] = {**values["local"], "gcs_port": free_port(), "dashboard_port": free_port()}
+    values["local"] = {**values["local"], **free_local_ports()}
     values["serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
     values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
     files = {"stack": base / "Pulumi.local.yaml", "state": base / "state.json", "values": values,

@@ -10,9 +10,9 @@ from pathlib import Path
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.local.lifecycle import head_pid_file
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import free_port, post, ray_answers
+from tests.helpers import free_local_ports, free_port, post, ray_answers
 
 pytestmark = pytest.mark.ray
 
@@ -22,21 +22,27 @@ def _haproxy_in(sid: int) -> list[int]:
     return [pid for pid in procs.members(sid) if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def test_haproxy_ingress_serves_and_is_stopped_with_ray(tmp_path):
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
-    config = build_serve_config(ServeSettings(applications=["calc"], http_port=free_port()))
-    provider, props = LocalServeProvider(), provider_inputs(settings, config, str(tmp_path),
-                                                            ServeSettings(proxy="haproxy").runtime_env())
+def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp_path):
+    """Two local heads with HAProxy at once (each with its own HAProxy stats and metrics ports, which Ray binds on
+    every interface: with Ray's fixed defaults the second HAProxy could not start), then one deleted alone."""
+    env = ServeSettings(proxy="haproxy").runtime_env()
+    provider, heads = LocalServeProvider(), []
+    for name in ("one", "two"):
+        config = build_serve_config(ServeSettings(applications=["calc"], http_port=free_port()))
+        heads.append(provider_inputs(LocalSettings(**free_local_ports(), num_cpus=2), config, str(tmp_path / name), env))
     try:
-        result = provider.create(props)
-        sid = procs.read(head_pid_file(props))["sid"]
+        one, two = (provider.create(props) for props in heads)
+        sid = procs.read(head_pid_file(heads[0]))["sid"]
         assert _haproxy_in(sid), "HAProxy ingress not running in the head's session"
-        assert post(result.outs["app_urls"]["calc"], ["MUL", 3]) == "15 pizzas please!"
-        provider.delete(result.id, result.outs)
+        for result in (one, two):
+            assert post(result.outs["app_urls"]["calc"], ["MUL", 3]) == "15 pizzas please!"
+        provider.delete(one.id, one.outs)
         assert procs.members(sid) == []  # Ray, Serve and HAProxy: the whole session, and only it
-        assert not head_pid_file(props).exists()
-        assert not ray_answers(result.outs["dashboard_url"])  # delete stopped Ray, and Serve with it
+        assert not head_pid_file(heads[0]).exists()
+        assert not ray_answers(one.outs["dashboard_url"])  # delete stopped Ray, and Serve with it
         with pytest.raises(requests.ConnectionError):
-            requests.post(result.outs["app_urls"]["calc"], json=["MUL", 1], timeout=5)
+            requests.post(one.outs["app_urls"]["calc"], json=["MUL", 1], timeout=5)
+        assert post(two.outs["app_urls"]["calc"], ["MUL", 2]) == "10 pizzas please!"  # the other stack: untouched
     finally:
-        ray_ops.stop(head_pid_file(props))
+        for props in heads:
+            ray_ops.stop(head_pid_file(props))

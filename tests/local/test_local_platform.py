@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from rayserve_pulumi.config.serve import serve_port
-from rayserve_pulumi.local.provider import head_pid_file
+from rayserve_pulumi.local.lifecycle import head_pid_file
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.conftest import with_override
 from tests.helpers import post, replica_pids

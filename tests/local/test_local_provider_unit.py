@@ -51,7 +51,7 @@ def test_progress_goes_to_pulumis_log_under_the_engine_and_to_stderr_otherwise(m
     import pulumi
     from pulumi.runtime import settings
 
-    from rayserve_pulumi.local.provider import report
+    from rayserve_pulumi.local.lifecycle import report
 
     logged = []
     monkeypatch.setattr(pulumi.log, "info", lambda message, *a, **k: logged.append(message))
@@ -61,3 +61,26 @@ def test_progress_goes_to_pulumis_log_under_the_engine_and_to_stderr_otherwise(m
     monkeypatch.setattr(settings, "get_engine", lambda: object())
     report("serve: calc RUNNING")
     assert logged == ["serve: calc RUNNING"] and capsys.readouterr().err == ""
+
+
+def test_the_no_cli_fallback_never_imports_pulumi(tmp_path):
+    """`up` through `python -m rayserve_pulumi.local.cli` loads every module of its path (validation with
+    Ray's schema included) and stops at a config error: Pulumi (0.13 s) is not among what it imported."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump({"applications": [
+        {"name": "fruit", "route_prefix": "fruit", "import_path": "rayserve_pulumi.serve_apps.fruit:app"}]}))
+    stack = tmp_path / "Pulumi.local.yaml"
+    stack.write_text(yaml.safe_dump({"config": {"rayserve:platform": "local",
+                                                "rayserve:serve": {"config_path": "serve.yaml"}}}))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "rayserve_pulumi.local.cli", "up", "--stack-file",
+                           str(stack), "--state", str(tmp_path / "state.json"), "--program-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 1 and len(errors) == 1 and "route_prefix" in errors[0], errors
+    assert {"ray.serve.schema", "rayserve_pulumi.local.lifecycle", "rayserve_pulumi.local.args"} <= imported
+    assert not {m for m in imported if m == "pulumi" or m.startswith("pulumi.")}

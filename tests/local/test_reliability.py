@@ -18,7 +18,7 @@ from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import REPORTS, free_port, local_head, post, replica_pids
+from tests.helpers import REPORTS, free_local_ports, free_port, local_head, post, replica_pids
 
 pytestmark = pytest.mark.ray
 SECONDS = float(os.environ.get("RELIABILITY_SECONDS", "10"))
@@ -36,7 +36,7 @@ def _settings(mango_replicas: int, price: int) -> ServeSettings:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
+    settings = LocalSettings(**free_local_ports(), num_cpus=4)
     props = provider_inputs(settings, build_serve_config(_settings(2, 3)), str(tmp_path_factory.mktemp("run")))
     with local_head(props) as (provider, result):
         yield {"provider": provider, "id": result.id, "outs": result.outs, "settings": settings,

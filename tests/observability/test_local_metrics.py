@@ -9,9 +9,9 @@ import requests
 
 from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import provider_inputs
-from rayserve_pulumi.local.provider import prometheus_pid_file
+from rayserve_pulumi.local.lifecycle import prometheus_pid_file
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import free_port, local_head, post
+from tests.helpers import free_local_ports, free_port, local_head, post
 
 pytestmark = [pytest.mark.ray,
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (scripts/setup.sh installs it)")]
@@ -40,7 +40,7 @@ def _wait(what: str, condition, timeout: float = 120):
 
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory):
-    settings = LocalSettings(gcs_port=free_port(), dashboard_port=free_port(), num_cpus=4)
+    settings = LocalSettings(**free_local_ports(), num_cpus=4)
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port(),
                                               overrides={"fruit": {"MangoStand": {"num_replicas": 2}}}))
     props = provider_inputs(settings, config, str(tmp_path_factory.mktemp("run")),
