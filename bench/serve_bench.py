@@ -14,7 +14,10 @@ For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk war
 with `--tried`, also what was tried and not kept:
   tried_user_code_on_loop  the default with user code on the replica's event loop (Serve's optimized default)
   tried_two_markets        the default with two FruitMarket replicas
-and for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
+  tried_actor_calls        the default with handle calls as Ray actor calls instead of gRPC
+  tried_haproxy_one_thread the default with one HAProxy thread instead of Ray's four
+and for every stack variant the CPU ms per request of each process of the head and of wrk during the measured
+run; for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
 generator of the reliability tests (bench/loadgen.py) is run against uvicorn too, to show why it is not
 used for throughput. Results go to .bench/serve_bench.json and .bench/serve_bench.png (ignored);
 `--publish` copies them to bench/results/ for the README.
@@ -30,14 +33,16 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
-from bench import wrk
+from bench import cpu, wrk
 from bench.common import free_local_ports, free_port
 from bench.loadgen import run as python_load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
+from rayserve_pulumi.local.lifecycle import head_pid_file
 from rayserve_pulumi.node_agent import procs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +59,8 @@ STACK_VARIANTS = {
 TRIED = {
     "tried_user_code_on_loop": (ServeSettings(), {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, {}),
     "tried_two_markets": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"num_replicas": 2}}}),
+    "tried_actor_calls": (ServeSettings(), {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"}, {}),
+    "tried_haproxy_one_thread": (ServeSettings(), {"RAY_SERVE_HAPROXY_NBTHREAD": "1"}, {}),
 }
 
 
@@ -72,9 +79,17 @@ def first_200(url: str, expect=None, timeout: float = 300) -> float:
     raise TimeoutError(f"{url} gave no 200 in {timeout} s")
 
 
-def measure(url: str, seconds: float, connections: int) -> dict:
+def measure(url: str, seconds: float, connections: int, session: Optional[int] = None) -> dict:
+    """A 3 s warm-up, then the measured wrk run; with the head's `session`, CPU ms per request of each of its
+    processes and of wrk during that run."""
     wrk.run(url, BODY, seconds=3, connections=connections)  # warm-up
-    return wrk.run(url, BODY, seconds=seconds, connections=connections)
+    if session is None:
+        return wrk.run(url, BODY, seconds=seconds, connections=connections)
+    before, wrk_before = cpu.session_ms(session), cpu.children_ms()
+    out = wrk.run(url, BODY, seconds=seconds, connections=connections)
+    after, wrk_after = cpu.session_ms(session), cpu.children_ms()
+    return {**out, "cpu_ms_per_request": {**cpu.per_request(before, after, out["requests"]),
+                                          "wrk": round((wrk_after - wrk_before) / out["requests"], 3)}}
 
 
 def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> dict:
@@ -88,7 +103,8 @@ def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> di
     try:
         url = result.outs["app_urls"]["fruit"]
         first_200(url)
-        out = {"cold_start_s": round(time.monotonic() - start, 2), **measure(url, seconds, connections)}
+        session = procs.read(head_pid_file(props))["sid"]
+        out = {"cold_start_s": round(time.monotonic() - start, 2), **measure(url, seconds, connections, session)}
         if name == "stack_default":
             changed = json.loads(props["serve_config_json"])
             mango = next(d for d in changed["applications"][0]["deployments"] if d["name"] == "MangoStand")

@@ -222,20 +222,36 @@ def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
 
 
-def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120) -> None:
-    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted). A shutdown still in
-    progress (applications DELETING after `delete_apps`) would swallow the new config, so wait it out."""
+def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_within: float = 5) -> None:
+    """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted). While Serve shuts down
+    (after `delete_apps`: applications DELETING, then a controller on its way out) a config sent is dropped
+    without an error, so: wait out DELETING, send, and send again until Serve lists every application the
+    config names (sending the same config twice is harmless: it is declarative)."""
+    names = {app["name"] for app in config.get("applications") or []}
     deadline = time.monotonic() + settle_timeout
-    while any(a.get("status") == "DELETING" for a in (status(dashboard_url).get("applications") or {}).values()):
-        if time.monotonic() > deadline:
-            raise ServeDeployError(f"Serve applications still DELETING after {settle_timeout:.0f} s; not deploying")
-        time.sleep(0.5)
-    try:
-        _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
-    except urllib.error.HTTPError as exc:
-        # the dashboard answers a traceback: its exception line is the cause, in one line
-        raise ServeDeployError(f"Serve rejected the config: {exc.code} "
-                               f"{failure_cause(exc.read().decode(errors='replace'))}") from exc
+    while True:
+        while any(a.get("status") == "DELETING" for a in _applications(dashboard_url).values()):
+            if time.monotonic() > deadline:
+                raise ServeDeployError(f"Serve applications still DELETING after {settle_timeout:.0f} s; not deploying")
+            time.sleep(0.5)
+        try:
+            _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
+        except urllib.error.HTTPError as exc:
+            # the dashboard answers a traceback: its exception line is the cause, in one line
+            raise ServeDeployError(f"Serve rejected the config: {exc.code} "
+                                   f"{failure_cause(exc.read().decode(errors='replace'))}") from exc
+        taken_by = min(deadline, time.monotonic() + taken_within)
+        while time.monotonic() < taken_by:
+            if names <= set(_applications(dashboard_url)):
+                return
+            time.sleep(0.2)
+        if time.monotonic() >= deadline:
+            raise ServeDeployError(f"Serve did not take the config within {settle_timeout:.0f} s (it lists none of "
+                                   f"{sorted(names - set(_applications(dashboard_url)))})")
+
+
+def _applications(dashboard_url: str) -> dict:
+    return status(dashboard_url).get("applications") or {}
 
 
 def api_get(dashboard_url: str, path: str):

@@ -1,6 +1,7 @@
 """ray_ops against a stand-in dashboard (a local HTTP server): what a refused deploy reports."""
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -18,12 +19,19 @@ RuntimeError: HAProxy crashed during startup: cannot bind socket (Address alread
 
 
 class _Dashboard(BaseHTTPRequestHandler):
-    def do_GET(self):  # Serve's details: nothing deployed, nothing DELETING
-        self._answer(200, b'{"applications": {}}')
+    """Serve's REST API as a script: `server.puts` answers to successive PUTs ("refuse": a 500 with a traceback
+    as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "take")."""
 
-    def do_PUT(self):  # the dashboard refusing the config, as Ray's does: a 500 with the traceback as its body
+    def do_GET(self):
+        apps = {"fruit": {"status": "DEPLOYING"}} if self.server.taken else {}
+        self._answer(200, json.dumps({"applications": apps}).encode())
+
+    def do_PUT(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        self._answer(500, TRACEBACK.encode())
+        what = self.server.puts.pop(0)
+        self.server.sent += 1
+        self.server.taken = what == "take"
+        self._answer(500, TRACEBACK.encode()) if what == "refuse" else self._answer(200, b"")
 
     def _answer(self, code: int, body: bytes) -> None:
         self.send_response(code)
@@ -36,20 +44,38 @@ class _Dashboard(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def dashboard():
+def dashboard(monkeypatch):
+    monkeypatch.setattr(ray_ops, "auth_token", lambda: None)
     server = HTTPServer(("127.0.0.1", 0), _Dashboard)
+    server.puts, server.sent, server.taken = [], 0, False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.shutdown()
     server.server_close()
 
 
-def test_a_refused_deploy_is_one_line_with_the_cause(dashboard, monkeypatch):
-    monkeypatch.setattr(ray_ops, "auth_token", lambda: None)
+CONFIG = {"applications": [{"name": "fruit", "import_path": "rayserve_pulumi.serve_apps.fruit:app"}]}
+
+
+def test_a_refused_deploy_is_one_line_with_the_cause(dashboard):
+    dashboard.puts = ["refuse"]
     with pytest.raises(ray_ops.ServeDeployError) as raised:
-        ray_ops.deploy(dashboard, {"applications": []})
+        ray_ops.deploy(dashboard.url, CONFIG)
     message = str(raised.value)
     assert "\n" not in message
     assert message == ("Serve rejected the config: 500 RuntimeError: HAProxy crashed during startup: cannot bind "
                        "socket (Address already in use) for [0.0.0.0:9101]")
+
+
+def test_a_config_dropped_by_a_serve_shutting_down_is_sent_again(dashboard):
+    dashboard.puts = ["drop", "drop", "take"]
+    ray_ops.deploy(dashboard.url, CONFIG, taken_within=0.3)
+    assert dashboard.sent == 3 and dashboard.taken
+
+
+def test_a_config_never_taken_fails_after_the_settle_timeout(dashboard):
+    dashboard.puts = ["drop"] * 20
+    with pytest.raises(ray_ops.ServeDeployError, match=r"did not take the config within 1 s .*\['fruit'\]"):
+        ray_ops.deploy(dashboard.url, CONFIG, settle_timeout=1, taken_within=0.3)

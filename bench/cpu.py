@@ -1,0 +1,50 @@
+"""Where the CPU goes under load: CPU time per request of every process in a head's session (/proc), and of
+wrk itself (getrusage of this process' children), so the README can say which process costs what."""
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+from rayserve_pulumi.node_agent import procs
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _label(pid: int) -> str:
+    """A process' name as `ps` shows it: Ray's `ray::<Actor>` title, else the executable's base name."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    first = argv[0].decode(errors="replace").strip()
+    if first.startswith("ray::"):
+        return first.split(".")[0]  # ray::ServeController.listen_for_change -> ray::ServeController
+    return os.path.basename(first.split()[0]) if first else "?"
+
+
+def session_ms(sid: int) -> dict[int, tuple[float, str]]:
+    """pid -> (user + system CPU ms so far, label) for every live process of session `sid`."""
+    out = {}
+    for pid in procs.members(sid):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rfind(")") + 2:].split()
+            out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, _label(pid))
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+    return out
+
+
+def children_ms() -> float:
+    """CPU ms used so far by this process' finished children (wrk runs as one)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def per_request(before: dict, after: dict, requests: int, top: int = 6) -> dict[str, float]:
+    """CPU ms per request by label (the `top` largest, the rest summed as `other`) between two samples."""
+    spent: dict[str, float] = {}
+    for pid, (ms, label) in after.items():
+        spent[label] = spent.get(label, 0.0) + ms - before.get(pid, (ms, label))[0]
+    ranked = sorted(spent.items(), key=lambda kv: -kv[1])
+    out = {label: round(ms / requests, 3) for label, ms in ranked[:top]}
+    out["other"] = round(sum(ms for _, ms in ranked[top:]) / requests, 3)
+    return out
