@@ -24,11 +24,10 @@ def session_ms(sid: int) -> dict[int, tuple[float, str]]:
     """pid -> (user + system CPU ms so far, label) for every live process of session `sid`."""
     out = {}
     for pid in procs.members(sid):
+        fields = procs.stat_fields(pid)  # utime, stime: proc(5)'s fields 14 and 15
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rfind(")") + 2:].split()
             out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, _label(pid))
-        except (OSError, IndexError):
+        except (OSError, TypeError):
             continue  # exited meanwhile
     return out
 

@@ -88,7 +88,7 @@ def status_lines(cfg, serve_config: dict) -> tuple[int, list[str]]:
             ray_ops.wait_dashboard(dash, timeout=2)
         except TimeoutError:
             return 1, [f"local: no Ray head answers at {dash} (run `bash scripts/up.sh`)"]
-        apps = ray_ops.status(dash).get("applications") or {}
+        apps = ray_ops.applications(dash)
         lines = [f"local: dashboard {dash}"]
         for name in [a["name"] for a in serve_config["applications"]] + sorted(set(apps) - {
                 a["name"] for a in serve_config["applications"]}):

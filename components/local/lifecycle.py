@@ -172,7 +172,7 @@ class LocalServe:
         except TimeoutError:
             report(f"local: the Ray head at {dash} is gone")
             return Applied("", {})
-        live = ray_ops.status(dash).get("applications") or {}
+        live = ray_ops.applications(dash)
         applied = json.loads(props.get("serve_config_json") or '{"applications": []}')
         wanted = {a["name"] for a in applied["applications"]}
         statuses = {name: app.get("status") for name, app in live.items()}

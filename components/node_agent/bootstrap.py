@@ -49,8 +49,7 @@ def sh(args: list[str], *, input_text: str | None = None, check: bool = True) ->
     """Run a command; a failure names the program (not its whole command line) with its redacted stderr."""
     proc = subprocess.run(args, input=input_text, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        name = " ".join([os.path.basename(args[0]), *args[1:2]])
-        raise RuntimeError(f"{name} failed ({proc.returncode}): {procs.redact(proc.stderr[-2000:])}")
+        raise RuntimeError(f"{procs.program(args)} failed ({proc.returncode}): {procs.redact(proc.stderr[-2000:])}")
     return proc.stdout
 
 
@@ -320,7 +319,7 @@ def deploy_if_changed(args, force: bool = False) -> str:
     config = read_config(args)
     dash = f"http://127.0.0.1:{args.dashboard_port}"
     applied = Path(args.state_dir) / APPLIED_FILE
-    running = ray_ops.status(dash).get("applications") or {}
+    running = ray_ops.applications(dash)
     current = applied.read_text().strip() if applied.exists() else ""
     digest = ray_ops.config_hash(config)
     names = [a.get("name") for a in config.get("applications") or [] if isinstance(a, dict)]

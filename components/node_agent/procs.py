@@ -30,6 +30,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return SECRET_FLAG.sub(lambda m: m.group(1) + "***", text)
 
 
+def program(args: list[str]) -> str:
+    """How errors name a command: its program and first argument, never the whole (secret-bearing) line."""
+    return " ".join([os.path.basename(args[0]), *args[1:2]])
+
+
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -37,14 +42,19 @@ def _boot_id() -> str:
         return ""
 
 
-def _stat(pid: int) -> Optional[tuple[str, int, int]]:
-    """(state, session id, start time in clock ticks) of a process, or None when it is gone."""
+def stat_fields(pid: int) -> Optional[list[str]]:
+    """The fields of /proc/<pid>/stat after "pid (comm) " (proc(5)'s field 3 is [0]), or None when it is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
-    return fields[0], int(fields[3]), int(fields[19])
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def _stat(pid: int) -> Optional[tuple[str, int, int]]:
+    """(state, session id, start time in clock ticks) of a process, or None when it is gone."""
+    fields = stat_fields(pid)
+    return (fields[0], int(fields[3]), int(fields[19])) if fields else None
 
 
 def members(sid: int) -> list[int]:
@@ -97,7 +107,7 @@ def spawn(args: list[str], pid_file: Path, *, env: Optional[dict] = None, log_fi
     finally:
         if log_file:
             out.close()
-    name = name or " ".join([os.path.basename(args[0]), *args[1:2]])
+    name = name or program(args)
     record(pid_file, proc.pid, name)
     if wait:
         try:

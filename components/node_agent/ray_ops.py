@@ -199,13 +199,18 @@ def http_ok(url: str, timeout: float = 2) -> bool:
         return False
 
 
-def serve_api_answers(dashboard_url: str, timeout: float = 5) -> bool:
-    """Whether a dashboard's Serve API answers right now (one request: a refused connection is False at once)."""
+def _serve_api_error(dashboard_url: str, timeout: float = 5) -> Exception | None:
+    """One GET of the dashboard's Serve API: None when it answers, else why not."""
     try:
         _request("GET", dashboard_url.rstrip("/") + SERVE_API, timeout=timeout)
-        return True
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return exc
+
+
+def serve_api_answers(dashboard_url: str, timeout: float = 5) -> bool:
+    """Whether a dashboard's Serve API answers right now (one request: a refused connection is False at once)."""
+    return _serve_api_error(dashboard_url, timeout) is None
 
 
 def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
@@ -213,12 +218,10 @@ def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        try:
-            _request("GET", dashboard_url.rstrip("/") + SERVE_API, timeout=5)
+        last = _serve_api_error(dashboard_url)
+        if last is None:
             return
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = exc
-            time.sleep(0.2)
+        time.sleep(0.2)
     raise TimeoutError(f"Ray dashboard at {dashboard_url} did not answer in {timeout}s: {last}")
 
 
@@ -230,7 +233,7 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_
     names = {app["name"] for app in config.get("applications") or []}
     deadline = time.monotonic() + settle_timeout
     while True:
-        while any(a.get("status") == "DELETING" for a in _applications(dashboard_url).values()):
+        while any(a.get("status") == "DELETING" for a in applications(dashboard_url).values()):
             if time.monotonic() > deadline:
                 raise ServeDeployError(f"Serve applications still DELETING after {settle_timeout:.0f} s; not deploying")
             time.sleep(0.5)
@@ -242,16 +245,12 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_
                                    f"{failure_cause(exc.read().decode(errors='replace'))}") from exc
         taken_by = min(deadline, time.monotonic() + taken_within)
         while time.monotonic() < taken_by:
-            if names <= set(_applications(dashboard_url)):
+            if names <= set(applications(dashboard_url)):
                 return
             time.sleep(0.2)
         if time.monotonic() >= deadline:
             raise ServeDeployError(f"Serve did not take the config within {settle_timeout:.0f} s (it lists none of "
-                                   f"{sorted(names - set(_applications(dashboard_url)))})")
-
-
-def _applications(dashboard_url: str) -> dict:
-    return status(dashboard_url).get("applications") or {}
+                                   f"{sorted(names - set(applications(dashboard_url)))})")
 
 
 def api_get(dashboard_url: str, path: str):
@@ -262,6 +261,11 @@ def api_get(dashboard_url: str, path: str):
 def status(dashboard_url: str) -> dict:
     """The Serve details document (applications, their status and deployments)."""
     return api_get(dashboard_url, SERVE_API) or {}
+
+
+def applications(dashboard_url: str) -> dict:
+    """Application name -> its details, from the Serve details document (empty when nothing is deployed)."""
+    return status(dashboard_url).get("applications") or {}
 
 
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*)$")
@@ -314,7 +318,7 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300,
     apps: dict = {}
     shown: dict[str, str] = {}
     while time.monotonic() < deadline:
-        apps = status(dashboard_url).get("applications") or {}
+        apps = applications(dashboard_url)
         states = {name: (apps.get(name) or {}).get("status") for name in app_names}
         if on_progress:
             for name in app_names:

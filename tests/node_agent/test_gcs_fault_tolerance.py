@@ -178,7 +178,7 @@ def test_a_lost_redis_loses_the_apps_until_the_sync_redeploys_them(tmp_path, mon
             head.stop_redis()
             shutil.rmtree(head.state / "redis")  # the volume's Redis data is gone
             head.restart_head()  # starts an empty Redis and a head that finds nothing to recover
-            seen["apps_after_head_restart"] = sorted(ray_ops.status(head.dash).get("applications") or {})
+            seen["apps_after_head_restart"] = sorted(ray_ops.applications(head.dash))
             # what the sync timer does within config_poll_seconds on a VM
             seen["sync"] = head.run("sync", *head.common, "--config-file", str(head.config_file)).strip()
 
