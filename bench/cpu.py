@@ -12,12 +12,26 @@ TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def _label(pid: int) -> str:
-    """A process' name as `ps` shows it: Ray's `ray::<Actor>` title, else the executable's base name."""
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    first = argv[0].decode(errors="replace").strip()
+    """A process' name: Ray's `ray::<Actor>` title; for Python, its script or module (`dashboard.py`,
+    `ray.util.client.server`, `python -c (multiprocessing.forkserver)`); else the executable's base name."""
+    argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    first = argv[0].strip() if argv else ""
     if first.startswith("ray::"):
         return first.split(".")[0]  # ray::ServeController.listen_for_change -> ray::ServeController
-    return os.path.basename(first.split()[0]) if first else "?"
+    if first.startswith("ray-dashboard-"):
+        return first.split(" ")[0]  # a dashboard module's process title
+    name = os.path.basename(first.split()[0]) if first else "?"
+    if name.startswith("python"):
+        rest = iter(argv[1:])
+        for arg in rest:
+            if arg == "-m":
+                return next(rest, name)
+            if arg == "-c":  # e.g. the dashboard's `from multiprocessing.forkserver import main; ...`
+                words = next(rest, "").split()
+                return f"python -c ({words[1]})" if len(words) > 1 and words[0] in ("from", "import") else "python -c"
+            if not arg.startswith("-"):
+                return os.path.basename(arg)
+    return name
 
 
 def session_ms(sid: int) -> dict[int, tuple[float, str]]:
@@ -36,6 +50,14 @@ def children_ms() -> float:
     """CPU ms used so far by this process' finished children (wrk runs as one)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def totals(sample: dict[int, tuple[float, str]], group=lambda label: label) -> dict[str, float]:
+    """CPU seconds by label (or by `group(label)`), largest first, from one `session_ms` sample."""
+    out: dict[str, float] = {}
+    for ms, label in sample.values():
+        out[group(label)] = out.get(group(label), 0.0) + ms / 1000
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def per_request(before: dict, after: dict, requests: int, top: int = 6) -> dict[str, float]:

@@ -6,11 +6,12 @@ calc) kept in .bench/ (ignored). Prints figures; asserts nothing.
 
 1. set-up with nothing to install (`bash scripts/setup.sh`);
 2. cold `up` (Ray start + deploy) to its return, and its parts as the command reports them (Ray head
-   start, every application RUNNING), and how busy the machine's CPUs were meanwhile (/proc/stat: every
-   process, exited ones included);
+   start, every application RUNNING), how busy the machine's CPUs were meanwhile (/proc/stat: every
+   process, exited ones included), and the CPU time each process of the head spent getting there;
 3. `up` with nothing changed;
 4. `up` after a user_config change: when the new answer first arrives (a 20 Hz poller on /fruit) and
-   when the command returns, both from the command's start;
+   when the command returns, both from the command's start; and the new answer once more with no verdict
+   recorded in the state (what the full validation costs: config.verdict reuses none then);
 5. `destroy`;
 6. the floor under every `up`: a bare interpreter importing `ray.serve.schema`, which validation needs (median of 3).
 """
@@ -27,7 +28,11 @@ from pathlib import Path
 
 import yaml
 
+from bench import cpu
 from bench.common import free_local_ports, free_port
+from rayserve_pulumi.config import parse_stack_config, read_stack_file
+from rayserve_pulumi.local.args import RUN_DIR
+from rayserve_pulumi.node_agent import procs
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -40,6 +45,14 @@ def _answer(url: str):
             return json.loads(resp.read())
     except OSError:
         return None
+
+
+def by_process(sample: dict) -> dict[str, float]:
+    """CPU seconds by process label, Serve's replicas on one line (each costs about the same: a Ray worker
+    importing Serve and its app)."""
+    replicas = sum(1 for _, label in sample.values() if label.startswith("ray::ServeReplica"))
+    return cpu.totals(sample, lambda label: f"ray::ServeReplica ({replicas} replicas)"
+                      if label.startswith("ray::ServeReplica") else label)
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -84,28 +97,39 @@ def main() -> None:
     figures = {"setup_nothing_to_install_s": time.perf_counter() - start}
     write(3)
     try:
-        busy0, total0 = cpu_ticks()
+        busy0, total0, command0 = *cpu_ticks(), cpu.children_ms()
         figures["cold_up_s"], out = run("up")
         busy1, total1 = cpu_ticks()
         figures["cold_up_cpu_busy_%"] = 100 * (busy1 - busy0) / (total1 - total0)
         figures.update({f"  of which {k}": v for k, v in reported.items()})
+        head = procs.read(WORK / RUN_DIR / parse_stack_config(read_stack_file(stack_file)).name / "ray-head.pid")
+        spent = {"the command (and `ray start`, which it waits for)": (cpu.children_ms() - command0) / 1000,
+                 **by_process(cpu.session_ms(head["sid"]))}
         figures["up_nothing_changed_s"], _ = run("up")
-        write(7)
-        url, seen = out["app_urls"]["fruit"], {}
+        url = out["app_urls"]["fruit"]
 
-        def poll(t0: float) -> None:
-            while time.perf_counter() - t0 < 120 and "new_answer_s" not in seen:
-                if _answer(url) == 7:
-                    seen["new_answer_s"] = time.perf_counter() - t0
-                time.sleep(0.05)
+        def change(price: int) -> tuple[float, float]:
+            """Write a new MangoStand price, run `up`: (seconds to the first new answer, to the command's return)."""
+            write(price)
+            seen: dict[str, float] = {}
 
-        t0 = time.perf_counter()
-        poller = threading.Thread(target=poll, args=(t0,))
-        poller.start()
-        figures["up_user_config_returns_s"], _ = run("up")
-        poller.join()
-        figures["up_user_config_new_answer_s"] = seen.get("new_answer_s", float("nan"))
+            def poll(t0: float) -> None:
+                while time.perf_counter() - t0 < 120 and "new_answer_s" not in seen:
+                    if _answer(url) == price:
+                        seen["new_answer_s"] = time.perf_counter() - t0
+                    time.sleep(0.05)
+
+            poller = threading.Thread(target=poll, args=(time.perf_counter(),))
+            poller.start()
+            returns, _ = run("up")
+            poller.join()
+            return seen.get("new_answer_s", float("nan")), returns
+
+        figures["up_user_config_new_answer_s"], figures["up_user_config_returns_s"] = change(7)
         figures["returned_after_new_answer_s"] = figures["up_user_config_returns_s"] - figures["up_user_config_new_answer_s"]
+        recorded = json.loads(state.read_text())
+        state.write_text(json.dumps({k: v for k, v in recorded.items() if k != "verdict"}))  # as a first `up` would
+        figures["same_without_a_recorded_verdict_s"], _ = change(8)
     finally:
         figures["destroy_s"], _ = run("destroy")
     imports = []
@@ -116,6 +140,10 @@ def main() -> None:
     figures["import_ray_serve_schema_s"] = sorted(imports)[1]
     for key, value in figures.items():
         print(f"{key:<32} {value:7.2f}")
+    print(f"\nCPU seconds of the cold up by process ({sum(spent.values()):.1f} s in all; processes that exited "
+          "meanwhile other than the command's own are not counted):")
+    for label, seconds in spent.items():
+        print(f"  {seconds:6.2f}  {label}")
 
 
 if __name__ == "__main__":

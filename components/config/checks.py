@@ -105,6 +105,12 @@ def ssm_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     return []
 
 
+def value_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
+    """The cross-checks that read the Serve config's values, user_config included (config.verdict runs them
+    again when only user_config values changed)."""
+    return ssm_errors(cfg, serve_config) if cfg.platform == "vm" else []
+
+
 def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     """Every cross-check that applies to the stack's platform."""
     errors = serve_port_errors(serve_config, reserved_ports(cfg)) + actor_fit_errors(cfg, serve_config)
@@ -115,6 +121,4 @@ def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
                    if (p := getattr(cfg.local, k)) in WORKER_PORTS]
     if cfg.platform == "eks":
         errors += eks_fit_errors(cfg)
-    if cfg.platform == "vm":
-        errors += ssm_errors(cfg, serve_config)
-    return errors
+    return errors + value_errors(cfg, serve_config)

@@ -138,15 +138,15 @@ def select_and_override(config: dict, settings: ServeSettings) -> dict:
                           f"(have {sorted(by_name)})")
             continue
         existing = {d.get("name"): d for d in app.setdefault("deployments", []) if isinstance(d, dict)}
-        in_code = set(app_deployments(app.get("import_path"))) if isinstance(app.get("import_path"), str) else set()
         for dep_name, override in deployments.items():
-            if dep_name not in existing and dep_name in in_code:
+            if dep_name not in existing:  # only then the code is imported (a listed deployment needs no Ray)
+                in_code = set(app_deployments(app["import_path"])) if isinstance(app.get("import_path"), str) else set()
+                if dep_name not in in_code:
+                    errors.append(f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no "
+                                  f"deployment {dep_name!r} (have {sorted(set(existing) | in_code)})")
+                    continue
                 existing[dep_name] = {"name": dep_name}
                 app["deployments"].append(existing[dep_name])
-            if dep_name not in existing:
-                errors.append(f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no "
-                              f"deployment {dep_name!r} (have {sorted(set(existing) | in_code)})")
-                continue
             merge_deployment(existing[dep_name], override.model_dump(exclude_none=True))
     if errors:
         raise ConfigError(*errors)
@@ -217,6 +217,13 @@ def _nonfinite(value: Any, path: str, errors: list[str]) -> None:
             _nonfinite(v, path + path_of([i], value), errors)
 
 
+def nonfinite_errors(config: dict) -> list[str]:
+    """Every NaN or infinity anywhere in the config (YAML's .nan, .inf), one line each."""
+    errors: list[str] = []
+    _nonfinite(config, "", errors)
+    return errors
+
+
 def _walk(value: dict, model: type, path: str, errors: list[str]) -> None:
     fields = model.model_fields
     names = set(fields) | {f.alias for f in fields.values() if f.alias}
@@ -243,8 +250,7 @@ def strict_errors(config: dict) -> list[str]:
     as numbers; and what Serve refuses only at deploy time: no applications, bad route prefixes."""
     from ray.serve.schema import ServeDeploySchema
 
-    errors: list[str] = []
-    _nonfinite(config, "", errors)
+    errors = nonfinite_errors(config)
     _walk(config, ServeDeploySchema, "", errors)
     apps = config.get("applications")
     if not isinstance(apps, list) or not apps:
@@ -257,6 +263,39 @@ def strict_errors(config: dict) -> list[str]:
             errors.append(f"{WHERE}applications{path_of([i], apps)}.route_prefix: {prefix!r} must start with '/', "
                           "not end with '/' (unless it is just '/'), and hold only URL path characters (no '{', '}', "
                           "spaces or '//')")
+    return errors
+
+
+def _json_value_error(value: Any, path: str) -> Optional[str]:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None  # a float's finiteness is nonfinite_errors'
+    if isinstance(value, list):
+        return next((e for i, v in enumerate(value) if (e := _json_value_error(v, f"{path}[{i}]"))), None)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{path}: key {k!r} is not a string; user_config is JSON, whose keys are strings (quote it)"
+            if (e := _json_value_error(v, f"{path}.{k}")) is not None:
+                return e
+        return None
+    return f"{path}: {value!r} ({type(value).__name__}) is not a JSON value; quote it to pass it as a string"
+
+
+def user_config_errors(config: dict) -> list[str]:
+    """Each deployment's user_config is null or a JSON object (string keys; strings, numbers, booleans, null,
+    lists and objects): what `reconfigure` receives. With nonfinite_errors, the whole rule for user_config
+    values (config.verdict applies just these two when only those values changed)."""
+    errors = []
+    apps = config.get("applications") if isinstance(config.get("applications"), list) else []
+    for i, app in enumerate(apps):
+        deployments = app.get("deployments") if isinstance(app, dict) and isinstance(app.get("deployments"), list) else []
+        for j, dep in enumerate(deployments):
+            if isinstance(dep, dict) and dep.get("user_config") is not None:
+                where = f"{WHERE}applications{path_of([i], apps)}.deployments{path_of([j], deployments)}.user_config"
+                if not isinstance(dep["user_config"], dict):
+                    errors.append(f"{where}: must be a mapping (or null), not {type(dep['user_config']).__name__}")
+                elif (why := _json_value_error(dep["user_config"], where)) is not None:
+                    errors.append(why)
     return errors
 
 
@@ -371,7 +410,7 @@ def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None)
     """Stack settings -> validated Serve config dict (raises ConfigError). `base_dir` anchors a relative
     `config_path` (the program passes its own directory)."""
     config = select_and_override(read_config_file(settings.config_path, base_dir), settings)
-    errors = strict_errors(config) + bundled_code_errors(config)
+    errors = strict_errors(config) + user_config_errors(config) + bundled_code_errors(config)
     if errors:
         raise ConfigError(*errors)
     return validate_schema(config)

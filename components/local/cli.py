@@ -6,7 +6,8 @@ the function the program uses, `read` what is live (as `pulumi up --refresh` doe
 or a Ray that is gone is noticed), then `diff` against the state: nothing, an update in place, or
 delete-then-create, as the diff says (a head setting replaces Ray; a Serve-only change redeploys in
 the same replica processes). refresh: `read` — a Ray that is gone leaves the state file; drift is
-recorded so the next `up` redeploys. The state file records what was applied (id, inputs, outputs).
+recorded so the next `up` redeploys. The state file records what was applied (id, inputs, outputs) and
+the validation verdict, which the next `up` reuses when only user_config values changed (config.verdict).
 """
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ class State:
     def load(self) -> Optional[dict]:
         return json.loads(self.path.read_text()) if self.path.exists() else None
 
-    def save(self, rid: str, outs: dict) -> None:
+    def save(self, rid: str, outs: dict, verdict: Optional[dict] = None) -> None:
+        """Record the resource; `verdict` (config.verdict's) replaces the recorded one, if given."""
+        verdict = verdict if verdict is not None else (self.load() or {}).get("verdict")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"id": rid, "outs": outs}, indent=2, sort_keys=True))
+        tmp.write_text(json.dumps({"id": rid, "outs": outs, **({"verdict": verdict} if verdict else {})},
+                                  indent=2, sort_keys=True))
         tmp.replace(self.path)
 
     def clear(self) -> None:
@@ -45,13 +49,15 @@ def outputs(outs: dict) -> dict:
 
 def up(stack_file: Path, state: State, program_dir: Path) -> dict:
     from rayserve_pulumi.config.sources import read_stack_file
-    from rayserve_pulumi.config.validate import validate_stack
+    from rayserve_pulumi.config.verdict import validate
     from rayserve_pulumi.local.args import LocalPlatformArgs
     from rayserve_pulumi.local.lifecycle import LocalServe, report
 
-    cfg, serve_config = validate_stack(read_stack_file(stack_file), program_dir)
+    saved = state.load()
+    # the last verdict is reused when only user_config values changed (config.verdict): no Ray import then
+    cfg, serve_config, verdict = validate(read_stack_file(stack_file), program_dir, (saved or {}).get("verdict"))
     news = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
-    local, saved = LocalServe(), state.load()
+    local = LocalServe()
     if saved is not None:  # refresh first, as `pulumi up --refresh` (scripts/up.sh) does
         live = local.read(saved["id"], saved["outs"])
         saved = {"id": live.id, "outs": live.outs} if live.id else None
@@ -60,22 +66,23 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
     if saved is None:
         report("local: creating")
         result = local.create(news)
-        state.save(result.id, result.outs)
+        state.save(result.id, result.outs, verdict)
         return outputs(result.outs)
     changes, replaces = local.diff(saved["outs"], news)
     if not changes:
         report("local: no changes")
+        state.save(saved["id"], saved["outs"], verdict)
         return outputs(saved["outs"])
     if replaces:
         report(f"local: replacing the Ray head ({', '.join(replaces)} changed)")
         local.delete(saved["outs"])
         state.clear()
         result = local.create(news)
-        state.save(result.id, result.outs)
+        state.save(result.id, result.outs, verdict)
         return outputs(result.outs)
     report("local: updating Serve in place")
     outs = local.update(news)
-    state.save(saved["id"], outs)
+    state.save(saved["id"], outs, verdict)
     return outputs(outs)
 
 

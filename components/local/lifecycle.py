@@ -139,6 +139,7 @@ class LocalServe:
                 num_gpus=int(props.get("num_gpus", 0)),
                 auth_mode=props.get("auth_mode", "token"),
                 extra_env=extra_env,
+                monitors=False,  # one machine: no node autoscaling, no driver to stream logs to
             )
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
             if prometheus:

@@ -114,11 +114,17 @@ def auth_env(mode: str) -> dict[str, str]:
 
 
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
-              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None) -> list[str]:
+              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None,
+              monitors: bool = True) -> list[str]:
     """Arguments after `ray` for a head node (shared by the local and the container start). A Redis
-    password is never among them: `ray_command` passes it through the environment."""
+    password is never among them: `ray_command` passes it through the environment. `monitors=False` starts
+    neither Ray's autoscaler monitor nor its log monitor: a one-machine head scales no nodes and has no
+    driver to stream logs to (they stay in the session's log files), and each is a Python process importing
+    Ray during a cold start (KubeRay passes `--no-monitor` too, when its sidecar autoscales)."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
             f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
+    if not monitors:
+        args += ["--no-monitor", "--include-log-monitor=False"]
     if node_ip:
         args.append(f"--node-ip-address={node_ip}")
     if num_cpus is not None:

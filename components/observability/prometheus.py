@@ -1,8 +1,8 @@
 """A Prometheus configuration for a Ray cluster. Standard library only (the VM node agent writes it).
 
 Ray's head keeps `prom_metrics_service_discovery.json` in its temp dir up to date with the metrics
-endpoint of every node (and of the dashboard and autoscaler), so one `file_sd_configs` entry scrapes
-every node, including workers that join later.
+endpoint of every node (and of the dashboard, and of the autoscaler where one runs: not on `local`), so
+one `file_sd_configs` entry scrapes every node, including workers that join later.
 """
 from __future__ import annotations
 

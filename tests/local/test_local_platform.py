@@ -105,3 +105,18 @@ def test_the_listeners_this_package_configures_follow_local_host(local_serve):
         assert listeners.get(port) == {"127.0.0.1"}, (what, port, listeners.get(port))
     others = {p: sorted(h) for p, h in listeners.items() if h != {"127.0.0.1"}}
     print(f"listeners Ray binds beyond local.host: {others}")  # printed for the README's honest list
+
+
+def test_the_local_head_runs_neither_autoscaler_nor_log_monitor(local_serve):
+    """`local` starts Ray without its autoscaler monitor and log monitor (nothing to scale, no driver to stream
+    to); the head's session holds Ray's core processes and Serve's, not those two."""
+    _, result = local_serve
+    sid = procs.read(head_pid_file(result.outs))["sid"]
+    commands = []
+    for pid in procs.members(sid):
+        try:
+            commands.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # exited meanwhile
+    assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands), commands
+    assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c], commands

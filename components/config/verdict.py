@@ -1,0 +1,119 @@
+"""Reusing a stack's validation verdict when only `user_config` values changed.
+
+A `user_config` change is the edit a running stack takes in place (Serve calls `reconfigure` on the live
+replicas), and validating it should not cost the second that importing Ray takes. The verdict of a full
+`validate_stack` is recorded with a fingerprint of everything that could change it: the stack's values and
+the resolved Serve config with every `user_config` value masked, the interpreter, the installed
+distributions, and the bytes of this package (its validators and the bundled apps). When the fingerprint
+matches, the earlier verdict holds for everything but the `user_config` values, and those get the checks
+the full validation gives them (`user_config_errors`, `nonfinite_errors`, and the stack checks that read
+values, `value_errors`). Anything else differs: the full validation runs. Ray's schema still sees every applied config: the dashboard validates a deploy before
+changing anything.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from rayserve_pulumi.config.checks import value_errors
+from rayserve_pulumi.config.errors import ConfigError
+from rayserve_pulumi.config.serve import (
+    apps_dir, nonfinite_errors, read_config_file, select_and_override, user_config_errors,
+)
+from rayserve_pulumi.config.sources import parse_stack_config
+from rayserve_pulumi.config.stack import StackConfig
+from rayserve_pulumi.config.validate import validate_stack
+
+MASK = "<user_config>"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # rayserve_pulumi: its validators
+
+
+def _deployments(config: dict):
+    for app in config.get("applications") or []:
+        for dep in (app.get("deployments") or []) if isinstance(app, dict) else []:
+            if isinstance(dep, dict):
+                yield app.get("name"), dep
+
+
+def masked_config(config: dict) -> dict:
+    """The Serve config with every deployment's user_config value replaced by a mask (the key stays)."""
+    out = copy.deepcopy(config)
+    for _, dep in _deployments(out):
+        if "user_config" in dep:
+            dep["user_config"] = MASK
+    return out
+
+
+def masked_values(values: dict) -> dict:
+    """Raw stack values with every `serve.overrides.<app>.<deployment>.user_config` value masked."""
+    out = copy.deepcopy(values)
+    for deployments in ((out.get("serve") or {}).get("overrides") or {}).values():
+        for override in deployments.values():
+            if "user_config" in override:
+                override["user_config"] = MASK
+    return out
+
+
+def code_digest(root: Path) -> str:
+    """sha256 over the path and bytes of every .py and .yaml file under `root`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def environment() -> tuple[str, tuple[str, ...], str]:
+    """The interpreter, every distribution installed in its site-packages (`name-version.dist-info`), and the
+    code of this package and of the bundled apps (a separate folder in a source checkout). Not sys.path:
+    it differs between callers (pytest's rootdir, the folders Ray adds on import)."""
+    sites = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    dists = sorted({name for site in sites if os.path.isdir(site)
+                    for name in os.listdir(site) if name.endswith((".dist-info", ".egg-info"))})
+    return sys.version, tuple(dists), ",".join(code_digest(root) for root in (PACKAGE_ROOT, apps_dir().resolve()))
+
+
+def fingerprint(values: dict, resolved: dict) -> str:
+    """What a verdict depends on, user_config values aside."""
+    doc = {"values": masked_values(values), "serve_config": masked_config(resolved), "environment": environment()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _resolved(cfg: StackConfig, program_dir: Optional[Path]) -> dict:
+    """The Serve config the stack asks for, before Ray's schema (what `build_serve_config` validates)."""
+    return select_and_override(read_config_file(cfg.serve.config_path, program_dir), cfg.serve)
+
+
+def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
+             saved: Optional[dict] = None) -> tuple[StackConfig, dict, dict]:
+    """`validate_stack`, reusing `saved` (a verdict this returned before) when only user_config values
+    changed. Returns (stack config, validated Serve config, the verdict to record)."""
+    cfg = parse_stack_config(values)
+    try:
+        resolved = _resolved(cfg, program_dir)
+    except ConfigError:
+        validate_stack(values, program_dir)  # the full validation: this error with every other of the stack
+        raise
+    mark = fingerprint(values, resolved)
+    if saved and saved.get("fingerprint") == mark:
+        errors = nonfinite_errors(resolved) + user_config_errors(resolved)
+        if errors:
+            raise ConfigError(*errors)
+        news = {(app, dep["name"]): dep["user_config"] for app, dep in _deployments(resolved) if "user_config" in dep}
+        serve_config = copy.deepcopy(saved["serve_config"])
+        for app, dep in _deployments(serve_config):
+            if (app, dep.get("name")) in news:
+                dep["user_config"] = news[(app, dep["name"])]
+        errors = value_errors(cfg, serve_config)
+        if errors:
+            raise ConfigError(*errors)
+    else:
+        cfg, serve_config = validate_stack(values, program_dir)
+    return cfg, serve_config, {"fingerprint": mark, "serve_config": serve_config}
