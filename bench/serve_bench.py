@@ -15,6 +15,7 @@ with `--tried`, also what was tried and not kept:
   tried_user_code_on_loop  the default with user code on the replica's event loop (Serve's optimized default)
   tried_two_markets        the default with two FruitMarket replicas
   tried_actor_calls        the default with handle calls as Ray actor calls instead of gRPC
+  tried_one_order_per_call the default with one handle call per order (FruitMarket user_config orders_per_call: 1)
   tried_haproxy_one_thread the default with one HAProxy thread instead of Ray's four
 and for every stack variant the CPU ms per request of each process of the head and of wrk during the measured
 run; for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
@@ -60,6 +61,7 @@ TRIED = {
     "tried_user_code_on_loop": (ServeSettings(), {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, {}),
     "tried_two_markets": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"num_replicas": 2}}}),
     "tried_actor_calls": (ServeSettings(), {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"}, {}),
+    "tried_one_order_per_call": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"user_config": {"orders_per_call": 1}}}}),
     "tried_haproxy_one_thread": (ServeSettings(), {"RAY_SERVE_HAPROXY_NBTHREAD": "1"}, {}),
 }
 

@@ -145,3 +145,21 @@ def test_bad_requests_get_a_clear_4xx(local_serve):
     # good requests still answer (the contract refuses only what is wrong)
     assert requests.post(urls[F], json=["mango", 0.5], timeout=30).json() == 1.5
     assert requests.post(urls[C], json=["add", -4], timeout=30).json() == "-1 pizzas please!"
+
+
+def test_concurrent_mixed_orders_each_get_their_own_price(local_serve):
+    """The market coalesces concurrent orders per stand (one handle call per stand and batch): 96 orders over
+    16 connections, every fruit and several amounts, each answered with its own stand's price × amount."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = local_serve[1].outs["app_urls"]["fruit"]
+    prices = {"MANGO": 3, "ORANGE": 2, "PEAR": 4}  # serve_config.yaml's user_config
+    orders = [(fruit, amount) for amount in (0, 1, 2.5, 7, 10, 1000, 3, 0.5) for fruit in prices] * 4
+
+    def order(body):
+        resp = requests.post(url, json=list(body), timeout=30)
+        return resp.status_code, resp.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(order, orders))
+    assert answers == [(200, prices[f] * a) for f, a in orders]
