@@ -1,6 +1,7 @@
 """Serving throughput with wrk (a C load generator), every variant in one run on this machine, loopback only.
 
   bash bench/setup.sh && .venv/bin/python -m bench.serve_bench [--seconds 10] [--connections 16] [--publish]
+  .venv/bin/python -m bench.serve_bench --only stack_default,tried_market_code_on_thread --repeat 3
 
 For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk warm-up, then wrk for
 `--seconds`; POST ["MANGO", 1]. Variants:
@@ -12,11 +13,12 @@ For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk war
   stack_haproxy            the local stack, HAProxy ingress, Serve's default settings
   stack_default            the local stack as shipped: HAProxy and Serve's throughput-optimized settings
 with `--tried`, also what was tried and not kept:
-  tried_user_code_on_loop  the default with user code on the replica's event loop (Serve's optimized default)
+  tried_user_code_on_loop  the default with every replica's user code on its event loop (Serve's optimized default)
+  tried_market_code_on_thread the default with the FruitMarket's user code on a thread of its own, as the others
   tried_two_markets        the default with two FruitMarket replicas
   tried_actor_calls        the default with handle calls as Ray actor calls instead of gRPC
   tried_one_order_per_call the default with one handle call per order (FruitMarket user_config orders_per_call: 1)
-  tried_haproxy_one_thread the default with one HAProxy thread instead of Ray's four
+  tried_haproxy_four_threads the default with Ray's four HAProxy threads instead of local.haproxy_threads' one
 and for every stack variant the CPU ms per request of each process of the head and of wrk during the measured
 run; for the default stack: a `user_config` change to the first new answer, and destroy. The Python load
 generator of the reliability tests (bench/loadgen.py) is run against uvicorn too, to show why it is not
@@ -51,7 +53,7 @@ OUT = ROOT / ".bench"
 RUN_DIR = OUT / "run"  # PID files of what the bench starts
 PUBLISHED = ROOT / "bench" / "results"
 BODY = ["MANGO", 1]
-# name -> (Serve settings, extra Ray environment, deployment overrides)
+# name -> (Serve settings, extra Ray environment, deployment overrides[, local settings])
 STACK_VARIANTS = {
     "stack_python_proxy": (ServeSettings(proxy="default", throughput_optimized=False), {}, {}),
     "stack_haproxy": (ServeSettings(proxy="haproxy", throughput_optimized=False), {}, {}),
@@ -59,10 +61,12 @@ STACK_VARIANTS = {
 }
 TRIED = {
     "tried_user_code_on_loop": (ServeSettings(), {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}, {}),
+    "tried_market_code_on_thread": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"ray_actor_options": {
+        "num_cpus": 0.1, "runtime_env": {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}}}}}}),
     "tried_two_markets": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"num_replicas": 2}}}),
     "tried_actor_calls": (ServeSettings(), {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"}, {}),
     "tried_one_order_per_call": (ServeSettings(), {}, {"fruit": {"FruitMarket": {"user_config": {"orders_per_call": 1}}}}),
-    "tried_haproxy_one_thread": (ServeSettings(), {"RAY_SERVE_HAPROXY_NBTHREAD": "1"}, {}),
+    "tried_haproxy_four_threads": (ServeSettings(), {}, {}, {"haproxy_threads": 4}),
 }
 
 
@@ -95,18 +99,19 @@ def measure(url: str, seconds: float, connections: int, session: Optional[int] =
 
 
 def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> dict:
-    serve, env, overrides = variant
-    settings = LocalSettings(**free_local_ports(), num_cpus=4)
+    serve, env, overrides, *local = variant
+    settings = LocalSettings(**free_local_ports(), num_cpus=4, **(local[0] if local else {}))
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port(), overrides=overrides))
     provider = LocalServeProvider()
     props = provider_inputs(settings, config, str(RUN_DIR / name), {**serve.runtime_env(), **env})
     start = time.monotonic()
     result = provider.create(props)
+    out: dict = {}
     try:
         url = result.outs["app_urls"]["fruit"]
         first_200(url)
         session = procs.read(head_pid_file(props))["sid"]
-        out = {"cold_start_s": round(time.monotonic() - start, 2), **measure(url, seconds, connections, session)}
+        out.update(cold_start_s=round(time.monotonic() - start, 2), **measure(url, seconds, connections, session))
         if name == "stack_default":
             changed = json.loads(props["serve_config_json"])
             mango = next(d for d in changed["applications"][0]["deployments"] if d["name"] == "MangoStand")
@@ -170,8 +175,22 @@ def main() -> dict:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--publish", action="store_true", help="copy the results to bench/results/ (README)")
     parser.add_argument("--tried", action="store_true", help="also the variants tried and not kept")
+    parser.add_argument("--only", help="comma-separated stack variants to run alone, alternating, --repeat times "
+                                       "(to tell a difference from this machine's noise); prints req/s, no ratios")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of --only")
     a = parser.parse_args()
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    if a.only:
+        variants = {**STACK_VARIANTS, **TRIED}
+        names = a.only.split(",")
+        if unknown := [n for n in names if n not in variants]:
+            parser.error(f"--only: unknown variant(s) {unknown}; use {', '.join(variants)}")
+        for round_ in range(1, a.repeat + 1):
+            for name in names:
+                r = stack_run(name, variants[name], a.seconds, a.connections)
+                print(f"round {round_} {name:<28} {r['rps']:>9} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms",
+                      flush=True)
+        return {}
     results = {"uvicorn": uvicorn_run(a.seconds, a.connections),
                "serve_run": serve_run("serve_run", "rayserve_pulumi.serve_apps.fruit:app", {}, a.seconds, a.connections),
                "one_deployment": serve_run("one_deployment", "bench.one_deployment:app", {}, a.seconds, a.connections),

@@ -103,6 +103,8 @@ class LocalSettings(Strict):
                                     "(Ray binds it on every interface); two local stacks need different ports")
     haproxy_metrics_port: int = Field(HAPROXY_METRICS_PORT, ge=1024, le=65535, description="HAProxy ingress' "
                                       "Prometheus exporter (every interface, like the stats page)")
+    haproxy_threads: int = Field(1, ge=1, le=64, description="threads of Ray's HAProxy ingress (Ray's default 4): on one "
+                                 "machine its cores serve the Python replicas better (README Performance)")
     num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
     num_gpus: int = Field(0, ge=0, le=64, description="GPUs Ray may schedule (0: Serve may not ask for any)")
     deploy_timeout_s: float = Field(300, gt=0, description="how long `up` waits for every app to be RUNNING")

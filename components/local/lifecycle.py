@@ -200,7 +200,8 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
     serve_env = ServeSettings().runtime_env() if serve_env is None else serve_env
     # HAProxy's two listeners on every interface: the stack's own ports, so two local heads can run at once
     haproxy = {"RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
-               "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port)}
+               "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+               "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
     return {
         "run_dir": run_dir,
         "ray_env": {**serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),

@@ -34,6 +34,9 @@ def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp
         one, two = (provider.create(props) for props in heads)
         sid = procs.read(head_pid_file(heads[0]))["sid"]
         assert _haproxy_in(sid), "HAProxy ingress not running in the head's session"
+        argv = Path(f"/proc/{_haproxy_in(sid)[0]}/cmdline").read_bytes().decode().split("\0")
+        config = Path(argv[argv.index("-f") + 1]).read_text()  # the config Ray rendered for it
+        assert "nbthread 1\n" in config, config  # local.haproxy_threads' default, not Ray's 4
         for result in (one, two):
             assert post(result.outs["app_urls"]["calc"], ["MUL", 3]) == "15 pizzas please!"
         provider.delete(one.id, one.outs)
