@@ -62,10 +62,8 @@ def totals(sample: dict[int, tuple[float, str]], group=lambda label: label) -> d
 
 def per_request(before: dict, after: dict, requests: int, top: int = 6) -> dict[str, float]:
     """CPU ms per request by label (the `top` largest, the rest summed as `other`) between two samples."""
-    spent: dict[str, float] = {}
-    for pid, (ms, label) in after.items():
-        spent[label] = spent.get(label, 0.0) + ms - before.get(pid, (ms, label))[0]
-    ranked = sorted(spent.items(), key=lambda kv: -kv[1])
-    out = {label: round(ms / requests, 3) for label, ms in ranked[:top]}
-    out["other"] = round(sum(ms for _, ms in ranked[top:]) / requests, 3)
+    ranked = list(totals({pid: (ms - before.get(pid, (ms, label))[0], label)
+                          for pid, (ms, label) in after.items()}).items())
+    out = {label: round(seconds * 1000 / requests, 3) for label, seconds in ranked[:top]}
+    out["other"] = round(sum(seconds for _, seconds in ranked[top:]) * 1000 / requests, 3)
     return out

@@ -406,14 +406,23 @@ def deployment_resources(config: dict) -> list[tuple[str, float, float]]:
     return out
 
 
-def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
-    """Stack settings -> validated Serve config dict (raises ConfigError). `base_dir` anchors a relative
-    `config_path` (the program passes its own directory)."""
-    config = select_and_override(read_config_file(settings.config_path, base_dir), settings)
+def resolve_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
+    """The Serve config the stack asks for (its file, its applications, its overrides), not yet validated.
+    `base_dir` anchors a relative `config_path` (the program passes its own directory)."""
+    return select_and_override(read_config_file(settings.config_path, base_dir), settings)
+
+
+def check_serve_config(config: dict) -> dict:
+    """A resolved Serve config -> the validated dict (raises ConfigError)."""
     errors = strict_errors(config) + user_config_errors(config) + bundled_code_errors(config)
     if errors:
         raise ConfigError(*errors)
     return validate_schema(config)
+
+
+def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
+    """Stack settings -> validated Serve config dict (raises ConfigError)."""
+    return check_serve_config(resolve_serve_config(settings, base_dir))
 
 
 def serve_port(config: dict) -> int:

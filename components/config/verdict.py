@@ -24,12 +24,10 @@ from typing import Any, Optional
 
 from rayserve_pulumi.config.checks import value_errors
 from rayserve_pulumi.config.errors import ConfigError
-from rayserve_pulumi.config.serve import (
-    apps_dir, nonfinite_errors, read_config_file, select_and_override, user_config_errors,
-)
+from rayserve_pulumi.config.serve import apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
 from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
-from rayserve_pulumi.config.validate import validate_stack
+from rayserve_pulumi.config.validate import validate_resolved
 
 MASK = "<user_config>"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # rayserve_pulumi: its validators
@@ -86,21 +84,12 @@ def fingerprint(values: dict, resolved: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
 
 
-def _resolved(cfg: StackConfig, program_dir: Optional[Path]) -> dict:
-    """The Serve config the stack asks for, before Ray's schema (what `build_serve_config` validates)."""
-    return select_and_override(read_config_file(cfg.serve.config_path, program_dir), cfg.serve)
-
-
 def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
              saved: Optional[dict] = None) -> tuple[StackConfig, dict, dict]:
     """`validate_stack`, reusing `saved` (a verdict this returned before) when only user_config values
     changed. Returns (stack config, validated Serve config, the verdict to record)."""
     cfg = parse_stack_config(values)
-    try:
-        resolved = _resolved(cfg, program_dir)
-    except ConfigError:
-        validate_stack(values, program_dir)  # the full validation: this error with every other of the stack
-        raise
+    resolved = resolve_serve_config(cfg.serve, program_dir)  # its errors are the full validation's first
     mark = fingerprint(values, resolved)
     if saved and saved.get("fingerprint") == mark:
         errors = nonfinite_errors(resolved) + user_config_errors(resolved)
@@ -115,5 +104,5 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
         if errors:
             raise ConfigError(*errors)
     else:
-        cfg, serve_config = validate_stack(values, program_dir)
+        serve_config = validate_resolved(cfg, resolved)
     return cfg, serve_config, {"fingerprint": mark, "serve_config": serve_config}

@@ -14,7 +14,7 @@ import yaml
 
 from rayserve_pulumi.config import ConfigError, verdict
 from rayserve_pulumi.config.serve import bundled_text
-from rayserve_pulumi.config.validate import validate_stack
+from rayserve_pulumi.config.validate import validate_resolved, validate_stack
 from tests.pulumi_harness import ROOT, stack_values, with_user_config
 
 LOCAL = stack_values("local")
@@ -29,7 +29,7 @@ def _outcome(call):
 
 def _refuse_full_validation(monkeypatch) -> None:
     """From here on config.verdict's full validation fails the test: what follows must take the reuse path."""
-    monkeypatch.setattr(verdict, "validate_stack", lambda *a, **k: pytest.fail("the full validation ran"))
+    monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: pytest.fail("the full validation ran"))
 
 
 def _with_uc(values: dict, user_config) -> dict:
@@ -110,7 +110,7 @@ def _set(values: dict, path: str, value) -> dict:
 def test_any_other_change_runs_the_full_validation(change, monkeypatch):
     _, _, saved = verdict.validate(with_user_config(LOCAL, 3))
     ran = []
-    monkeypatch.setattr(verdict, "validate_stack", lambda *a, **k: ran.append(1) or validate_stack(*a, **k))
+    monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
     verdict.validate(with_user_config(change(LOCAL), 4), saved=saved)
     assert ran == [1]
     verdict.validate(with_user_config(LOCAL, 4), saved=saved)  # the control: only the price changed
@@ -120,7 +120,7 @@ def test_any_other_change_runs_the_full_validation(change, monkeypatch):
 def test_another_environment_or_code_runs_the_full_validation(monkeypatch, tmp_path):
     _, _, saved = verdict.validate(with_user_config(LOCAL, 3))
     ran = []
-    monkeypatch.setattr(verdict, "validate_stack", lambda *a, **k: ran.append(1) or validate_stack(*a, **k))
+    monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
     version, dists, code = verdict.environment()
     monkeypatch.setattr(verdict, "environment", lambda: (version, dists, "another code"))
     verdict.validate(with_user_config(LOCAL, 4), saved=saved)

@@ -10,7 +10,7 @@ import pytest
 
 from rayserve_pulumi.aws.image import IMAGE_PATHS, image_files, package_dir
 from rayserve_pulumi.config import ServeSettings
-from rayserve_pulumi.config.serve import build_serve_config, bundled_text, read_config_file, select_and_override
+from rayserve_pulumi.config.serve import build_serve_config, bundled_text, resolve_serve_config
 
 DOCKERFILE = bundled_text("Dockerfile")
 
@@ -60,7 +60,7 @@ def test_config_lists_three_apps_with_user_configs():
 
 def test_override_to_autoscaling_drops_the_fixed_replica_count():
     settings = ServeSettings(overrides={"fruit": {"FruitMarket": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}}}})
-    market = select_and_override(read_config_file(settings.config_path), settings)["applications"][0]["deployments"][0]
+    market = resolve_serve_config(settings)["applications"][0]["deployments"][0]
     assert "num_replicas" not in market and market["autoscaling_config"]["max_replicas"] == 4
 
 
