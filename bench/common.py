@@ -1,20 +1,46 @@
 """Helpers shared by the benchmarks and the tests (neither is installed)."""
 from __future__ import annotations
 
+import random
 import socket
+
+from rayserve_pulumi.config import LocalSettings
+from rayserve_pulumi.config.checks import ray_port_ranges
+
+# Where the ports given to tests and benches come from: below the kernel's ephemeral range (every port-0 bind
+# and outgoing connection of Ray's processes takes one from there, so a port found free there can be taken
+# before the head binds it: a HAProxy that then cannot bind fails a deploy) and outside the ranges Ray binds
+# from (worker ports; direct-ingress replica ports).
+PORTS = range(20000, 30000)
+_given: set[int] = set()  # never the same port twice in one process
+
+
+def _ephemeral() -> range:
+    try:
+        low, high = map(int, open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        return range(low, high + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux' default
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-LOCAL_PORT_KEYS = ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port")
+    """A TCP port nothing listens on (on any interface: HAProxy binds `*`), outside the ranges the kernel and
+    Ray hand out, and not given before by this process."""
+    taken = [_ephemeral(), *ray_port_ranges().values()]
+    candidates = [p for p in PORTS if p not in _given and not any(p in r for r in taken)]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def free_local_ports() -> dict[str, int]:
     """Free ports for every listener of a local head (LocalSettings' port keys): a head started by a test
     or a bench never meets the one your stack runs."""
-    return {key: free_port() for key in LOCAL_PORT_KEYS}
+    return {key: free_port() for key in LocalSettings.PORT_KEYS}

@@ -31,6 +31,9 @@ REDIS_PORT = 6379  # the Redis Service on Kubernetes (its own pod, so Redis' own
 # Ray's HAProxy ingress binds its stats page and Prometheus exporter on every interface (Ray's template): Ray's defaults.
 HAPROXY_STATS_PORT = 8404
 HAPROXY_METRICS_PORT = 9101
+# Serve's fallback proxy beside HAProxy (HAProxy's backup server; the gRPC one only with gRPC on): Ray's defaults.
+FALLBACK_PROXY_PORT = 8500
+FALLBACK_PROXY_GRPC_PORT = 9500
 PROMETHEUS_PORT = 9090  # Prometheus' default; the local platform's and a VM head's (127.0.0.1 there)
 GRAFANA_PORT = 3000  # Grafana's default; a VM head's (127.0.0.1) and the port-forwards' local port
 TLS_PORT = 443  # a load balancer's listener when it terminates TLS in front of Serve (EKS and VM)
@@ -58,3 +61,7 @@ SERVE_THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_US
 
 # Ray's default port range for worker processes (`ray start --min-worker-port/--max-worker-port`).
 WORKER_PORTS = range(10002, 20000)
+# Serve's direct ingress (on under the HAProxy ingress and under throughput-optimized Serve): each replica binds
+# an HTTP and a gRPC port from these ranges (Ray's RAY_SERVE_DIRECT_INGRESS_{MIN,MAX}_{HTTP,GRPC}_PORT, inclusive).
+DIRECT_INGRESS_HTTP_PORTS = range(30000, 31001)
+DIRECT_INGRESS_GRPC_PORTS = range(40000, 41001)

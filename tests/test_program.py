@@ -63,6 +63,7 @@ def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
         assert flags in script and script.count("--serve-env") == len(env)
     values = {**stack_values("local"), "serve": serve}
     haproxy = {"RAY_SERVE_HAPROXY_STATS_PORT": "8404", "RAY_SERVE_HAPROXY_METRICS_PORT": "9101",
+               "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8500", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "9500",
                "RAY_SERVE_HAPROXY_NBTHREAD": "1"} if env else {}
     assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
         **env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models")}

@@ -13,11 +13,31 @@ from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
 from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
 from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
-from rayserve_pulumi.constants import CLIENT_PORT, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS
+from rayserve_pulumi.constants import (
+    CLIENT_PORT, DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS,
+)
 
 
-def serve_port_errors(serve_config: dict, reserved: dict[int, str]) -> list[str]:
-    """Serve's HTTP and gRPC ports against each other, the platform's `reserved` ports and Ray's worker ports."""
+def ray_port_ranges(direct_ingress: bool = True) -> dict[str, range]:
+    """The port ranges Ray's own processes bind from, by name: a listener of ours in one fails some day."""
+    ranges = {"Ray's worker port range": WORKER_PORTS}
+    if direct_ingress:
+        ranges["Serve's direct-ingress replica HTTP ports"] = DIRECT_INGRESS_HTTP_PORTS
+        ranges["Serve's direct-ingress replica gRPC ports"] = DIRECT_INGRESS_GRPC_PORTS
+    return ranges
+
+
+def range_error(where: str, port: int, ranges: dict[str, range]) -> Optional[str]:
+    """`where: port lies in <range>` for the first of `ranges` that holds `port`."""
+    for name, ports in ranges.items():
+        if port in ports:
+            return f"{where}: {port} lies in {name} {ports.start}-{ports.stop - 1}; use a port outside it"
+    return None
+
+
+def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingress: bool = True) -> list[str]:
+    """Serve's HTTP and gRPC ports against each other, the platform's `reserved` ports and the ranges Ray binds
+    from (direct ingress' counted unless the caller knows it is off)."""
     errors = []
     ports = {"http_options.port": serve_port(serve_config)}
     if (grpc := grpc_port(serve_config)) is not None:
@@ -28,9 +48,8 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str]) -> list[str]
         if port in reserved:
             errors.append(f"serve config {key}: {port} collides with the Ray {reserved[port]} port; use a port other "
                           f"than {sorted(reserved)}")
-        elif port in WORKER_PORTS:
-            errors.append(f"serve config {key}: {port} lies in Ray's worker port range {WORKER_PORTS.start}-"
-                          f"{WORKER_PORTS.stop - 1}; use a port outside it (Serve's default is 8000)")
+        elif error := range_error(f"serve config {key}", port, ray_port_ranges(direct_ingress)):
+            errors.append(error + " (Serve's default is 8000)")
     return errors
 
 
@@ -39,7 +58,8 @@ def reserved_ports(cfg: StackConfig) -> dict[int, str]:
     if cfg.platform == "local":
         return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", CLIENT_PORT: "Ray client",
                 METRICS_PORT: "metrics", cfg.local.haproxy_stats_port: "HAProxy stats",
-                cfg.local.haproxy_metrics_port: "HAProxy metrics"}
+                cfg.local.haproxy_metrics_port: "HAProxy metrics", cfg.local.fallback_proxy_port: "Serve fallback proxy",
+                cfg.local.fallback_proxy_grpc_port: "Serve fallback proxy gRPC"}
     return dict(INTERNAL_PORTS)
 
 
@@ -113,12 +133,14 @@ def value_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
 
 def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     """Every cross-check that applies to the stack's platform."""
-    errors = serve_port_errors(serve_config, reserved_ports(cfg)) + actor_fit_errors(cfg, serve_config)
+    direct_ingress = cfg.serve.direct_ingress
+    errors = (serve_port_errors(serve_config, reserved_ports(cfg), direct_ingress)
+              + actor_fit_errors(cfg, serve_config))
     if cfg.platform == "local":
-        errors += [f"rayserve:local.{k}: {p} lies in Ray's worker port range {WORKER_PORTS.start}-"
-                   f"{WORKER_PORTS.stop - 1}" for k in ("gcs_port", "dashboard_port", "haproxy_stats_port",
-                                                        "haproxy_metrics_port")
-                   if (p := getattr(cfg.local, k)) in WORKER_PORTS]
+        listeners = [(f"rayserve:local.{k}", getattr(cfg.local, k)) for k in cfg.local.PORT_KEYS]
+        if cfg.metrics.enabled:
+            listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
+        errors += [e for where, port in listeners if (e := range_error(where, port, ray_port_ranges(direct_ingress)))]
     if cfg.platform == "eks":
         errors += eks_fit_errors(cfg)
     return errors + value_errors(cfg, serve_config)

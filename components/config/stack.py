@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,7 +16,7 @@ from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
 from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.constants import (
-    DASHBOARD_PORT, GCS_PORT, GRAFANA_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT, KUBE_PROMETHEUS_STACK_CHART,
+    DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, GRAFANA_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT, KUBE_PROMETHEUS_STACK_CHART,
     KUBE_PROMETHEUS_STACK_VERSION, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE,
     RAY_GPU_IMAGE, RAY_VERSION, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
 )
@@ -80,6 +80,12 @@ class ServeSettings(Strict):
     throughput_optimized: bool = Field(True, description="Serve's throughput-optimized settings (gRPC between "
                                        "deployments, direct ingress); user code keeps its own thread")
 
+    @property
+    def direct_ingress(self) -> bool:
+        """Replicas bind ports of their own (constants.DIRECT_INGRESS_*): Ray turns direct ingress on under
+        either setting."""
+        return self.proxy == "haproxy" or self.throughput_optimized
+
     def runtime_env(self) -> dict[str, str]:
         """Environment of every Ray process that carries these choices (the one place they turn into env)."""
         return {**SERVE_PROXY_ENV[self.proxy], **(SERVE_THROUGHPUT_ENV if self.throughput_optimized else {})}
@@ -103,6 +109,11 @@ class LocalSettings(Strict):
                                     "(Ray binds it on every interface); two local stacks need different ports")
     haproxy_metrics_port: int = Field(HAPROXY_METRICS_PORT, ge=1024, le=65535, description="HAProxy ingress' "
                                       "Prometheus exporter (every interface, like the stats page)")
+    fallback_proxy_port: int = Field(FALLBACK_PROXY_PORT, ge=1024, le=65535, description="HTTP port of Serve's "
+                                     "fallback proxy, HAProxy's backup server; two local stacks need different ports "
+                                     "(with one port, one stack's HAProxy could fall back to the other's apps)")
+    fallback_proxy_grpc_port: int = Field(FALLBACK_PROXY_GRPC_PORT, ge=1024, le=65535, description="its gRPC port "
+                                          "(bound only when the Serve config turns gRPC on)")
     haproxy_threads: int = Field(1, ge=1, le=64, description="threads of Ray's HAProxy ingress (Ray's default 4): on one "
                                  "machine its cores serve the Python replicas better (README Performance)")
     num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
@@ -111,6 +122,10 @@ class LocalSettings(Strict):
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
     models_dir: str = Field(".models", min_length=1, description="folder of model directories the text app may load "
                             "by name (relative to the program's directory; set-up generates tiny-t5 there)")
+
+    # every port this machine's Ray head listens on by the stack's choice
+    PORT_KEYS: ClassVar[tuple[str, ...]] = ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
+                                            "fallback_proxy_port", "fallback_proxy_grpc_port")
 
     @field_validator("host")
     @classmethod
@@ -127,7 +142,7 @@ class LocalSettings(Strict):
             raise ValueError(f"host {self.host} is reachable from other machines: auth_mode must be token (an "
                              "unauthenticated dashboard there runs anyone's code through the Jobs API)")
         ports: dict[int, str] = {}
-        for key in ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port"):
+        for key in self.PORT_KEYS:
             port = getattr(self, key)
             if port in ports:
                 raise ValueError(f"{ports[port]} and {key} are both {port}; give each its own port")

@@ -198,9 +198,12 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
     serve_config = {**serve_config, "http_options": {**(serve_config.get("http_options") or {}), "host": settings.host}}
     metrics = metrics or MetricsSettings()
     serve_env = ServeSettings().runtime_env() if serve_env is None else serve_env
-    # HAProxy's two listeners on every interface: the stack's own ports, so two local heads can run at once
+    # HAProxy's two listeners on every interface and its fallback proxy: the stack's own ports, so two local
+    # heads can run at once (and neither's HAProxy falls back to the other's proxy)
     haproxy = {"RAY_SERVE_HAPROXY_STATS_PORT": str(settings.haproxy_stats_port),
                "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
+               "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_port),
+               "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
                "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
     return {
         "run_dir": run_dir,

