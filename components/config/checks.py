@@ -14,7 +14,7 @@ from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
 from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS,
+    DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS,
 )
 
 
@@ -56,8 +56,8 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
 def reserved_ports(cfg: StackConfig) -> dict[int, str]:
     """The ports Ray itself uses on the stack's platform."""
     if cfg.platform == "local":
-        return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", CLIENT_PORT: "Ray client",
-                METRICS_PORT: "metrics", cfg.local.haproxy_stats_port: "HAProxy stats",
+        return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", METRICS_PORT: "metrics",
+                **({cfg.local.ray_client_port: "Ray client"} if cfg.local.ray_client_port is not None else {}), cfg.local.haproxy_stats_port: "HAProxy stats",
                 cfg.local.haproxy_metrics_port: "HAProxy metrics", cfg.local.fallback_proxy_port: "Serve fallback proxy",
                 cfg.local.fallback_proxy_grpc_port: "Serve fallback proxy gRPC"}
     return dict(INTERNAL_PORTS)
@@ -137,7 +137,7 @@ def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     errors = (serve_port_errors(serve_config, reserved_ports(cfg), direct_ingress)
               + actor_fit_errors(cfg, serve_config))
     if cfg.platform == "local":
-        listeners = [(f"rayserve:local.{k}", getattr(cfg.local, k)) for k in cfg.local.PORT_KEYS]
+        listeners = [(f"rayserve:local.{key}", port) for key, port in cfg.local.listening_ports().items()]
         if cfg.metrics.enabled:
             listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
         errors += [e for where, port in listeners if (e := range_error(where, port, ray_port_ranges(direct_ingress)))]

@@ -114,6 +114,8 @@ class LocalSettings(Strict):
                                      "(with one port, one stack's HAProxy could fall back to the other's apps)")
     fallback_proxy_grpc_port: int = Field(FALLBACK_PROXY_GRPC_PORT, ge=1024, le=65535, description="its gRPC port "
                                           "(bound only when the Serve config turns gRPC on)")
+    ray_client_port: Optional[int] = Field(None, ge=1024, le=65535, description="the Ray Client server's port "
+                                           "(ray://); unset: no Ray Client server (nothing of the stack uses it)")
     haproxy_threads: int = Field(1, ge=1, le=64, description="threads of Ray's HAProxy ingress (Ray's default 4): on one "
                                  "machine its cores serve the Python replicas better (README Performance)")
     num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule")
@@ -123,9 +125,14 @@ class LocalSettings(Strict):
     models_dir: str = Field(".models", min_length=1, description="folder of model directories the text app may load "
                             "by name (relative to the program's directory; set-up generates tiny-t5 there)")
 
-    # every port this machine's Ray head listens on by the stack's choice
+    # the ports this machine's Ray head always listens on by the stack's choice (ray_client_port: when set)
     PORT_KEYS: ClassVar[tuple[str, ...]] = ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
                                             "fallback_proxy_port", "fallback_proxy_grpc_port")
+
+    def listening_ports(self) -> dict[str, int]:
+        """Every port the head listens on by the stack's choice, by key."""
+        keys = self.PORT_KEYS + (("ray_client_port",) if self.ray_client_port is not None else ())
+        return {key: getattr(self, key) for key in keys}
 
     @field_validator("host")
     @classmethod
@@ -142,8 +149,7 @@ class LocalSettings(Strict):
             raise ValueError(f"host {self.host} is reachable from other machines: auth_mode must be token (an "
                              "unauthenticated dashboard there runs anyone's code through the Jobs API)")
         ports: dict[int, str] = {}
-        for key in self.PORT_KEYS:
-            port = getattr(self, key)
+        for key, port in self.listening_ports().items():
             if port in ports:
                 raise ValueError(f"{ports[port]} and {key} are both {port}; give each its own port")
             ports[port] = key

@@ -19,11 +19,13 @@ from typing import Any, Optional
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings
 from rayserve_pulumi.constants import SERVE_PROXY_ENV
+from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
-RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "auth_mode", "ray_env", "metrics")
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port", "auth_mode", "ray_env",
+                "metrics")
 DRIFTED = "drifted"  # config_hash after a read that found other applications than the applied ones
 
 
@@ -129,7 +131,7 @@ class LocalServe:
             start = time.monotonic()
             report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
                    f"auth {props.get('auth_mode', 'token')})")
-            ray_ops.start_head(
+            head.spawn(
                 head_pid_file(props),
                 node_ip=props["host"],
                 gcs_port=int(props["gcs_port"]),
@@ -137,9 +139,9 @@ class LocalServe:
                 dashboard_host=props["host"],
                 num_cpus=int(props["num_cpus"]),
                 num_gpus=int(props.get("num_gpus", 0)),
+                ray_client_port=props.get("ray_client_port"),
                 auth_mode=props.get("auth_mode", "token"),
                 extra_env=extra_env,
-                monitors=False,  # one machine: no node autoscaling, no driver to stream logs to
             )
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
             if prometheus:
@@ -214,6 +216,7 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
         "dashboard_port": settings.dashboard_port,
         "num_cpus": settings.num_cpus,
         "num_gpus": settings.num_gpus,
+        "ray_client_port": settings.ray_client_port,
         "deploy_timeout_s": settings.deploy_timeout_s,
         "auth_mode": settings.auth_mode,
         "metrics": {"enabled": metrics.enabled, "port": metrics.prometheus_port,

@@ -97,8 +97,9 @@ def record(pid_file: Path, pid: int, command: str) -> None:
 def spawn(args: list[str], pid_file: Path, *, env: Optional[dict] = None, log_file: Optional[Path] = None,
           wait: bool = True, timeout: float = 180, secrets: Iterable[str] = (), name: Optional[str] = None) -> subprocess.Popen:
     """Start `args` as the leader of a new session recorded in `pid_file`. With `wait`, wait for the leader
-    to exit (its children stay in the session) and raise on failure with its redacted stderr; the error
-    names the program, never the full command line."""
+    to exit (its children stay in the session) and raise on failure with the last line of its stderr,
+    redacted (one line; a program's cause comes last); the error names the program, never the full command
+    line."""
     pid_file = Path(pid_file)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     try:
@@ -117,8 +118,9 @@ def spawn(args: list[str], pid_file: Path, *, env: Optional[dict] = None, log_fi
             raise RuntimeError(f"{name} did not finish in {timeout:.0f} s") from None
         if proc.returncode != 0:
             stop(pid_file, grace_s=2)
-            tail = redact(err.decode(errors="replace")[-2000:], secrets)
-            raise RuntimeError(f"{name} failed ({proc.returncode}): {tail}")
+            lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+            cause = redact(lines[-1][-2000:], secrets) if lines else "no output"  # the last line says why
+            raise RuntimeError(f"{name} failed ({proc.returncode}): {cause}")
     return proc
 
 

@@ -114,17 +114,11 @@ def auth_env(mode: str) -> dict[str, str]:
 
 
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
-              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None,
-              monitors: bool = True) -> list[str]:
-    """Arguments after `ray` for a head node (shared by the local and the container start). A Redis
-    password is never among them: `ray_command` passes it through the environment. `monitors=False` starts
-    neither Ray's autoscaler monitor nor its log monitor: a one-machine head scales no nodes and has no
-    driver to stream logs to (they stay in the session's log files), and each is a Python process importing
-    Ray during a cold start (KubeRay passes `--no-monitor` too, when its sidecar autoscales)."""
+              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None) -> list[str]:
+    """Arguments after `ray` for a VM's head container (the local platform starts its head with
+    `local.head`). A Redis password is never among them: `ray_command` passes it through the environment."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
             f"--dashboard-port={dashboard_port}", "--disable-usage-stats"]
-    if not monitors:
-        args += ["--no-monitor", "--include-log-monitor=False"]
     if node_ip:
         args.append(f"--node-ip-address={node_ip}")
     if num_cpus is not None:
@@ -156,17 +150,6 @@ def gcs_ft_env(redis_address: str, namespace: str) -> dict[str, str]:
 def ray_env(extra: dict | None = None) -> dict:
     """This process's environment plus `extra` (Ray's workers import the apps from the installed package)."""
     return dict(os.environ, **(extra or {}))
-
-
-def start_head(pid_file: str | Path, *, extra_env: dict | None = None, auth_mode: str = "token",
-               redis_password: str | None = None, **head_kwargs) -> None:
-    """`ray start --head` with this interpreter's Ray, in a session of its own recorded in `pid_file`."""
-    if auth_mode == "token":
-        ensure_auth_token()
-    env = ray_env({**auth_env(auth_mode), **(extra_env or {}),
-                   **({REDIS_PASSWORD_ENV: redis_password} if redis_password else {})})
-    procs.spawn(ray_command(sys.executable, head_args(**head_kwargs)), Path(pid_file), env=env, name="ray start --head",
-                secrets=[redis_password or "", auth_token() or ""])
 
 
 def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:

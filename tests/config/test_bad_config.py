@@ -170,6 +170,8 @@ STACK_CASES = [
     ("local", "local.haproxy_stats_port", 12000, "rayserve:local.haproxy_stats_port: 12000 lies in Ray's worker port range"),
     ("local", "serve.http_port", 9101, "serve config http_options.port: 9101 collides with the Ray HAProxy metrics port"),
     ("local", "serve.http_port", 8500, "serve config http_options.port: 8500 collides with the Ray Serve fallback proxy port"),
+    ("local", "local.ray_client_port", 8265, "rayserve:local: dashboard_port and ray_client_port are both 8265"),
+    ("local", "local.ray_client_port", 30000, "rayserve:local.ray_client_port: 30000 lies in Serve's direct-ingress"),
     ("local", "local.fallback_proxy_port", 8404, "rayserve:local: haproxy_stats_port and fallback_proxy_port are both 8404"),
     ("local", "local.fallback_proxy_grpc_port", 15000, "rayserve:local.fallback_proxy_grpc_port: 15000 lies in Ray's worker port range"),
     # direct ingress (the HAProxy ingress, throughput-optimized Serve: the defaults) binds replica ports from ranges
@@ -277,6 +279,7 @@ VALID_VARIANTS = [
     ("vm", "vm.s3_bucket_arn", "arn:aws:s3:::my-model-bucket"),
     ("vm", "vm.ami_id", "ami-0123456789abcdef0"),
     ("local", "serve.http_port", 8001),
+    ("local", "local.ray_client_port", 10001),
     ("local", "serve", {**stack_values("local")["serve"], "proxy": "default", "throughput_optimized": False,
                         "http_port": 30500}),  # no direct ingress: its ranges are free
     ("local", "local.num_gpus", 1),

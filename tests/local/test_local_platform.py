@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from rayserve_pulumi.config.serve import serve_port
+from rayserve_pulumi.constants import CLIENT_PORT
 from rayserve_pulumi.local.lifecycle import head_pid_file
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.conftest import with_override
@@ -93,8 +94,8 @@ def _listeners(pids: list[int]) -> dict[int, set[str]]:
 
 def test_the_listeners_this_package_configures_follow_local_host(local_serve):
     """Serve's proxy and the dashboard listen on local.host (127.0.0.1) only. Ray 2.60 decides for its own
-    servers: GCS, raylet, object manager and agents bind every interface, the Ray Client server the node's
-    addresses (it cannot be turned off); token auth guards them. The test prints that list."""
+    servers: GCS, raylet, object manager and agents bind every interface; token auth guards them. The test
+    prints that list. No Ray Client server listens (local.ray_client_port is unset)."""
     _, result = local_serve
     sid = procs.read(head_pid_file(result.outs))["sid"]
     listeners = _listeners(procs.members(sid))
@@ -103,13 +104,15 @@ def test_the_listeners_this_package_configures_follow_local_host(local_serve):
     ours = {serve_port(config): "Serve", int(result.outs["dashboard_port"]): "dashboard"}
     for port, what in ours.items():
         assert listeners.get(port) == {"127.0.0.1"}, (what, port, listeners.get(port))
+    assert CLIENT_PORT not in listeners
     others = {p: sorted(h) for p, h in listeners.items() if h != {"127.0.0.1"}}
     print(f"listeners Ray binds beyond local.host: {others}")  # printed for the README's honest list
 
 
-def test_the_local_head_runs_neither_autoscaler_nor_log_monitor(local_serve):
+def test_the_local_head_runs_no_autoscaler_log_monitor_or_ray_client_server(local_serve):
     """`local` starts Ray without its autoscaler monitor and log monitor (nothing to scale, no driver to stream
-    to); the head's session holds Ray's core processes and Serve's, not those two."""
+    to) and without the Ray Client server (nothing uses it; `ray start` cannot leave it out: local.head starts
+    the head instead); the head's session holds Ray's core processes and Serve's, not those three."""
     _, result = local_serve
     sid = procs.read(head_pid_file(result.outs))["sid"]
     commands = []
@@ -119,4 +122,5 @@ def test_the_local_head_runs_neither_autoscaler_nor_log_monitor(local_serve):
         except OSError:
             continue  # exited meanwhile
     assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands), commands
-    assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c], commands
+    assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c
+                or "ray.util.client.server" in c], commands

@@ -67,10 +67,12 @@ def test_stop_all_stops_what_pid_files_under_a_folder_record(tmp_path):
 def test_a_failed_start_names_the_program_and_redacts_secrets(tmp_path):
     secret = "s3cr3t-value"
     with pytest.raises(RuntimeError) as exc:
-        procs.spawn([sys.executable, "-c", f"import sys; sys.stderr.write('bad --redis-password={secret} token: abc'); "
-                     "sys.exit(3)", "--redis-password", secret], tmp_path / "x.pid", secrets=[secret])
+        procs.spawn([sys.executable, "-c", "import sys; sys.stderr.write('[W 1] rpc_client.h: retrying\\n\\n"
+                     f"bad --redis-password={secret} token: abc\\n'); sys.exit(3)", "--redis-password", secret],
+                    tmp_path / "x.pid", secrets=[secret])
     message = str(exc.value)
-    assert message.startswith(f"{os.path.basename(sys.executable)} -c failed (3): ")
+    assert message.startswith(f"{os.path.basename(sys.executable)} -c failed (3): bad ")  # one line: the last
+    assert "\n" not in message and "rpc_client" not in message
     assert secret not in message and "abc" not in message and "--redis-password=***" in message
 
 

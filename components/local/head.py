@@ -1,0 +1,108 @@
+"""`python -m rayserve_pulumi.local.head '<options as JSON>'`: the local platform's Ray head, started the way
+`ray start --head` starts one, without Ray's CLI.
+
+Why not the CLI: importing `ray.scripts.scripts` costs about 1.1 CPU-seconds before the first Ray process
+starts (these modules: 0.3), and the CLI always starts the Ray Client server (`--ray-client-server-port` cannot
+be 0), one more Python process importing Ray and one more listener. One machine needs neither: nothing of the
+stack uses Ray Client (`local.ray_client_port` turns it on). Nor Ray's autoscaler monitor (no nodes to scale)
+or log monitor (no driver to stream logs to; they stay in the session's files), as KubeRay does when its
+sidecar autoscales. VMs and EKS keep `ray start` (`ray_ops.head_args`).
+
+The steps are `ray start --head`'s for these options (ray/scripts/scripts.py, Ray pinned in requirements.txt):
+the node IP resolved as the CLI resolves it (127.0.0.1 becomes the machine's address, which drivers look
+for), usage stats off, token auth per $RAY_AUTH_MODE, then `ray._private.node.Node(head=True)` with no
+fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. Every real-Ray test of
+the local platform starts its head through here.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from rayserve_pulumi.constants import WORKER_PORTS
+from rayserve_pulumi.node_agent import procs, ray_ops
+
+OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port")
+
+
+def taken_ports(opts: dict) -> list[str]:
+    """`key port` for each port the head binds at its start that something already listens on (GCS: every
+    interface; the dashboard: its host). Probed with SO_REUSEADDR, as Ray binds: a port a stopped head left in
+    TIME_WAIT is free."""
+    wanted = {"gcs_port": "0.0.0.0", "dashboard_port": opts["dashboard_host"], "ray_client_port": "0.0.0.0"}
+    taken = []
+    for key, host in wanted.items():
+        if opts.get(key) is None:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, opts[key]))
+            except OSError:
+                taken.append(f"{key} {opts[key]}")
+    return taken
+
+
+def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
+    """Start the head with this interpreter's Ray, in a session of its own recorded in `pid_file`; `opts` are
+    OPTIONS by name. Returns once its processes run (the dashboard answers soon after). A port already taken
+    fails at once, by name (Ray's GCS would give up only after 40 s, naming no port)."""
+    if taken := taken_ports(opts):
+        raise RuntimeError(f"cannot start the Ray head: {', '.join(taken)} already in use on this machine (another "
+                           "Ray head or program); give rayserve:local free ports")
+    if auth_mode == "token":
+        ray_ops.ensure_auth_token()
+    env = ray_ops.ray_env({**ray_ops.auth_env(auth_mode), **extra_env})
+    procs.spawn([sys.executable, "-m", __name__, json.dumps({key: opts.get(key) for key in OPTIONS})], Path(pid_file),
+                env=env, name="the Ray head", secrets=[ray_ops.auth_token() or ""])
+
+
+def start(opts: dict[str, Any]) -> str:
+    """Start the head's processes; returns the dashboard's address."""
+    import ray._private.node
+    import ray._private.parameter
+    from ray._common.usage import usage_lib
+    from ray._private import ray_constants, services
+    from ray._private.authentication.authentication_token_setup import (
+        ensure_token_if_auth_enabled, maybe_enable_token_auth_if_token_available,
+    )
+
+    usage_lib.set_usage_stats_enabled_via_env_var(False)  # `--disable-usage-stats`
+    node_ip = services.resolve_ip_for_localhost(opts["node_ip"])
+    params = ray._private.parameter.RayParams(
+        node_ip_address=node_ip, node_name=node_ip, min_worker_port=WORKER_PORTS.start,
+        max_worker_port=WORKER_PORTS.stop - 1,
+        ray_client_server_port=opts["ray_client_port"], num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"],
+        labels={}, huge_pages=False, dashboard_host=opts["dashboard_host"], dashboard_port=opts["dashboard_port"],
+        dashboard_agent_listen_port=ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT,
+        no_monitor=True, include_log_monitor=False)
+    params.gcs_server_port = opts["gcs_port"]
+    params.update_if_absent(redis_shard_ports=None, num_redis_shards=None, redis_max_clients=None)
+    maybe_enable_token_auth_if_token_available()
+    ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+    node = ray._private.node.Node(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
+    return node.address_info["webui_url"]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        opts = json.loads(args[0]) if len(args) == 1 else None
+    except ValueError:
+        opts = None
+    if not isinstance(opts, dict) or set(opts) != set(OPTIONS):
+        print(f"usage: python -m rayserve_pulumi.local.head '<JSON object with {', '.join(OPTIONS)}>'", file=sys.stderr)
+        return 2
+    try:
+        print(f"Ray head started; dashboard {start(opts)}")
+    except Exception as exc:  # one line: procs.spawn hands it to the user as the cause
+        print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
