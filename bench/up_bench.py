@@ -12,7 +12,8 @@ calc) kept in .bench/ (ignored). Prints figures; asserts nothing.
 4. `up` after a user_config change: when the new answer first arrives (a 20 Hz poller on /fruit) and
    when the command returns, both from the command's start; and the new answer once more with no verdict
    recorded in the state (what the full validation costs: config.verdict reuses none then);
-5. `destroy`;
+5. `destroy`, then a cold `up` of the same config again (as after a reboot: the state keeps the validation
+   verdict, so this `up` runs no full validation);
 6. the floor under every `up`: a bare interpreter importing `ray.serve.schema`, which validation needs (median of 3).
 """
 from __future__ import annotations
@@ -103,7 +104,7 @@ def main() -> None:
         figures["cold_up_cpu_busy_%"] = 100 * (busy1 - busy0) / (total1 - total0)
         figures.update({f"  of which {k}": v for k, v in reported.items()})
         head = procs.read(WORK / RUN_DIR / parse_stack_config(read_stack_file(stack_file)).name / "ray-head.pid")
-        spent = {"the command (and `ray start`, which it waits for)": (cpu.children_ms() - command0) / 1000,
+        spent = {"the command: validation, then the head launcher (local.head), which it waits for": (cpu.children_ms() - command0) / 1000,
                  **by_process(cpu.session_ms(head["sid"]))}
         figures["up_nothing_changed_s"], _ = run("up")
         url = out["app_urls"]["fruit"]
@@ -130,8 +131,10 @@ def main() -> None:
         recorded = json.loads(state.read_text())
         state.write_text(json.dumps({k: v for k, v in recorded.items() if k != "verdict"}))  # as a first `up` would
         figures["same_without_a_recorded_verdict_s"], _ = change(8)
-    finally:
         figures["destroy_s"], _ = run("destroy")
+        figures["cold_up_after_destroy_s"], _ = run("up")  # the same config: its recorded verdict is reused
+    finally:
+        run("destroy")
     imports = []
     for _ in range(3):
         start = time.perf_counter()

@@ -21,25 +21,42 @@ from rayserve_pulumi.config.errors import ConfigError
 
 
 class State:
-    """The applied resource: `{"id": ..., "outs": {...inputs and outputs...}}`, or nothing."""
+    """One file: the applied resource (`id`, `outs`: its inputs and outputs) and the last validation verdict
+    (config.verdict). The verdict outlives the resource: it is about the config, not the head, so the cold
+    `up` after a `destroy` or a reboot reuses it when the config is the same."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def load(self) -> Optional[dict]:
-        return json.loads(self.path.read_text()) if self.path.exists() else None
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def save(self, rid: str, outs: dict, verdict: Optional[dict] = None) -> None:
-        """Record the resource; `verdict` (config.verdict's) replaces the recorded one, if given."""
-        verdict = verdict if verdict is not None else (self.load() or {}).get("verdict")
+    def load(self) -> Optional[dict]:
+        """The applied resource, or None."""
+        data = self._read()
+        return {"id": data["id"], "outs": data["outs"]} if "id" in data else None
+
+    def verdict(self) -> Optional[dict]:
+        return self._read().get("verdict")
+
+    def _write(self, data: dict) -> None:
+        if not data:
+            self.path.unlink(missing_ok=True)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"id": rid, "outs": outs, **({"verdict": verdict} if verdict else {})},
-                                  indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         tmp.replace(self.path)
 
+    def save(self, rid: str, outs: dict, verdict: Optional[dict] = None) -> None:
+        """Record the resource; `verdict` replaces the recorded one, if given."""
+        verdict = verdict if verdict is not None else self.verdict()
+        self._write({"id": rid, "outs": outs, **({"verdict": verdict} if verdict else {})})
+
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Forget the resource; keep the verdict."""
+        verdict = self.verdict()
+        self._write({"verdict": verdict} if verdict else {})
 
 
 def outputs(outs: dict) -> dict:
@@ -55,7 +72,7 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
 
     saved = state.load()
     # the last verdict is reused when only user_config values changed (config.verdict): no Ray import then
-    cfg, serve_config, verdict = validate(read_stack_file(stack_file), program_dir, (saved or {}).get("verdict"))
+    cfg, serve_config, verdict = validate(read_stack_file(stack_file), program_dir, state.verdict())
     news = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
     local = LocalServe()
     if saved is not None:  # refresh first, as `pulumi up --refresh` (scripts/up.sh) does
