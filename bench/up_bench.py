@@ -104,8 +104,8 @@ def main() -> None:
         figures["cold_up_cpu_busy_%"] = 100 * (busy1 - busy0) / (total1 - total0)
         figures.update({f"  of which {k}": v for k, v in reported.items()})
         head = procs.read(WORK / RUN_DIR / parse_stack_config(read_stack_file(stack_file)).name / "ray-head.pid")
-        spent = {"the command: validation, then the head launcher (local.head), which it waits for": (cpu.children_ms() - command0) / 1000,
-                 **by_process(cpu.session_ms(head["sid"]))}
+        command = "the command: validation, then the head launcher (local.head), which it waits for"
+        spent = {command: (cpu.children_ms() - command0) / 1000, **by_process(cpu.session_ms(head["sid"]))}
         figures["up_nothing_changed_s"], _ = run("up")
         url = out["app_urls"]["fruit"]
 
