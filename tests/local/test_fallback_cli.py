@@ -11,6 +11,7 @@ import yaml
 
 from rayserve_pulumi import cli as rayserve_cli
 from rayserve_pulumi.local.args import RUN_DIR
+from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import free_local_ports, free_port, post, replica_pids
 from tests.pulumi_harness import stack_values
@@ -133,6 +134,7 @@ def test_refresh_after_ray_stops_reports_it_gone(stack, capsys):
     assert ray_ops.stop(stack["pid"])
     gone = stack["run"]("refresh")
     assert gone.returncode == 0 and json.loads(gone.stdout) == {"gone": True}
-    assert not stack["state"].exists()
+    state = State(stack["state"])
+    assert state.load() is None and state.verdict()  # the head is forgotten, the config's verdict kept
     assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(stack["stack"].parent)]) == 1
     assert "no Ray head answers" in capsys.readouterr().out
