@@ -56,10 +56,10 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
 def reserved_ports(cfg: StackConfig) -> dict[int, str]:
     """The ports Ray itself uses on the stack's platform."""
     if cfg.platform == "local":
-        return {cfg.local.gcs_port: "GCS", cfg.local.dashboard_port: "dashboard", METRICS_PORT: "metrics",
-                **({cfg.local.ray_client_port: "Ray client"} if cfg.local.ray_client_port is not None else {}), cfg.local.haproxy_stats_port: "HAProxy stats",
-                cfg.local.haproxy_metrics_port: "HAProxy metrics", cfg.local.fallback_proxy_port: "Serve fallback proxy",
-                cfg.local.fallback_proxy_grpc_port: "Serve fallback proxy gRPC"}
+        names = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
+                 "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
+                 "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}
+        return {METRICS_PORT: "metrics", **{port: names[key] for key, port in cfg.local.listening_ports().items()}}
     return dict(INTERNAL_PORTS)
 
 
