@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import socket
+from functools import lru_cache
 
 from rayserve_pulumi.config import LocalSettings
 from rayserve_pulumi.config.checks import ray_port_ranges
@@ -23,11 +24,17 @@ def _ephemeral() -> range:
         return range(32768, 61000)  # Linux' default
 
 
+@lru_cache(maxsize=None)
+def _usable() -> tuple[int, ...]:
+    """PORTS outside the kernel's ephemeral range and Ray's ranges (worked out once per process)."""
+    taken = [_ephemeral(), *ray_port_ranges().values()]
+    return tuple(p for p in PORTS if not any(p in r for r in taken))
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (on any interface: HAProxy binds `*`), outside the ranges the kernel and
     Ray hand out, and not given before by this process."""
-    taken = [_ephemeral(), *ray_port_ranges().values()]
-    candidates = [p for p in PORTS if p not in _given and not any(p in r for r in taken)]
+    candidates = [p for p in _usable() if p not in _given]
     random.shuffle(candidates)
     for port in candidates:
         with socket.socket() as s:

@@ -24,8 +24,6 @@ def test_a_port_something_listens_on_is_never_given(monkeypatch):
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        monkeypatch.setattr(common, "PORTS", range(port, port + 1))
-        monkeypatch.setattr(common, "_ephemeral", lambda: range(0))
-        monkeypatch.setattr(common, "ray_port_ranges", lambda: {})
+        monkeypatch.setattr(common, "_usable", lambda: (port,))  # the only candidate is the busy port
         with pytest.raises(RuntimeError, match="no free port"):
             common.free_port()

@@ -7,8 +7,8 @@ the resolved Serve config with every `user_config` value masked, the interpreter
 distributions, and the bytes of this package (its validators and the bundled apps). When the fingerprint
 matches, the earlier verdict holds for everything but the `user_config` values, and those get the checks
 the full validation gives them (`user_config_errors`, `nonfinite_errors`, and the stack checks that read
-values, `value_errors`). Anything else differs: the full validation runs. Ray's schema still sees every applied config: the dashboard validates a deploy before
-changing anything.
+values, `value_errors`). Anything else differs: the full validation runs. Ray's schema still sees every
+applied config: the dashboard validates a deploy before changing anything.
 """
 from __future__ import annotations
 
