@@ -11,8 +11,9 @@ sidecar autoscales. VMs and EKS keep `ray start` (`ray_ops.head_args`).
 The steps are `ray start --head`'s for these options (ray/scripts/scripts.py, Ray pinned in requirements.txt):
 the node IP resolved as the CLI resolves it (127.0.0.1 becomes the machine's address, which drivers look
 for), usage stats off, token auth per $RAY_AUTH_MODE, then `ray._private.node.Node(head=True)` with no
-fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. Every real-Ray test of
-the local platform starts its head through here.
+fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. One step differs:
+the raylet starts while the dashboard starts (`node_class`). Every real-Ray test of the local platform
+starts its head through here.
 """
 from __future__ import annotations
 
@@ -83,8 +84,55 @@ def start(opts: dict[str, Any]) -> str:
     params.update_if_absent(redis_shard_ports=None, num_redis_shards=None, redis_max_clients=None)
     maybe_enable_token_auth_if_token_available()
     ensure_token_if_auth_enabled(None, create_token_if_missing=False)
-    node = ray._private.node.Node(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
+    node = node_class()(params, head=True, shutdown_at_exit=False, spawn_reaper=False)
     return node.address_info["webui_url"]
+
+
+def node_class() -> type:
+    """Ray's head `Node`, but the raylet does not wait for the dashboard.
+
+    `ray start --head` starts the GCS, then the dashboard, waits until the dashboard has loaded its modules
+    (about 2 s on two cores), and only then starts the raylet and its agents. Neither needs the other: both
+    register with the GCS, and the one thing the raylet takes from the dashboard, its address (handed to
+    workers), is known in advance, since the stack fixes the dashboard's host and port. So the dashboard
+    starts in a thread and the raylet meanwhile; the head is up when both are, as with `ray start`. A
+    dashboard that fails to start fails the head (the stack deploys through it), where Ray would go on
+    without it."""
+    import threading
+
+    import ray._private.node
+    from ray._common.network_utils import build_address, is_localhost
+
+    class Node(ray._private.node.Node):
+        def start_head_processes(self) -> None:  # Node.start_head_processes, the dashboard in a thread
+            self.start_gcs_server()
+            self._write_cluster_info_to_kv()
+            if not self._ray_params.no_monitor:
+                self.start_monitor()
+            if self._ray_params.ray_client_server_port:
+                self.start_ray_client_server()
+            host = self._ray_params.dashboard_host  # the address the dashboard will record (dashboard/head.py)
+            self._webui_url = build_address(host if is_localhost(host) else self._node_ip_address,
+                                            self._ray_params.dashboard_port)
+            self._dashboard_failure: list[BaseException] = []
+
+            def start_dashboard() -> None:
+                try:
+                    self.start_api_server(include_dashboard=True, raise_on_failure=True)
+                except BaseException as exc:  # re-raised on the main thread, in start_ray_processes
+                    self._dashboard_failure.append(exc)
+
+            self._dashboard_start = threading.Thread(target=start_dashboard, name="dashboard-start", daemon=True)
+            self._dashboard_start.start()
+
+        def start_ray_processes(self) -> None:
+            super().start_ray_processes()
+            if getattr(self, "_dashboard_start", None) is not None:  # a head: wait for its dashboard too
+                self._dashboard_start.join()
+                if self._dashboard_failure:
+                    raise self._dashboard_failure[0]
+
+    return Node
 
 
 def main(argv: Optional[list[str]] = None) -> int:

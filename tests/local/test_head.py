@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -64,3 +65,58 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
             pass  # it listens
     finally:
         ray_ops.stop(pid_file)
+
+
+class _Params:
+    no_monitor, ray_client_server_port, dashboard_host, dashboard_port = True, None, "127.0.0.1", 8265
+
+
+def _head_node(monkeypatch, events: list, dashboard, on_raylet=lambda: None):
+    """A head `Node` of node_class() with Ray's own process starters replaced by recorders: `dashboard` plays
+    start_api_server (in the launcher's dashboard thread); the raylet's start is recorded, then `on_raylet`."""
+    import ray._private.node
+
+    monkeypatch.setattr(ray._private.node.Node, "start_ray_processes",
+                        lambda self: (events.append("raylet"), on_raylet()))
+    node = object.__new__(head.node_class())
+    node._ray_params, node._node_ip_address = _Params(), "10.0.0.5"
+    node.start_gcs_server = lambda: events.append("gcs")
+    node._write_cluster_info_to_kv = lambda: None
+    node.start_api_server = dashboard
+    return node
+
+
+def test_the_raylet_starts_while_the_dashboard_starts(monkeypatch):
+    events, loaded = [], threading.Event()
+
+    def dashboard(**kwargs):
+        assert kwargs == {"include_dashboard": True, "raise_on_failure": True}
+        events.append("dashboard starting")
+        # still loading its modules until the raylet has started: a raylet waiting for it never would
+        assert loaded.wait(10), "the raylet waited for the dashboard"
+        events.append("dashboard up")
+
+    node = _head_node(monkeypatch, events, dashboard, on_raylet=loaded.set)
+    node.start_head_processes()
+    assert node._webui_url == "127.0.0.1:8265"  # handed to the raylet before the dashboard records it
+    node.start_ray_processes()
+    # and the head is up only once its dashboard is
+    assert events == ["gcs", "dashboard starting", "raylet", "dashboard up"]
+
+
+def test_a_dashboard_that_fails_fails_the_head(monkeypatch):
+    def dashboard(**kwargs):
+        raise Exception("Failed to start the dashboard, return code 1")
+
+    node = _head_node(monkeypatch, [], dashboard)
+    node.start_head_processes()
+    with pytest.raises(Exception, match="Failed to start the dashboard"):
+        node.start_ray_processes()
+
+
+def test_the_dashboard_address_handed_to_the_raylet_is_the_one_it_records(monkeypatch):
+    node = _head_node(monkeypatch, [], lambda **kwargs: None)
+    node._ray_params.dashboard_host = "0.0.0.0"  # every interface: the dashboard records the node's address
+    node.start_head_processes()
+    node.start_ray_processes()
+    assert node._webui_url == "10.0.0.5:8265"
