@@ -11,7 +11,7 @@ from rayserve_pulumi.node_agent import procs
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def _label(pid: int) -> str:
+def label(pid: int) -> str:
     """A process' name: Ray's `ray::<Actor>` title; for Python, its script or module (`dashboard.py`,
     `ray.util.client.server`, `python -c (multiprocessing.forkserver)`); else the executable's base name."""
     argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
@@ -40,7 +40,7 @@ def session_ms(sid: int) -> dict[int, tuple[float, str]]:
     for pid in procs.members(sid):
         fields = procs.stat_fields(pid)  # utime, stime: proc(5)'s fields 14 and 15
         try:
-            out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, _label(pid))
+            out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, label(pid))
         except (OSError, TypeError):
             continue  # exited meanwhile
     return out

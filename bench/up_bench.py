@@ -63,15 +63,31 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def main() -> None:
+STACK_FILE, STATE = WORK / "Pulumi.local.yaml", WORK / "state.json"
+
+
+def bench_stack() -> dict:
+    """A fresh copy of stacks/Pulumi.local.yaml's config with free ports, fruit and calc, and no state: what
+    both cold-start benches run (the caller writes it to STACK_FILE)."""
     WORK.mkdir(exist_ok=True)
-    stack_file, state = WORK / "Pulumi.local.yaml", WORK / "state.json"
-    state.unlink(missing_ok=True)
+    STATE.unlink(missing_ok=True)
     values = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())["config"]
     values["rayserve:local"] = {**values["rayserve:local"], **free_local_ports(),
                                 "models_dir": str(ROOT / ".models")}
     values["rayserve:serve"] = {"applications": ["fruit", "calc"], "http_port": free_port()}
     values["rayserve:metrics"] = {**values.get("rayserve:metrics", {}), "prometheus_port": free_port()}
+    return values
+
+
+def cli(action: str) -> list[str]:
+    """The command `scripts/up.sh` runs, on the bench's stack. The program directory is .bench/: its PID files
+    never meet those of a stack you run from the checkout."""
+    return [sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file", str(STACK_FILE),
+            "--state", str(STATE), "--program-dir", str(WORK)]
+
+
+def main() -> None:
+    stack_file, state, values = STACK_FILE, STATE, bench_stack()
 
     def write(price: int) -> None:
         values["rayserve:serve"]["overrides"] = {"fruit": {"MangoStand": {"user_config": {"price": price}}}}
@@ -81,10 +97,7 @@ def main() -> None:
 
     def run(action: str) -> tuple[float, dict]:
         start = time.perf_counter()
-        # the program directory is .bench/: its PID files never meet those of a stack you run from the checkout
-        proc = subprocess.run([sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file",
-                               str(stack_file), "--state", str(state), "--program-dir", str(WORK)],
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(cli(action), capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             raise SystemExit(proc.stderr)
         for key, pattern in (("ray_head_start_s", r"Ray head started in ([\d.]+) s"),

@@ -207,9 +207,13 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_port),
                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
                "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
+    # Ray starts at most min(this machine's cores, num_cpus) worker processes at once; a Serve deploy needs a
+    # dozen (controller, proxies, build tasks, replicas) and each start waits on round trips as well as CPU,
+    # so the local head starts up to local.num_cpus at once (README "Performance": 6 alternating cold ups)
+    startup = {"RAY_worker_maximum_startup_concurrency": str(settings.num_cpus)}
     return {
         "run_dir": run_dir,
-        "ray_env": {**serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),
+        "ray_env": {**startup, **serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),
                     **(haproxy if SERVE_PROXY_ENV["haproxy"].items() <= serve_env.items() else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,

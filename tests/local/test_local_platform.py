@@ -124,3 +124,15 @@ def test_the_local_head_runs_no_autoscaler_log_monitor_or_ray_client_server(loca
     assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands), commands
     assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c
                 or "ray.util.client.server" in c], commands
+
+
+def test_the_raylet_may_start_up_to_num_cpus_workers_at_once(local_serve):
+    """Ray's own cap, min(cores, num_cpus), is 2 on a 2-core machine; the local head's raylet runs with the
+    stack's num_cpus instead (README "Performance")."""
+    _, result = local_serve
+    raylets = [pid for pid in procs.members(procs.read(head_pid_file(result.outs))["sid"])
+               if open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].endswith(b"/raylet")]
+    assert len(raylets) == 1
+    environ = dict(entry.split(b"=", 1) for entry in open(f"/proc/{raylets[0]}/environ", "rb").read().split(b"\0")
+                   if b"=" in entry)
+    assert environ[b"RAY_worker_maximum_startup_concurrency"] == str(result.outs["num_cpus"]).encode()

@@ -84,3 +84,11 @@ def test_the_no_cli_fallback_never_imports_pulumi(tmp_path):
     assert proc.returncode == 1 and len(errors) == 1 and "route_prefix" in errors[0], errors
     assert {"ray.serve.schema", "rayserve_pulumi.local.lifecycle", "rayserve_pulumi.local.args"} <= imported
     assert not {m for m in imported if m == "pulumi" or m.startswith("pulumi.")}
+
+
+def test_the_head_starts_up_to_num_cpus_workers_at_once():
+    """Ray's own cap is min(cores, num_cpus): 2 on this machine, whatever local.num_cpus says."""
+    for num_cpus in (1, 4, 16):
+        env = provider_inputs(LocalSettings(num_cpus=num_cpus), json.loads(PROPS["serve_config_json"]),
+                              "/nonexistent/run")["ray_env"]
+        assert env["RAY_worker_maximum_startup_concurrency"] == str(num_cpus)
