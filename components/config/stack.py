@@ -119,7 +119,8 @@ class LocalSettings(Strict):
                                            "(ray://); unset: no Ray Client server (nothing of the stack uses it)")
     haproxy_threads: int = Field(1, ge=1, le=64, description="threads of Ray's HAProxy ingress (Ray's default 4): on one "
                                  "machine its cores serve the Python replicas better (README Performance)")
-    num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule; also how many Ray workers may start at once")
+    num_cpus: int = Field(4, gt=0, le=1024, description="logical CPUs Ray may schedule; also how many Ray "
+                          "workers may start at once")
     num_gpus: int = Field(0, ge=0, le=64, description="GPUs Ray may schedule (0: Serve may not ask for any)")
     deploy_timeout_s: float = Field(300, gt=0, description="how long `up` waits for every app to be RUNNING")
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")

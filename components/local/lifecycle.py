@@ -209,7 +209,7 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
                "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
     # Ray starts at most min(this machine's cores, num_cpus) worker processes at once; a Serve deploy needs a
     # dozen (controller, proxies, build tasks, replicas) and each start waits on round trips as well as CPU,
-    # so the local head starts up to local.num_cpus at once (README "Performance": 6 alternating cold ups)
+    # so the local head starts up to local.num_cpus at once (README "Performance": alternating cold ups)
     startup = {"RAY_worker_maximum_startup_concurrency": str(settings.num_cpus)}
     return {
         "run_dir": run_dir,
