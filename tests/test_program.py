@@ -66,8 +66,7 @@ def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8500", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "9500",
                "RAY_SERVE_HAPROXY_NBTHREAD": "1"} if env else {}
     assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
-        **env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models"),
-        "RAY_worker_maximum_startup_concurrency": str(values["local"].get("num_cpus", 4))}
+        **env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models")}
 
 
 def test_the_node_agent_takes_only_serve_settings_as_environment():

@@ -63,6 +63,14 @@ def start_prometheus(props: dict) -> str:
                             int(metrics["scrape_interval_s"]), prometheus_pid_file(props))
 
 
+def head_env(props: dict) -> dict[str, str]:
+    """The environment the head starts with beyond this process's: `ray_env`, and Ray's worker start-up cap
+    lifted to num_cpus. Ray starts at most min(this machine's cores, num_cpus) worker processes at once; a
+    Serve deploy needs a dozen (controller, proxies, build tasks, replicas) and each start waits on round
+    trips as well as CPU (README "Performance": alternating cold ups)."""
+    return {"RAY_worker_maximum_startup_concurrency": str(int(props["num_cpus"])), **(props.get("ray_env") or {})}
+
+
 def stop_started(props: dict) -> None:
     """Stop what `create` started for these inputs (the head's session, Prometheus'), by their PID files."""
     ray_ops.stop(head_pid_file(props))
@@ -121,7 +129,7 @@ class LocalServe:
         adopted = ray_ops.serve_api_answers(dashboard_url(props))  # one request: nothing listening is "no" at once
         if adopted:  # a head is already serving on these ports (e.g. a retried create)
             report(f"local: adopting the Ray head already at {dashboard_url(props)}")
-        extra_env = dict(props.get("ray_env") or {})
+        extra_env = head_env(props)
         prometheus = None if adopted else prometheus_url(props)
         if prometheus:
             report(f"local: Prometheus at {prometheus} (scraping every Ray node every "
@@ -207,13 +215,9 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_port),
                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
                "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
-    # Ray starts at most min(this machine's cores, num_cpus) worker processes at once; a Serve deploy needs a
-    # dozen (controller, proxies, build tasks, replicas) and each start waits on round trips as well as CPU,
-    # so the local head starts up to local.num_cpus at once (README "Performance": alternating cold ups)
-    startup = {"RAY_worker_maximum_startup_concurrency": str(settings.num_cpus)}
     return {
         "run_dir": run_dir,
-        "ray_env": {**startup, **serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),
+        "ray_env": {**serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),
                     **(haproxy if SERVE_PROXY_ENV["haproxy"].items() <= serve_env.items() else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,
