@@ -63,12 +63,21 @@ def start_prometheus(props: dict) -> str:
                             int(metrics["scrape_interval_s"]), prometheus_pid_file(props))
 
 
+# A Ray process connecting to a local socket that is not there yet (the raylet to its own object store,
+# a worker to the raylet) retries every 1000 ms, 10 times. The raylet's first try races the store thread it
+# has just started, and on two busy cores loses about two times in five: a whole second of a cold start
+# with both cores idle (bench.head_bench). The same 10 s budget in 100 ms steps.
+IPC_CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "100",
+                     "RAY_raylet_client_num_connect_attempts": "100"}
+
+
 def head_env(props: dict) -> dict[str, str]:
-    """The environment the head starts with beyond this process's: `ray_env`, and Ray's worker start-up cap
-    lifted to num_cpus. Ray starts at most min(this machine's cores, num_cpus) worker processes at once; a
-    Serve deploy needs a dozen (controller, proxies, build tasks, replicas) and each start waits on round
-    trips as well as CPU (README "Performance": alternating cold ups)."""
-    return {"RAY_worker_maximum_startup_concurrency": str(int(props["num_cpus"])), **(props.get("ray_env") or {})}
+    """The environment the head starts with beyond this process's: `ray_env` (which wins), IPC_CONNECT_RETRY,
+    and Ray's worker start-up cap lifted to num_cpus. Ray starts at most min(this machine's cores, num_cpus)
+    worker processes at once; a Serve deploy needs a dozen (controller, proxies, build tasks, replicas) and
+    each start waits on round trips as well as CPU (README "Performance": alternating cold ups)."""
+    return {**IPC_CONNECT_RETRY, "RAY_worker_maximum_startup_concurrency": str(int(props["num_cpus"])),
+            **(props.get("ray_env") or {})}
 
 
 def stop_started(props: dict) -> None:

@@ -10,7 +10,7 @@ import requests
 
 from rayserve_pulumi.config.serve import serve_port
 from rayserve_pulumi.constants import CLIENT_PORT
-from rayserve_pulumi.local.lifecycle import head_pid_file
+from rayserve_pulumi.local.lifecycle import IPC_CONNECT_RETRY, head_pid_file
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.conftest import with_override
 from tests.helpers import post, replica_pids
@@ -126,7 +126,7 @@ def test_the_local_head_runs_no_autoscaler_log_monitor_or_ray_client_server(loca
                 or "ray.util.client.server" in c], commands
 
 
-def test_the_raylet_may_start_up_to_num_cpus_workers_at_once(local_serve):
+def test_the_raylets_start_up_settings_reach_it(local_serve):
     """Ray's own cap, min(cores, num_cpus), is 2 on a 2-core machine; the local head's raylet runs with the
     stack's num_cpus instead (README "Performance")."""
     _, result = local_serve
@@ -136,3 +136,5 @@ def test_the_raylet_may_start_up_to_num_cpus_workers_at_once(local_serve):
     environ = dict(entry.split(b"=", 1) for entry in open(f"/proc/{raylets[0]}/environ", "rb").read().split(b"\0")
                    if b"=" in entry)
     assert environ[b"RAY_worker_maximum_startup_concurrency"] == str(result.outs["num_cpus"]).encode()
+    for key, value in IPC_CONNECT_RETRY.items():  # and retries a local socket not there yet every 100 ms
+        assert environ[key.encode()] == value.encode()

@@ -89,11 +89,15 @@ def test_the_no_cli_fallback_never_imports_pulumi(tmp_path):
 def test_the_head_starts_up_to_num_cpus_workers_at_once():
     """Ray's own cap is min(cores, num_cpus): 2 on this machine, whatever local.num_cpus says. It is derived
     at the head's start, so a num_cpus change replaces the head for num_cpus alone."""
-    from rayserve_pulumi.local.lifecycle import head_env
+    from rayserve_pulumi.local.lifecycle import IPC_CONNECT_RETRY, head_env
 
     for num_cpus in (1, 4, 16):
         props = provider_inputs(LocalSettings(num_cpus=num_cpus), json.loads(PROPS["serve_config_json"]),
                                 "/nonexistent/run")
-        assert head_env(props) == {"RAY_worker_maximum_startup_concurrency": str(num_cpus), **props["ray_env"]}
+        assert head_env(props) == {"RAY_worker_maximum_startup_concurrency": str(num_cpus), **IPC_CONNECT_RETRY,
+                                   **props["ray_env"]}
+    # the same budget as Ray's (10 attempts, 1000 ms apart), in finer steps
+    assert int(IPC_CONNECT_RETRY["RAY_raylet_client_connect_timeout_milliseconds"]) * \
+        int(IPC_CONNECT_RETRY["RAY_raylet_client_num_connect_attempts"]) == 10 * 1000
     diff = LocalServeProvider().diff("id", PROPS, {**PROPS, "num_cpus": 8})
     assert diff.replaces == ["num_cpus"]
