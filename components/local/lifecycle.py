@@ -65,8 +65,8 @@ def start_prometheus(props: dict) -> str:
 
 # A Ray process connecting to a local socket that is not there yet (the raylet to its own object store,
 # a worker to the raylet) retries every 1000 ms, 10 times. The raylet's first try races the store thread it
-# has just started, and on two busy cores loses about two times in five: a whole second of a cold start
-# with both cores idle (bench.head_bench). The same 10 s budget in 100 ms steps.
+# has just started, and on two busy cores lost it in about half the starts measured: a whole second of a
+# cold start with both cores idle (bench.head_bench). The same 10 s budget in 100 ms steps.
 IPC_CONNECT_RETRY = {"RAY_raylet_client_connect_timeout_milliseconds": "100",
                      "RAY_raylet_client_num_connect_attempts": "100"}
 
