@@ -21,8 +21,7 @@ from pathlib import Path
 from bench.common import free_local_ports
 from bench.up_bench import WORK
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
-from rayserve_pulumi.local import head
-from rayserve_pulumi.local.lifecycle import head_env, provider_inputs
+from rayserve_pulumi.local.lifecycle import head_env, head_pid_file, provider_inputs, spawn_head
 from rayserve_pulumi.node_agent import procs, ray_ops
 
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
@@ -56,17 +55,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--ray-defaults", action="store_true", help="Ray's retry settings and start-up cap")
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
+    (WORK / "head_bench").mkdir(parents=True, exist_ok=True)
     starts, waits = [], []
+    serve_config = build_serve_config(ServeSettings(applications=["fruit"]))
     for run in range(args.runs):
-        settings = LocalSettings(**free_local_ports())
-        props = provider_inputs(settings, build_serve_config(ServeSettings(applications=["fruit"])), str(WORK))
-        pid_file = WORK / "head_bench.pid"
+        props = provider_inputs(LocalSettings(**free_local_ports()), serve_config, str(WORK / "head_bench"))
+        pid_file = head_pid_file(props)
         begin = time.perf_counter()
-        head.spawn(pid_file, extra_env=props["ray_env"] if args.ray_defaults else head_env(props),
-                   auth_mode=settings.auth_mode, node_ip=settings.host, gcs_port=settings.gcs_port,
-                   dashboard_host=settings.host, dashboard_port=settings.dashboard_port, num_cpus=settings.num_cpus,
-                   num_gpus=settings.num_gpus, ray_client_port=settings.ray_client_port)
+        spawn_head(props, props["ray_env"] if args.ray_defaults else head_env(props))
         starts.append(time.perf_counter() - begin)
         try:
             waits.append(store_connect_wait(raylet_log(pid_file)))

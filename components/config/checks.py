@@ -38,7 +38,7 @@ def range_error(where: str, port: int, ranges: dict[str, range]) -> Optional[str
 def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingress: bool = True) -> list[str]:
     """Serve's HTTP and gRPC ports against each other, the platform's `reserved` ports and the ranges Ray binds
     from (direct ingress' counted unless the caller knows it is off)."""
-    errors = []
+    errors, ranges = [], ray_port_ranges(direct_ingress)
     ports = {"http_options.port": serve_port(serve_config)}
     if (grpc := grpc_port(serve_config)) is not None:
         ports["grpc_options.port"] = grpc
@@ -48,7 +48,7 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
         if port in reserved:
             errors.append(f"serve config {key}: {port} collides with the Ray {reserved[port]} port; use a port other "
                           f"than {sorted(reserved)}")
-        elif error := range_error(f"serve config {key}", port, ray_port_ranges(direct_ingress)):
+        elif error := range_error(f"serve config {key}", port, ranges):
             errors.append(error + " (Serve's default is 8000)")
     return errors
 
@@ -140,7 +140,8 @@ def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
         listeners = [(f"rayserve:local.{key}", port) for key, port in cfg.local.listening_ports().items()]
         if cfg.metrics.enabled:
             listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
-        errors += [e for where, port in listeners if (e := range_error(where, port, ray_port_ranges(direct_ingress)))]
+        ranges = ray_port_ranges(direct_ingress)
+        errors += [e for where, port in listeners if (e := range_error(where, port, ranges))]
     if cfg.platform == "eks":
         errors += eks_fit_errors(cfg)
     return errors + value_errors(cfg, serve_config)

@@ -80,6 +80,15 @@ def head_env(props: dict) -> dict[str, str]:
             **(props.get("ray_env") or {})}
 
 
+def spawn_head(props: dict, extra_env: dict[str, str]) -> None:
+    """Start the head these inputs describe (local.head), its session recorded in head_pid_file."""
+    head.spawn(head_pid_file(props), node_ip=props["host"], gcs_port=int(props["gcs_port"]),
+               dashboard_port=int(props["dashboard_port"]), dashboard_host=props["host"],
+               num_cpus=int(props["num_cpus"]), num_gpus=int(props.get("num_gpus", 0)),
+               ray_client_port=props.get("ray_client_port"), auth_mode=props.get("auth_mode", "token"),
+               extra_env=extra_env)
+
+
 def stop_started(props: dict) -> None:
     """Stop what `create` started for these inputs (the head's session, Prometheus'), by their PID files."""
     ray_ops.stop(head_pid_file(props))
@@ -148,18 +157,7 @@ class LocalServe:
             start = time.monotonic()
             report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
                    f"auth {props.get('auth_mode', 'token')})")
-            head.spawn(
-                head_pid_file(props),
-                node_ip=props["host"],
-                gcs_port=int(props["gcs_port"]),
-                dashboard_port=int(props["dashboard_port"]),
-                dashboard_host=props["host"],
-                num_cpus=int(props["num_cpus"]),
-                num_gpus=int(props.get("num_gpus", 0)),
-                ray_client_port=props.get("ray_client_port"),
-                auth_mode=props.get("auth_mode", "token"),
-                extra_env=extra_env,
-            )
+            spawn_head(props, extra_env)
             report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
             if prometheus:
                 wait_prometheus(props)
