@@ -1,5 +1,5 @@
 """The main job's timings, as `scripts/up.sh` lives them without a Pulumi CLI: the same command it runs
-(`python -m rayserve_pulumi.local.cli`), on a copy of stacks/Pulumi.local.yaml (free ports, fruit and
+(`rayserve up`), on a copy of stacks/Pulumi.local.yaml (free ports, fruit and
 calc) kept in .bench/ (ignored). Prints figures; asserts nothing.
 
   python -m bench.up_bench
@@ -82,7 +82,7 @@ def bench_stack() -> dict:
 def cli(action: str) -> list[str]:
     """The command `scripts/up.sh` runs, on the bench's stack. The program directory is .bench/: its PID files
     never meet those of a stack you run from the checkout."""
-    return [sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file", str(STACK_FILE),
+    return [sys.executable, "-m", "rayserve_pulumi.cli", action, str(STACK_FILE),
             "--state", str(STATE), "--program-dir", str(WORK)]
 
 

@@ -2,7 +2,7 @@
 # Set up, then `pulumi up --stack local` (a real Ray on this machine serving every bundled app).
 #   bash scripts/up.sh [up|refresh|destroy|status]
 # State lives in a local file backend (.pulumi-state/). Without a Pulumi CLI on PATH the same provider
-# runs through the engine's lifecycle directly (rayserve_pulumi.local.cli), with the same inputs.
+# runs through the engine's lifecycle directly (`rayserve up`), with the same inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,5 +24,4 @@ if command -v pulumi >/dev/null 2>&1; then
 fi
 echo "No Pulumi CLI on PATH (https://www.pulumi.com/docs/install/): running the local platform's provider" \
      "through the same lifecycle (diff, then create, update or replace), with the same inputs." >&2
-exec .venv/bin/python -m rayserve_pulumi.local.cli "$action" --stack-file stacks/Pulumi.local.yaml \
-  --state .pulumi-state/local-direct.json --program-dir .
+exec .venv/bin/rayserve "$action" stacks/Pulumi.local.yaml

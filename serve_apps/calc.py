@@ -1,23 +1,31 @@
 """Calculator: POST ["MUL", 3] -> "15 pizzas please!", ["ADD", 3] -> "6 pizzas please!".
 
-Contract (rayserve_pulumi.serve_apps.http): [operation, value], operation ADD or MUL (any case), value
+Contract (rayserve_pulumi.serve_apps.contract): [operation, value], operation ADD or MUL (any case), value
 a number from -1e9 to 1e9; anything else is a 4xx with {"error": ...}.
 """
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rayserve_pulumi.serve_apps.http import BadRequest, choice, number, pair, plain, read_json
+from rayserve_pulumi.serve_apps.contract import BadRequest, choice, number, pair, plain, read_json, typed_user_config
 
 MAX_VALUE = 1e9
 
 
-def _setting(config: dict, key: str, current: float) -> float:
-    value = config.get(key, current)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_VALUE:
-        raise ValueError(f"user_config.{key} must be a number from {-MAX_VALUE:g} to {MAX_VALUE:g}, not {value!r}")
-    return value
+class MultiplierConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factor: Optional[float] = Field(None, ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False,
+                                    description="what values are multiplied by (default: unchanged)")
+
+
+class AdderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    increment: Optional[float] = Field(None, ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False,
+                                       description="what is added to values (default: unchanged)")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})
@@ -25,8 +33,9 @@ class Multiplier:
     def __init__(self, factor: float = 2):
         self.factor = factor
 
-    def reconfigure(self, config: dict):
-        self.factor = _setting(config, "factor", self.factor)
+    def reconfigure(self, config: MultiplierConfig):
+        factor = typed_user_config(MultiplierConfig, config).factor
+        self.factor = self.factor if factor is None else factor
 
     def check_health(self):
         return None
@@ -40,8 +49,9 @@ class Adder:
     def __init__(self, increment: float = 1):
         self.increment = increment
 
-    def reconfigure(self, config: dict):
-        self.increment = _setting(config, "increment", self.increment)
+    def reconfigure(self, config: AdderConfig):
+        increment = typed_user_config(AdderConfig, config).increment
+        self.increment = self.increment if increment is None else increment
 
     def check_health(self):
         return None

@@ -3,23 +3,40 @@
 The market asks a stand through its DeploymentHandle, and the orders it holds for one stand at once go in
 one call (the market's user_config `orders_per_call`, default ORDERS_PER_CALL; 1: a call per order).
 
-Contract (rayserve_pulumi.serve_apps.http): [fruit, amount], fruit one of MANGO, ORANGE, PEAR
+Contract (rayserve_pulumi.serve_apps.contract): [fruit, amount], fruit one of MANGO, ORANGE, PEAR
 (any case), amount a number from 0 to 1,000,000; anything else is a 4xx with {"error": ...}.
 """
 import asyncio
 import os
-from typing import Union
+from typing import Optional, Union
 
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 
-from rayserve_pulumi.serve_apps.http import BadRequest, choice, number, pair, plain, read_json
+from rayserve_pulumi.serve_apps.contract import BadRequest, choice, number, pair, plain, read_json, typed_user_config
 
 MAX_AMOUNT = 1_000_000
 # most orders one call to a stand carries (user_config orders_per_call); with two batches in flight, 32
 # fills the market's max_ongoing_requests (64, serve_config.yaml), which Serve asks of a batch size
 ORDERS_PER_CALL = 32
+
+
+class StandConfig(BaseModel):
+    """A stand's user_config."""
+
+    model_config = ConfigDict(extra="forbid")
+    price: Optional[float] = Field(None, ge=0, allow_inf_nan=False,
+                                   description="price of one unit, a non-negative number (default: the stand's own)")
+
+
+class MarketConfig(BaseModel):
+    """The market's user_config."""
+
+    model_config = ConfigDict(extra="forbid")
+    orders_per_call: int = Field(ORDERS_PER_CALL, ge=1, le=1000,
+                                 description="most orders one call to a stand carries (1: a call per order)")
 
 
 class _Stand:
@@ -31,11 +48,9 @@ class _Stand:
         self.price = self.DEFAULT_PRICE
         self.healthy = True
 
-    def reconfigure(self, config: dict):
-        price = config.get("price", self.DEFAULT_PRICE)
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or not 0 <= price < float("inf"):
-            raise ValueError(f"user_config.price must be a non-negative number, not {price!r}")
-        self.price = float(price)
+    def reconfigure(self, config: StandConfig):
+        price = typed_user_config(StandConfig, config).price
+        self.price = self.DEFAULT_PRICE if price is None else price
 
     def check_health(self):
         if not self.healthy:
@@ -93,12 +108,9 @@ class FruitMarket:
     def check_health(self):
         return None
 
-    def reconfigure(self, config: dict):
+    def reconfigure(self, config: MarketConfig):
         """user_config `orders_per_call` (default ORDERS_PER_CALL): 1 sends every order on its own, as the seed."""
-        n = config.get("orders_per_call", ORDERS_PER_CALL)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
-            raise ValueError(f"user_config.orders_per_call must be a whole number from 1 to 1000, not {n!r}")
-        self._quote.set_max_batch_size(n)
+        self._quote.set_max_batch_size(typed_user_config(MarketConfig, config).orders_per_call)
 
     async def __call__(self, request: Request):
         try:

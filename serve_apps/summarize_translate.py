@@ -5,20 +5,34 @@ German or Romanian through the Translator's user_config). Both deployments load 
 `reconfigure` (called with the user_config before the replica serves), so a model that cannot be
 loaded fails the deploy with its cause, and `check_health` fails while no model is loaded.
 
-Contract (rayserve_pulumi.serve_apps.http): a non-empty JSON string of at most 10,000 characters;
+Contract (rayserve_pulumi.serve_apps.contract): a non-empty JSON string of at most 10,000 characters;
 anything else is a 4xx with {"error": ...}.
 """
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rayserve_pulumi.serve_apps.http import BadRequest, read_json
+from rayserve_pulumi.serve_apps.contract import BadRequest, read_json, typed_user_config
 from rayserve_pulumi.serve_apps.seq2seq import Seq2Seq
 
 DEFAULT_MODEL = "t5-small"
 LANGUAGES = {"french": "French", "german": "German", "romanian": "Romanian"}  # T5's translation prefixes
 MAX_TEXT = 10_000
+
+
+class SummarizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(DEFAULT_MODEL, min_length=1, description="a model directory's name under the models "
+                       "folder, or a Hugging Face model id")
+
+
+class TranslatorConfig(SummarizerConfig):
+    language: Optional[Literal["french", "german", "romanian", "French", "German", "Romanian"]] = Field(
+        None, description="the language summaries are translated to (default: unchanged, French at first)")
 
 
 class _Loaded:
@@ -27,8 +41,7 @@ class _Loaded:
     def __init__(self):
         self.model = None
 
-    def _load(self, config: dict) -> None:
-        name = config.get("model", DEFAULT_MODEL)
+    def _load(self, name: str) -> None:
         if self.model is None or self.model.name != name:
             self.model = Seq2Seq(name)
 
@@ -43,12 +56,10 @@ class Translator(_Loaded):
         super().__init__()
         self.language = "french"
 
-    def reconfigure(self, config: dict):
-        language = config.get("language", self.language)
-        if not isinstance(language, str) or language.lower() not in LANGUAGES:
-            raise ValueError(f"user_config.language must be one of {sorted(LANGUAGES)}, not {language!r}")
-        self._load(config)
-        self.language = language.lower()
+    def reconfigure(self, config: TranslatorConfig):
+        config = typed_user_config(TranslatorConfig, config)
+        self._load(config.model)
+        self.language = (config.language or self.language).lower()
 
     def translate(self, text: str) -> str:
         return self.model.generate(f"translate English to {LANGUAGES[self.language]}: {text}", max_new_tokens=40)
@@ -60,8 +71,8 @@ class Summarizer(_Loaded):
         super().__init__()
         self.translator = translator
 
-    def reconfigure(self, config: dict):
-        self._load(config)
+    def reconfigure(self, config: SummarizerConfig):
+        self._load(typed_user_config(SummarizerConfig, config).model)
 
     def summarize(self, text: str) -> str:
         return self.model.generate(f"summarize: {text}", max_new_tokens=30)

@@ -1,8 +1,11 @@
 """ServeImage: the Ray Serve runtime image (ECR repository + pulumi-docker-build), or a prebuilt one.
 
-The build context is the installed `rayserve_pulumi` package directory; the image takes IMAGE_PATHS from
-it (the apps, their Dockerfile and requirements as package data, and the Serve-config validator), so a
-program using the installed package builds the same image, and only a change there makes a new tag.
+The bundled apps: the build context is the installed `rayserve_pulumi` package directory; the image takes
+IMAGE_PATHS from it (the apps, their Dockerfile and requirements as package data, and the Serve-config
+validator). A team's own code (`serve.app_dir`): the context is that folder, built by its own Dockerfile
+when it has one, else by `app_dockerfile` (the Ray base image, the requirements file, the folder); the
+package's IMAGE_PATHS come from a second, named context (`rayserve`) so the VM head can validate configs
+inside the image. Either way the tag ends in a hash of exactly what goes in: an unchanged app keeps its tag.
 """
 from __future__ import annotations
 
@@ -16,12 +19,17 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.config.serve import apps_dir
 from rayserve_pulumi.config.stack import ImageSettings
 
 
 # What serve_apps/Dockerfile copies into the image (a test reads its COPY lines against this).
 IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "config", "serve_apps")
+APP_HOME = "/home/ray/app"  # the apps' code in the image, on PYTHONPATH
+VALIDATOR_HOME = "/home/ray/rayserve"  # the package's IMAGE_PATHS beside a team's code (never inside it)
+PACKAGE_CONTEXT = "rayserve"  # the named build context holding them
 
 
 def package_dir() -> Path:
@@ -38,19 +46,61 @@ def image_files(root: Optional[Path] = None) -> list[Path]:
     return sorted(files)
 
 
-def context_hash(root: Optional[Path] = None) -> str:
-    """Hash of what the image takes: a new tag (tags are immutable in ECR) whenever it changes."""
+def _hash_files(digest, root: Path, files: list[Path]) -> None:
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+
+
+def context_hash(root: Optional[Path] = None, code: Optional[AppCode] = None) -> str:
+    """Hash of what the image takes (the package's IMAGE_PATHS, and a team's code with the Dockerfile that
+    builds it): a new tag (tags are immutable in ECR) whenever it changes."""
     root = root or package_dir()
     digest = hashlib.sha256()
-    for path in image_files(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    _hash_files(digest, root, image_files(root))
+    if code is not None and not code.bundled:
+        digest.update(b"\0app\0" + code.digest().encode() + b"\0" + dockerfile_text(code).encode())
     return digest.hexdigest()[:12]
+
+
+def app_dockerfile(requirements: Optional[str]) -> str:
+    """The Dockerfile of a team's code without its own: the Ray base image, its requirements file (a path
+    relative to app_dir), the folder itself; the package's validator from the `rayserve` context."""
+    pip = ("" if requirements is None else
+           f"COPY --chown=ray:users {requirements} /tmp/app-requirements.txt\n"
+           "RUN pip install --no-cache-dir -r /tmp/app-requirements.txt\n")
+    copies = " ".join(IMAGE_PATHS[:3])
+    return (f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n"
+            f"ENV {APP_DIR_ENV}={APP_HOME} PYTHONPATH={APP_HOME}:{VALIDATOR_HOME}\n"
+            f"{pip}"
+            f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users {copies} {VALIDATOR_HOME}/rayserve_pulumi/\n"
+            f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users config {VALIDATOR_HOME}/rayserve_pulumi/config\n"
+            f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users serve_apps {VALIDATOR_HOME}/rayserve_pulumi/serve_apps\n"
+            f"COPY --chown=ray:users . {APP_HOME}/\n"
+            f"WORKDIR {APP_HOME}\n")
+
+
+def dockerfile_text(code: AppCode) -> str:
+    """The Dockerfile that builds a team's code: its own (app_dir/Dockerfile), else app_dockerfile."""
+    if code.dockerfile is not None:
+        return code.dockerfile.read_text()
+    return app_dockerfile(None if code.requirements is None else str(code.requirements.relative_to(code.root)))
+
+
+def build_inputs(code: AppCode) -> dict:
+    """docker-build's context and dockerfile for the apps' code."""
+    if code.bundled:
+        return {"context": {"location": str(package_dir())}, "dockerfile": {"location": str(apps_dir() / "Dockerfile")}}
+    dockerfile = {"location": str(code.dockerfile)} if code.dockerfile else {"inline": dockerfile_text(code)}
+    return {"context": {"location": str(code.root), "named": {PACKAGE_CONTEXT: {"location": str(package_dir())}}},
+            "dockerfile": dockerfile}
 
 
 @dataclass(frozen=True)
 class ServeImageArgs:
     settings: ImageSettings = arg("a prebuilt pinned uri, or build settings (repository, tag, base images)")
     gpu: bool = arg("build on the GPU base image with CUDA torch", False)
+    code: AppCode = arg("the apps' code the image carries (AppCode.locate); default the bundled apps",
+                        default_factory=AppCode.bundled_apps)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
 
 
@@ -89,12 +139,10 @@ class ServeImage(pulumi.ComponentResource):
                 opts=child,
             )
             token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
-            tag = f"{s.tag}-{context_hash()}" + ("-gpu" if args.gpu else "")
-            context = package_dir()
+            tag = f"{s.tag}-{context_hash(code=args.code)}" + ("-gpu" if args.gpu else "")
             image = docker_build.Image(
                 f"{name}-build",
-                context={"location": str(context)},
-                dockerfile={"location": str(apps_dir() / "Dockerfile")},
+                **build_inputs(args.code),
                 build_args={
                     "BASE_IMAGE": s.gpu_base_image if args.gpu else s.ray_base_image,
                     "TORCH_INDEX": "https://download.pytorch.org/whl/cu128" if args.gpu

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Optional
 
+from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
 from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
@@ -100,12 +102,12 @@ def _nodes(cfg: StackConfig) -> list[tuple[str, float, float]]:
               for g in rs.worker_groups)]
 
 
-def actor_fit_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
-    """Every Serve replica's num_cpus and num_gpus fit on some node of the cluster."""
+def actor_fit_errors(cfg: StackConfig, serve_config: dict, apps: dict) -> list[str]:
+    """Every Serve replica's num_cpus and num_gpus fit on some node of the cluster (`apps`: the code's facts)."""
     nodes = _nodes(cfg)
     most_cpus, most_gpus = max(n[1] for n in nodes), max(n[2] for n in nodes)
     errors = []
-    for where, cpus, gpus in deployment_resources(serve_config):
+    for where, cpus, gpus in deployment_resources(serve_config, apps):
         if gpus > 0 and most_gpus == 0:
             errors.append(f"{where}.num_gpus: {gpus:g} GPU(s) asked, but no node of this {cfg.platform} cluster has a "
                           f"GPU ({', '.join(n[0] for n in nodes)}); add a GPU group or set num_gpus to 0")
@@ -131,17 +133,51 @@ def value_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     return ssm_errors(cfg, serve_config) if cfg.platform == "vm" else []
 
 
-def stack_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
-    """Every cross-check that applies to the stack's platform."""
+def requirement_errors(code: AppCode) -> list[str]:
+    """Every requirement of the apps' requirements file is installed in this environment, at a version it
+    accepts (the local platform runs the apps with this interpreter; nothing is installed for it)."""
+    import importlib.metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if code.requirements is None or code.bundled:
+        return []
+    errors = []
+    where = f"rayserve:serve.requirements: {code.requirements}"
+    for number, raw in enumerate(code.requirements.read_text().splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or line.startswith("-"):
+            continue  # pip options (-r, --index-url) are the image build's
+        try:
+            req = Requirement(line)
+        except InvalidRequirement as exc:
+            errors.append(f"{where} line {number}: {line!r} is not a requirement: {exc}")
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            have = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            errors.append(f"{where} line {number}: {req.name} is not installed in this environment "
+                          f"({sys.executable}); the local platform runs the apps here: pip install {line!r}")
+            continue
+        if req.specifier and not req.specifier.contains(have, prereleases=True):
+            errors.append(f"{where} line {number}: {req.name} {have} is installed, but the apps need {line!r}")
+    return errors
+
+
+def stack_errors(cfg: StackConfig, serve_config: dict, apps: dict, code: AppCode) -> list[str]:
+    """Every cross-check that applies to the stack's platform (`apps`: what the code check found in the code)."""
     direct_ingress = cfg.serve.direct_ingress
     errors = (serve_port_errors(serve_config, reserved_ports(cfg), direct_ingress)
-              + actor_fit_errors(cfg, serve_config))
+              + actor_fit_errors(cfg, serve_config, apps))
     if cfg.platform == "local":
         listeners = [(f"rayserve:local.{key}", port) for key, port in cfg.local.listening_ports().items()]
         if cfg.metrics.enabled:
             listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
         ranges = ray_port_ranges(direct_ingress)
         errors += [e for where, port in listeners if (e := range_error(where, port, ranges))]
+        errors += requirement_errors(code)
     if cfg.platform == "eks":
         errors += eks_fit_errors(cfg)
     return errors + value_errors(cfg, serve_config)

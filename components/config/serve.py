@@ -1,52 +1,45 @@
 """Load the multi-app Serve config, apply stack overrides, and validate it strictly.
 
 `build_serve_config` is the one entry point: it returns a plain dict that is a valid
-`ray.serve.schema.ServeDeploySchema` whose every import path resolves inside the bundled
-`rayserve_pulumi.serve_apps`, or raises ConfigError with one line per error. Ray's own schema ignores
-unknown keys almost everywhere and coerces types, so a strict pass runs first: unknown keys at every
-level, finite numbers only, booleans and strings are not numbers. The bundled config is package data,
-read with importlib.resources.
+`ray.serve.schema.ServeDeploySchema` whose every import path resolves inside the apps' code (the stack's
+`serve.app_dir`, or the bundled `rayserve_pulumi.serve_apps`), or raises ConfigError with one line per
+error. Ray's own schema ignores unknown keys almost everywhere and coerces types, so a strict pass runs
+first: unknown keys at every level, finite numbers only, booleans and strings are not numbers. Everything
+that imports Ray or the apps' code runs in a child interpreter (`config.code_check`).
 """
 from __future__ import annotations
 
 import copy
 import enum
-import importlib
-import importlib.resources
 import math
 import re
 import types
 import typing
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rayserve_pulumi.config import code_check
+from rayserve_pulumi.config.app_code import APPS_PACKAGE, AppCode, bundled_dir
 from rayserve_pulumi.config.errors import ConfigError, format_pydantic_errors, path_of
 from rayserve_pulumi.config.stack import ServeSettings
 from rayserve_pulumi.config.yamlio import load_yaml_file
 from rayserve_pulumi.constants import SERVE_PORT
 
-APPS_PACKAGE = "rayserve_pulumi.serve_apps"
+__all__ = ["APPS_PACKAGE", "apps_dir", "build_serve_config", "check_serve_config", "resolve_serve_config"]
+
 BUNDLED_CONFIG = "serve_config.yaml"
 WHERE = "serve config "  # prefix of every Serve config error: `serve config applications[fruit]...: ...`
 CONFIG_KEY = "rayserve:serve.config_path"
-# runtime_env keys that fetch code or packages at deploy time; the image bundles everything instead.
-DOWNLOADING_RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "conda", "uv", "container", "image_uri",
-                                "py_executable"}
 ROUTE_PREFIX = re.compile(r"^/([A-Za-z0-9._~!$&'()*+,;=:@%-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)?$")
-
-
-def apps_dir() -> Path:
-    """The installed directory of the bundled apps (a real directory: the package is never zipped)."""
-    return Path(str(importlib.resources.files(APPS_PACKAGE)))
+apps_dir = bundled_dir
 
 
 def bundled_text(name: str) -> str:
     """A data file shipped with the bundled apps (serve_config.yaml, Dockerfile, requirements.txt)."""
-    return importlib.resources.files(APPS_PACKAGE).joinpath(name).read_text()
+    return (bundled_dir() / name).read_text()
 
 
 def read_config_file(path: Optional[str | Path] = None, base_dir: Optional[Path] = None) -> dict:
@@ -56,55 +49,6 @@ def read_config_file(path: Optional[str | Path] = None, base_dir: Optional[Path]
     if not isinstance(data, dict):
         raise ConfigError(f"{CONFIG_KEY}: {full} must hold a mapping (a Serve config with `applications:`)")
     return data
-
-
-# ---- what the bundled code holds ---------------------------------------------------------------
-
-def _resolve(path: str) -> tuple[Any, str]:
-    """Import `module:attr` (or `module.attr`) from the bundled package; (object, '') or (None, why not)."""
-    if not isinstance(path, str):
-        return None, f"must be an import path string, not {type(path).__name__}"
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name.startswith(APPS_PACKAGE + "."):
-        return None, f"{path!r} must import from the bundled {APPS_PACKAGE} package (nothing is downloaded)"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        return None, f"cannot import {module_name!r}: {exc}"
-    if not Path(module.__file__).resolve().is_relative_to(apps_dir().resolve()):
-        return None, f"{module_name!r} resolves outside {apps_dir()}"
-    if not hasattr(module, attr):
-        return None, f"{module_name!r} has no attribute {attr!r}"
-    return getattr(module, attr), ""
-
-
-@lru_cache(maxsize=None)
-def app_deployments(import_path: str) -> dict[str, dict]:
-    """Deployment name -> ray_actor_options in the code of the application at `import_path`
-    (what `serve build` would list)."""
-    from ray.serve.deployment import Application
-
-    app, _ = _resolve(import_path)
-    found: dict[str, dict] = {}
-
-    def visit(value: Any) -> None:
-        if isinstance(value, Application):
-            dep = value._bound_deployment
-            if dep.name not in found:
-                found[dep.name] = dict(dep.ray_actor_options or {})
-                for arg in (*dep.init_args, *dep.init_kwargs.values()):
-                    visit(arg)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-
-    visit(app)
-    return found
 
 
 # ---- selecting applications and applying overrides ---------------------------------------------
@@ -118,12 +62,14 @@ def merge_deployment(base: dict, override: dict) -> None:
     base.update(override)
 
 
-def select_and_override(config: dict, settings: ServeSettings) -> dict:
-    """Keep the stack's applications and apply its per-deployment overrides (all errors at once)."""
+def select_and_override(config: dict, settings: ServeSettings) -> tuple[dict, dict[str, list[str]]]:
+    """Keep the stack's applications and apply its per-deployment overrides (all errors at once). Returns the
+    config and, per application, the deployments an override added (the code check names their override)."""
     config = copy.deepcopy(config)
     apps = config.get("applications") if isinstance(config.get("applications"), list) else []
     by_name = {a.get("name"): a for a in apps if isinstance(a, dict)}
-    errors = []
+    errors: list[str] = []
+    added: dict[str, list[str]] = {}
     if settings.applications is not None:
         unknown = [n for n in settings.applications if n not in by_name]
         if unknown:
@@ -139,20 +85,16 @@ def select_and_override(config: dict, settings: ServeSettings) -> dict:
             continue
         existing = {d.get("name"): d for d in app.setdefault("deployments", []) if isinstance(d, dict)}
         for dep_name, override in deployments.items():
-            if dep_name not in existing:  # only then the code is imported (a listed deployment needs no Ray)
-                in_code = set(app_deployments(app["import_path"])) if isinstance(app.get("import_path"), str) else set()
-                if dep_name not in in_code:
-                    errors.append(f"rayserve:serve.overrides.{app_name}.{dep_name}: application {app_name!r} has no "
-                                  f"deployment {dep_name!r} (have {sorted(set(existing) | in_code)})")
-                    continue
+            if dep_name not in existing:  # the code check tells whether the code has it
                 existing[dep_name] = {"name": dep_name}
                 app["deployments"].append(existing[dep_name])
+                added.setdefault(app_name, []).append(dep_name)
             merge_deployment(existing[dep_name], override.model_dump(exclude_none=True))
     if errors:
         raise ConfigError(*errors)
     if settings.http_port is not None:
         config.setdefault("http_options", {})["port"] = settings.http_port
-    return config
+    return config, added
 
 
 # ---- the strict pass (before Ray's lenient schema) ---------------------------------------------
@@ -328,101 +270,53 @@ def validate_schema(config: dict) -> dict:
     return validated
 
 
-def _runtime_env_error(env: Any, where: str) -> Optional[str]:
-    bad = DOWNLOADING_RUNTIME_ENV_KEYS & set(env or {})
-    return f"{where}: {sorted(bad)} download at deploy time; bake them into the image" if bad else None
+def resolve_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> tuple[dict, dict]:
+    """The Serve config the stack asks for (its file, its applications, its overrides), not yet validated, and
+    the deployments its overrides added (select_and_override). `base_dir` anchors a relative `config_path`
+    (the program passes its own directory); with `app_dir` set it defaults to the app_dir's serve_config.yaml."""
+    path = settings.config_path
+    if path is None and settings.app_dir is not None:
+        path = Path(settings.app_dir) / BUNDLED_CONFIG
+    return select_and_override(read_config_file(path, base_dir), settings)
 
 
-def _import_error(path: Any, where: str, must_be=None, what: str = "") -> Optional[str]:
-    obj, why = _resolve(path)
-    if why:
-        return f"{where}: {why}"
-    if must_be is not None and not isinstance(obj, must_be):
-        return f"{where}: {path!r} is a {type(obj).__name__}, not {what}"
-    return None
+def app_code(settings: ServeSettings, base_dir: Optional[Path] = None) -> AppCode:
+    """The apps' code the stack names (ConfigError for a bad app_dir, requirements file or Dockerfile)."""
+    return AppCode.locate(settings.app_dir, settings.requirements, base_dir)
 
 
-def bundled_code_errors(config: dict) -> list[str]:
-    """Every import path anywhere comes from the bundled apps; apps name an Application whose code holds
-    every deployment the config names; no runtime_env downloads at any level. Runs before Ray's schema,
-    whose validators import some of these paths themselves."""
-    from ray.serve.deployment import Application
-
-    def get(d: Any, key: str) -> Any:
-        return d.get(key) if isinstance(d, dict) else None
-
-    errors: list[Optional[str]] = []
-    for i, servicer in enumerate(get(config.get("grpc_options"), "grpc_servicer_functions") or []):
-        errors.append(_import_error(servicer, f"{WHERE}grpc_options.grpc_servicer_functions[{i}]"))
-    if get(config.get("tracing_config"), "exporter_import_path") is not None:
-        errors.append(_import_error(config["tracing_config"]["exporter_import_path"],
-                                    f"{WHERE}tracing_config.exporter_import_path"))
-    errors.append(_runtime_env_error(get(config.get("controller_options"), "runtime_env"),
-                                     f"{WHERE}controller_options.runtime_env"))
-    apps = config.get("applications") if isinstance(config.get("applications"), list) else []
-    for i, app in enumerate(a for a in apps if isinstance(a, dict)):
-        where = f"{WHERE}applications{path_of([i], apps)}"
-        app_error = _import_error(app.get("import_path"), f"{where}.import_path", Application, "a Serve application")
-        errors += [app_error, _runtime_env_error(app.get("runtime_env"), f"{where}.runtime_env")]
-        if get(app.get("autoscaling_policy"), "policy_function") is not None:
-            errors.append(_import_error(app["autoscaling_policy"]["policy_function"],
-                                        f"{where}.autoscaling_policy.policy_function"))
-        in_code = {} if app_error else app_deployments(app["import_path"])
-        deployments = app.get("deployments") if isinstance(app.get("deployments"), list) else []
-        for j, dep in enumerate(d for d in deployments if isinstance(d, dict)):
-            at = f"{where}.deployments{path_of([j], deployments)}"
-            if not app_error and isinstance(dep.get("name"), str) and dep["name"] not in in_code:
-                errors.append(f"{at}: the application's code has no deployment {dep['name']!r} "
-                              f"(it has {sorted(in_code)})")
-            errors.append(_runtime_env_error(get(dep.get("ray_actor_options"), "runtime_env"),
-                                             f"{at}.ray_actor_options.runtime_env"))
-            router = dep.get("request_router_config")
-            if get(router, "request_router_class") is not None:
-                errors.append(_import_error(router["request_router_class"], f"{at}.request_router_config.request_router_class"))
-            policy = get(dep.get("autoscaling_config"), "policy")
-            if get(policy, "policy_function") is not None:
-                errors.append(_import_error(policy["policy_function"], f"{at}.autoscaling_config.policy.policy_function"))
-            actors = dep.get("deployment_actors") if isinstance(dep.get("deployment_actors"), list) else []
-            for k, actor in enumerate(a for a in actors if isinstance(a, dict)):
-                name = f"{at}.deployment_actors{path_of([k], actors)}"
-                errors.append(_import_error(actor.get("actor_class"), f"{name}.actor_class"))
-                errors.append(_runtime_env_error(get(actor.get("actor_options"), "runtime_env"),
-                                                 f"{name}.actor_options.runtime_env"))
-    return [e for e in errors if e]
-
-
-def deployment_resources(config: dict) -> list[tuple[str, float, float]]:
-    """(where, num_cpus, num_gpus) of every deployment's replica: the config's ray_actor_options replace the
-    code's as a whole (Serve's rule: an override that omits num_cpus asks for Serve's default of 1)."""
-    out = []
-    for app in config["applications"]:
-        code = app_deployments(app["import_path"])
-        listed = {d["name"]: d for d in app.get("deployments") or []}
-        for name, code_options in code.items():
-            configured = (listed.get(name) or {}).get("ray_actor_options")
-            options = configured if configured is not None else code_options
-            out.append((f"{WHERE}applications[{app['name']}].deployments[{name}].ray_actor_options",
-                        float(options.get("num_cpus", 1) or 0), float(options.get("num_gpus", 0) or 0)))
-    return out
-
-
-def resolve_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
-    """The Serve config the stack asks for (its file, its applications, its overrides), not yet validated.
-    `base_dir` anchors a relative `config_path` (the program passes its own directory)."""
-    return select_and_override(read_config_file(settings.config_path, base_dir), settings)
-
-
-def check_serve_config(config: dict) -> dict:
-    """A resolved Serve config -> the validated dict (raises ConfigError)."""
-    errors = strict_errors(config) + user_config_errors(config) + bundled_code_errors(config)
+def check_serve_config(config: dict, code: Optional[AppCode] = None, timeout_s: float = 60,
+                       added: Optional[dict] = None) -> tuple[dict, dict]:
+    """A resolved Serve config -> (the validated dict, application -> deployment -> facts of its code), checked
+    against `code` (default: the bundled apps) in a child interpreter (raises ConfigError)."""
+    errors = user_config_errors(config)  # what JSON cannot carry to the child is refused here, by name
+    if not errors and (why := _json_value_error(config, WHERE.strip())) is not None:
+        errors = [why]
     if errors:
         raise ConfigError(*errors)
-    return validate_schema(config)
+    answer = code_check.run(config, code or AppCode.bundled_apps(), timeout_s, added)
+    return answer["config"], answer["apps"]
 
 
 def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:
     """Stack settings -> validated Serve config dict (raises ConfigError)."""
-    return check_serve_config(resolve_serve_config(settings, base_dir))
+    config, added = resolve_serve_config(settings, base_dir)
+    return check_serve_config(config, app_code(settings, base_dir), settings.import_timeout_s, added)[0]
+
+
+def deployment_resources(config: dict, apps: dict) -> list[tuple[str, float, float]]:
+    """(where, num_cpus, num_gpus) of every deployment's replica (`apps`: the code check's facts): the config's
+    ray_actor_options replace the code's as a whole (Serve's rule: an override that omits num_cpus asks for
+    Serve's default of 1)."""
+    out = []
+    for app in config["applications"]:
+        listed = {d["name"]: d for d in app.get("deployments") or []}
+        for name, facts in (apps.get(app["name"]) or {}).items():
+            configured = (listed.get(name) or {}).get("ray_actor_options")
+            options = configured if configured is not None else facts["ray_actor_options"]
+            out.append((f"{WHERE}applications[{app['name']}].deployments[{name}].ray_actor_options",
+                        float(options.get("num_cpus", 1) or 0), float(options.get("num_gpus", 0) or 0)))
+    return out
 
 
 def serve_port(config: dict) -> int:

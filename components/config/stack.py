@@ -68,9 +68,18 @@ class DeploymentOverride(Strict):
 class ServeSettings(Strict):
     """Which Serve applications run, and what the stack changes in them."""
 
+    app_dir: Optional[str] = Field(
+        None, min_length=1, description="the folder of your apps' code (packages and modules), relative to the "
+        "Pulumi program's directory: every import path must resolve inside it, Ray's workers import from it "
+        "locally and the image carries it; default: the bundled apps")
+    requirements: Optional[str] = Field(
+        None, min_length=1, description="pip requirements file of the apps, relative to app_dir (default: "
+        "app_dir's requirements.txt when present); installed into the image")
+    import_timeout_s: float = Field(60, gt=0, le=600, description="how long validation may take to import the "
+                                    "apps' code (in a child interpreter)")
     config_path: Optional[str] = Field(
-        None, description="a Serve config file; default: the bundled one (rayserve_pulumi.serve_apps). "
-                          "A relative path is relative to the Pulumi program's directory")
+        None, description="a Serve config file; default: app_dir's serve_config.yaml, or the bundled one "
+                          "(rayserve_pulumi.serve_apps). A relative path is relative to the Pulumi program's directory")
     applications: Optional[list[str]] = Field(None, min_length=1,
                                               description="subset of the config's applications (default all; never empty)")
     overrides: dict[str, dict[str, DeploymentOverride]] = Field(

@@ -4,10 +4,13 @@ A `user_config` change is the edit a running stack takes in place (Serve calls `
 replicas), and validating it should not cost the second that importing Ray takes. The verdict of a full
 `validate_stack` is recorded with a fingerprint of everything that could change it: the stack's values and
 the resolved Serve config with every `user_config` value masked, the interpreter, the installed
-distributions, and the bytes of this package (its validators and the bundled apps). When the fingerprint
-matches, the earlier verdict holds for everything but the `user_config` values, and those get the checks
-the full validation gives them (`user_config_errors`, `nonfinite_errors`, and the stack checks that read
-values, `value_errors`). Anything else differs: the full validation runs. Ray's schema still sees every
+distributions, the bytes of this package (its validators and the bundled apps) and of the apps' code
+(`serve.app_dir`). When the fingerprint matches, the earlier verdict holds for everything but the
+`user_config` values, and those get the checks the full validation gives them (`user_config_errors`,
+`nonfinite_errors`, and the stack checks that read values, `value_errors`). A deployment whose
+`reconfigure` annotates a pydantic model (the full validation records which do) is checked by that model,
+which only the apps' code holds: a change to its user_config runs the full validation. Anything else
+differs: the full validation runs. Ray's schema still sees every
 applied config: the dashboard validates a deploy before changing anything.
 """
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any, Optional
 
 from rayserve_pulumi.config.checks import value_errors
 from rayserve_pulumi.config.errors import ConfigError
-from rayserve_pulumi.config.serve import apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
+from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.serve import app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
 from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
 from rayserve_pulumi.config.validate import validate_resolved
@@ -78,10 +82,20 @@ def environment() -> tuple[str, tuple[str, ...], str]:
     return sys.version, tuple(dists), ",".join(code_digest(root) for root in (PACKAGE_ROOT, apps_dir().resolve()))
 
 
-def fingerprint(values: dict, resolved: dict) -> str:
+def fingerprint(values: dict, resolved: dict, code: AppCode) -> str:
     """What a verdict depends on, user_config values aside."""
-    doc = {"values": masked_values(values), "serve_config": masked_config(resolved), "environment": environment()}
+    doc = {"values": masked_values(values), "serve_config": masked_config(resolved), "environment": environment(),
+           "code": None if code.bundled else code.digest()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _reusable(saved: dict, resolved: dict) -> bool:
+    """Whether every changed user_config belongs to a deployment without a typed model (whose rule is the
+    JSON one the reuse applies)."""
+    typed = {(app, dep) for app, deps in (saved.get("typed") or {}).items() for dep in deps}
+    old = {(app, dep["name"]): dep.get("user_config") for app, dep in _deployments(saved["serve_config"])}
+    return not any((app, dep.get("name")) in typed and dep.get("user_config") != old.get((app, dep.get("name")))
+                   for app, dep in _deployments(resolved))
 
 
 def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
@@ -89,9 +103,10 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
     """`validate_stack`, reusing `saved` (a verdict this returned before) when only user_config values
     changed. Returns (stack config, validated Serve config, the verdict to record)."""
     cfg = parse_stack_config(values)
-    resolved = resolve_serve_config(cfg.serve, program_dir)  # its errors are the full validation's first
-    mark = fingerprint(values, resolved)
-    if saved and saved.get("fingerprint") == mark:
+    code = app_code(cfg.serve, program_dir)
+    resolved, added = resolve_serve_config(cfg.serve, program_dir)  # its errors are the full validation's first
+    mark = fingerprint(values, resolved, code)
+    if saved and saved.get("fingerprint") == mark and _reusable(saved, resolved):
         errors = nonfinite_errors(resolved) + user_config_errors(resolved)
         if errors:
             raise ConfigError(*errors)
@@ -103,6 +118,8 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
         errors = value_errors(cfg, serve_config)
         if errors:
             raise ConfigError(*errors)
+        typed = saved.get("typed") or {}
     else:
-        serve_config = validate_resolved(cfg, resolved)
-    return cfg, serve_config, {"fingerprint": mark, "serve_config": serve_config}
+        serve_config, apps = validate_resolved(cfg, resolved, code, added)
+        typed = {app: sorted(dep for dep, facts in deps.items() if facts["model"]) for app, deps in apps.items()}
+    return cfg, serve_config, {"fingerprint": mark, "serve_config": serve_config, "typed": typed}

@@ -1,6 +1,6 @@
 """The `local` platform: the same Serve apps on one machine, through a Pulumi dynamic provider.
 
-Names load on first use (PEP 562), so the no-CLI fallback (`python -m rayserve_pulumi.local.cli`) imports
+Names load on first use (PEP 562), so the no-CLI fallback (`rayserve up`) imports
 neither Pulumi nor the component: every `up` starts 0.13 s sooner.
 """
 from __future__ import annotations

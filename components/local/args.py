@@ -1,6 +1,6 @@
 """LocalPlatformArgs: the `local` component's documented inputs, and the one function that turns a stack
 into the provider's inputs (`from_stack(...).inputs()`). The program (`pulumi up`) and the no-CLI fallback
-(`rayserve_pulumi.local.cli`) both use it, so both apply exactly the same thing; it imports no Pulumi.
+(`rayserve up`, local.cli) both use it, so both apply exactly the same thing; it imports no Pulumi.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings, StackConfig
 from rayserve_pulumi.local.lifecycle import provider_inputs
 
@@ -26,15 +28,17 @@ class LocalPlatformArgs:
                                     default_factory=lambda: ServeSettings().runtime_env())
     models_dir: Optional[str] = arg("absolute folder of model directories the text app loads by name", None)
     metrics: MetricsSettings = arg("a local Prometheus scraping every Ray node", default_factory=MetricsSettings)
+    code: AppCode = arg("the apps' code (AppCode.locate(app_dir, requirements, program_dir)); default the bundled "
+                        "apps", default_factory=AppCode.bundled_apps)
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, program_dir: Optional[Path] = None) -> "LocalPlatformArgs":
         root = Path(program_dir or Path.cwd()).resolve()
         return cls(settings=cfg.local, serve_config=serve_config, serve_env=cfg.serve.runtime_env(),
                    run_dir=str(root / RUN_DIR / cfg.name), models_dir=str(root / cfg.local.models_dir),
-                   metrics=cfg.metrics)
+                   metrics=cfg.metrics, code=app_code(cfg.serve, root))
 
     def inputs(self) -> dict:
         """The dynamic provider's input properties."""
         return provider_inputs(self.settings, self.serve_config, self.run_dir, self.serve_env, self.models_dir,
-                               self.metrics)
+                               self.metrics, self.code)

@@ -1,17 +1,17 @@
-"""`python -m rayserve_pulumi.local.cli up|destroy|refresh --stack-file F --state S --program-dir D`: the
-local stack without a Pulumi CLI, run through the engine's lifecycle for its one resource.
+"""The local stack without a Pulumi CLI (`rayserve up|refresh|destroy STACK_FILE`), run through the engine's
+lifecycle for its one resource.
 
 up: validate the stack (one line per error, exit 1, nothing touched), build the provider's inputs with
 the function the program uses, `read` what is live (as `pulumi up --refresh` does: a failed deploy
 or a Ray that is gone is noticed), then `diff` against the state: nothing, an update in place, or
 delete-then-create, as the diff says (a head setting replaces Ray; a Serve-only change redeploys in
 the same replica processes). refresh: `read` — a Ray that is gone leaves the state file; drift is
-recorded so the next `up` redeploys. The state file records what was applied (id, inputs, outputs) and
-the validation verdict, which the next `up` reuses when only user_config values changed (config.verdict).
+recorded so the next `up` redeploys. The state file records what was applied (id, inputs, outputs), the
+validation verdict, which the next `up` reuses when only user_config values changed (config.verdict), and
+which config is live: after a failed deploy that was rolled back, the previous one, with the failure.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -48,10 +48,16 @@ class State:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
         tmp.replace(self.path)
 
-    def save(self, rid: str, outs: dict, verdict: Optional[dict] = None) -> None:
-        """Record the resource; `verdict` replaces the recorded one, if given."""
+    def live(self) -> Optional[dict]:
+        """Which config is live: its hash, and after a rolled-back deploy the one that failed and why."""
+        return self._read().get("live")
+
+    def save(self, rid: str, outs: dict, verdict: Optional[dict] = None, failed: Optional[dict] = None) -> None:
+        """Record the resource (its config is the live one); `verdict` replaces the recorded one, if given;
+        `failed`: the config that failed and was rolled back (`config_hash`, `cause`)."""
         verdict = verdict if verdict is not None else self.verdict()
-        self._write({"id": rid, "outs": outs, **({"verdict": verdict} if verdict else {})})
+        live = {"config_hash": outs.get("config_hash"), **({"rolled_back": failed} if failed else {})}
+        self._write({"id": rid, "outs": outs, "live": live, **({"verdict": verdict} if verdict else {})})
 
     def clear(self) -> None:
         """Forget the resource; keep the verdict."""
@@ -68,7 +74,8 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
     from rayserve_pulumi.config.sources import read_stack_file
     from rayserve_pulumi.config.verdict import validate
     from rayserve_pulumi.local.args import LocalPlatformArgs
-    from rayserve_pulumi.local.lifecycle import LocalServe, report
+    from rayserve_pulumi.local.lifecycle import LocalServe, RolledBack, report
+    from rayserve_pulumi.node_agent.ray_ops import config_hash
 
     saved = state.load()
     # the last verdict is reused when only user_config values changed (config.verdict): no Ray import then
@@ -98,7 +105,12 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
         state.save(result.id, result.outs, verdict)
         return outputs(result.outs)
     report("local: updating Serve in place")
-    outs = local.update(news)
+    try:
+        outs = local.update(news, saved["outs"])
+    except RolledBack as exc:
+        failed = {"config_hash": config_hash(json.loads(news["serve_config_json"])), "cause": str(exc)}
+        state.save(saved["id"], saved["outs"], verdict, failed=failed)
+        raise
     state.save(saved["id"], outs, verdict)
     return outputs(outs)
 
@@ -127,31 +139,21 @@ def destroy(state: State) -> dict:
     return {}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "destroy", "refresh"])
-    parser.add_argument("--stack-file", type=Path, required=True)
-    parser.add_argument("--state", type=Path, required=True)
-    parser.add_argument("--program-dir", type=Path, required=True, help="anchors a relative serve.config_path")
-    a = parser.parse_args(argv)
-    state = State(a.state)
+ACTIONS = {"up": up, "refresh": lambda _stack_file, state, _program_dir: refresh(state),
+           "destroy": lambda _stack_file, state, _program_dir: destroy(state)}
+
+
+def run(action: str, stack_file: Path, state_file: Path, program_dir: Path) -> int:
+    """`rayserve <action>` for a local stack: the outputs as JSON on stdout (exit 0), or one line on stderr
+    (exit 1): a config error naming its key, or the cause of a failed deploy."""
     try:
-        if a.action == "up":
-            result = up(a.stack_file, state, a.program_dir)
-        elif a.action == "refresh":
-            result = refresh(state)
-        else:
-            result = destroy(state)
+        result = ACTIONS[action](stack_file, State(state_file), program_dir)
     except ConfigError as exc:
         for line in exc.lines:
-            print(f"{a.stack_file}: {line}", file=sys.stderr)
+            print(f"{stack_file}: {line}", file=sys.stderr)
         return 1
     except Exception as exc:  # a deploy that failed: its cause in one line, not a traceback
-        print(f"local {a.action} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{stack_file}: {action} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,9 @@
-"""The local head's lifecycle, without Pulumi: a real Ray head on this machine running the bundled apps.
+"""The local head's lifecycle, without Pulumi: a real Ray head on this machine running the stack's apps.
 
 create = `ray start --head` + deploy through the Serve REST API + wait for RUNNING; update = redeploy
-in place; delete = stop the head's session (its PID file: that Ray, nothing else);
+in place, and when the new config ends DEPLOY_FAILED, UNHEALTHY or past its timeout, put the previous one
+back at once (`RolledBack`: the previous config serves again); delete = stop the head's session (its PID
+file: that Ray, nothing else);
 read = what is live (an empty id when Ray is gone, a drift marker when the running applications are not
 the applied ones). `provider.LocalServeProvider` hands these to Pulumi's engine; the no-CLI fallback
 (`local.cli`) calls them directly and so never imports Pulumi (0.13 s of every `up`). Every step reports
@@ -10,12 +12,14 @@ one line (through Pulumi's log under the engine, on stderr otherwise).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings
 from rayserve_pulumi.constants import SERVE_PROXY_ENV
@@ -25,8 +29,26 @@ from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
 RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port", "auth_mode", "ray_env",
-                "metrics")
+                "metrics", "app_dir")
 DRIFTED = "drifted"  # config_hash after a read that found other applications than the applied ones
+# in every application's runtime_env: a new digest of the apps' code makes Serve start replicas that import it anew
+CODE_VERSION_ENV = "RAYSERVE_CODE_VERSION"
+
+
+class RolledBack(RuntimeError):
+    """A new config failed to deploy and the previous one was put back: the previous config is serving."""
+
+
+def with_code_version(config: dict, version: str) -> dict:
+    """The config with the code's version in every application's runtime_env env_vars: Serve treats a changed
+    runtime_env as new code (a new build and replicas in new worker processes), a user_config-only change
+    not."""
+    apps = []
+    for app in config["applications"]:
+        env = dict(app.get("runtime_env") or {})
+        env["env_vars"] = {**(env.get("env_vars") or {}), CODE_VERSION_ENV: version}
+        apps.append({**app, "runtime_env": env})
+    return {**config, "applications": apps}
 
 
 def report(message: str) -> None:
@@ -76,8 +98,11 @@ def head_env(props: dict) -> dict[str, str]:
     and Ray's worker start-up cap lifted to num_cpus. Ray starts at most min(this machine's cores, num_cpus)
     worker processes at once; a Serve deploy needs a dozen (controller, proxies, build tasks, replicas) and
     each start waits on round trips as well as CPU (README "Performance": alternating cold ups)."""
-    return {**IPC_CONNECT_RETRY, "RAY_worker_maximum_startup_concurrency": str(int(props["num_cpus"])),
-            **(props.get("ray_env") or {})}
+    env = {**IPC_CONNECT_RETRY, "RAY_worker_maximum_startup_concurrency": str(int(props["num_cpus"])),
+           **(props.get("ray_env") or {})}
+    if props.get("app_dir"):  # the apps' code, first on every Ray worker's import path (nothing is downloaded)
+        env["PYTHONPATH"] = os.pathsep.join([props["app_dir"], *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
 
 
 def spawn_head(props: dict, extra_env: dict[str, str]) -> None:
@@ -131,7 +156,7 @@ class LocalServe:
         names = [a["name"] for a in config["applications"]]
         start = time.monotonic()
         report(f"serve: deploying {len(names)} application(s): {', '.join(names)}")
-        ray_ops.deploy(dash, config)
+        ray_ops.deploy(dash, with_code_version(config, props.get("code_version") or ""))
         ray_ops.wait_running(dash, names, timeout=float(props.get("deploy_timeout_s", 300)),
                              on_progress=lambda line: report(f"serve: {line}"))
         report(f"serve: every application RUNNING after {time.monotonic() - start:.1f} s")
@@ -173,13 +198,26 @@ class LocalServe:
     def diff(olds: dict[str, Any], news: dict[str, Any]) -> tuple[bool, list[str]]:
         """(anything to do, the inputs that need a new Ray head: delete, then create)."""
         replaces = [k for k in RESTART_KEYS if olds.get(k) != news.get(k)]
-        changed = replaces or olds.get("serve_config_json") != news.get("serve_config_json") or \
-            olds.get("deploy_timeout_s") != news.get("deploy_timeout_s") or olds.get("config_hash") == DRIFTED
+        changed = replaces or any(olds.get(k) != news.get(k) for k in ("serve_config_json", "deploy_timeout_s",
+                                                                       "code_version")) \
+            or olds.get("config_hash") == DRIFTED
         return bool(changed), replaces
 
-    def update(self, news: dict[str, Any]) -> dict:
-        """Redeploy in place (the same head and, for a user_config change, the same replica processes)."""
-        return self._deploy(news)
+    def update(self, news: dict[str, Any], olds: Optional[dict[str, Any]] = None) -> dict:
+        """Redeploy in place (the same head and, for a user_config change, the same replica processes). When the
+        new config fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within deploy_timeout_s) and `olds` was
+        applied, `olds` is deployed again at once and RolledBack says so with the failure's cause."""
+        try:
+            return self._deploy(news)
+        except (ray_ops.ServeDeployError, TimeoutError) as exc:
+            if not olds or not olds.get("serve_config_json"):
+                raise
+            cause = str(exc)
+            report(f"serve: the new config failed ({cause}); putting the previous config "
+                   f"{olds.get('config_hash')} back")
+            self._deploy(olds)
+            raise RolledBack(f"{cause}; rolled back: the previous config {olds.get('config_hash')} is serving") \
+                from None
 
     def read(self, id_: str, props: dict[str, Any]) -> Applied:
         """What is live: nothing (empty id) when the Ray head no longer answers; the applied state when the
@@ -208,10 +246,13 @@ class LocalServe:
 
 
 def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, serve_env: Optional[dict] = None,
-                    models_dir: Optional[str] = None, metrics: Optional[MetricsSettings] = None) -> dict:
+                    models_dir: Optional[str] = None, metrics: Optional[MetricsSettings] = None,
+                    code: Optional[AppCode] = None) -> dict:
     """The provider's input properties for a stack's local settings and Serve config. Serve's proxy listens
     on `settings.host` like every other listener; `run_dir` (absolute) keeps the head's PID file;
-    `models_dir` (absolute) is where the text app finds models by name."""
+    `models_dir` (absolute) is where the text app finds models by name; `code` is the apps' code (default
+    the bundled apps): its folder goes on the workers' import path, its digest into `code_version`."""
+    code = code or AppCode.bundled_apps()
     serve_config = {**serve_config, "http_options": {**(serve_config.get("http_options") or {}), "host": settings.host}}
     metrics = metrics or MetricsSettings()
     serve_env = ServeSettings().runtime_env() if serve_env is None else serve_env
@@ -237,4 +278,6 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
         "metrics": {"enabled": metrics.enabled, "port": metrics.prometheus_port,
                     "scrape_interval_s": metrics.scrape_interval_s},
         "serve_config_json": json.dumps(serve_config, sort_keys=True),
+        "app_dir": None if code.bundled else str(code.root),
+        "code_version": code.digest()[:16],
     }

@@ -24,8 +24,9 @@ class LocalServeProvider(ResourceProvider):
         changes, replaces = LocalServe.diff(olds, news)
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=True)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=LocalServe().update(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """A failed new config puts `olds` back and fails the update: Pulumi keeps `olds` as the state."""
+        return UpdateResult(outs=LocalServe().update(news, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         applied = LocalServe().read(id_, props)

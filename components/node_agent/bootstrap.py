@@ -10,7 +10,8 @@ path); `--mode local` runs this interpreter's Ray, which imports the apps from t
           the REST API and wait until every app is RUNNING
   worker  join the head
   sync    validate the Serve config and redeploy it in place when it changed, keeping the last good one when
-          it does not validate (a systemd timer runs this on EC2)
+          it does not validate, and putting it back at once when the new one fails to deploy (DEPLOY_FAILED,
+          UNHEALTHY, a timeout) (a systemd timer runs this on EC2)
   stop    stop Ray (and Redis, Prometheus, Grafana) on this machine: what this agent started, nothing else
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ GRAFANA_PROVISIONING = f"{prometheus.RAY_TEMP_DIR}/session_latest/metrics/grafan
 RAY_CONTAINER_UID = 1000  # the `ray` user of rayproject/ray images
 REDIS_CONTAINER_UID = 999  # the `redis` user of the official Redis image
 APPLIED_FILE = "applied-config.sha256"
+LAST_GOOD_FILE = "last-good-config.json"  # the last config that reached RUNNING: what a failed deploy rolls back to
 CHECK_MODULE = "rayserve_pulumi.config.serve_check"
 SYNC_UNIT = "rayserve-sync"
 
@@ -314,11 +316,13 @@ def validation_errors(args, config: dict) -> list[str]:
 
 def deploy_if_changed(args, force: bool = False) -> str:
     """Apply the config when its digest differs from the last applied one, or an app is missing; before
-    applying, validate it as the program does. Returns "unchanged", "redeployed" or "refused" (the
-    applied config stays; a line on stderr says why)."""
+    applying, validate it as the program does. Returns "unchanged", "redeployed", "refused" (the applied
+    config stays; a line on stderr says why) or "rolled back" (it failed to deploy, and the last config that
+    was RUNNING serves again; a line on stderr says why)."""
     config = read_config(args)
     dash = f"http://127.0.0.1:{args.dashboard_port}"
-    applied = Path(args.state_dir) / APPLIED_FILE
+    state = Path(args.state_dir)
+    applied, last_good = state / APPLIED_FILE, state / LAST_GOOD_FILE
     running = ray_ops.applications(dash)
     current = applied.read_text().strip() if applied.exists() else ""
     digest = ray_ops.config_hash(config)
@@ -331,10 +335,22 @@ def deploy_if_changed(args, force: bool = False) -> str:
         print(f"sync: refused Serve config {digest}: {errors[0]}{more}; keeping the applied config "
               f"{current or '(none)'}", file=sys.stderr, flush=True)
         return "refused"
-    ray_ops.deploy(dash, config)
-    ray_ops.wait_running(dash, names, timeout=args.timeout)
-    applied.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(last_good.read_text()) if last_good.exists() else None
+    try:
+        ray_ops.deploy(dash, config)
+        ray_ops.wait_running(dash, names, timeout=args.timeout)
+    except (ray_ops.ServeDeployError, TimeoutError) as exc:
+        if previous is None or ray_ops.config_hash(previous) == digest:
+            raise
+        ray_ops.deploy(dash, previous)
+        ray_ops.wait_running(dash, [a["name"] for a in previous["applications"]], timeout=args.timeout)
+        applied.write_text(digest)  # not retried every poll: a new config (another digest) is
+        print(f"sync: Serve config {digest} failed to deploy: {exc}; rolled back: the previous config "
+              f"{ray_ops.config_hash(previous)} is serving", file=sys.stderr, flush=True)
+        return "rolled back"
+    state.mkdir(parents=True, exist_ok=True)
     applied.write_text(digest)
+    procs.write_private(last_good, json.dumps(config))
     return "redeployed"
 
 
@@ -393,7 +409,7 @@ def cmd_sync(args) -> None:
     setup_auth(args, create=False)
     outcome = deploy_if_changed(args)
     print(outcome)
-    if outcome == "refused":
+    if outcome in ("refused", "rolled back"):
         raise SystemExit(1)
 
 

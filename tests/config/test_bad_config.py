@@ -202,7 +202,8 @@ STACK_CASES = [
     ("local", "serve.config_path", "serve_apps/missing.yaml", "rayserve:serve.config_path:"),
     ("local", "serve.config_path", "serve_apps", "rayserve:serve.config_path:"),
     ("vm", "vm", _DELETE, "rayserve: platform vm needs a `vm` section"),
-    ("vm", *_override("fruit", "MangoStand", user_config={"blob": "x" * 9000}), "rayserve:serve: the Serve config is"),
+    ("vm", *_override("fruit", "MangoStand", ray_actor_options={"num_cpus": 0.1, "runtime_env": {
+        "env_vars": {"BLOB": "x" * 9000}}}), "rayserve:serve: the Serve config is"),
 ]
 
 
@@ -248,7 +249,7 @@ SERVE_FILE_CASES = [
     (_app(0, import_path="serve_apps.fruit:app"), f"{FRUIT}.import_path: 'serve_apps.fruit:app' must import from the bundled"),
     (_app(0, import_path="rayserve_pulumi.serve_apps.fruit:MangoStand"), f"{FRUIT}.import_path: 'rayserve_pulumi.serve_apps.fruit:MangoStand' is a Deployment"),
     (_app(0, import_path="rayserve_pulumi.serve_apps.fruit:nope"), f"{FRUIT}.import_path: 'rayserve_pulumi.serve_apps.fruit' has no attribute 'nope'"),
-    (_app(0, import_path="rayserve_pulumi.serve_apps.missing:app"), f"{FRUIT}.import_path: cannot import 'rayserve_pulumi.serve_apps.missing'"),
+    (_app(0, import_path="rayserve_pulumi.serve_apps.missing:app"), f"{FRUIT}.import_path: no module 'rayserve_pulumi.serve_apps.missing' in "),
     (lambda c: c["applications"][0]["deployments"].append({"name": "Banana", "num_replicas": 1}),
      "serve config applications[fruit].deployments[Banana]: the application's code has no deployment 'Banana'"),
     (_app(0, route_prefix="fruit"), f"{FRUIT}.route_prefix:"),

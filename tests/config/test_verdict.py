@@ -1,6 +1,7 @@
 """Reusing a validation verdict when only user_config values changed (config.verdict): the reused verdict
-is the full validation's, case by case; anything else that changed runs the full validation; the reuse
-imports no Ray."""
+is the full validation's, case by case; anything else that changed runs the full validation, and so does
+a change to a deployment whose user_config is typed (its model is the code's); the reuse starts no code
+check. The untyped deployment is the own-app example's Shouter (a `dict` parameter)."""
 from __future__ import annotations
 
 import copy
@@ -13,11 +14,25 @@ import pytest
 import yaml
 
 from rayserve_pulumi.config import ConfigError, verdict
-from rayserve_pulumi.config.serve import bundled_text
 from rayserve_pulumi.config.validate import validate_resolved, validate_stack
+from rayserve_pulumi.config import read_stack_file
 from tests.pulumi_harness import ROOT, stack_values, with_user_config
 
-LOCAL = stack_values("local")
+EXAMPLE = ROOT / "examples" / "own-app"
+LOCAL = read_stack_file(EXAMPLE / "Pulumi.local.yaml")
+SHOUTER = "applications[echo].deployments[Shouter].user_config"
+
+
+def validate_stack_at(values):
+    return validate_stack(values, EXAMPLE)
+
+
+def reuse(values, saved=None):
+    return verdict.validate(values, EXAMPLE, saved)
+
+
+def with_exclaim(values: dict, n) -> dict:
+    return _with_uc(values, {"exclaim": n})
 
 
 def _outcome(call):
@@ -34,7 +49,7 @@ def _refuse_full_validation(monkeypatch) -> None:
 
 def _with_uc(values: dict, user_config) -> dict:
     values = copy.deepcopy(values)
-    values.setdefault("serve", {}).setdefault("overrides", {}).setdefault("fruit", {})["MangoStand"] = {
+    values.setdefault("serve", {}).setdefault("overrides", {}).setdefault("echo", {})["Shouter"] = {
         "user_config": user_config}
     return values
 
@@ -45,27 +60,26 @@ def _with_uc(values: dict, user_config) -> dict:
     {"price": {"set": {1, 2}}},
 ], ids=repr)
 def test_a_reused_verdict_is_the_full_validations(user_config, monkeypatch):
-    _, _, saved = verdict.validate(_with_uc(LOCAL, {"price": 3}))
+    _, _, saved = reuse(_with_uc(LOCAL, {"price": 3}))
     values = _with_uc(LOCAL, user_config)
-    full = _outcome(lambda: validate_stack(values))
+    full = _outcome(lambda: validate_stack_at(values))
     _refuse_full_validation(monkeypatch)
-    reused = _outcome(lambda: verdict.validate(values, saved=saved))
+    reused = _outcome(lambda: reuse(values, saved=saved))
     assert reused == full
     if full[0] == "error":  # every refusal names the deployment's user_config
-        assert all("applications[fruit].deployments[MangoStand].user_config" in line or "rayserve:serve.overrides"
-                   in line for line in full[1]), full[1]
+        assert all(SHOUTER in line or "rayserve:serve.overrides" in line for line in full[1]), full[1]
 
 
 @pytest.mark.parametrize("user_config, says", [
-    ("cheap", "rayserve:serve.overrides.fruit.MangoStand.user_config: Input should be a valid dictionary "
+    ("cheap", "rayserve:serve.overrides.echo.Shouter.user_config: Input should be a valid dictionary "
               "(got 'cheap')"),
     ({"when": datetime.date(2026, 1, 1)},
-     "serve config applications[fruit].deployments[MangoStand].user_config.when: datetime.date(2026, 1, 1) (date) "
+     f"serve config {SHOUTER}.when: datetime.date(2026, 1, 1) (date) "
      "is not a JSON value; quote it to pass it as a string"),
 ], ids=["a string", "a YAML date"])
 def test_the_full_validation_refuses_what_reconfigure_could_not_receive(user_config, says):
     with pytest.raises(ConfigError) as exc:
-        validate_stack(_with_uc(LOCAL, user_config))
+        validate_stack_at(_with_uc(LOCAL, user_config))
     assert exc.value.lines == [says]
 
 
@@ -76,17 +90,17 @@ def test_the_full_validation_refuses_what_reconfigure_could_not_receive(user_con
 def test_a_config_file_user_config_is_checked_alike_both_ways(user_config, says, tmp_path, monkeypatch):
     """A Serve config file of one's own (serve.config_path) reaches user_config_errors without the stack's
     override model in front of it."""
-    serve = yaml.safe_load(bundled_text("serve_config.yaml"))
+    serve = yaml.safe_load((EXAMPLE / "serve_config.yaml").read_text())
     path = tmp_path / "serve.yaml"
     values = {**LOCAL, "serve": {**LOCAL.get("serve", {}), "config_path": str(path)}}
     path.write_text(yaml.safe_dump(serve))
-    _, _, saved = verdict.validate(values)
+    _, _, saved = reuse(values)
     serve["applications"][0]["deployments"][1]["user_config"] = user_config
     path.write_text(yaml.safe_dump(serve))
-    line = "serve config applications[fruit].deployments[MangoStand].user_config" + says
-    assert _outcome(lambda: validate_stack(values)) == ("error", [line])
+    line = f"serve config {SHOUTER}" + says
+    assert _outcome(lambda: validate_stack_at(values)) == ("error", [line])
     _refuse_full_validation(monkeypatch)
-    assert _outcome(lambda: verdict.validate(values, saved=saved)) == ("error", [line])
+    assert _outcome(lambda: reuse(values, saved=saved)) == ("error", [line])
 
 
 def _set(values: dict, path: str, value) -> dict:
@@ -100,30 +114,42 @@ def _set(values: dict, path: str, value) -> dict:
 
 
 @pytest.mark.parametrize("change", [
-    lambda v: _set(v, "serve.overrides.fruit.OrangeStand.num_replicas", 2),
-    lambda v: _set(v, "serve.overrides.calc.Adder.user_config", {"k": 1}),  # a user_config where there was none
+    lambda v: _set(v, "serve.overrides.echo.Echo.num_replicas", 2),
+    lambda v: _set(v, "serve.overrides.echo.Echo.user_config", {"greeting": "yo"}),  # a typed deployment's
     lambda v: _set(v, "serve.throughput_optimized", False),
     lambda v: _set(v, "serve.http_port", 8123),
     lambda v: _set(v, "local.num_cpus", 3),
     lambda v: _set(v, "serve.proxy", "default"),
-], ids=["num_replicas", "new-user_config", "throughput_optimized", "http_port", "num_cpus", "proxy"])
+], ids=["num_replicas", "typed-user_config", "throughput_optimized", "http_port", "num_cpus", "proxy"])
 def test_any_other_change_runs_the_full_validation(change, monkeypatch):
-    _, _, saved = verdict.validate(with_user_config(LOCAL, 3))
+    _, _, saved = reuse(with_exclaim(LOCAL, 3))
     ran = []
     monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
-    verdict.validate(with_user_config(change(LOCAL), 4), saved=saved)
+    reuse(with_exclaim(change(LOCAL), 4), saved=saved)
     assert ran == [1]
-    verdict.validate(with_user_config(LOCAL, 4), saved=saved)  # the control: only the price changed
+    reuse(with_exclaim(LOCAL, 4), saved=saved)  # the control: only the untyped user_config changed
     assert ran == [1]
+
+
+def test_a_typed_user_config_change_runs_the_full_validation_and_its_model(monkeypatch):
+    """The bundled stands' price is typed: a change takes the full validation, which the model refuses."""
+    _, _, saved = verdict.validate(with_user_config(stack_values("local"), 3), ROOT)
+    assert "MangoStand" in saved["typed"]["fruit"]
+    ran = []
+    monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
+    verdict.validate(with_user_config(stack_values("local"), 4), ROOT, saved)
+    assert ran == [1]
+    with pytest.raises(ConfigError, match=r"MangoStand\]\.user_config\.price: Input should be greater than or equal to 0"):
+        verdict.validate(with_user_config(stack_values("local"), -1), ROOT, saved)
 
 
 def test_another_environment_or_code_runs_the_full_validation(monkeypatch, tmp_path):
-    _, _, saved = verdict.validate(with_user_config(LOCAL, 3))
+    _, _, saved = reuse(with_exclaim(LOCAL, 3))
     ran = []
     monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
     version, dists, code = verdict.environment()
     monkeypatch.setattr(verdict, "environment", lambda: (version, dists, "another code"))
-    verdict.validate(with_user_config(LOCAL, 4), saved=saved)
+    reuse(with_exclaim(LOCAL, 4), saved=saved)
     assert ran == [1]
     (tmp_path / "a.py").write_text("x = 1\n")
     (tmp_path / "__pycache__").mkdir()
@@ -135,24 +161,29 @@ def test_another_environment_or_code_runs_the_full_validation(monkeypatch, tmp_p
     assert verdict.code_digest(tmp_path) != before
 
 
-def test_the_reuse_imports_no_ray(tmp_path):
-    """In a fresh interpreter: reuse imports no Ray; a verdict for other values does (the control)."""
-    _, full, saved = verdict.validate(with_user_config(LOCAL, 3))
+def test_the_reuse_starts_no_code_check(tmp_path):
+    """In a fresh interpreter: the reuse starts no child interpreter; a verdict for other values does (the
+    control). Neither imports Ray into the program."""
+    _, full, saved = reuse(with_exclaim(LOCAL, 3))
     (tmp_path / "saved.json").write_text(json.dumps(saved))
     script = (
         "import json, sys\n"
+        "from rayserve_pulumi.config import code_check, read_stack_file\n"
         "from rayserve_pulumi.config.verdict import validate\n"
-        "from tests.pulumi_harness import stack_values, with_user_config\n"
+        "from tests.config.test_verdict import EXAMPLE, LOCAL, with_exclaim\n"
+        "runs, run = [], code_check.run\n"
+        "code_check.run = lambda *a, **k: runs.append(1) or run(*a, **k)\n"
         f"saved = json.load(open({str(tmp_path / 'saved.json')!r}))\n"
         "if sys.argv[1] == 'other': saved['fingerprint'] = 'another'\n"
-        "_, config, _ = validate(with_user_config(stack_values('local'), 7), saved=saved)\n"
-        "print(json.dumps({'ray': 'ray' in sys.modules, 'config': config}))\n")
+        "_, config, _ = validate(with_exclaim(LOCAL, 7), EXAMPLE, saved)\n"
+        "print(json.dumps({'ray': 'ray' in sys.modules, 'checks': len(runs), 'config': config}))\n")
     outs = {}
     for case in ("same", "other"):
         proc = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True, cwd=ROOT,
                               timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs[case] = json.loads(proc.stdout)
-    assert outs["same"]["ray"] is False and outs["other"]["ray"] is True
-    assert outs["same"]["config"] == outs["other"]["config"] == validate_stack(with_user_config(LOCAL, 7))[1]
+    assert outs["same"]["checks"] == 0 and outs["other"]["checks"] == 1
+    assert outs["same"]["ray"] is False and outs["other"]["ray"] is False
+    assert outs["same"]["config"] == outs["other"]["config"] == validate_stack_at(with_exclaim(LOCAL, 7))[1]
     assert outs["same"]["config"] != full

@@ -1,5 +1,5 @@
 """The main job without a Pulumi CLI (`scripts/up.sh` runs this): the local resource's lifecycle as the
-engine would run it, each step a real `python -m rayserve_pulumi.local.cli` process against a real Ray."""
+engine would run it, each step a real `rayserve` process against a real Ray."""
 from __future__ import annotations
 
 import json
@@ -34,7 +34,7 @@ def stack(tmp_path_factory):
         files["stack"].write_text(yaml.safe_dump({"config": {f"rayserve:{k}": v for k, v in values.items()}}))
 
     def run(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rayserve_pulumi.local.cli", action, "--stack-file",
+        return subprocess.run([sys.executable, "-m", "rayserve_pulumi.cli", action,
                                str(files["stack"]), "--state", str(files["state"]), "--program-dir", str(base)],
                               capture_output=True, text=True, timeout=600)
 
@@ -93,12 +93,16 @@ def test_an_invalid_config_is_one_line_and_touches_nothing(stack):
     assert replica_pids(stack["dash"], "fruit", "MangoStand") == pids
 
 
-def test_a_replica_that_fails_prints_its_cause(stack):
+def test_price_abc_is_refused_before_deploy_and_touches_nothing(stack):
+    """A stand's user_config is typed (its reconfigure annotates StandConfig): `up` refuses it by name."""
+    pids = replica_pids(stack["dash"], "fruit", "MangoStand")
     stack["write"](_price(stack["values"], "abc"))
     failed = stack["run"]("up")
     assert failed.returncode == 1
-    assert "ValueError: user_config.price must be a non-negative number, not 'abc'" in failed.stderr, failed.stderr
-    assert "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines() == [
+        f"{stack['stack']}: serve config applications[fruit].deployments[MangoStand].user_config.price: Input should "
+        "be a valid number (got 'abc')"]
+    assert replica_pids(stack["dash"], "fruit", "MangoStand") == pids
     stack["write"](_price(stack["values"], 5))
     assert stack["run"]("up").returncode == 0
     assert post(stack["out"]["app_urls"]["fruit"], ["MANGO", 2]) == 10

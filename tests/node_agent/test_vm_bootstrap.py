@@ -160,6 +160,33 @@ def test_sync_refuses_an_invalid_config_and_keeps_the_last_good_one(vm, break_it
     assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 10  # still the last good config (price 5)
 
 
+def test_sync_rolls_back_a_config_that_fails_to_deploy(vm):
+    """Valid, but its replicas cannot start (the text app asked for a model that is not there): the last
+    config that was RUNNING is put back at once, and sync says so and exits 1."""
+    good = vm["config_file"].read_text()
+    bad = json.loads(good)
+    text_app = build_serve_config(ServeSettings(applications=["summarize_translate"]))["applications"][0]
+    for dep in text_app["deployments"]:
+        dep["user_config"] = {**dep.get("user_config", {}), "model": "/nonexistent/model"}
+    bad["applications"].append(text_app)
+    vm["config_file"].write_text(json.dumps(bad))
+    try:
+        result = vm["run"]("sync", *vm["common"], "--config-file", str(vm["config_file"]))
+    finally:
+        vm["config_file"].write_text(good)
+    assert result.returncode == 1 and result.stdout.strip() == "rolled back", result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"sync: Serve config {ray_ops.config_hash(bad)} failed to deploy: ") and "OSError" in line
+    assert line.endswith(f"rolled back: the previous config {ray_ops.config_hash(json.loads(good))} is serving")
+    deadline = time.monotonic() + 120  # Serve deletes the app the rolled-back config added: wait for that state
+    while sorted(ray_ops.applications(vm["dash"])) != ["calc", "fruit"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(ray_ops.applications(vm["dash"])) == ["calc", "fruit"]
+    assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 10
+    # the failed config is not retried every poll; the good one, unchanged, is redeployed as it is live again
+    assert vm["run"]("sync", *vm["common"], "--config-file", str(vm["config_file"])).stdout.strip() == "redeployed"
+
+
 def test_stop_stops_ray(vm):
     vm["run"]("stop", *vm["common"])
     assert not ray_answers(vm["dash"])

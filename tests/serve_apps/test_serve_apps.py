@@ -60,7 +60,7 @@ def test_config_lists_three_apps_with_user_configs():
 
 def test_override_to_autoscaling_drops_the_fixed_replica_count():
     settings = ServeSettings(overrides={"fruit": {"FruitMarket": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 4}}}})
-    market = resolve_serve_config(settings)["applications"][0]["deployments"][0]
+    market = resolve_serve_config(settings)[0]["applications"][0]["deployments"][0]
     assert "num_replicas" not in market and market["autoscaling_config"]["max_replicas"] == 4
 
 

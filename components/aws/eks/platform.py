@@ -12,6 +12,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.aws.eks.cluster import EksCluster, EksClusterArgs
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.config.errors import ConfigError
@@ -65,6 +67,8 @@ class EksPlatformArgs:
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+    code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
+                        "default the bundled apps", default_factory=AppCode.bundled_apps)
 
 
 class EksPlatform(Platform):
@@ -83,7 +87,8 @@ class EksPlatform(Platform):
         rs = args.ray_service
         child = pulumi.ResourceOptions(parent=self)
         needs_gpu = rs.head.gpu > 0 or any(g.gpu for g in rs.worker_groups)
-        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, gpu=needs_gpu, tags=args.tags), child)
+        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, gpu=needs_gpu, tags=args.tags,
+                                                                code=args.code), child)
         self.cluster = EksCluster(f"{name}-eks", EksClusterArgs(
             settings=args.eks, enable_efs=rs.checkpoint.model_cache_gi is not None, tags=args.tags), child)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.cluster.provider)
@@ -127,4 +132,5 @@ class EksPlatform(Platform):
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":
         return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
                                              image=cfg.image, kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(),
-                                             metrics=cfg.metrics, tags=cfg.tags), opts)
+                                             metrics=cfg.metrics, tags=cfg.tags,
+                                             code=app_code(cfg.serve, program_dir)), opts)

@@ -7,6 +7,8 @@ from typing import Optional
 import pulumi
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
 from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
@@ -22,6 +24,8 @@ class VmPlatformArgs:
                                     default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head", default_factory=MetricsSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+    code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
+                        "default the bundled apps", default_factory=AppCode.bundled_apps)
 
 
 class VmPlatform(Platform):
@@ -35,7 +39,7 @@ class VmPlatform(Platform):
         check_serve_port(args.serve_config)  # before any child exists
         super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, tags=args.tags), child)
+        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, tags=args.tags, code=args.code), child)
         self.cluster = RayVmCluster(
             f"{name}-vm",
             RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
@@ -55,4 +59,5 @@ class VmPlatform(Platform):
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "VmPlatform":
         return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
-                                            serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, tags=cfg.tags), opts)
+                                            serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, tags=cfg.tags,
+                                            code=app_code(cfg.serve, program_dir)), opts)

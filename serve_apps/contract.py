@@ -1,16 +1,32 @@
-"""The HTTP contract every bundled app keeps: POST a small JSON body; anything else is a 4xx with a short
-JSON error `{"error": "..."}` naming what was wrong. Never a 500, never a wrong 200: types are checked,
-not coerced ("3" is not 3, true is not 1), and numbers are finite."""
+"""The contract every bundled app keeps.
+
+HTTP: POST a small JSON body; anything else is a 4xx with a short JSON error `{"error": "..."}` naming what
+was wrong. Never a 500, never a wrong 200: types are checked, not coerced ("3" is not 3, true is not 1), and
+numbers are finite.
+
+user_config: each deployment declares a pydantic model and annotates `reconfigure(self, config: Model)`
+with it; the package's validator checks every user_config against that model before anything is
+deployed, and `typed_user_config` applies the same rule in the replica (Serve passes the JSON object).
+"""
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 MAX_BODY_BYTES = 64 * 1024
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def typed_user_config(model: type[Model], config: Any) -> Model:
+    """The user_config Serve hands `reconfigure` as the deployment's model, checked as the validator checks
+    it: strictly, as JSON ("3" is not 3); a ValidationError fails the replica with every field named."""
+    return model.model_validate_json(json.dumps({} if config is None else config), strict=True)
 
 
 class BadRequest(Exception):

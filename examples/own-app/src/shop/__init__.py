@@ -1,0 +1,1 @@
+"""The shop team's Serve apps."""

@@ -1,0 +1,1 @@
+"""Notes: JSON in, YAML out."""
