@@ -3,29 +3,13 @@
 Contract (rayserve_pulumi.serve_apps.contract): [operation, value], operation ADD or MUL (any case), value
 a number from -1e9 to 1e9; anything else is a 4xx with {"error": ...}.
 """
-from typing import Optional
-
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from rayserve_pulumi.serve_apps.contract import BadRequest, choice, number, pair, plain, read_json, typed_user_config
-
-MAX_VALUE = 1e9
-
-
-class MultiplierConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    factor: Optional[float] = Field(None, ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False,
-                                    description="what values are multiplied by (default: unchanged)")
-
-
-class AdderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    increment: Optional[float] = Field(None, ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False,
-                                       description="what is added to values (default: unchanged)")
+from rayserve_pulumi.serve_apps.user_configs import MAX_VALUE, AdderConfig, MultiplierConfig
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1})

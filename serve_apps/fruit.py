@@ -8,35 +8,16 @@ Contract (rayserve_pulumi.serve_apps.contract): [fruit, amount], fruit one of MA
 """
 import asyncio
 import os
-from typing import Optional, Union
+from typing import Union
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 
 from rayserve_pulumi.serve_apps.contract import BadRequest, choice, number, pair, plain, read_json, typed_user_config
+from rayserve_pulumi.serve_apps.user_configs import ORDERS_PER_CALL, MarketConfig, StandConfig
 
 MAX_AMOUNT = 1_000_000
-# most orders one call to a stand carries (user_config orders_per_call); with two batches in flight, 32
-# fills the market's max_ongoing_requests (64, serve_config.yaml), which Serve asks of a batch size
-ORDERS_PER_CALL = 32
-
-
-class StandConfig(BaseModel):
-    """A stand's user_config."""
-
-    model_config = ConfigDict(extra="forbid")
-    price: Optional[float] = Field(None, ge=0, allow_inf_nan=False,
-                                   description="price of one unit, a non-negative number (default: the stand's own)")
-
-
-class MarketConfig(BaseModel):
-    """The market's user_config."""
-
-    model_config = ConfigDict(extra="forbid")
-    orders_per_call: int = Field(ORDERS_PER_CALL, ge=1, le=1000,
-                                 description="most orders one call to a stand carries (1: a call per order)")
 
 
 class _Stand:

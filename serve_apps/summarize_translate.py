@@ -8,9 +8,6 @@ loaded fails the deploy with its cause, and `check_health` fails while no model 
 Contract (rayserve_pulumi.serve_apps.contract): a non-empty JSON string of at most 10,000 characters;
 anything else is a 4xx with {"error": ...}.
 """
-from typing import Literal, Optional
-
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
@@ -18,21 +15,9 @@ from starlette.responses import JSONResponse
 
 from rayserve_pulumi.serve_apps.contract import BadRequest, read_json, typed_user_config
 from rayserve_pulumi.serve_apps.seq2seq import Seq2Seq
-
-DEFAULT_MODEL = "t5-small"
+from rayserve_pulumi.serve_apps.user_configs import SummarizerConfig, TranslatorConfig
 LANGUAGES = {"french": "French", "german": "German", "romanian": "Romanian"}  # T5's translation prefixes
 MAX_TEXT = 10_000
-
-
-class SummarizerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(DEFAULT_MODEL, min_length=1, description="a model directory's name under the models "
-                       "folder, or a Hugging Face model id")
-
-
-class TranslatorConfig(SummarizerConfig):
-    language: Optional[Literal["french", "german", "romanian", "French", "German", "Romanian"]] = Field(
-        None, description="the language summaries are translated to (default: unchanged, French at first)")
 
 
 class _Loaded:

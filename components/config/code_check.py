@@ -6,8 +6,9 @@ with the code's folder first on its import path, under a timeout, and reads back
 what only the code can tell: every import path anywhere resolves inside the code's folder, applications name
 a Serve Application, the deployments the config names exist, and each `user_config` fits the pydantic model
 its deployment's `reconfigure` annotates (`reconfigure(self, config: PriceConfig)`). It answers the validated
-config and, per application, each deployment's ray_actor_options and user_config model (`config.verdict`
-records which deployments have one).
+config and, per application, each deployment's ray_actor_options and user_config model (`module:Name`,
+which `config.verdict` records: a later user_config-only change is checked by `check_models`, importing
+only the models' modules).
 
 The VM head runs the same check inside its container before every deploy (`config.serve_check`).
 """
@@ -36,11 +37,10 @@ DOWNLOADING_RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "conda", "uv
 
 # ---- the parent's side ----------------------------------------------------------------------------
 
-def run(config: dict, code: AppCode, timeout_s: float, added: Optional[dict[str, list[str]]] = None) -> dict:
-    """Check `config` against `code` in a child interpreter; the answer `{"config": validated, "apps": {app:
-    {deployment: {"ray_actor_options", "model"}}}}`, or ConfigError with every error. `added`: application ->
-    deployments the stack's overrides added (an error about one names the override's key)."""
-    request = {"config": config, "app_dir": None if code.bundled else str(code.root), "added": added or {}}
+def _child(request: dict, code: AppCode, timeout_s: float) -> dict:
+    """One answer of `python -m rayserve_pulumi.config.code_check` for `request`, the code's folder first on its
+    path; ConfigError with its errors, or a timeout's."""
+    request = {**request, "app_dir": None if code.bundled else str(code.root)}
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the team's folder
     proc = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(code.root), start_new_session=True)
@@ -60,6 +60,20 @@ def run(config: dict, code: AppCode, timeout_s: float, added: Optional[dict[str,
     if answer.get("errors"):
         raise ConfigError(*answer["errors"])
     return answer
+
+
+def run(config: dict, code: AppCode, timeout_s: float, added: Optional[dict[str, list[str]]] = None) -> dict:
+    """Check `config` against `code` in a child interpreter; the answer `{"config": validated, "apps": {app:
+    {deployment: {"ray_actor_options", "model"}}}}`, or ConfigError with every error. `added`: application ->
+    deployments the stack's overrides added (an error about one names the override's key)."""
+    return _child({"mode": "config", "config": config, "added": added or {}}, code, timeout_s)
+
+
+def check_models(items: list[dict], code: AppCode, timeout_s: float) -> None:
+    """Each `{"where", "model", "value"}` (a user_config and the `module:Name` of its model) against its model, in
+    a child that imports the models' modules only (ConfigError with every error). A model in a module of its
+    own, importing only pydantic, makes this a fraction of a second; in the app's module, Ray is imported too."""
+    _child({"mode": "models", "items": items}, code, timeout_s)
 
 
 # ---- the child's side -----------------------------------------------------------------------------
@@ -157,9 +171,9 @@ def user_config_model(cls: Any) -> Optional[type]:
     return _pydantic_model(hints.get(params[0].name, params[0].annotation))
 
 
-def model_facts(model: type) -> dict:
-    """What is recorded of a user_config model: its name and JSON schema (what `render` can show)."""
-    return {"name": f"{model.__module__}.{model.__qualname__}", "schema": model.model_json_schema()}
+def model_path(model: type) -> str:
+    """A user_config model's import path (`module:Name`): what the verdict records."""
+    return f"{model.__module__}:{model.__qualname__}"
 
 
 def typed_user_config_errors(model: type, value: Any, where: str) -> list[str]:
@@ -243,7 +257,7 @@ def code_errors(config: dict, code: Code, added: dict[str, list[str]]) -> tuple[
         models = {name: user_config_model(dep.func_or_class) for name, dep in in_code.items()}
         if isinstance(app.get("name"), str):
             facts[app["name"]] = {name: {"ray_actor_options": dict(dep.ray_actor_options or {}),
-                                         "model": model_facts(models[name]) if models[name] else None}
+                                         "model": model_path(models[name]) if models[name] else None}
                                   for name, dep in in_code.items()}
         deployments = app.get("deployments") if isinstance(app.get("deployments"), list) else []
         for j, dep in enumerate(d for d in deployments if isinstance(d, dict)):
@@ -256,6 +270,10 @@ def code_errors(config: dict, code: Code, added: dict[str, list[str]]) -> tuple[
                                   f"{sorted(in_code)})")
                 else:
                     errors.append(f"{at}: the application's code has no deployment {name!r} (it has {sorted(in_code)})")
+            elif dep.get("user_config") is not None and name in in_code and not callable(
+                    getattr(in_code[name].func_or_class, "reconfigure", None)):
+                errors.append(f"{at}.user_config: {name} has no reconfigure method to receive it (Serve refuses the "
+                              "deployment); add one, or drop the user_config")
             elif models.get(name) is not None and dep.get("user_config") is not None:
                 errors += typed_user_config_errors(models[name], dep["user_config"], f"{at}.user_config")
             errors.append(_runtime_env_error(_get(dep.get("ray_actor_options"), "runtime_env"),
@@ -294,9 +312,23 @@ def check(config: Any, app_dir: Optional[str], added: Optional[dict[str, list[st
     return {"errors": [], "config": validated, "apps": facts}
 
 
+def check_typed(items: list[dict], app_dir: Optional[str]) -> dict:
+    """The child's side of check_models."""
+    code, errors = Code(app_dir), []
+    for item in items:
+        model, why = code.resolve(item["model"])
+        if why or _pydantic_model(model) is None:
+            return {"errors": [f"{item['where']}: its model {item['model']!r} is gone ({why or 'not a model'})"]}
+        errors += typed_user_config_errors(model, item["value"], item["where"])
+    return {"errors": errors}
+
+
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    answer = check(request["config"], request.get("app_dir"), request.get("added"))
+    if request.get("mode") == "models":
+        answer = check_typed(request["items"], request.get("app_dir"))
+    else:
+        answer = check(request["config"], request.get("app_dir"), request.get("added"))
     sys.stdout.write("\n" + json.dumps(answer, default=repr) + "\n")
     return 0
 

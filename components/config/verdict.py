@@ -7,9 +7,9 @@ the resolved Serve config with every `user_config` value masked, the interpreter
 distributions, the bytes of this package (its validators and the bundled apps) and of the apps' code
 (`serve.app_dir`). When the fingerprint matches, the earlier verdict holds for everything but the
 `user_config` values, and those get the checks the full validation gives them (`user_config_errors`,
-`nonfinite_errors`, and the stack checks that read values, `value_errors`). A deployment whose
-`reconfigure` annotates a pydantic model (the full validation records which do) is checked by that model,
-which only the apps' code holds: a change to its user_config runs the full validation. Anything else
+`nonfinite_errors`, the stack checks that read values, `value_errors`, and for a deployment whose
+`reconfigure` annotates a pydantic model (the full validation records which, as `module:Name`) that model,
+in a child interpreter that imports the model's module alone (`code_check.check_models`). Anything else
 differs: the full validation runs. Ray's schema still sees every
 applied config: the dashboard validates a deploy before changing anything.
 """
@@ -28,7 +28,8 @@ from typing import Any, Optional
 from rayserve_pulumi.config.checks import value_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.app_code import AppCode
-from rayserve_pulumi.config.serve import app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
+from rayserve_pulumi.config.code_check import check_models
+from rayserve_pulumi.config.serve import WHERE, app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
 from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
 from rayserve_pulumi.config.validate import validate_resolved
@@ -89,13 +90,15 @@ def fingerprint(values: dict, resolved: dict, code: AppCode) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
 
 
-def _reusable(saved: dict, resolved: dict) -> bool:
-    """Whether every changed user_config belongs to a deployment without a typed model (whose rule is the
-    JSON one the reuse applies)."""
-    typed = {(app, dep) for app, deps in (saved.get("typed") or {}).items() for dep in deps}
+def typed_changes(saved: dict, resolved: dict) -> list[dict]:
+    """The user_configs that changed for deployments with a model: what `code_check.check_models` checks."""
+    typed = saved.get("typed") or {}
     old = {(app, dep["name"]): dep.get("user_config") for app, dep in _deployments(saved["serve_config"])}
-    return not any((app, dep.get("name")) in typed and dep.get("user_config") != old.get((app, dep.get("name")))
-                   for app, dep in _deployments(resolved))
+    return [{"where": f"{WHERE}applications[{app}].deployments[{dep['name']}].user_config",
+             "model": typed[app][dep["name"]], "value": dep["user_config"]}
+            for app, dep in _deployments(resolved)
+            if dep.get("name") in (typed.get(app) or {}) and isinstance(dep.get("user_config"), dict)
+            and dep["user_config"] != old.get((app, dep["name"]))]
 
 
 def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
@@ -106,10 +109,12 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
     code = app_code(cfg.serve, program_dir)
     resolved, added = resolve_serve_config(cfg.serve, program_dir)  # its errors are the full validation's first
     mark = fingerprint(values, resolved, code)
-    if saved and saved.get("fingerprint") == mark and _reusable(saved, resolved):
+    if saved and saved.get("fingerprint") == mark:
         errors = nonfinite_errors(resolved) + user_config_errors(resolved)
         if errors:
             raise ConfigError(*errors)
+        if changed := typed_changes(saved, resolved):
+            check_models(changed, code, cfg.serve.import_timeout_s)
         news = {(app, dep["name"]): dep["user_config"] for app, dep in _deployments(resolved) if "user_config" in dep}
         serve_config = copy.deepcopy(saved["serve_config"])
         for app, dep in _deployments(serve_config):
@@ -121,5 +126,5 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
         typed = saved.get("typed") or {}
     else:
         serve_config, apps = validate_resolved(cfg, resolved, code, added)
-        typed = {app: sorted(dep for dep, facts in deps.items() if facts["model"]) for app, deps in apps.items()}
+        typed = {app: {dep: facts["model"] for dep, facts in deps.items() if facts["model"]} for app, deps in apps.items()}
     return cfg, serve_config, {"fingerprint": mark, "serve_config": serve_config, "typed": typed}

@@ -270,3 +270,24 @@ def test_local_requirements_must_be_installed_here(project):
 def test_serve_settings_keep_bundled_defaults():
     assert ServeSettings().app_dir is None and AppCode.locate(None).bundled
     assert provider_inputs(LocalSettings(), {"applications": []}, "/run")["app_dir"] is None
+
+
+def test_the_readme_own_app_section_is_the_example():
+    import re
+
+    section = (ROOT / "README.md").read_text().split("## Deploy your own app", 1)[1].split("\n## ", 1)[0]
+    stack = re.search(r"```yaml\n# Pulumi.local.yaml\n(.*?)```", section, re.S).group(1)
+    assert yaml.safe_load(stack) == yaml.safe_load((EXAMPLE / "Pulumi.local.yaml").read_text())
+    code = (EXAMPLE / "src" / "shop" / "echo.py").read_text()
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = [line.strip() for line in snippet.splitlines() if line.strip() not in ("", "...")]
+    assert shown and all(line in code for line in shown), [line for line in shown if line not in code]
+    assert "rayserve up examples/own-app/Pulumi.local.yaml" in section
+
+
+def test_a_user_config_for_a_deployment_without_reconfigure_is_refused(project):
+    echo_py = project / "src" / "shop" / "echo.py"
+    echo_py.write_text(echo_py.read_text().replace("def reconfigure(self, config: dict):", "def configure(self, config: dict):"))
+    assert errors_of(values(project), project) == [
+        "serve config applications[echo].deployments[Shouter].user_config: Shouter has no reconfigure method to "
+        "receive it (Serve refuses the deployment); add one, or drop the user_config"]

@@ -1,7 +1,8 @@
 """Reusing a validation verdict when only user_config values changed (config.verdict): the reused verdict
-is the full validation's, case by case; anything else that changed runs the full validation, and so does
-a change to a deployment whose user_config is typed (its model is the code's); the reuse starts no code
-check. The untyped deployment is the own-app example's Shouter (a `dict` parameter)."""
+is the full validation's, case by case; anything else that changed runs the full validation; a typed
+deployment's user_config (a pydantic model in `reconfigure`'s annotation) is checked by its model in a
+child importing the model's module alone. The untyped deployment is the own-app example's Shouter (a
+`dict` parameter); the typed ones are the bundled stands (their models in serve_apps/user_configs.py)."""
 from __future__ import annotations
 
 import copy
@@ -115,12 +116,11 @@ def _set(values: dict, path: str, value) -> dict:
 
 @pytest.mark.parametrize("change", [
     lambda v: _set(v, "serve.overrides.echo.Echo.num_replicas", 2),
-    lambda v: _set(v, "serve.overrides.echo.Echo.user_config", {"greeting": "yo"}),  # a typed deployment's
     lambda v: _set(v, "serve.throughput_optimized", False),
     lambda v: _set(v, "serve.http_port", 8123),
     lambda v: _set(v, "local.num_cpus", 3),
     lambda v: _set(v, "serve.proxy", "default"),
-], ids=["num_replicas", "typed-user_config", "throughput_optimized", "http_port", "num_cpus", "proxy"])
+], ids=["num_replicas", "throughput_optimized", "http_port", "num_cpus", "proxy"])
 def test_any_other_change_runs_the_full_validation(change, monkeypatch):
     _, _, saved = reuse(with_exclaim(LOCAL, 3))
     ran = []
@@ -131,16 +131,17 @@ def test_any_other_change_runs_the_full_validation(change, monkeypatch):
     assert ran == [1]
 
 
-def test_a_typed_user_config_change_runs_the_full_validation_and_its_model(monkeypatch):
-    """The bundled stands' price is typed: a change takes the full validation, which the model refuses."""
-    _, _, saved = verdict.validate(with_user_config(stack_values("local"), 3), ROOT)
-    assert "MangoStand" in saved["typed"]["fruit"]
-    ran = []
-    monkeypatch.setattr(verdict, "validate_resolved", lambda *a, **k: ran.append(1) or validate_resolved(*a, **k))
-    verdict.validate(with_user_config(stack_values("local"), 4), ROOT, saved)
-    assert ran == [1]
-    with pytest.raises(ConfigError, match=r"MangoStand\]\.user_config\.price: Input should be greater than or equal to 0"):
-        verdict.validate(with_user_config(stack_values("local"), -1), ROOT, saved)
+@pytest.mark.parametrize("price", [4, 2.5, -1, "abc", None], ids=repr)
+def test_a_typed_user_configs_reuse_is_the_full_validations(price, monkeypatch):
+    """The bundled stands' price is typed: its reuse checks the model, and says what the full validation says."""
+    bundled = stack_values("local")
+    _, _, saved = verdict.validate(with_user_config(bundled, 3), ROOT)
+    assert saved["typed"]["fruit"]["MangoStand"] == "rayserve_pulumi.serve_apps.user_configs:StandConfig"
+    values = with_user_config(bundled, price)
+    full = _outcome(lambda: validate_stack(values, ROOT))
+    _refuse_full_validation(monkeypatch)
+    assert _outcome(lambda: verdict.validate(values, ROOT, saved)) == full
+    assert (full[0] == "ok") == (price in (4, 2.5, None))
 
 
 def test_another_environment_or_code_runs_the_full_validation(monkeypatch, tmp_path):
@@ -177,6 +178,20 @@ def test_the_reuse_starts_no_code_check(tmp_path):
         "if sys.argv[1] == 'other': saved['fingerprint'] = 'another'\n"
         "_, config, _ = validate(with_exclaim(LOCAL, 7), EXAMPLE, saved)\n"
         "print(json.dumps({'ray': 'ray' in sys.modules, 'checks': len(runs), 'config': config}))\n")
+    typed_script = (  # a typed change: one child, which imports the model's module and no Ray
+        "import json, sys\n"
+        "from rayserve_pulumi.config import code_check\n"
+        "from rayserve_pulumi.config.verdict import validate\n"
+        "from tests.pulumi_harness import ROOT, stack_values, with_user_config\n"
+        "children, child = [], code_check._child\n"
+        "code_check._child = lambda request, *a: children.append(request['mode']) or child(request, *a)\n"
+        "_, _, saved = validate(with_user_config(stack_values('local'), 3), ROOT)\n"
+        "children.clear()\n"
+        "_, config, _ = validate(with_user_config(stack_values('local'), 8), ROOT, saved)\n"
+        "print(json.dumps({'ray': 'ray' in sys.modules, 'children': children}))\n")
+    typed = subprocess.run([sys.executable, "-c", typed_script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert typed.returncode == 0, typed.stderr[-2000:]
+    assert json.loads(typed.stdout) == {"ray": False, "children": ["models"]}
     outs = {}
     for case in ("same", "other"):
         proc = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True, cwd=ROOT,

@@ -5,6 +5,7 @@ import base64
 import json
 
 import dill
+import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from rayserve_pulumi.config import LocalSettings, ServeSettings
@@ -101,3 +102,29 @@ def test_the_head_starts_up_to_num_cpus_workers_at_once():
         int(IPC_CONNECT_RETRY["RAY_raylet_client_num_connect_attempts"]) == 10 * 1000
     diff = LocalServeProvider().diff("id", PROPS, {**PROPS, "num_cpus": 8})
     assert diff.replaces == ["num_cpus"]
+
+
+def test_a_failed_update_puts_the_previous_config_back(monkeypatch):
+    """Under `pulumi up`: the provider's update deploys the new inputs; when Serve ends DEPLOY_FAILED it deploys
+    the old ones again and fails the update (Pulumi keeps the old state), saying what failed."""
+    from rayserve_pulumi.local.lifecycle import LocalServe, RolledBack
+    from rayserve_pulumi.node_agent.ray_ops import ServeDeployError
+
+    news = {**PROPS, "code_version": "new"}
+    deployed = []
+
+    def deploy(self, props):
+        deployed.append(props["code_version"])
+        if props is news:
+            raise ServeDeployError("Serve could not deploy: fruit.MangoStand: RuntimeError: boom")
+        return {**props, "config_hash": "old-hash"}
+
+    monkeypatch.setattr(LocalServe, "_deploy", deploy)
+    olds = {**PROPS, "code_version": "old", "config_hash": "old-hash"}
+    with pytest.raises(RolledBack, match=r"RuntimeError: boom; rolled back: the previous config old-hash is serving"):
+        LocalServeProvider().update("id", olds, news)
+    assert deployed == ["new", "old"]
+    deployed.clear()
+    with pytest.raises(ServeDeployError):  # nothing applied before (no olds): nothing to put back
+        LocalServe().update(news)
+    assert deployed == ["new"]

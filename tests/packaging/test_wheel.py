@@ -17,6 +17,7 @@ import venv
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT
 
@@ -122,3 +123,76 @@ def test_the_installed_command_validates_a_stack_outside_the_checkout(fresh_env,
     shutil.copy(ROOT / "stacks" / "Pulumi.dev.yaml", stack)
     out = _run([fresh_env["python"].parent / "rayserve", "validate", stack], cwd=tmp_path).stdout
     assert "valid eks stack 'rayserve-dev'" in out
+
+
+# ---- the examples, as a team would use them: the installed wheel, the project outside the checkout ----------
+
+EXAMPLES = {"own-app": ("src", ("local", "eks")), "with-requirements": ("app", ("local", "vm"))}
+RENDER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])  # the checkout, for tests.pulumi_harness (the mocks) only
+from pathlib import Path
+import rayserve_pulumi
+from rayserve_pulumi.config import read_stack_file
+from rayserve_pulumi.preview import preview
+project, stack = Path(sys.argv[2]), sys.argv[3]
+r = preview(read_stack_file(project / f"Pulumi.{stack}.yaml"), stack, program_dir=project)
+images = [x.inputs["context"]["location"] for x in r.of_type("docker-build:index:Image")]
+local = [x.inputs["app_dir"] for x in r.of_type("pulumi-python:dynamic:Resource")]
+print(json.dumps({"package": rayserve_pulumi.__file__, "image_context": images, "local_app_dir": local,
+                  "apps": sorted(r.outputs["app_urls"])}))
+"""
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+    """The examples copied outside the checkout (a team's own project folders)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="examples-") as folder:
+        for name in EXAMPLES:
+            shutil.copytree(ROOT / "examples" / name, Path(folder) / name,
+                            ignore=shutil.ignore_patterns("__pycache__", ".pulumi-state"))
+        yield Path(folder)
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_the_examples_validate_and_render_from_the_wheel(fresh_env, examples, example):
+    project = examples / example
+    app_dir, stacks = EXAMPLES[example]
+    (project / "render.py").write_text(RENDER)
+    for stack in stacks:
+        out = _run([fresh_env["python"].parent / "rayserve", "validate", project / f"Pulumi.{stack}.yaml"],
+                   cwd=project).stdout
+        assert f"valid {stack} stack" in out, out
+        rendered = json.loads(_run([fresh_env["python"], "render.py", ROOT, project, stack],
+                                   cwd=project).stdout.splitlines()[-1])
+        assert rendered["package"].startswith(str(fresh_env["site"]))
+        if stack == "local":
+            assert rendered["local_app_dir"] == [str(project / app_dir)]
+        else:  # the image is built from the example's own code
+            assert rendered["image_context"] == [str(project / app_dir)]
+        assert rendered["apps"] == (["echo"] if example == "own-app" else ["notes"])
+
+
+@pytest.mark.ray
+def test_the_own_app_example_serves_from_the_wheel(fresh_env, examples):
+    from tests.helpers import free_local_ports, free_port, post
+
+    project = examples / "own-app"
+    stack = project / "Pulumi.local.yaml"
+    doc = yaml.safe_load(stack.read_text())
+    doc["config"]["rayserve:local"] = free_local_ports()
+    doc["config"]["rayserve:serve"]["http_port"] = free_port()
+    stack.write_text(yaml.safe_dump(doc))
+    rayserve = fresh_env["python"].parent / "rayserve"
+    try:
+        up = subprocess.run([str(rayserve), "up", str(stack)], capture_output=True, text=True, timeout=600, cwd=project)
+        assert up.returncode == 0, up.stderr[-3000:]
+        out = json.loads(up.stdout)
+        assert post(out["app_urls"]["echo"], "from the wheel") == "hello, FROM THE WHEEL!"
+    finally:
+        subprocess.run([str(rayserve), "destroy", str(stack)], capture_output=True, text=True, timeout=300, cwd=project)
+        from rayserve_pulumi.node_agent import ray_ops
+
+        ray_ops.stop(project / ".pulumi-state" / "local" / "shop" / "ray-head.pid")

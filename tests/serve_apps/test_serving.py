@@ -61,19 +61,19 @@ def test_language_switches_in_place_in_the_same_replicas(local_serve, tiny_model
         provider.update(result.id, updated, result.outs)
 
 
-def test_a_model_that_cannot_be_loaded_fails_the_deploy_with_its_cause(local_serve):
+def test_a_model_that_cannot_be_loaded_fails_the_deploy_with_its_cause_and_is_rolled_back(local_serve):
+    from rayserve_pulumi.local.lifecycle import RolledBack
+
     provider, result = local_serve
     news = with_override(result.outs, "summarize_translate", "Summarizer",
                          user_config={"model": "/nonexistent/tiny-t5"})
-    try:
-        with pytest.raises(ray_ops.ServeDeployError) as failed:
-            provider.update(result.id, result.outs, {**news, "deploy_timeout_s": 180})
-        assert ("summarize_translate.Summarizer: OSError: cannot load model '/nonexistent/tiny-t5': "
-                "model directory '/nonexistent/tiny-t5' does not exist") in str(failed.value)
-        status = ray_ops.status(result.outs["dashboard_url"])["applications"]["summarize_translate"]["status"]
-        assert status != "RUNNING"  # never RUNNING while every request would fail
-    finally:
-        provider.update(result.id, news, result.outs)  # back to the model that loads
+    with pytest.raises(RolledBack) as failed:
+        provider.update(result.id, result.outs, {**news, "deploy_timeout_s": 180})
+    assert ("summarize_translate.Summarizer: OSError: cannot load model '/nonexistent/tiny-t5': "
+            "model directory '/nonexistent/tiny-t5' does not exist") in str(failed.value)
+    assert str(failed.value).endswith(f"rolled back: the previous config {result.outs['config_hash']} is serving")
+    # the previous config is back: RUNNING, and the model that loads answers
+    assert ray_ops.status(result.outs["dashboard_url"])["applications"]["summarize_translate"]["status"] == "RUNNING"
     assert requests.post(result.outs["app_urls"]["summarize_translate"], json="The cat is small.",
                          timeout=120).status_code == 200
 
