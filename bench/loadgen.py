@@ -30,7 +30,8 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
-    failure_times: list[float] = field(default_factory=list)  # time.monotonic() of each failed request
+    failure_times: list[float] = field(default_factory=list)  # time.monotonic() when each failed request ended
+    failure_starts: list[float] = field(default_factory=list)  # ... and when it was sent
 
     @property
     def rps(self) -> float:
@@ -79,7 +80,7 @@ class Load:
                 if self.result.sent >= self.max_requests:
                     return
                 self.result.sent += 1
-            start = time.perf_counter()
+            start, sent_at = time.perf_counter(), time.monotonic()
             ok, err = self._one()
             elapsed = time.perf_counter() - start
             with self._lock:
@@ -88,6 +89,7 @@ class Load:
                     self.result.failed += 1
                     self.result.errors[err] = self.result.errors.get(err, 0) + 1
                     self.result.failure_times.append(time.monotonic())
+                    self.result.failure_starts.append(sent_at)
             if not ok:
                 time.sleep(0.05)  # a refused connection fails at once: do not spin on it
 

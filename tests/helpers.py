@@ -55,8 +55,9 @@ def ray_answers(dashboard_url: str) -> bool:
 def under_load(url: str, body, check, action, recovered, bound_s: float = 90, seconds: float = 20,
                connections: int = 16) -> dict:
     """Run `action` under bounded loopback load on `url`, then wait (at most `bound_s`) until `recovered()`.
-    The report: requests sent and failed, the seconds from the action until recovered, and how many
-    requests failed outside that outage (before the action, or after recovery)."""
+    The report: requests sent and failed, the seconds from the action until recovered, how many requests
+    failed outside that outage (before the action, or after recovery), and how many of those were also
+    sent outside it (a request sent during the outage can fail after it: a client timeout)."""
     import time
 
     from bench.loadgen import Load
@@ -70,4 +71,6 @@ def under_load(url: str, body, check, action, recovered, bound_s: float = 90, se
         back = time.monotonic()
     return {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
             "within_bound": back - start < bound_s,
-            "failures_outside_the_outage": sum(1 for t in load.result.failure_times if not start - 0.1 <= t <= back + 0.5)}
+            "failures_outside_the_outage": sum(1 for t in load.result.failure_times if not start - 0.1 <= t <= back + 0.5),
+            "failures_sent_outside_the_outage": sum(1 for t in load.result.failure_starts
+                                                    if not start - 0.1 <= t <= back + 0.5)}

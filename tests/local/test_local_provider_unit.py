@@ -115,7 +115,7 @@ def test_a_failed_update_puts_the_previous_config_back(monkeypatch):
 
     def deploy(self, props):
         deployed.append(props["code_version"])
-        if props is news:
+        if props["code_version"] == "new":
             raise ServeDeployError("Serve could not deploy: fruit.MangoStand: RuntimeError: boom")
         return {**props, "config_hash": "old-hash"}
 

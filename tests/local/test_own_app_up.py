@@ -92,8 +92,9 @@ def test_a_config_whose_reconfigure_raises_is_rolled_back_under_load(shop):
     assert "RuntimeError: cannot load the greeting table (user_config.fail is set)" in last, last
     assert "rolled back: the previous config" in last and "is serving" in last
     assert "Traceback" not in up.stderr
-    # every request failed while the bad config was being tried, none before or after
-    assert report["failures_outside_the_outage"] == 0, report
+    # no request sent before the bad config or after the rollback failed; one sent while the bad config was
+    # being tried can wait on the failing replica until the client's 30 s timeout (1 in 29,345 in one run)
+    assert report["failures_sent_outside_the_outage"] == 0, report
     assert post(url, "x") == "hello, X?"
     live = State(shop["state"]).live()
     assert live["rolled_back"]["cause"].startswith("Serve could not deploy")
