@@ -1,37 +1,38 @@
-"""The platform registry: stack `rayserve:platform` name -> the ComponentResource that deploys it.
+"""The platform registry: stack `rayserve:platform` name -> the platform's description (`PlatformSpec`).
 
-Adding a platform is one folder with a `Platform` subclass and one line here. Entries are import
-strings so a stack imports only its own platform's provider SDKs. `DIRECT` names the platforms `rayserve
-up` can deploy without a Pulumi CLI (their lifecycle's `run(action, stack_file, state_file, program_dir)`).
+Adding a platform is one folder (its description in `spec.py`, its `Platform` component, its settings) and
+one line here. Entries are import strings so a stack imports only its own platform's code, and a
+description imports no provider SDK: the shared code asks it (`platform(name)`), never compares names.
 """
 from __future__ import annotations
 
 import importlib
 
 PLATFORMS: dict[str, str] = {
-    "local": "rayserve_pulumi.local:LocalPlatform",
-    "eks": "rayserve_pulumi.aws.eks:EksPlatform",
-    "vm": "rayserve_pulumi.aws.vm:VmPlatform",
+    "local": "rayserve_pulumi.local.spec:SPEC",
+    "eks": "rayserve_pulumi.aws.eks.spec:SPEC",
+    "vm": "rayserve_pulumi.aws.vm.spec:SPEC",
 }
 
 
-DIRECT: dict[str, str] = {
-    "local": "rayserve_pulumi.local.cli:run",
-}
+def _load(target: str):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def platform(name: str):
+    """The description registered under `name` (KeyError names the registered ones)."""
+    if name not in PLATFORMS:
+        raise KeyError(f"no platform {name!r}; registered: {sorted(PLATFORMS)}")
+    return _load(PLATFORMS[name])
 
 
 def platform_class(name: str):
-    """The Platform subclass registered under `name` (KeyError names the registered ones)."""
-    try:
-        module, _, attr = PLATFORMS[name].partition(":")
-    except KeyError:
-        raise KeyError(f"no platform {name!r}; registered: {sorted(PLATFORMS)}") from None
-    return getattr(importlib.import_module(module), attr)
+    """The Platform subclass (the ComponentResource) of the platform registered under `name`."""
+    return _load(platform(name).component)
 
 
 def direct_lifecycle(name: str):
     """The `run` of a platform `rayserve up` deploys without a Pulumi CLI, or None."""
-    if name not in DIRECT:
-        return None
-    module, _, attr = DIRECT[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    spec = platform(name) if name in PLATFORMS else None
+    return _load(spec.direct) if spec is not None and spec.direct else None

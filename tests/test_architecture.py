@@ -109,3 +109,38 @@ def test_nothing_stops_processes_by_name():
     offenders = [f"{f.relative_to(ROOT)}:{n}" for f in files if f.is_file() and f.name != "test_architecture.py"
                  for n, line in enumerate(f.read_text().splitlines(), 1) if KILL_BY_NAME.search(line)]
     assert offenders == []
+
+
+PLATFORM_FOLDERS = ("local", "aws", "kubernetes")  # a platform's own folder may name itself
+NAME_COMPARISON = re.compile(r"platform\s*(==|!=|\bin\b)|(==|!=)\s*[\"'](eks|vm|local|kubernetes)[\"']|"
+                             r"[\"'](eks|vm|local|kubernetes)[\"']\s*(==|!=|\bin\b)")
+
+
+def test_no_code_outside_a_platform_folder_asks_which_platform_it_is():
+    """Shared code asks the platform's description (registry.platform), never compares names."""
+    package = ROOT / "components"
+    found = []
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package)
+        if rel.parts[0] in PLATFORM_FOLDERS or rel.name == "registry.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if NAME_COMPARISON.search(line.split("#", 1)[0]):
+                found.append(f"{rel}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_the_name_comparison_pattern_finds_what_it_is_for():
+    for line in ('if cfg.platform == "eks":', "if self.platform in ('eks', 'vm'):", 'elif kind != "local":'):
+        assert NAME_COMPARISON.search(line), line
+    assert not NAME_COMPARISON.search("spec = platform(cfg.platform)")
+
+
+def test_every_registered_platform_describes_itself():
+    from rayserve_pulumi.platform_spec import PlatformSpec
+    from rayserve_pulumi.registry import PLATFORMS, platform, platform_class
+
+    for name in PLATFORMS:
+        spec = platform(name)
+        assert isinstance(spec, PlatformSpec) and spec.name == name
+        assert platform_class(name).NAME == name

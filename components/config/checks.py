@@ -1,23 +1,22 @@
 """Checks that need the whole stack: ports that collide, pods and Ray actors that cannot fit where they
-are placed, GPU requests on a cluster with no GPU, and what an SSM parameter can hold.
+are placed, GPU requests on a cluster with no GPU, and what an SSM parameter can hold. What differs by
+platform comes from the platform's description (registry.platform): its reserved ports, its nodes, its
+own checks.
 
 Each check returns error lines (empty when fine) so that every error of a stack is reported at once.
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Optional
 
 from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
-from rayserve_pulumi.config.instances import instance_type
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
 from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
-from rayserve_pulumi.constants import (
-    DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, INTERNAL_PORTS, METRICS_PORT, WORKER_PORTS,
-)
+from rayserve_pulumi.constants import DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, WORKER_PORTS
+from rayserve_pulumi.registry import platform
 
 
 def ray_port_ranges(direct_ingress: bool = True) -> dict[str, range]:
@@ -55,16 +54,6 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
     return errors
 
 
-def reserved_ports(cfg: StackConfig) -> dict[int, str]:
-    """The ports Ray itself uses on the stack's platform."""
-    if cfg.platform == "local":
-        names = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
-                 "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
-                 "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}
-        return {METRICS_PORT: "metrics", **{port: names[key] for key, port in cfg.local.listening_ports().items()}}
-    return dict(INTERNAL_PORTS)
-
-
 def _fits(where: str, pod: PodResources, group: NodeGroup) -> Optional[str]:
     cpu, memory, gpus = group.smallest()
     if pod.millicpu <= cpu and pod.memory_mib <= memory and pod.gpu <= gpus:
@@ -87,24 +76,9 @@ def eks_fit_errors(cfg: StackConfig) -> list[str]:
     return errors
 
 
-def _nodes(cfg: StackConfig) -> list[tuple[str, float, float]]:
-    """(what, Ray CPUs, Ray GPUs) of each kind of node the stack's Ray cluster has."""
-    if cfg.platform == "local":
-        return [("rayserve:local", float(cfg.local.num_cpus), float(cfg.local.num_gpus))]
-    if cfg.platform == "vm":
-        return [(f"rayserve:vm.{k}", float(t.vcpu), float(t.gpus)) for k, t in
-                (("head_instance_type", instance_type(cfg.vm.head_instance_type)),
-                 ("worker_instance_type", instance_type(cfg.vm.worker_instance_type)))]
-    rs = cfg.ray_service
-    head_cpus = rs.head.num_cpus if rs.head.num_cpus is not None else math.floor(rs.head.millicpu / 1000)
-    return [("rayserve:ray_service.head", float(head_cpus), float(rs.head.gpu)),
-            *((f"rayserve:ray_service.worker_groups[{g.name}]", float(math.floor(g.millicpu / 1000)), float(g.gpu))
-              for g in rs.worker_groups)]
-
-
 def actor_fit_errors(cfg: StackConfig, serve_config: dict, apps: dict) -> list[str]:
     """Every Serve replica's num_cpus and num_gpus fit on some node of the cluster (`apps`: the code's facts)."""
-    nodes = _nodes(cfg)
+    nodes = platform(cfg.platform).nodes(cfg)
     most_cpus, most_gpus = max(n[1] for n in nodes), max(n[2] for n in nodes)
     errors = []
     for where, cpus, gpus in deployment_resources(serve_config, apps):
@@ -129,8 +103,8 @@ def ssm_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
 
 def value_errors(cfg: StackConfig, serve_config: dict) -> list[str]:
     """The cross-checks that read the Serve config's values, user_config included (config.verdict runs them
-    again when only user_config values changed)."""
-    return ssm_errors(cfg, serve_config) if cfg.platform == "vm" else []
+    again when only user_config values changed): the platform's."""
+    return platform(cfg.platform).value_errors(cfg, serve_config)
 
 
 def requirement_errors(code: AppCode) -> list[str]:
@@ -167,17 +141,8 @@ def requirement_errors(code: AppCode) -> list[str]:
 
 
 def stack_errors(cfg: StackConfig, serve_config: dict, apps: dict, code: AppCode) -> list[str]:
-    """Every cross-check that applies to the stack's platform (`apps`: what the code check found in the code)."""
-    direct_ingress = cfg.serve.direct_ingress
-    errors = (serve_port_errors(serve_config, reserved_ports(cfg), direct_ingress)
-              + actor_fit_errors(cfg, serve_config, apps))
-    if cfg.platform == "local":
-        listeners = [(f"rayserve:local.{key}", port) for key, port in cfg.local.listening_ports().items()]
-        if cfg.metrics.enabled:
-            listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
-        ranges = ray_port_ranges(direct_ingress)
-        errors += [e for where, port in listeners if (e := range_error(where, port, ranges))]
-        errors += requirement_errors(code)
-    if cfg.platform == "eks":
-        errors += eks_fit_errors(cfg)
-    return errors + value_errors(cfg, serve_config)
+    """Every cross-check of a stack: the shared ones and its platform's (`apps`: the code check's facts)."""
+    spec = platform(cfg.platform)
+    return (serve_port_errors(serve_config, spec.reserved_ports(cfg), cfg.serve.direct_ingress)
+            + actor_fit_errors(cfg, serve_config, apps) + spec.stack_errors(cfg, serve_config, apps, code)
+            + spec.value_errors(cfg, serve_config))

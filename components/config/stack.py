@@ -21,7 +21,7 @@ from rayserve_pulumi.constants import (
     KUBE_PROMETHEUS_STACK_VERSION, KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, PROMETHEUS_PORT, RAY_CPU_IMAGE,
     RAY_GPU_IMAGE, RAY_VERSION, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
 )
-from rayserve_pulumi.registry import PLATFORMS
+from rayserve_pulumi.registry import PLATFORMS  # names only: the descriptions load when asked
 
 NAMESPACE = "rayserve"
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
@@ -524,14 +524,11 @@ class StackConfig(Strict):
 
     @model_validator(mode="after")
     def _platform_sections(self):
-        if self.platform == "eks":
-            if self.eks is None:
-                raise ValueError("platform eks needs an `eks` section")
-            check_node_groups(self.ray_service, self.eks)
-        if self.platform == "vm" and self.vm is None:
-            raise ValueError("platform vm needs a `vm` section")
-        if self.platform in ("eks", "vm") and not self.image.provided:
-            raise ValueError(f"platform {self.platform} needs image.uri (prebuilt, pinned) or image.build: true")
+        from rayserve_pulumi.registry import platform
+
+        errors = platform(self.platform).section_errors(self)
+        if errors:
+            raise ValueError(errors[0])
         return self
 
 

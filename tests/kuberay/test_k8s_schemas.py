@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from rayserve_pulumi.cli import _k8s_manifest
+from rayserve_pulumi.platform_spec import k8s_manifest
 from tests.pulumi_harness import all_stacks, stack_values
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a test dependency")
@@ -50,7 +50,7 @@ def test_every_kubernetes_object_of_the_stack_passes_the_official_schema(rendere
     assert {"Namespace", "StorageClass"} <= kinds
     if stack_values(stack)["ray_service"].get("checkpoint", {}).get("gcs_fault_tolerance", True):
         assert {"Secret", "Service", "StatefulSet"} <= kinds
-    errors = [e for r in objects for e in schema_errors(_k8s_manifest(r), k8s_version(stack))]
+    errors = [e for r in objects for e in schema_errors(k8s_manifest(r), k8s_version(stack))]
     assert errors == []
 
 
@@ -72,7 +72,7 @@ def test_prometheus_resources_in_the_monitoring_chart_values_are_valid(rendered)
 
 def test_the_schema_check_refuses_a_broken_object(rendered):
     sts = next(r for r in rendered["prod"].resources if r.type == "kubernetes:apps/v1:StatefulSet")
-    broken = copy.deepcopy(_k8s_manifest(sts))
+    broken = copy.deepcopy(k8s_manifest(sts))
     broken["spec"]["replicas"] = "one"
     broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy2"] = "Always"
     assert schema_errors(broken, k8s_version("prod"))

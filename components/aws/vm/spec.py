@@ -1,0 +1,51 @@
+"""The `vm` platform's description: its sections, its nodes (the head's and workers' instance types), the
+Serve config's size against the SSM parameter that carries it, the user data `rayserve render` shows and
+the command `rayserve status` gives."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rayserve_pulumi.platform_spec import Node, PlatformSpec
+
+
+class VmSpec(PlatformSpec):
+    name = "vm"
+    component = "rayserve_pulumi.aws.vm:VmPlatform"
+    required_sections = ("vm",)
+    needs_image = True
+
+    def nodes(self, cfg) -> list[Node]:
+        from rayserve_pulumi.config.instances import instance_type
+
+        return [(f"rayserve:vm.{k}", float(t.vcpu), float(t.gpus)) for k, t in
+                (("head_instance_type", instance_type(cfg.vm.head_instance_type)),
+                 ("worker_instance_type", instance_type(cfg.vm.worker_instance_type)))]
+
+    def value_errors(self, cfg, serve_config: dict) -> list[str]:
+        from rayserve_pulumi.config.checks import ssm_errors
+
+        return ssm_errors(cfg, serve_config)
+
+    def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
+        """The head's and workers' user data, the SSM parameters and the Serve config they carry."""
+        from rayserve_pulumi.aws.vm.user_data import decode
+        from rayserve_pulumi.preview import preview
+
+        rendered = preview(values, "render", program_dir=program_dir, redact=True)
+        head = decode(rendered.one("aws:ec2/instance:Instance").inputs["userDataBase64"])
+        worker = decode(rendered.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
+        params = {p.inputs["name"]: p.inputs["type"] for p in rendered.of_type("aws:ssm/parameter:Parameter")}
+        return [("head user data", head), ("worker user data (launch template)", worker),
+                ("SSM parameters (the auth token's value is generated at deploy)", params),
+                ("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config)]
+
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+        return 0, [
+            "vm: through Session Manager to the head (its instance id is in `pulumi stack output dashboard`):",
+            "  aws ssm start-session --target <head instance id> --document-name AWS-StartInteractiveCommand "
+            "--parameters command='docker exec ray-head serve status'",
+        ]
+
+
+SPEC = VmSpec()

@@ -1,0 +1,74 @@
+"""The `local` platform's description: its ports, its one node, its checks, what render and status show,
+and the lifecycle `rayserve up` runs without a Pulumi CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rayserve_pulumi.constants import METRICS_PORT
+from rayserve_pulumi.platform_spec import Node, PlatformSpec
+
+PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
+              "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
+              "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}
+
+
+class LocalSpec(PlatformSpec):
+    name = "local"
+    component = "rayserve_pulumi.local:LocalPlatform"
+    direct = "rayserve_pulumi.local.cli:run"
+
+    def reserved_ports(self, cfg) -> dict[int, str]:
+        return {METRICS_PORT: "metrics", **{port: PORT_NAMES[key] for key, port in cfg.local.listening_ports().items()}}
+
+    def nodes(self, cfg) -> list[Node]:
+        return [("rayserve:local", float(cfg.local.num_cpus), float(cfg.local.num_gpus))]
+
+    def stack_errors(self, cfg, serve_config: dict, apps: dict, code) -> list[str]:
+        """The head's listeners outside the port ranges Ray binds from; the apps' requirements installed here."""
+        from rayserve_pulumi.config.checks import range_error, ray_port_ranges, requirement_errors
+
+        listeners = [(f"rayserve:local.{key}", port) for key, port in cfg.local.listening_ports().items()]
+        if cfg.metrics.enabled:
+            listeners.append(("rayserve:metrics.prometheus_port", cfg.metrics.prometheus_port))
+        ranges = ray_port_ranges(cfg.serve.direct_ingress)
+        return [e for where, port in listeners if (e := range_error(where, port, ranges))] + requirement_errors(code)
+
+    def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
+        from rayserve_pulumi.local.args import LocalPlatformArgs
+
+        props = LocalPlatformArgs.from_stack(cfg, serve_config, program_dir).inputs()
+        return [("local Ray head", {k: v for k, v in props.items() if k != "serve_config_json"}),
+                ("Serve config", serve_config)]
+
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+        """The live config (after a rolled-back deploy, the failure) and every application and deployment."""
+        from rayserve_pulumi.local.cli import State
+        from rayserve_pulumi.node_agent import ray_ops
+
+        dash = f"http://{cfg.local.host}:{cfg.local.dashboard_port}"
+        try:
+            ray_ops.wait_dashboard(dash, timeout=2)
+        except TimeoutError:
+            return 1, [f"local: no Ray head answers at {dash} (run `bash scripts/up.sh`)"]
+        apps = ray_ops.applications(dash)
+        lines = [f"local: dashboard {dash}"]
+        live = State(state).live() if state is not None and state.exists() else None
+        if live:
+            failed = live.get("rolled_back")
+            lines.append(f"live config: {live['config_hash']}" + (
+                f" (the last up rolled back config {failed['config_hash']}: {failed['cause']})" if failed else ""))
+        wanted = [a["name"] for a in serve_config["applications"]]
+        for name in wanted + sorted(set(apps) - set(wanted)):
+            app = apps.get(name) or {}
+            lines.append(f"{name}: {app.get('status', 'NOT DEPLOYED')}"
+                         + (f" — {ray_ops.failure_cause(app['message'])}" if app.get("message") else ""))
+            for dep_name, dep in sorted((app.get("deployments") or {}).items()):
+                message = ray_ops.failure_cause(dep.get("message", ""))
+                lines.append(f"  {dep_name}: {dep.get('status')} {ray_ops.running_replicas(dep)}/"
+                             f"{dep.get('target_num_replicas', '?')} replicas" + (f" — {message}" if message else ""))
+        healthy = all((apps.get(name) or {}).get("status") == "RUNNING" for name in wanted)
+        return (0 if healthy else 1), lines
+
+
+SPEC = LocalSpec()

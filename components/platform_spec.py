@@ -1,0 +1,73 @@
+"""What a platform is to the shared code: its description (`PlatformSpec`), without its provider SDKs.
+
+The registry maps a `rayserve:platform` name to a description; validation, `rayserve render`, `rayserve
+status` and `rayserve up` ask the description and never compare platform names. A platform's folder holds
+its description (`spec.py`), its component (`Platform` subclass) and its settings. Importing a description
+imports no Pulumi: the no-CLI `up` reads them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+from rayserve_pulumi.constants import INTERNAL_PORTS
+
+if TYPE_CHECKING:
+    from rayserve_pulumi.config.app_code import AppCode
+    from rayserve_pulumi.config.stack import StackConfig
+
+Node = tuple[str, float, float]  # (the stack key that sizes it, Ray CPUs, Ray GPUs)
+
+
+class PlatformSpec:
+    """A platform's description. Subclasses set `name` and `component` (`module:Class` of its Platform) and
+    override what differs from these defaults."""
+
+    name: ClassVar[str]
+    component: ClassVar[str]
+    required_sections: ClassVar[tuple[str, ...]] = ()  # stack sections it cannot do without
+    needs_image: ClassVar[bool] = False  # runs the Serve image (image.uri or image.build)
+    direct: ClassVar[Optional[str]] = None  # `module:run` of a lifecycle `rayserve up` runs without Pulumi
+
+    def section_errors(self, cfg: "StackConfig") -> list[str]:
+        """What the stack's sections lack for this platform (checked when the stack config is parsed)."""
+        errors = [f"platform {self.name} needs {'an' if s[0] in 'aeiou' else 'a'} `{s}` section"
+                  for s in self.required_sections if getattr(cfg, s) is None]
+        if self.needs_image and not cfg.image.provided:
+            errors.append(f"platform {self.name} needs image.uri (prebuilt, pinned) or image.build: true")
+        return errors
+
+    def reserved_ports(self, cfg: "StackConfig") -> dict[int, str]:
+        """The ports Ray itself uses on this platform: no Serve port may take one."""
+        return dict(INTERNAL_PORTS)
+
+    def nodes(self, cfg: "StackConfig") -> list[Node]:
+        """Each kind of node the stack's Ray cluster has, for the replicas' fit."""
+        raise NotImplementedError
+
+    def stack_errors(self, cfg: "StackConfig", serve_config: dict, apps: dict, code: "AppCode") -> list[str]:
+        """This platform's own cross-checks of a validated stack (`apps`: the code check's facts)."""
+        return []
+
+    def value_errors(self, cfg: "StackConfig", serve_config: dict) -> list[str]:
+        """Its cross-checks that read the Serve config's values, user_config included (config.verdict runs
+        them again when only user_config values changed)."""
+        return []
+
+    def render_documents(self, values: dict, cfg: "StackConfig", serve_config: dict,
+                         program_dir: Path) -> list[tuple[str, object]]:
+        """(comment, document) pairs `rayserve render` prints: what the stack would apply."""
+        raise NotImplementedError
+
+    def status(self, cfg: "StackConfig", serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+        """(exit status, lines) of `rayserve status`."""
+        raise NotImplementedError
+
+
+def k8s_manifest(res) -> dict:
+    """A declared pulumi-kubernetes resource (under the preview's mocks) as the manifest it would apply."""
+    group_version, kind = res.type.split(":", 1)[1].rsplit(":", 1)
+    group, _, version = group_version.partition("/")
+    api = version if group == "core" else f"{group}/{version}"
+    body = {k: v for k, v in res.inputs.items() if k not in ("apiVersion", "kind", "__defaults")}
+    return {"apiVersion": api, "kind": kind, **body}
