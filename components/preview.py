@@ -36,6 +36,8 @@ FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:ec2/eip:Eip": lambda n, i: {"publicIp": "203.0.113.20", "publicDns": "ec2-203-0-113-20.compute.amazonaws.com"},
     "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {"dnsName": f"{n}-0123456789.elb.us-east-1.amazonaws.com"},
     "aws:iam/role:Role": lambda n, i: {"name": i.get("name") or n},  # Pulumi autonames from the resource name
+    # another stack's outputs are not known here: a StackReference reads none (get_output gives None)
+    "pulumi:pulumi:StackReference": lambda n, i: {"outputs": {}, "secretOutputNames": []},
     "kubernetes:ray.io/v1:RayService": lambda n, i: {"status": {"activeServiceStatus": {"applicationStatuses": {
         app["name"]: {"status": "RUNNING"}
         for app in (yaml.safe_load((i.get("spec") or {}).get("serveConfigV2") or "{}") or {}).get("applications", [])}}}},
@@ -156,7 +158,8 @@ class _RecordingMonitor(MockMonitor):
                          "additional_secret_outputs": list(request.additionalSecretOutputs),
                          "delete_before_replace": request.deleteBeforeReplace,
                          "replace_on_changes": list(request.replaceOnChanges),
-                         "ignore_changes": list(request.ignoreChanges)},
+                         "ignore_changes": list(request.ignoreChanges),
+                         "provider": request.provider or None},
             ))
         return response
 

@@ -12,6 +12,7 @@ PLATFORMS: dict[str, str] = {
     "local": "rayserve_pulumi.local.spec:SPEC",
     "eks": "rayserve_pulumi.aws.eks.spec:SPEC",
     "vm": "rayserve_pulumi.aws.vm.spec:SPEC",
+    "kubernetes": "rayserve_pulumi.kubernetes.spec:SPEC",
 }
 
 

@@ -34,6 +34,14 @@ def dns1035_label(value: str, max_len: int = 63) -> str:
     return value
 
 
+def dns1123_subdomain(value: str) -> str:
+    """A StorageClass (and most other cluster-scoped) name: DNS-1123 labels joined by '.', at most 253 characters."""
+    if not isinstance(value, str) or len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting "
+                         "and ending with a letter or digit, at most 253 characters")
+    return value
+
+
 def label_key(key: str) -> str:
     """A label key: an optional DNS subdomain prefix and '/', then a name of at most 63 characters."""
     prefix, _, name = key.rpartition("/")

@@ -10,11 +10,13 @@ import ipaddress
 import re
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
 from rayserve_pulumi.config.instances import instance_type
+from rayserve_pulumi.config.types import Dns1123Label, Quantity, Strict
+from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 from rayserve_pulumi.constants import (
     DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, GRAFANA_PORT, HAPROXY_METRICS_PORT,
     HAPROXY_STATS_PORT, KUBE_PROMETHEUS_STACK_CHART,
@@ -36,20 +38,13 @@ def _known_instance_type(name: str) -> str:
     return name
 
 
-# Strings that follow the rules of the system that receives them (checked where they enter).
-Dns1123Label = Annotated[str, AfterValidator(kubernetes.dns1123_label)]
-Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]
+# Strings that follow the rules of the system that receives them (checked where they enter; the Kubernetes
+# ones, and the Strict base, in config.types).
 IPv4Cidr = Annotated[str, AfterValidator(aws.ipv4_cidr)]
 VpcCidr = Annotated[str, AfterValidator(aws.vpc_cidr)]
 AllowListCidr = Annotated[str, AfterValidator(aws.allow_list_cidr)]  # a source range, never 0.0.0.0/0
 AcmCertificateArn = Annotated[str, AfterValidator(aws.acm_certificate_arn)]
 InstanceType = Annotated[str, AfterValidator(_known_instance_type)]
-
-
-class Strict(BaseModel):
-    """Unknown keys refused; types checked, not coerced ("3" is not 3, true is not 1); numbers finite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DeploymentOverride(Strict):
@@ -505,11 +500,13 @@ class StackConfig(Strict):
     name: str = Field("rayserve", pattern=r"^[a-z][a-z0-9-]{0,23}$", description="prefix of every resource name")
     serve: ServeSettings = Field(ServeSettings(), description="Serve applications and overrides")
     local: LocalSettings = Field(LocalSettings(), description="platform local")
-    image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm)")
+    image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm: uri or build; kubernetes: uri)")
     eks: Optional[EksSettings] = Field(None, description="platform eks: the cluster")
-    kuberay: KubeRaySettings = Field(KubeRaySettings(), description="platform eks: the operator")
-    ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platform eks: the RayService")
+    kuberay: KubeRaySettings = Field(KubeRaySettings(), description="platforms eks and kubernetes: the operator")
+    ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platforms eks and kubernetes: the "
+                                            "RayService")
     vm: Optional[VmSettings] = Field(None, description="platform vm")
+    kubernetes: Optional[KubernetesSettings] = Field(None, description="platform kubernetes: an existing cluster")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
     tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
 

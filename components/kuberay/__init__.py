@@ -1,18 +1,18 @@
 """Cloud-neutral KubeRay pieces: the operator's Helm release, the RayService (with its NetworkPolicies), its
-checkpoint storage, and its monitoring (kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards).
+checkpoint storage, its monitoring (kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards), and
+KubeRayServe, which composes them on any cluster (the `eks` and `kubernetes` platforms).
 
-Placement (node selectors, tolerations) and load-balancer annotations come in as plain values from
-the platform that uses them (see rayserve_pulumi.aws.eks).
+Placement (node selectors, tolerations) and load-balancer annotations come in as plain values from the
+platform that uses them. Names load on first use (`rayserve_pulumi.lazy`): the platforms' descriptions
+(`kuberay.spec`) import no Kubernetes SDK.
 """
-from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs
-from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs, operator_values
-from rayserve_pulumi.kuberay.rayservice import (
-    GPU_TOLERATION, HEAD, Placement, RayService, RayServiceArgs, RayServiceResource, render_rayservice,
-)
-from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs, GcsStorageRef
+from rayserve_pulumi.lazy import exports
 
-__all__ = [
-    "CheckpointStorage", "CheckpointStorageArgs", "GPU_TOLERATION", "GcsStorageRef", "HEAD", "KubeRayOperator",
-    "KubeRayOperatorArgs", "Placement", "RayMonitoring", "RayMonitoringArgs", "RayService", "RayServiceArgs",
-    "RayServiceResource", "operator_values", "render_rayservice",
-]
+__all__, __getattr__ = exports(__name__, {
+    **dict.fromkeys(("RayMonitoring", "RayMonitoringArgs"), "rayserve_pulumi.kuberay.monitoring"),
+    **dict.fromkeys(("KubeRayOperator", "KubeRayOperatorArgs", "operator_values"), "rayserve_pulumi.kuberay.operator"),
+    **dict.fromkeys(("GPU_TOLERATION", "HEAD", "Placement", "RayService", "RayServiceArgs", "RayServiceResource",
+                     "render_rayservice"), "rayserve_pulumi.kuberay.rayservice"),
+    **dict.fromkeys(("CheckpointStorage", "CheckpointStorageArgs", "GcsStorageRef"), "rayserve_pulumi.kuberay.storage"),
+    **dict.fromkeys(("KubeRayServe", "KubeRayServeArgs"), "rayserve_pulumi.kuberay.serving"),
+})

@@ -186,7 +186,7 @@ STACK_CASES = [
     ("local", "local", {"host": "0.0.0.0", "auth_mode": "disabled"}, "rayserve:local: host 0.0.0.0 is reachable from other "
      "machines: auth_mode must be token"),
     # structure
-    ("local", "platform", "gke", "rayserve:platform: Input should be 'local', 'eks' or 'vm'"),
+    ("local", "platform", "gke", "rayserve:platform: Input should be 'local', 'eks', 'vm' or 'kubernetes'"),
     ("local", "platform", "eks", "rayserve: platform eks needs an `eks` section"),
     ("local", "bogus", 1, "rayserve:bogus:"),
     ("local", "serve.applications", [], "rayserve:serve.applications:"),

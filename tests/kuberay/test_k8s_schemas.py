@@ -16,7 +16,7 @@ from rayserve_pulumi.platform_spec import k8s_manifest
 from tests.pulumi_harness import all_stacks, stack_values
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a test dependency")
-EKS_STACKS = [s for s in all_stacks() if stack_values(s)["platform"] == "eks"]
+KUBERAY_STACKS = [s for s in all_stacks() if stack_values(s)["platform"] in ("eks", "kubernetes")]
 # checked against the KubeRay CRDs, the Prometheus Operator's schemas, or below
 CRD_KINDS = ("kubernetes:ray.io/", "kubernetes:helm.sh/", "kubernetes:monitoring.coreos.com/")
 
@@ -32,7 +32,8 @@ def integers(value):
 
 
 def k8s_version(stack: str) -> str:
-    return f"{stack_values(stack)['eks'].get('kubernetes_version', '1.33')}.0"
+    """The stack's EKS version; an existing cluster (kubernetes platform) is checked against 1.33's schemas."""
+    return f"{(stack_values(stack).get('eks') or {}).get('kubernetes_version', '1.33')}.0"
 
 
 def schema_errors(manifest: dict, version: str) -> list[str]:
@@ -43,18 +44,19 @@ def schema_errors(manifest: dict, version: str) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("stack", EKS_STACKS)
+@pytest.mark.parametrize("stack", KUBERAY_STACKS)
 def test_every_kubernetes_object_of_the_stack_passes_the_official_schema(rendered, stack):
     objects = [r for r in rendered[stack].resources if r.type.startswith("kubernetes:") and not r.type.startswith(CRD_KINDS)]
     kinds = {r.type.rsplit(":", 1)[1] for r in objects}
-    assert {"Namespace", "StorageClass"} <= kinds
+    # the eks platform makes its cluster's StorageClass; an existing cluster (kubernetes) has its own
+    assert {"Namespace", *(["StorageClass"] if stack_values(stack)["platform"] == "eks" else [])} <= kinds
     if stack_values(stack)["ray_service"].get("checkpoint", {}).get("gcs_fault_tolerance", True):
         assert {"Secret", "Service", "StatefulSet"} <= kinds
     errors = [e for r in objects for e in schema_errors(k8s_manifest(r), k8s_version(stack))]
     assert errors == []
 
 
-@pytest.mark.parametrize("stack", EKS_STACKS)
+@pytest.mark.parametrize("stack", KUBERAY_STACKS)
 def test_the_operators_helm_values_hold_valid_container_resources(rendered, stack):
     values = rendered[stack].one("kubernetes:helm.sh/v3:Release", "kuberay").inputs["values"]
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kuberay-operator"}, "spec": {"containers": [{

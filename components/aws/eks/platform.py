@@ -1,4 +1,5 @@
-"""EksPlatform: the `eks` stack's one component: cluster, operator, namespace, storage and RayService.
+"""EksPlatform: the `eks` stack's one component: an EKS cluster and the Serve image, plus KubeRayServe
+(operator, namespace, storage, monitoring and RayService: what the `kubernetes` platform declares alone).
 
 It turns EKS facts into the plain values the cloud-neutral KubeRay pieces take: node-group placement
 (the node-group label, the GPU taint's toleration) and the NLB annotations of a LoadBalancer Service.
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.app_code import AppCode
@@ -22,11 +22,8 @@ from rayserve_pulumi.config.stack import (
     check_node_groups,
 )
 from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
-from rayserve_pulumi.kuberay import (
-    GPU_TOLERATION, HEAD, CheckpointStorage, CheckpointStorageArgs, KubeRayOperator, KubeRayOperatorArgs, Placement,
-    RayService, RayServiceArgs,
-)
-from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
+from rayserve_pulumi.kuberay import GPU_TOLERATION, HEAD, Placement
+from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.platform import Platform
 
 
@@ -91,42 +88,21 @@ class EksPlatform(Platform):
                                                                 code=args.code), child)
         self.cluster = EksCluster(f"{name}-eks", EksClusterArgs(
             settings=args.eks, enable_efs=rs.checkpoint.model_cache_gi is not None, tags=args.tags), child)
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.cluster.provider)
-        self.operator = KubeRayOperator(f"{name}-kuberay", KubeRayOperatorArgs(settings=args.kuberay), k8s_opts)
-        self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": rs.namespace}, opts=k8s_opts)
-        self.storage = None
-        if rs.checkpoint.gcs_fault_tolerance or rs.checkpoint.model_cache_gi:
-            self.storage = CheckpointStorage(f"{name}-ckpt", CheckpointStorageArgs(
-                namespace=self.namespace.metadata.name, settings=rs.checkpoint,
-                storage_class=self.cluster.storage_class_name,
-                model_cache_storage_class=self.cluster.model_cache_storage_class), k8s_opts)
-        metrics = args.metrics
-        self.monitoring = None
-        if metrics.enabled:
-            self.monitoring = RayMonitoring(f"{name}-monitoring", RayMonitoringArgs(
-                settings=metrics, service=rs.name, namespace=rs.namespace,
-                storage_class=self.cluster.storage_class_name), k8s_opts)
-        self.service = RayService(
-            f"{name}-rayservice",
-            RayServiceArgs(settings=rs, serve_config=args.serve_config, image=self.image.image_ref,
-                           placements=placements(rs, args.eks), storage=self.storage, serve_env=args.serve_env,
-                           service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
-                           operator_namespace=args.kuberay.namespace,
-                           metrics_namespace=metrics.namespace if metrics.enabled else None,
-                           head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
-            pulumi.ResourceOptions(parent=self, provider=self.cluster.provider,
-                                   depends_on=[self.operator, self.namespace, *([self.storage] if self.storage else [])]),
-        )
-        self.app_urls = self.service.app_urls
-        self.dashboard = self.service.dashboard_hint
+        self.serving = KubeRayServe(name, KubeRayServeArgs(
+            ray_service=rs, serve_config=args.serve_config, image=self.image.image_ref,
+            storage_class=self.cluster.storage_class_name, model_cache_storage_class=self.cluster.model_cache_storage_class,
+            kuberay=args.kuberay, placements=placements(rs, args.eks),
+            service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
+            serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
+            pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
+        self.app_urls = self.serving.app_urls
+        self.dashboard = self.serving.dashboard_hint
         self.finish()
 
     def extra_outputs(self) -> dict:
-        monitoring = {"grafana": self.monitoring.grafana, "prometheus": self.monitoring.prometheus} \
-            if self.monitoring else {}
         return {"image": self.image.image_ref, "kubeconfig": self.cluster.kubeconfig,
-                "cluster_name": self.cluster.cluster_name, "app_status": self.service.app_status,
-                "serve_port_forward": self.service.port_forward, **monitoring}
+                "cluster_name": self.cluster.cluster_name, "app_status": self.serving.app_status,
+                "serve_port_forward": self.serving.port_forward, **self.serving.monitoring_outputs()}
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":

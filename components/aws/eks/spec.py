@@ -1,15 +1,11 @@
-"""The `eks` platform's description: its sections, its nodes (the Ray pods' CPU and GPU), the pods' fit on
-the node groups, the Kubernetes manifests `rayserve render` shows and the commands `rayserve status` gives."""
+"""The `eks` platform's description: a KubeRay platform (kuberay.spec) on an EKS cluster the stack creates:
+its sections, the Ray pods' fit on its node groups, and the kubeconfig the stack outputs."""
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Optional
-
-from rayserve_pulumi.platform_spec import Node, PlatformSpec, k8s_manifest
+from rayserve_pulumi.kuberay.spec import KubeRaySpec
 
 
-class EksSpec(PlatformSpec):
+class EksSpec(KubeRaySpec):
     name = "eks"
     component = "rayserve_pulumi.aws.eks:EksPlatform"
     required_sections = ("eks",)
@@ -26,42 +22,14 @@ class EksSpec(PlatformSpec):
                 errors.append(str(exc))
         return errors
 
-    def nodes(self, cfg) -> list[Node]:
-        rs = cfg.ray_service
-        head_cpus = rs.head.num_cpus if rs.head.num_cpus is not None else math.floor(rs.head.millicpu / 1000)
-        return [("rayserve:ray_service.head", float(head_cpus), float(rs.head.gpu)),
-                *((f"rayserve:ray_service.worker_groups[{g.name}]", float(math.floor(g.millicpu / 1000)), float(g.gpu))
-                  for g in rs.worker_groups)]
-
     def stack_errors(self, cfg, serve_config: dict, apps: dict, code) -> list[str]:
         from rayserve_pulumi.config.checks import eks_fit_errors
 
         return eks_fit_errors(cfg)
 
-    def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
-        """The operator's Helm values and every Kubernetes object, as computed under Pulumi's mocks."""
-        from rayserve_pulumi.preview import preview
-
-        docs: list[tuple[str, object]] = []
-        for res in preview(values, "render", program_dir=program_dir, redact=True).resources:
-            if res.type == "kubernetes:helm.sh/v3:Release":
-                i = res.inputs
-                docs.append((f"Helm release {i['name']}: chart {i['chart']} {i['version']} from "
-                             f"{i['repositoryOpts']['repo']} into {i['namespace']}; values:", i.get("values") or {}))
-            elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
-                docs.append((f"{res.type} ({res.name})", k8s_manifest(res)))
-        return docs
-
-    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
-        rs = cfg.ray_service
-        head = f"$(kubectl -n {rs.namespace} get pods -l ray.io/node-type=head,rayserve.io/service={rs.name} -o name)"
-        return 0, [
-            "eks: with the stack's kubeconfig (pulumi stack output kubeconfig --show-secrets > kubeconfig.json; "
-            "export KUBECONFIG=$PWD/kubeconfig.json):",
-            f"  kubectl -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.status.activeServiceStatus.applicationStatuses}}'",
-            f"  kubectl -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
-            f"  kubectl -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
-        ]
+    def kubectl(self, cfg) -> tuple[str, str]:
+        return ("with the stack's kubeconfig (pulumi stack output kubeconfig --show-secrets > kubeconfig.json; "
+                "export KUBECONFIG=$PWD/kubeconfig.json)", "kubectl")
 
 
 SPEC = EksSpec()

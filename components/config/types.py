@@ -1,0 +1,21 @@
+"""The building blocks of every settings model, shared by the stack config and the platforms' own settings:
+the strict base model and the strings that follow the rules of the system that receives them."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from rayserve_pulumi.config import kubernetes
+
+
+class Strict(BaseModel):
+    """Unknown keys refused; types checked, not coerced ("3" is not 3, true is not 1); numbers finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Strings that follow the rules of the system that receives them (checked where they enter).
+Dns1123Label = Annotated[str, AfterValidator(kubernetes.dns1123_label)]
+Dns1123Subdomain = Annotated[str, AfterValidator(kubernetes.dns1123_subdomain)]
+Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]

@@ -1,0 +1,49 @@
+"""What every KubeRay platform (eks, kubernetes) describes alike: its nodes are the RayService's pods, `rayserve
+render` shows the Kubernetes objects and the operator's Helm values, `rayserve status` gives kubectl commands."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, k8s_manifest
+
+
+class KubeRaySpec(PlatformSpec):
+    """A platform whose Ray cluster is a KubeRay RayService (subclasses say how the cluster is reached)."""
+
+    def kubectl(self, cfg) -> tuple[str, str]:
+        """(how to get the cluster's credentials, the kubectl prefix) for `status`."""
+        raise NotImplementedError
+
+    def nodes(self, cfg) -> list[Node]:
+        rs = cfg.ray_service
+        head_cpus = rs.head.num_cpus if rs.head.num_cpus is not None else math.floor(rs.head.millicpu / 1000)
+        return [("rayserve:ray_service.head", float(head_cpus), float(rs.head.gpu)),
+                *((f"rayserve:ray_service.worker_groups[{g.name}]", float(math.floor(g.millicpu / 1000)), float(g.gpu))
+                  for g in rs.worker_groups)]
+
+    def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
+        """The operator's Helm values and every Kubernetes object, as computed under Pulumi's mocks."""
+        from rayserve_pulumi.preview import preview
+
+        docs: list[tuple[str, object]] = []
+        for res in preview(values, "render", program_dir=program_dir, redact=True).resources:
+            if res.type == "kubernetes:helm.sh/v3:Release":
+                i = res.inputs
+                docs.append((f"Helm release {i['name']}: chart {i['chart']} {i['version']} from "
+                             f"{i['repositoryOpts']['repo']} into {i['namespace']}; values:", i.get("values") or {}))
+            elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
+                docs.append((f"{res.type} ({res.name})", k8s_manifest(res)))
+        return docs
+
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+        rs = cfg.ray_service
+        intro, kubectl = self.kubectl(cfg)
+        head = f"$({kubectl} -n {rs.namespace} get pods -l ray.io/node-type=head,rayserve.io/service={rs.name} -o name)"
+        return 0, [
+            f"{self.name}: {intro}:",
+            f"  {kubectl} -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.status.activeServiceStatus.applicationStatuses}}'",
+            f"  {kubectl} -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
+            f"  {kubectl} -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
+        ]

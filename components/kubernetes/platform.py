@@ -1,0 +1,72 @@
+"""KubernetesPlatform: the `kubernetes` stack's one component: KubeRayServe on a cluster that already exists.
+
+The cluster comes from a kubeconfig (the stack's path and context) or, for component users, a
+`pulumi_kubernetes.Provider` of their own. The image is prebuilt and pinned (`image.uri`). Nothing AWS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings, ServeSettings, StackConfig
+from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
+from rayserve_pulumi.kubernetes.settings import KubernetesSettings
+from rayserve_pulumi.platform import Platform
+
+
+@dataclass(frozen=True)
+class KubernetesPlatformArgs:
+    ray_service: RayServiceSettings = arg("the RayService: groups, autoscaling, upgrades, checkpoint storage")
+    serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
+    image: pulumi.Input[str] = arg("the Serve image, prebuilt and pinned (a tag or a digest)")
+    settings: KubernetesSettings = arg("StorageClasses, the operator, the Serve Service's annotations",
+                                       default_factory=KubernetesSettings)
+    provider: Optional[k8s.Provider] = arg("the cluster's provider (e.g. from another stack's kubeconfig); "
+                                           "default: one from settings.kubeconfig and settings.context", None)
+    kuberay: KubeRaySettings = arg("the operator's Helm chart and namespace", default_factory=KubeRaySettings)
+    serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
+                                    default_factory=lambda: ServeSettings().runtime_env())
+    metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
+                                   default_factory=MetricsSettings)
+    program_dir: Optional[str] = arg("anchors a relative settings.kubeconfig (default: the working directory)", None)
+
+
+class KubernetesPlatform(Platform):
+    """Outputs `app_urls`, `dashboard` (a port-forward command), `app_status` (each application's status as
+    KubeRay reports it), `serve_port_forward`, and with metrics on `grafana` and `prometheus`."""
+
+    TYPE = "rayserve:kubernetes:KubernetesPlatform"
+    NAME = "kubernetes"
+
+    def __init__(self, name: str, args: KubernetesPlatformArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(name, opts)
+        s = args.settings
+        provider = args.provider
+        if provider is None:
+            kubeconfig = str(Path(args.program_dir or Path.cwd()) / s.kubeconfig) if s.kubeconfig else None
+            provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, context=s.context,
+                                    opts=pulumi.ResourceOptions(parent=self))
+        self.serving = KubeRayServe(name, KubeRayServeArgs(
+            ray_service=args.ray_service, serve_config=args.serve_config, image=args.image,
+            storage_class=s.storage_class, model_cache_storage_class=s.model_cache_storage_class,
+            kuberay=args.kuberay, install_operator=s.install_operator, service_annotations=s.service_annotations,
+            serve_env=args.serve_env, metrics=args.metrics), pulumi.ResourceOptions(parent=self, provider=provider))
+        self.app_urls = self.serving.app_urls
+        self.dashboard = self.serving.dashboard_hint
+        self.finish()
+
+    def extra_outputs(self) -> dict:
+        return {"app_status": self.serving.app_status, "serve_port_forward": self.serving.port_forward,
+                **self.serving.monitoring_outputs()}
+
+    @classmethod
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "KubernetesPlatform":
+        return cls(cfg.name, KubernetesPlatformArgs(
+            ray_service=cfg.ray_service, serve_config=serve_config, image=cfg.image.uri, settings=cfg.kubernetes,
+            kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics,
+            program_dir=str(program_dir) if program_dir else None), opts)
