@@ -165,11 +165,13 @@ class _RecordingMonitor(MockMonitor):
 
 
 def preview(values: dict[str, Any], stack: str = "preview", program: Optional[Callable[[], dict]] = None,
-            into: Optional[Rendered] = None, program_dir: Optional[Path] = None, redact: bool = False) -> Rendered:
+            into: Optional[Rendered] = None, program_dir: Optional[Path] = None, redact: bool = False,
+            validated: Optional[tuple] = None) -> Rendered:
     """Run `program` (default: rayserve_pulumi.program.build) with these `rayserve:` values under mocks.
 
     `into` collects what was declared even when the program raises; `redact` shows secret inputs as
-    "(secret)" instead of their mock values."""
+    "(secret)" instead of their mock values; `validated` (StackConfig, Serve config) spares the program its
+    own validation of the same values."""
     from rayserve_pulumi.program import build
 
     rendered = into if into is not None else Rendered()
@@ -181,7 +183,7 @@ def preview(values: dict[str, Any], stack: str = "preview", program: Optional[Ca
 
     @pulumi.runtime.test
     def run():
-        outputs = (program or (lambda: build(values, program_dir=program_dir)))()
+        outputs = (program or (lambda: build(values, program_dir=program_dir, validated=validated)))()
         keys = sorted(outputs)
 
         async def secrets():

@@ -16,15 +16,20 @@ class StackConfigError(ConfigError, pulumi.RunError):
     """A ConfigError that ends `pulumi up` with its lines and no Python traceback."""
 
 
-def build(values: Optional[dict] = None, program_dir: Optional[Path] = None) -> dict:
+def build(values: Optional[dict] = None, program_dir: Optional[Path] = None,
+          validated: Optional[tuple] = None) -> dict:
     """Validate the stack (`values`: its raw `rayserve:` config, default the running stack's), then
     declare its platform; returns the exported outputs (also `pulumi.export`ed).
 
-    `program_dir` anchors a relative `rayserve:serve.config_path`."""
-    try:
-        cfg, serve_config = validate_stack(raw_stack_values() if values is None else values, program_dir)
-    except ConfigError as exc:
-        raise StackConfigError(*exc.lines) from None
+    `program_dir` anchors the stack's relative paths; `validated`: the (StackConfig, Serve config) a caller
+    already validated these values into (`rayserve render`: one validation per run)."""
+    if validated is not None:
+        cfg, serve_config = validated
+    else:
+        try:
+            cfg, serve_config = validate_stack(raw_stack_values() if values is None else values, program_dir)
+        except ConfigError as exc:
+            raise StackConfigError(*exc.lines) from None
     outputs = platform_class(cfg.platform).from_stack(cfg, serve_config, program_dir=program_dir).outputs()
     for key, value in outputs.items():
         pulumi.export(key, value)

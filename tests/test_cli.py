@@ -44,3 +44,14 @@ def test_render_local_prints_the_head_settings_and_the_serve_config(capsys):
     head, serve = _render("local", capsys)
     assert head["num_cpus"] == 4 and head["dashboard_port"] == 8265
     assert [a["name"] for a in serve["applications"]] == ["fruit", "calc", "summarize_translate"]
+
+
+def test_render_validates_the_stack_once(monkeypatch, capsys):
+    """`rayserve render`: one validation per run, the program reusing what the command validated."""
+    from rayserve_pulumi.config import validate as validate_module
+
+    runs = []
+    real = validate_module.validate_resolved
+    monkeypatch.setattr(validate_module, "validate_resolved", lambda *a, **k: runs.append(1) or real(*a, **k))
+    assert cli.main(["render", str(STACKS / "Pulumi.vm.yaml")]) == 0
+    assert "head user data" in capsys.readouterr().out and runs == [1]

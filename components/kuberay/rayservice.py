@@ -192,9 +192,9 @@ class RayServiceResource(pulumi.CustomResource):
     status: pulumi.Output[dict]
 
     def __init__(self, name: str, metadata, spec, opts: Optional[pulumi.ResourceOptions] = None):
-        from pulumi_kubernetes import _utilities
+        from importlib.metadata import version  # the provider plugin is pulumi-kubernetes' own version
 
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=_utilities.get_version()))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=version("pulumi-kubernetes")))
         super().__init__(f"kubernetes:{API_VERSION}:RayService", name,
                          {"apiVersion": API_VERSION, "kind": "RayService", "metadata": metadata, "spec": spec,
                           "status": None}, opts)

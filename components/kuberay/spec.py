@@ -28,7 +28,8 @@ class KubeRaySpec(PlatformSpec):
         from rayserve_pulumi.preview import preview
 
         docs: list[tuple[str, object]] = []
-        for res in preview(values, "render", program_dir=program_dir, redact=True).resources:
+        rendered = preview(values, "render", program_dir=program_dir, redact=True, validated=(cfg, serve_config))
+        for res in rendered.resources:
             if res.type == "kubernetes:helm.sh/v3:Release":
                 i = res.inputs
                 docs.append((f"Helm release {i['name']}: chart {i['chart']} {i['version']} from "

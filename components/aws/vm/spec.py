@@ -32,7 +32,7 @@ class VmSpec(PlatformSpec):
         from rayserve_pulumi.aws.vm.user_data import decode
         from rayserve_pulumi.preview import preview
 
-        rendered = preview(values, "render", program_dir=program_dir, redact=True)
+        rendered = preview(values, "render", program_dir=program_dir, redact=True, validated=(cfg, serve_config))
         head = decode(rendered.one("aws:ec2/instance:Instance").inputs["userDataBase64"])
         worker = decode(rendered.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["userData"])
         params = {p.inputs["name"]: p.inputs["type"] for p in rendered.of_type("aws:ssm/parameter:Parameter")}
