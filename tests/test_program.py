@@ -88,3 +88,22 @@ def test_a_config_error_ends_pulumi_up_without_a_traceback():
         render(values, "local")
     assert isinstance(info.value, pulumi.RunError)  # Pulumi prints a RunError's message, no stack trace
     assert str(info.value) == "rayserve:local.num_cpus: Input should be a valid integer (got True)"
+
+
+def test_the_running_stacks_config_is_read_through_the_public_api(monkeypatch):
+    """What `pulumi up` hands the program: the keys in PULUMI_CONFIG (a misspelt one included, so validation
+    refuses it) and values set through the SDK, JSON objects decoded."""
+    import json
+
+    import pulumi.runtime
+
+    from rayserve_pulumi.config.sources import raw_stack_values
+
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"rayserve:platfrom": "local", "rayserve:name": "from-env",
+                                                    "aws:region": "us-west-2"}))
+    pulumi.runtime.set_all_config({"rayserve:local": json.dumps({"num_cpus": 2})})
+    try:
+        values = raw_stack_values()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert values == {"platfrom": "local", "name": "from-env", "local": {"num_cpus": 2}}

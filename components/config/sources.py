@@ -13,14 +13,16 @@ from rayserve_pulumi.config.yamlio import load_yaml_file
 
 
 def raw_stack_values(namespace: str = NAMESPACE) -> dict[str, Any]:
-    """All `namespace:*` config values of the running stack, JSON objects decoded."""
-    from pulumi.runtime import config as runtime_config
+    """All `namespace:*` config values of the running stack, JSON objects decoded. Through the SDK's public
+    config API: the keys the engine hands the program (`pulumi.runtime.get_config_env`, so a misspelt key is
+    seen and refused) and every key the stack config knows, each read with `pulumi.runtime.get_config`."""
+    import pulumi.runtime
 
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    keys = {full.partition(":")[2] for full in pulumi.runtime.get_config_env() if full.startswith(f"{namespace}:")}
     values: dict[str, Any] = {}
-    for full_key, raw in merged.items():
-        ns, _, key = full_key.partition(":")
-        if ns != namespace or not key:
+    for key in sorted((keys | set(StackConfig.model_fields)) - {""}):
+        raw = pulumi.runtime.get_config(f"{namespace}:{key}")
+        if raw is None:
             continue
         try:
             values[key] = json.loads(raw) if isinstance(raw, str) else raw

@@ -14,11 +14,18 @@ for), usage stats off, token auth per $RAY_AUTH_MODE, then `ray._private.node.No
 fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. One step differs:
 the raylet starts while the dashboard starts (`node_class`). Every real-Ray test of the local platform
 starts its head through here.
+
+These are Ray's private APIs, and this module is the only one that uses them. When the installed Ray
+does not have them as the pinned one does (`node_api_missing`), or $RAYSERVE_HEAD_LAUNCHER is `ray start`,
+the head is started by Ray's own `ray start --head` instead (slower, and with its Ray Client server);
+which one ran is written beside the PID file (`launcher_file`) and reported by `up`.
 """
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +34,33 @@ from rayserve_pulumi.constants import WORKER_PORTS
 from rayserve_pulumi.node_agent import procs, ray_ops
 
 OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port")
+LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
+NODE_API, RAY_START = "the node API", "ray start"
+# what of ray._private.node.Node the launcher calls or overrides
+NODE_METHODS = ("start_head_processes", "start_ray_processes", "start_gcs_server", "_write_cluster_info_to_kv",
+                "start_monitor", "start_ray_client_server", "start_api_server", "address_info")
+
+
+def launcher_file(pid_file: Path) -> Path:
+    """Where the head's launcher writes which way it started the head."""
+    return Path(pid_file).with_name(Path(pid_file).stem + ".launcher")
+
+
+def node_api_missing() -> Optional[str]:
+    """What of the pinned Ray's private API the launcher needs the installed Ray lacks (None: all there)."""
+    try:
+        import ray._private.node
+        import ray._private.parameter  # noqa: F401
+        from ray._common.network_utils import build_address, is_localhost  # noqa: F401
+        from ray._common.usage import usage_lib  # noqa: F401
+        from ray._private import ray_constants, services  # noqa: F401
+        from ray._private.authentication.authentication_token_setup import (  # noqa: F401
+            ensure_token_if_auth_enabled, maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError as exc:
+        return str(exc)
+    missing = [m for m in NODE_METHODS if not hasattr(ray._private.node.Node, m)]
+    return f"ray._private.node.Node has no {', '.join(missing)}" if missing else None
 
 
 def taken_ports(opts: dict) -> list[str]:
@@ -57,8 +91,33 @@ def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
     if auth_mode == "token":
         ray_ops.ensure_auth_token()
     env = ray_ops.ray_env({**ray_ops.auth_env(auth_mode), **extra_env})
-    procs.spawn([sys.executable, "-m", __name__, json.dumps({key: opts.get(key) for key in OPTIONS})], Path(pid_file),
-                env=env, name="the Ray head", secrets=[ray_ops.auth_token() or ""])
+    request = {**{key: opts.get(key) for key in OPTIONS}, "launcher_file": str(launcher_file(pid_file))}
+    procs.spawn([sys.executable, "-m", __name__, json.dumps(request)], Path(pid_file), env=env, name="the Ray head",
+                secrets=[ray_ops.auth_token() or ""])
+
+
+def start_with_cli(opts: dict[str, Any]) -> str:
+    """`ray start --head` for these options, with Ray's own CLI (the fallback); returns the dashboard's address.
+    Ray's CLI always starts its Ray Client server (`ray_client_port`, else Ray's default port)."""
+    args = ray_ops.head_args(gcs_port=opts["gcs_port"], dashboard_port=opts["dashboard_port"],
+                             dashboard_host=opts["dashboard_host"], num_cpus=opts["num_cpus"],
+                             num_gpus=opts["num_gpus"], node_ip=opts["node_ip"])
+    args += [f"--min-worker-port={WORKER_PORTS.start}", f"--max-worker-port={WORKER_PORTS.stop - 1}"]
+    if opts.get("ray_client_port"):
+        args.append(f"--ray-client-server-port={opts['ray_client_port']}")
+    proc = subprocess.run([ray_ops.ray_executable(), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(([line for line in proc.stderr.splitlines() if line.strip()] or ["ray start failed"])[-1])
+    return f"{opts['dashboard_host']}:{opts['dashboard_port']}"
+
+
+def launch(opts: dict[str, Any]) -> tuple[str, str]:
+    """Start the head the fastest way the installed Ray allows: (the dashboard's address, how it was started)."""
+    forced = os.environ.get(LAUNCHER_ENV) == RAY_START
+    missing = None if forced else node_api_missing()
+    if forced or missing:
+        return start_with_cli(opts), f"{RAY_START} ({'forced by $' + LAUNCHER_ENV if forced else missing})"
+    return start(opts), NODE_API
 
 
 def start(opts: dict[str, Any]) -> str:
@@ -141,11 +200,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         opts = json.loads(args[0]) if len(args) == 1 else None
     except ValueError:
         opts = None
-    if not isinstance(opts, dict) or set(opts) != set(OPTIONS):
-        print(f"usage: python -m rayserve_pulumi.local.head '<JSON object with {', '.join(OPTIONS)}>'", file=sys.stderr)
+    if not isinstance(opts, dict) or set(opts) - {"launcher_file"} != set(OPTIONS):
+        print(f"usage: python -m rayserve_pulumi.local.head '<JSON object with {', '.join(OPTIONS)}[, launcher_file]>'",
+              file=sys.stderr)
         return 2
     try:
-        print(f"Ray head started; dashboard {start(opts)}")
+        dashboard, how = launch(opts)
+        if opts.get("launcher_file"):
+            Path(opts["launcher_file"]).write_text(how)
+        print(f"Ray head started by {how}; dashboard {dashboard}")
     except Exception as exc:  # one line: procs.spawn hands it to the user as the cause
         print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1

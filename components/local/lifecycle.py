@@ -186,7 +186,9 @@ class LocalServe:
             report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
                    f"auth {props.get('auth_mode', 'token')})")
             spawn_head(props, extra_env)
-            report(f"local: Ray head started in {time.monotonic() - start:.1f} s; dashboard {dashboard_url(props)}")
+            how = head.launcher_file(head_pid_file(props)).read_text()
+            report(f"local: Ray head started in {time.monotonic() - start:.1f} s by {how}; dashboard "
+                   f"{dashboard_url(props)}")
             if prometheus:
                 wait_prometheus(props)
         try:

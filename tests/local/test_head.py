@@ -63,6 +63,48 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
         assert any(b"ray.util.client.server" in c and f"--port={client}".encode() in c for c in commands), commands
         with socket.create_connection(("127.0.0.1", client), timeout=10):
             pass  # it listens
+        assert head.launcher_file(pid_file).read_text() == head.NODE_API  # the pinned Ray: the fast path ran
+    finally:
+        ray_ops.stop(pid_file)
+
+
+def test_the_pinned_ray_has_the_private_api_the_launcher_uses():
+    assert head.node_api_missing() is None
+
+
+def test_a_ray_without_it_is_noticed(monkeypatch):
+    import ray._private.node
+
+    monkeypatch.delattr(ray._private.node.Node, "start_head_processes")
+    assert head.node_api_missing() == "ray._private.node.Node has no start_head_processes"
+
+
+@pytest.mark.parametrize("forced, missing, expected", [
+    (False, None, head.NODE_API),
+    (True, None, f"{head.RAY_START} (forced by ${head.LAUNCHER_ENV})"),
+    (False, "No module named 'ray._private.node'", f"{head.RAY_START} (No module named 'ray._private.node')"),
+])
+def test_the_launcher_falls_back_to_ray_start(monkeypatch, forced, missing, expected):
+    monkeypatch.setattr(head, "node_api_missing", lambda: missing)
+    monkeypatch.setattr(head, "start", lambda opts: "node")
+    monkeypatch.setattr(head, "start_with_cli", lambda opts: "cli")
+    if forced:
+        monkeypatch.setenv(head.LAUNCHER_ENV, head.RAY_START)
+    else:
+        monkeypatch.delenv(head.LAUNCHER_ENV, raising=False)
+    assert head.launch(_opts()) == ("node" if expected == head.NODE_API else "cli", expected)
+
+
+@pytest.mark.ray
+def test_the_ray_start_fallback_starts_a_head_that_serves(tmp_path):
+    opts = _opts(ray_client_port=free_port())  # Ray's CLI always starts its Ray Client server
+    pid_file = tmp_path / "head.pid"
+    try:
+        head.spawn(pid_file, extra_env={head.LAUNCHER_ENV: head.RAY_START}, auth_mode="token", **opts)
+        ray_ops.wait_dashboard(f"http://127.0.0.1:{opts['dashboard_port']}")
+        assert head.launcher_file(pid_file).read_text() == f"{head.RAY_START} (forced by ${head.LAUNCHER_ENV})"
+        nodes = ray_ops.api_get(f"http://127.0.0.1:{opts['dashboard_port']}", "/nodes?view=summary")["data"]["summary"]
+        assert [n["raylet"]["state"] for n in nodes] == ["ALIVE"]
     finally:
         ray_ops.stop(pid_file)
 
