@@ -1,0 +1,138 @@
+"""The KubeRay platforms' settings (`rayserve:kuberay`, `rayserve:ray_service`): the operator's chart, the
+RayService's pods, autoscaling, upgrades and checkpoint storage. Shared by `eks` and `kubernetes`."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from rayserve_pulumi.config import kubernetes
+from rayserve_pulumi.config.load_balancer import LoadBalancerSettings
+from rayserve_pulumi.config.types import Dns1123Label, Quantity, Strict
+from rayserve_pulumi.constants import KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_VERSION
+
+# KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
+MAX_RAYSERVICE_NAME = 47
+
+
+class KubeRaySettings(Strict):
+    """The KubeRay operator's Helm release."""
+
+    chart_version: str = Field(KUBERAY_CHART_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+                               description="kuberay-operator chart version (pinned, x.y.z)")
+    namespace: Dns1123Label = Field("kuberay-system", description="operator namespace")
+    repository: str = Field(KUBERAY_CHART_REPOSITORY, pattern=r"^(https|oci)://[^\s]+$", description="Helm repository")
+
+
+class PodResources(Strict):
+    cpu: Quantity = Field("1", description="container CPU request and limit (Kubernetes quantity)")
+    memory: Quantity = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")
+    gpu: int = Field(0, ge=0, le=16, description="nvidia.com/gpu per pod")
+
+    @property
+    def millicpu(self) -> int:
+        return int(kubernetes.parse_quantity(self.cpu) * 1000)
+
+    @property
+    def memory_mib(self) -> float:
+        return float(kubernetes.parse_quantity(self.memory) / 2**20)
+
+
+class HeadSettings(PodResources):
+    """The Ray head pod."""
+
+    num_cpus: Optional[float] = Field(None, ge=0, le=1024, description="Ray logical CPUs; 0 keeps work off the head")
+    node_group: Optional[str] = Field(None, description="EKS node group to run on")
+
+
+class WorkerGroup(PodResources):
+    """A Ray worker group."""
+
+    name: Dns1123Label = Field(description="worker group name (KubeRay puts it in pod names and a label)")
+    replicas: int = Field(1, ge=0, description="pods at creation")
+    min_replicas: int = Field(1, ge=0, description="fewest pods the autoscaler keeps")
+    max_replicas: int = Field(3, ge=0, description="most pods the autoscaler starts")
+    node_group: Optional[str] = Field(None, description="EKS node group to run on")
+
+    @model_validator(mode="after")
+    def _replicas(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"worker group {self.name}: min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(f"worker group {self.name}: replicas must lie within [min_replicas, max_replicas]")
+        return self
+
+
+class ExternalRedis(Strict):
+    """A Redis the stack does not deploy (ElastiCache, your own), for GCS fault tolerance."""
+
+    address: str = Field(pattern=r"^(rediss?://)?[A-Za-z0-9.-]+:[0-9]{1,5}$", description="host:port (rediss:// for TLS)")
+    password_secret: Dns1123Label = Field(description="Kubernetes Secret in the RayService's namespace holding the password")
+    password_key: str = Field("password", description="key of the password in that Secret")
+
+
+class CheckpointSettings(Strict):
+    """Durable state: Redis for GCS fault tolerance, and a shared model cache."""
+
+    gcs_fault_tolerance: bool = Field(True, description="Redis-backed GCS, so Serve survives a head restart")
+    redis_storage_gi: int = Field(8, ge=1, description="Redis volume size")
+    external_redis: Optional[ExternalRedis] = Field(None, description="use this Redis instead of deploying one")
+    model_cache_gi: Optional[int] = Field(None, ge=1, description="ReadWriteMany model cache (HF_HOME) size")
+
+    @model_validator(mode="after")
+    def _external(self):
+        if self.external_redis and not self.gcs_fault_tolerance:
+            raise ValueError("external_redis is for GCS fault tolerance: set gcs_fault_tolerance true or drop it")
+        return self
+
+
+class RayServiceSettings(LoadBalancerSettings):
+    """The KubeRay RayService (EKS)."""
+
+    name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
+    namespace: Dns1123Label = Field("ray", description="namespace of the RayService and its storage")
+    ray_version: str = Field(RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version of the image")
+    head: HeadSettings = Field(HeadSettings(), description="the head pod")
+    worker_groups: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(name="cpu")],
+                                             description="worker groups")
+    enable_autoscaling: bool = Field(True, description="KubeRay's in-tree autoscaler")
+    upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
+        "NewCluster", description="what KubeRay does when the cluster spec changes")
+    auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
+    service_type: Literal["LoadBalancer", "ClusterIP"] = Field(
+        "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
+    exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
+                                          "(excludeHeadPodFromServeSvc): traffic goes to workers only")
+    ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
+                                 "RayService to be Ready with no upgrade in progress before failing")
+    checkpoint: CheckpointSettings = Field(CheckpointSettings(), description="GCS fault tolerance and model cache")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if len(v) > MAX_RAYSERVICE_NAME:
+            raise ValueError(f"name {v!r} is {len(v)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME}")
+        return kubernetes.dns1035_label(v, MAX_RAYSERVICE_NAME)
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if (self.load_balancer_scheme == "internet-facing" or self.tls_certificate_arn) and self.service_type != "LoadBalancer":
+            raise ValueError("load_balancer_scheme and tls_certificate_arn are for the load balancer: set service_type "
+                             "LoadBalancer")
+        if (error := self.allow_list_errors()):
+            raise ValueError(error)
+        if self.exclude_head_from_serve and not self.worker_groups:
+            raise ValueError("exclude_head_from_serve leaves no pod to serve traffic: add a worker group")
+        names = [g.name for g in self.worker_groups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker group names must be unique: {names}")
+        return self
+
+    @field_validator("upgrade_strategy")
+    @classmethod
+    def _upgrade(cls, v: str) -> str:
+        if v == "NewClusterWithIncrementalUpgrade":
+            raise ValueError("NewClusterWithIncrementalUpgrade needs KubeRay's RayServiceIncrementalUpgrade feature "
+                             "gate, a Gateway API controller and clusterUpgradeOptions, which this package does not "
+                             "render yet; use NewCluster or None")
+        return v
