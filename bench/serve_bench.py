@@ -1,6 +1,6 @@
 """Serving throughput with wrk (a C load generator), every variant in one run on this machine, loopback only.
 
-  bash bench/setup.sh && .venv/bin/python -m bench.serve_bench [--seconds 10] [--connections 16] [--publish]
+  bash bench/setup.sh && .venv/bin/python -m bench.serve_bench [--rounds 3] [--seconds 10] [--connections 16] [--publish]
   .venv/bin/python -m bench.serve_bench --only stack_default,tried_market_code_on_thread --repeat 3
 
 For each variant: cold start (command to the first 200 on /fruit), a 3 s wrk warm-up, then wrk for
@@ -169,28 +169,8 @@ def uvicorn_run(seconds: float, connections: int) -> dict:
         procs.stop(pid_file, grace_s=2)
 
 
-def main() -> dict:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--publish", action="store_true", help="copy the results to bench/results/ (README)")
-    parser.add_argument("--tried", action="store_true", help="also the variants tried and not kept")
-    parser.add_argument("--only", help="comma-separated stack variants to run alone, alternating, --repeat times "
-                                       "(to tell a difference from this machine's noise); prints req/s, no ratios")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds of --only")
-    a = parser.parse_args()
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    if a.only:
-        variants = {**STACK_VARIANTS, **TRIED}
-        names = a.only.split(",")
-        if unknown := [n for n in names if n not in variants]:
-            parser.error(f"--only: unknown variant(s) {unknown}; use {', '.join(variants)}")
-        for round_ in range(1, a.repeat + 1):
-            for name in names:
-                r = stack_run(name, variants[name], a.seconds, a.connections)
-                print(f"round {round_} {name:<28} {r['rps']:>9} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms",
-                      flush=True)
-        return {}
+def one_round(a) -> dict:
+    """Every variant once (the ceiling and the baselines first), and the ratios of this round."""
     results = {"uvicorn": uvicorn_run(a.seconds, a.connections),
                "serve_run": serve_run("serve_run", "rayserve_pulumi.serve_apps.fruit:app", {}, a.seconds, a.connections),
                "one_deployment": serve_run("one_deployment", "bench.one_deployment:app", {}, a.seconds, a.connections),
@@ -206,6 +186,58 @@ def main() -> dict:
         "stack_haproxy_vs_stack_python_proxy": round(rps["stack_haproxy"] / rps["stack_python_proxy"], 2),
         "wrk_vs_python_loadgen_on_uvicorn": round(rps["uvicorn"] / results["uvicorn"]["python_loadgen_rps"], 1),
     }
+    print(f"round: {json.dumps(results['ratios'])}", flush=True)
+    return results
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Each numeric figure of each variant and each ratio as its median over the rounds, with `<key>_range`
+    (min, max) beside it; `rounds` keeps every round."""
+    import statistics
+
+    out: dict = {"rounds": rounds}
+    for name, first in rounds[0].items():
+        if not isinstance(first, dict):
+            continue
+        merged = {}
+        for key, value in first.items():
+            values = [r[name][key] for r in rounds if isinstance(r[name].get(key), (int, float))]
+            if values and len(values) == len(rounds):
+                merged[key] = statistics.median(values)
+                merged[f"{key}_range"] = [min(values), max(values)]
+            else:
+                merged[key] = value
+        out[name] = merged
+    return out
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--publish", action="store_true", help="copy the results to bench/results/ (README)")
+    parser.add_argument("--tried", action="store_true", help="also the variants tried and not kept")
+    parser.add_argument("--only", help="comma-separated stack variants to run alone, alternating, --repeat times "
+                                       "(to tell a difference from this machine's noise); prints req/s, no ratios")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of --only")
+    parser.add_argument("--rounds", type=int, default=1, help="full runs of every variant, one after the other; "
+                                                              "prints each figure's median (min-max) and each "
+                                                              "round's ratios")
+    a = parser.parse_args()
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    if a.only:
+        variants = {**STACK_VARIANTS, **TRIED}
+        names = a.only.split(",")
+        if unknown := [n for n in names if n not in variants]:
+            parser.error(f"--only: unknown variant(s) {unknown}; use {', '.join(variants)}")
+        for round_ in range(1, a.repeat + 1):
+            for name in names:
+                r = stack_run(name, variants[name], a.seconds, a.connections)
+                print(f"round {round_} {name:<28} {r['rps']:>9} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms",
+                      flush=True)
+        return {}
+    rounds = [one_round(a) for _ in range(max(1, a.rounds))]
+    results = rounds[len(rounds) // 2] if len(rounds) == 1 else summarise(rounds)
     results["settings"] = {"seconds": a.seconds, "connections": a.connections, "cpus": os.cpu_count(),
                            "client": "wrk -t2 on the same machine"}
     (OUT / "serve_bench.json").write_text(json.dumps(results, indent=2))
@@ -215,10 +247,15 @@ def main() -> dict:
         for name in ("serve_bench.json", "serve_bench.png"):
             if (OUT / name).exists():
                 shutil.copy(OUT / name, PUBLISHED / name)
-    print(f"{'variant':<24} {'cold s':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    def shown(r: dict, key: str) -> str:
+        spread = r.get(f"{key}_range")
+        return f"{r[key]}" + (f" ({spread[0]}-{spread[1]})" if spread else "")
+
+    print(f"{'variant':<24} {'cold s':>16} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20}")
     for name, r in results.items():
-        if "rps" in r:
-            print(f"{name:<24} {r['cold_start_s']:>7} {r['rps']:>9} {r['p50_ms']:>8} {r['p99_ms']:>8}")
+        if isinstance(r, dict) and "rps" in r:
+            print(f"{name:<24} {shown(r, 'cold_start_s'):>16} {shown(r, 'rps'):>22} {shown(r, 'p50_ms'):>20} "
+                  f"{shown(r, 'p99_ms'):>20}")
     print(json.dumps({k: results[k] for k in ("ratios", "stack_default")}, indent=2))
     return results
 

@@ -107,3 +107,18 @@ def test_the_running_stacks_config_is_read_through_the_public_api(monkeypatch):
     finally:
         pulumi.runtime.set_all_config({})
     assert values == {"platfrom": "local", "name": "from-env", "local": {"num_cpus": 2}}
+
+
+def test_a_validated_serve_config_is_a_type_components_trust(monkeypatch):
+    """What validation returns is marked; a component checks a caller's plain dict, not the marked one again."""
+    from rayserve_pulumi.aws.vm import cluster
+    from rayserve_pulumi.config import ConfigError, ServeSettings, build_serve_config
+    from rayserve_pulumi.config.serve import ValidatedServeConfig
+
+    validated = build_serve_config(ServeSettings(applications=["fruit"]))
+    assert isinstance(validated, ValidatedServeConfig)
+    plain = {**validated, "http_options": {"port": 8265}}  # a caller's own dict, on the dashboard's port
+    with pytest.raises(ConfigError, match="8265 collides with the Ray dashboard port"):
+        cluster.check_serve_port(plain)
+    monkeypatch.setattr(cluster, "serve_port_errors", lambda *a: pytest.fail("checked again"))
+    assert cluster.check_serve_port(validated) == 8000

@@ -28,13 +28,23 @@ from rayserve_pulumi.config.stack import ServeSettings
 from rayserve_pulumi.config.yamlio import load_yaml_file
 from rayserve_pulumi.constants import SERVE_PORT
 
-__all__ = ["APPS_PACKAGE", "apps_dir", "build_serve_config", "check_serve_config", "resolve_serve_config"]
+__all__ = ["APPS_PACKAGE", "ValidatedServeConfig", "apps_dir", "build_serve_config", "check_serve_config",
+           "resolve_serve_config"]
 
 BUNDLED_CONFIG = "serve_config.yaml"
 WHERE = "serve config "  # prefix of every Serve config error: `serve config applications[fruit]...: ...`
 CONFIG_KEY = "rayserve:serve.config_path"
 ROUTE_PREFIX = re.compile(r"^/([A-Za-z0-9._~!$&'()*+,;=:@%-]+(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*)?$")
 apps_dir = bundled_dir
+
+
+class ValidatedServeConfig(dict):
+    """A Serve config this package validated (`build_serve_config`, `validate_stack`): a plain dict of Ray's
+    ServeDeploySchema, marked so components trust it instead of checking it again; a plain dict from a
+    caller's own program is checked where it enters."""
+
+
+yaml.SafeDumper.add_representer(ValidatedServeConfig, yaml.SafeDumper.represent_dict)  # YAML as any mapping
 
 
 def bundled_text(name: str) -> str:
@@ -295,7 +305,7 @@ def check_serve_config(config: dict, code: Optional[AppCode] = None, timeout_s: 
     if errors:
         raise ConfigError(*errors)
     answer = code_check.run(config, code or AppCode.bundled_apps(), timeout_s, added)
-    return answer["config"], answer["apps"]
+    return ValidatedServeConfig(answer["config"]), answer["apps"]
 
 
 def build_serve_config(settings: ServeSettings, base_dir: Optional[Path] = None) -> dict:

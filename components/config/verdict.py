@@ -29,7 +29,9 @@ from rayserve_pulumi.config.checks import value_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.code_check import check_models
-from rayserve_pulumi.config.serve import WHERE, app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors
+from rayserve_pulumi.config.serve import (
+    WHERE, ValidatedServeConfig, app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors,
+)
 from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
 from rayserve_pulumi.config.validate import validate_resolved
@@ -116,7 +118,7 @@ def validate(values: dict[str, Any], program_dir: Optional[Path] = None,
         if changed := typed_changes(saved, resolved):
             check_models(changed, code, cfg.serve.import_timeout_s)
         news = {(app, dep["name"]): dep["user_config"] for app, dep in _deployments(resolved) if "user_config" in dep}
-        serve_config = copy.deepcopy(saved["serve_config"])
+        serve_config = ValidatedServeConfig(copy.deepcopy(saved["serve_config"]))
         for app, dep in _deployments(serve_config):
             if (app, dep.get("name")) in news:
                 dep["user_config"] = news[(app, dep["name"])]

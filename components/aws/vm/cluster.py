@@ -26,7 +26,7 @@ from rayserve_pulumi.aws.vm import user_data
 from rayserve_pulumi.config.aws import SSM_STANDARD_LIMIT
 from rayserve_pulumi.config.checks import serve_port_errors
 from rayserve_pulumi.config.errors import ConfigError
-from rayserve_pulumi.config.serve import app_urls, serve_port
+from rayserve_pulumi.config.serve import ValidatedServeConfig, app_urls, serve_port
 from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
@@ -35,8 +35,10 @@ CHECKPOINT_DEVICE = "/dev/sdf"
 
 
 def check_serve_port(serve_config: dict) -> int:
-    """The public Serve port must not be one of the ports kept inside the cluster (the validator's check,
-    for programs that use this component without it)."""
+    """The public Serve port must not be one of the ports kept inside the cluster: the validator's check, for
+    programs that use this component with a Serve config of their own (a validated one is not checked again)."""
+    if isinstance(serve_config, ValidatedServeConfig):
+        return serve_port(serve_config)
     errors = serve_port_errors(serve_config, INTERNAL_PORTS)
     if errors:
         raise ConfigError(*errors)
