@@ -8,7 +8,7 @@ imports no Pulumi: the no-CLI `up` reads them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
@@ -25,7 +25,9 @@ class PlatformSpec:
 
     name: ClassVar[str]
     component: ClassVar[str]
-    required_sections: ClassVar[tuple[str, ...]] = ()  # stack sections it cannot do without
+    # its own stack sections: key -> (settings model, pydantic Field with its default and description)
+    sections: ClassVar[dict[str, tuple[Any, Any]]] = {}
+    required_sections: ClassVar[tuple[str, ...]] = ()  # of those, the ones it cannot do without
     needs_image: ClassVar[bool] = False  # runs the Serve image (image.uri or image.build)
     direct: ClassVar[Optional[str]] = None  # `module:run` of a lifecycle `rayserve up` runs without Pulumi
 

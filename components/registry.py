@@ -37,3 +37,15 @@ def direct_lifecycle(name: str):
     """The `run` of a platform `rayserve up` deploys without a Pulumi CLI, or None."""
     spec = platform(name) if name in PLATFORMS else None
     return _load(spec.direct) if spec is not None and spec.direct else None
+
+
+def sections() -> dict[str, tuple]:
+    """Every registered platform's own stack sections (a section two platforms read, such as `ray_service`,
+    is one model); what `config.stack.StackConfig` adds to the shared settings."""
+    found: dict[str, tuple] = {}
+    for name in PLATFORMS:
+        for key, (model, field) in platform(name).sections.items():
+            if key in found and found[key][0] is not model:
+                raise TypeError(f"stack section {key!r} is {found[key][0]} for one platform and {model} for {name}")
+            found.setdefault(key, (model, field))
+    return found

@@ -30,7 +30,6 @@ from rayserve_pulumi.kuberay.settings import (
     MAX_RAYSERVICE_NAME, CheckpointSettings, ExternalRedis, HeadSettings, KubeRaySettings, PodResources,
     RayServiceSettings, WorkerGroup,
 )
-from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.registry import PLATFORMS  # names only: the descriptions load when asked
 
@@ -38,7 +37,7 @@ from rayserve_pulumi.registry import PLATFORMS  # names only: the descriptions l
 __all__ = [
     "AcmCertificateArn", "AllowListCidr", "CheckpointSettings", "DeploymentOverride", "Dns1123Label", "EKS_VERSIONS",
     "EksSettings", "ExternalRedis", "HeadSettings", "IPv4Cidr", "ImageSettings", "InstanceType", "KubeRaySettings",
-    "KubernetesSettings", "LoadBalancerSettings", "LocalSettings", "MAX_RAYSERVICE_NAME", "MetricsSettings",
+    "LoadBalancerSettings", "LocalSettings", "MAX_RAYSERVICE_NAME", "MetricsSettings",
     "NAMESPACE", "NodeGroup", "PodResources", "Quantity", "RayServiceSettings", "ServeSettings", "StackConfig",
     "Strict", "VmSettings", "VpcCidr", "WorkerGroup", "check_node_groups",
 ]
@@ -179,20 +178,13 @@ class ImageSettings(Strict):
         return bool(self.uri or self.build)
 
 
-class StackConfig(Strict):
-    """Everything a stack can set, under the `rayserve:` config namespace."""
+class SharedSettings(Strict):
+    """What every stack can set whatever its platform; StackConfig adds the platforms' own sections."""
 
     platform: Literal[tuple(PLATFORMS)] = Field("local", description="which registered platform deploys the stack")
     name: str = Field("rayserve", pattern=r"^[a-z][a-z0-9-]{0,23}$", description="prefix of every resource name")
     serve: ServeSettings = Field(ServeSettings(), description="Serve applications and overrides")
-    local: LocalSettings = Field(LocalSettings(), description="platform local")
     image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm: uri or build; kubernetes: uri)")
-    eks: Optional[EksSettings] = Field(None, description="platform eks: the cluster")
-    kuberay: KubeRaySettings = Field(KubeRaySettings(), description="platforms eks and kubernetes: the operator")
-    ray_service: RayServiceSettings = Field(RayServiceSettings(), description="platforms eks and kubernetes: the "
-                                            "RayService")
-    vm: Optional[VmSettings] = Field(None, description="platform vm")
-    kubernetes: Optional[KubernetesSettings] = Field(None, description="platform kubernetes: an existing cluster")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
     tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
 
@@ -215,3 +207,15 @@ class StackConfig(Strict):
         return self
 
 
+def _stack_config() -> type:
+    """SharedSettings plus every registered platform's own sections (`PlatformSpec.sections`): a platform's
+    settings are declared in its folder, and a new platform's sections arrive with its registry line."""
+    from pydantic import create_model
+
+    from rayserve_pulumi.registry import sections
+
+    return create_model("StackConfig", __base__=SharedSettings, __module__=__name__,
+                        __doc__="Everything a stack can set, under the `rayserve:` config namespace.", **sections())
+
+
+StackConfig = _stack_config()

@@ -6,11 +6,20 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from pydantic import Field
+
+from rayserve_pulumi.kuberay.settings import KubeRaySettings, RayServiceSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec, k8s_manifest
 
 
 class KubeRaySpec(PlatformSpec):
     """A platform whose Ray cluster is a KubeRay RayService (subclasses say how the cluster is reached)."""
+
+    sections = {
+        "kuberay": (KubeRaySettings, Field(KubeRaySettings(), description="platforms eks and kubernetes: the operator")),
+        "ray_service": (RayServiceSettings, Field(RayServiceSettings(), description="platforms eks and kubernetes: "
+                                                  "the RayService")),
+    }
 
     def kubectl(self, cfg) -> tuple[str, str]:
         """(how to get the cluster's credentials, the kubectl prefix) for `status`."""

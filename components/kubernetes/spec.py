@@ -2,12 +2,19 @@
 `rayserve render` shows its Kubernetes objects and `rayserve status` the kubectl commands. Nothing AWS."""
 from __future__ import annotations
 
+from typing import Optional
+
+from pydantic import Field
+
 from rayserve_pulumi.kuberay.spec import KubeRaySpec
+from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 
 
 class KubernetesSpec(KubeRaySpec):
     name = "kubernetes"
     component = "rayserve_pulumi.kubernetes.platform:KubernetesPlatform"
+    sections = {**KubeRaySpec.sections, "kubernetes": (Optional[KubernetesSettings], Field(
+        None, description="platform kubernetes: an existing cluster"))}
     required_sections = ("kubernetes",)
 
     def section_errors(self, cfg) -> list[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from pydantic import Field
+
 from rayserve_pulumi.constants import METRICS_PORT
+from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec
 
 PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
@@ -17,6 +20,7 @@ class LocalSpec(PlatformSpec):
     name = "local"
     component = "rayserve_pulumi.local:LocalPlatform"
     direct = "rayserve_pulumi.local.cli:run"
+    sections = {"local": (LocalSettings, Field(LocalSettings(), description="platform local: the Ray head here"))}
 
     def reserved_ports(self, cfg) -> dict[int, str]:
         return {METRICS_PORT: "metrics", **{port: PORT_NAMES[key] for key, port in cfg.local.listening_ports().items()}}

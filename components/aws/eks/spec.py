@@ -2,12 +2,19 @@
 its sections, the Ray pods' fit on its node groups, and the kubeconfig the stack outputs."""
 from __future__ import annotations
 
+from typing import Optional
+
+from pydantic import Field
+
+from rayserve_pulumi.aws.eks.settings import EksSettings
 from rayserve_pulumi.kuberay.spec import KubeRaySpec
 
 
 class EksSpec(KubeRaySpec):
     name = "eks"
     component = "rayserve_pulumi.aws.eks:EksPlatform"
+    sections = {**KubeRaySpec.sections,
+                "eks": (Optional[EksSettings], Field(None, description="platform eks: the cluster"))}
     required_sections = ("eks",)
     needs_image = True
 

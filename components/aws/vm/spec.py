@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from pydantic import Field
+
+from rayserve_pulumi.aws.vm.settings import VmSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec
 
 
 class VmSpec(PlatformSpec):
     name = "vm"
     component = "rayserve_pulumi.aws.vm:VmPlatform"
+    sections = {"vm": (Optional[VmSettings], Field(None, description="platform vm"))}
     required_sections = ("vm",)
     needs_image = True
 
