@@ -29,6 +29,7 @@ class PlatformSpec:
     sections: ClassVar[dict[str, tuple[Any, Any]]] = {}
     required_sections: ClassVar[tuple[str, ...]] = ()  # of those, the ones it cannot do without
     needs_image: ClassVar[bool] = False  # runs the Serve image (image.uri or image.build)
+    declares_aws: ClassVar[bool] = False  # declares AWS resources (which `tags` tag)
     direct: ClassVar[Optional[str]] = None  # `module:run` of a lifecycle `rayserve up` runs without Pulumi
 
     def section_errors(self, cfg: "StackConfig") -> list[str]:
@@ -37,6 +38,8 @@ class PlatformSpec:
                   for s in self.required_sections if getattr(cfg, s) is None]
         if self.needs_image and not cfg.image.provided:
             errors.append(f"platform {self.name} needs image.uri (prebuilt, pinned) or image.build: true")
+        if cfg.tags and not self.declares_aws:
+            errors.append(f"tags are AWS resource tags; the {self.name} platform declares no AWS resource")
         return errors
 
     def reserved_ports(self, cfg: "StackConfig") -> dict[int, str]:

@@ -15,13 +15,11 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.aws.eks.settings import EKS_VERSIONS, EksSettings, NodeGroup, check_node_groups
-from rayserve_pulumi.aws.vm.settings import VmSettings
-from rayserve_pulumi.config import aws, kubernetes
+from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
+from rayserve_pulumi.aws.vm.settings import LoadBalancerSettings, VmSettings
+from rayserve_pulumi.config import kubernetes
 from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
-from rayserve_pulumi.config.load_balancer import LoadBalancerSettings
-from rayserve_pulumi.config.types import (
-    AcmCertificateArn, AllowListCidr, Dns1123Label, InstanceType, IPv4Cidr, Quantity, Strict, VpcCidr,
-)
+from rayserve_pulumi.config.types import AllowListCidr, Dns1123Label, IPv4Cidr, Quantity, Strict
 from rayserve_pulumi.constants import (
     KUBE_PROMETHEUS_STACK_CHART, KUBE_PROMETHEUS_STACK_VERSION, PROMETHEUS_PORT, GRAFANA_PORT, RAY_CPU_IMAGE,
     RAY_GPU_IMAGE, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
@@ -186,16 +184,6 @@ class SharedSettings(Strict):
     serve: ServeSettings = Field(ServeSettings(), description="Serve applications and overrides")
     image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm: uri or build; kubernetes: uri)")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
-    tags: dict[str, str] = Field(default_factory=dict, description="AWS tags on every resource")
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
-        if len(v) > 40:
-            raise ValueError(f"{len(v)} tags; AWS allows 50 per resource and the stack adds its own (at most 40)")
-        for key, value in v.items():
-            aws.tag(key, value)
-        return v
 
     @model_validator(mode="after")
     def _platform_sections(self):

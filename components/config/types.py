@@ -7,7 +7,6 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from rayserve_pulumi.config import aws, kubernetes
-from rayserve_pulumi.config.instances import instance_type
 
 
 class Strict(BaseModel):
@@ -20,17 +19,5 @@ class Strict(BaseModel):
 Dns1123Label = Annotated[str, AfterValidator(kubernetes.dns1123_label)]
 Dns1123Subdomain = Annotated[str, AfterValidator(kubernetes.dns1123_subdomain)]
 Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]
-
-
-def _known_instance_type(name: str) -> str:
-    instance_type(name)
-    return name
-
-
-# Strings that follow the rules of the system that receives them (checked where they enter; the Kubernetes
-# ones, and the Strict base, in config.types).
 IPv4Cidr = Annotated[str, AfterValidator(aws.ipv4_cidr)]
-VpcCidr = Annotated[str, AfterValidator(aws.vpc_cidr)]
 AllowListCidr = Annotated[str, AfterValidator(aws.allow_list_cidr)]  # a source range, never 0.0.0.0/0
-AcmCertificateArn = Annotated[str, AfterValidator(aws.acm_certificate_arn)]
-InstanceType = Annotated[str, AfterValidator(_known_instance_type)]

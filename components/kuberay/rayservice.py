@@ -124,9 +124,10 @@ def serve_service_name(s: RayServiceSettings) -> str:
     return f"{s.name}-serve-svc"
 
 
-def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict]) -> dict:
-    """spec.serveService: KubeRay owns its selector and points it at the cluster that serves."""
-    listen = (TLS_PORT, "https") if s.tls_certificate_arn else (port, "serve")
+def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict], tls: bool = False) -> dict:
+    """spec.serveService: KubeRay owns its selector and points it at the cluster that serves; with `tls` the
+    load balancer (its annotations, the platform's) terminates TLS on 443."""
+    listen = (TLS_PORT, "https") if tls else (port, "serve")
     spec: dict = {"type": s.service_type, "ports": [{"name": listen[1], "port": listen[0], "targetPort": port}]}
     if s.allowed_cidrs:
         spec["loadBalancerSourceRanges"] = list(s.allowed_cidrs)
@@ -139,7 +140,7 @@ def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
                       serve_env: Optional[dict] = None, service_annotations: Optional[dict] = None,
-                      head_env: Optional[dict] = None) -> dict:
+                      head_env: Optional[dict] = None, tls: bool = False) -> dict:
     """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
     `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables."""
     placements = placements or {}
@@ -171,7 +172,7 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                                      "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
         "spec": {
             "upgradeStrategy": {"type": s.upgrade_strategy},
-            "serveService": render_serve_service(s, port, service_annotations),
+            "serveService": render_serve_service(s, port, service_annotations, tls),
             "excludeHeadPodFromServeSvc": s.exclude_head_from_serve,
             "serveConfigV2": to_yaml(serve_config),
             "rayClusterConfig": cluster,
@@ -209,6 +210,7 @@ class RayServiceArgs:
     storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
     serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)", default_factory=dict)
     service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
+    tls: bool = arg("the load balancer terminates TLS on 443 (its annotations carry the certificate)", False)
     operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
                                             "dashboard and keep everything else but Serve's port in; None: no policies", None)
     metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics ports", None)
@@ -228,7 +230,7 @@ class RayService(pulumi.ComponentResource):
         def render(values: list) -> dict:
             plain = GcsStorageRef(values[1], values[2], ref.password_key, values[3]) if ref else None
             return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.serve_env,
-                                     args.service_annotations, args.head_env)
+                                     args.service_annotations, args.head_env, args.tls)
 
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],
@@ -245,7 +247,7 @@ class RayService(pulumi.ComponentResource):
             live = k8s.core.v1.Service.get(f"{name}-serve-svc", f"{s.namespace}/{svc}",
                                            pulumi.ResourceOptions(parent=self, depends_on=[self.resource]))
             host = live.status.apply(lambda st: ((st.load_balancer.ingress or [None])[0] if st and st.load_balancer else None))
-            scheme, suffix = ("https", "") if s.tls_certificate_arn else ("http", f":{port}")
+            scheme, suffix = ("https", "") if args.tls else ("http", f":{port}")
             base = host.apply(lambda ing: f"{scheme}://{(ing.hostname or ing.ip) if ing else 'pending'}{suffix}")
         else:
             base = pulumi.Output.from_input(f"http://{svc}.{s.namespace}.svc.cluster.local:{port}")

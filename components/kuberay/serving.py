@@ -35,6 +35,7 @@ class KubeRayServeArgs:
     install_operator: bool = arg("install the KubeRay operator; false uses the one in kuberay.namespace", True)
     placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
     service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
+    tls: bool = arg("the load balancer terminates TLS on 443 (its annotations carry the certificate)", False)
     serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                                     default_factory=dict)
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
@@ -69,6 +70,7 @@ class KubeRayServe(pulumi.ComponentResource):
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=args.image, placements=args.placements,
                            storage=self.storage, serve_env=args.serve_env, service_annotations=args.service_annotations,
+                           tls=args.tls,
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
                            head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),

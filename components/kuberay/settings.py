@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.config import kubernetes
-from rayserve_pulumi.config.load_balancer import LoadBalancerSettings
+from rayserve_pulumi.config.load_balancer import LoadBalancerScope
 from rayserve_pulumi.config.types import Dns1123Label, Quantity, Strict
 from rayserve_pulumi.constants import KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_VERSION
 
@@ -86,7 +86,7 @@ class CheckpointSettings(Strict):
         return self
 
 
-class RayServiceSettings(LoadBalancerSettings):
+class RayServiceSettings(LoadBalancerScope):
     """The KubeRay RayService (EKS)."""
 
     name: str = Field("rayserve", description="RayService name (DNS-1035, at most 47 characters)")
@@ -116,9 +116,8 @@ class RayServiceSettings(LoadBalancerSettings):
 
     @model_validator(mode="after")
     def _groups(self):
-        if (self.load_balancer_scheme == "internet-facing" or self.tls_certificate_arn) and self.service_type != "LoadBalancer":
-            raise ValueError("load_balancer_scheme and tls_certificate_arn are for the load balancer: set service_type "
-                             "LoadBalancer")
+        if self.load_balancer_scheme == "internet-facing" and self.service_type != "LoadBalancer":
+            raise ValueError("load_balancer_scheme is the load balancer's: set service_type LoadBalancer")
         if (error := self.allow_list_errors()):
             raise ValueError(error)
         if self.exclude_head_from_serve and not self.worker_groups:

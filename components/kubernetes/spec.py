@@ -23,9 +23,6 @@ class KubernetesSpec(KubeRaySpec):
         if not cfg.image.uri:
             errors.append("platform kubernetes needs image.uri (a prebuilt image, pinned, in a registry the cluster "
                           "pulls from); image.build pushes to ECR, which is the eks and vm platforms'")
-        if rs.tls_certificate_arn:
-            errors.append("ray_service.tls_certificate_arn is an AWS certificate; on kubernetes terminate TLS with "
-                          "your load balancer's own kubernetes.service_annotations")
         if any(p.node_group for p in (rs.head, *rs.worker_groups)):
             errors.append("ray_service node_group names an EKS node group; the kubernetes platform places pods with "
                           "the cluster's own scheduling")

@@ -28,6 +28,9 @@ SERVE_API = "/api/serve/applications/"
 # exists); the dashboard then wants `Authorization: Bearer <token>`.
 DEFAULT_TOKEN_PATH = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
 TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
+# A dashboard answering with these reached a Serve controller that is gone (shut down, or killed): it starts
+# one anew on a later request, so the config is sent again (a CI run once failed a drift repair on it).
+DEAD_CONTROLLER = re.compile(r"ActorDiedError|ActorUnavailableError|The actor is dead")
 
 
 class ServeDeployError(RuntimeError):
@@ -217,8 +220,9 @@ def wait_dashboard(dashboard_url: str, timeout: float = 120) -> None:
 def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_within: float = 5) -> None:
     """Apply a whole ServeDeploySchema config (declarative: apps left out are deleted). While Serve shuts down
     (after `delete_apps`: applications DELETING, then a controller on its way out) a config sent is dropped
-    without an error, so: wait out DELETING, send, and send again until Serve lists every application the
-    config names (sending the same config twice is harmless: it is declarative)."""
+    without an error, or refused naming the dead controller, so: wait out DELETING, send, and send again until
+    Serve lists every application the config names (sending the same config twice is harmless: it is
+    declarative). Any other refusal raises at once with its cause."""
     names = {app["name"] for app in config.get("applications") or []}
     deadline = time.monotonic() + settle_timeout
     while True:
@@ -229,9 +233,12 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_
         try:
             _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
         except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")
+            if DEAD_CONTROLLER.search(body) and time.monotonic() < deadline:
+                time.sleep(0.5)  # the next request finds Serve started anew
+                continue
             # the dashboard answers a traceback: its exception line is the cause, in one line
-            raise ServeDeployError(f"Serve rejected the config: {exc.code} "
-                                   f"{failure_cause(exc.read().decode(errors='replace'))}") from exc
+            raise ServeDeployError(f"Serve rejected the config: {exc.code} {failure_cause(body)}") from exc
         taken_by = min(deadline, time.monotonic() + taken_within)
         while time.monotonic() < taken_by:
             if names <= set(applications(dashboard_url)):

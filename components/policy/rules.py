@@ -324,7 +324,8 @@ def check_tls_on_internet_facing_endpoints(resource_type: str, props: Props) -> 
         annotations = metadata.get("annotations") or {}
         if annotations.get("service.beta.kubernetes.io/aws-load-balancer-scheme") == "internet-facing" and \
                 not annotations.get("service.beta.kubernetes.io/aws-load-balancer-ssl-cert"):
-            out.append(f"{where}: internet-facing without TLS (set tls_certificate_arn)")
+            out.append(f"{where}: internet-facing without TLS (set eks.serve_tls_certificate_arn, or "
+                       "vm.tls_certificate_arn)")
     return out
 
 

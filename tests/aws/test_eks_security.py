@@ -56,7 +56,8 @@ def test_the_kubernetes_api_is_private_unless_the_stack_names_who_may_reach_it(r
 def test_an_internet_facing_serve_endpoint_can_terminate_tls_with_an_acm_certificate():
     values = stack_values("prod")
     values["ray_service"] = {**values["ray_service"], "load_balancer_scheme": "internet-facing",
-                             "allowed_cidrs": ["203.0.113.0/24"], "tls_certificate_arn": CERT}
+                             "allowed_cidrs": ["203.0.113.0/24"]}
+    values["eks"] = {**values["eks"], "serve_tls_certificate_arn": CERT}
     r = render(values, "prod")
     rs = next(x for x in r.of_type("kubernetes:ray.io/v1:RayService")).inputs
     svc = rs["spec"]["serveService"]

@@ -94,8 +94,9 @@ def test_a_component_user_passes_a_provider_of_their_own():
     (lambda v: v.update(image={"build": True}), "rayserve: platform kubernetes needs image.uri (a prebuilt image"),
     (lambda v: v.pop("kubernetes"), "rayserve: platform kubernetes needs a `kubernetes` section"),
     (lambda v: v["ray_service"].update(service_type="LoadBalancer",
-                                       tls_certificate_arn="arn:aws:acm:us-west-2:123456789012:certificate/12345678-1234-1234-1234-123456789012"),
-     "rayserve: ray_service.tls_certificate_arn is an AWS certificate"),
+                                       tls_certificate_arn="arn:aws:acm:us-west-2:123456789012:certificate/"
+                                       "12345678-1234-1234-1234-123456789012"),
+     "rayserve:ray_service.tls_certificate_arn: Extra inputs are not permitted"),
     (lambda v: v["ray_service"]["head"].update(node_group="cpu"), "rayserve: ray_service node_group names an EKS node"),
     (lambda v: v["ray_service"]["checkpoint"].update(model_cache_gi=50),
      "rayserve: ray_service.checkpoint.model_cache_gi needs kubernetes.model_cache_storage_class"),

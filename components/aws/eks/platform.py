@@ -92,7 +92,8 @@ class EksPlatform(Platform):
             ray_service=rs, serve_config=args.serve_config, image=self.image.image_ref,
             storage_class=self.cluster.storage_class_name, model_cache_storage_class=self.cluster.model_cache_storage_class,
             kuberay=args.kuberay, placements=placements(rs, args.eks),
-            service_annotations=nlb_annotations(rs.load_balancer_scheme, rs.tls_certificate_arn),
+            service_annotations=nlb_annotations(rs.load_balancer_scheme, args.eks.serve_tls_certificate_arn),
+            tls=bool(args.eks.serve_tls_certificate_arn),
             serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
         self.app_urls = self.serving.app_urls

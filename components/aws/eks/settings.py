@@ -8,7 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.config import kubernetes
 from rayserve_pulumi.config.instances import instance_type
-from rayserve_pulumi.config.types import AllowListCidr, Dns1123Label, InstanceType, Strict, VpcCidr
+from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
+from rayserve_pulumi.config.types import AllowListCidr, Dns1123Label, Strict
 from rayserve_pulumi.kuberay.settings import RayServiceSettings
 
 EKS_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34")
@@ -73,6 +74,10 @@ class EksSettings(Strict):
         "ranges); empty: the API endpoint is private, and `pulumi up` must run from inside the VPC")
     node_groups: list[NodeGroup] = Field(min_length=1, description="managed node groups (at least one CPU group)")
     storage_class: Dns1123Label = Field("gp3-encrypted", description="name of the default encrypted gp3 StorageClass")
+
+    serve_tls_certificate_arn: Optional[AcmCertificateArn] = Field(
+        None, description="an ACM certificate: the Serve Service's NLB terminates TLS on 443 (needs "
+        "ray_service.service_type LoadBalancer)")
 
     @model_validator(mode="after")
     def _groups(self):

@@ -7,6 +7,7 @@ from typing import Optional
 from pydantic import Field
 
 from rayserve_pulumi.aws.eks.settings import EksSettings
+from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.kuberay.spec import KubeRaySpec
 
 
@@ -14,9 +15,11 @@ class EksSpec(KubeRaySpec):
     name = "eks"
     component = "rayserve_pulumi.aws.eks:EksPlatform"
     sections = {**KubeRaySpec.sections,
-                "eks": (Optional[EksSettings], Field(None, description="platform eks: the cluster"))}
+                "eks": (Optional[EksSettings], Field(None, description="platform eks: the cluster")),
+                "tags": (AwsTags, Field(default_factory=dict, description="AWS tags on every resource (eks, vm)"))}
     required_sections = ("eks",)
     needs_image = True
+    declares_aws = True
 
     def section_errors(self, cfg) -> list[str]:
         errors = super().section_errors(cfg)
@@ -27,6 +30,9 @@ class EksSpec(KubeRaySpec):
                 check_node_groups(cfg.ray_service, cfg.eks)
             except ValueError as exc:
                 errors.append(str(exc))
+            if cfg.eks.serve_tls_certificate_arn and cfg.ray_service.service_type != "LoadBalancer":
+                errors.append("eks.serve_tls_certificate_arn is the Serve NLB's: set ray_service.service_type "
+                              "LoadBalancer")
         return errors
 
     def stack_errors(self, cfg, serve_config: dict, apps: dict, code) -> list[str]:

@@ -5,9 +5,17 @@ from typing import Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
 from rayserve_pulumi.config import aws
-from rayserve_pulumi.config.load_balancer import LoadBalancerSettings
-from rayserve_pulumi.config.types import InstanceType, VpcCidr
+from rayserve_pulumi.config.load_balancer import LoadBalancerScope
+
+
+class LoadBalancerSettings(LoadBalancerScope):
+    """An AWS load balancer in front of Serve (the VM platform's NLB): the scope, and TLS on 443 with an ACM
+    certificate."""
+
+    tls_certificate_arn: Optional[AcmCertificateArn] = Field(
+        None, description="an ACM certificate: the load balancer terminates TLS on port 443")
 
 
 class VmSettings(LoadBalancerSettings):

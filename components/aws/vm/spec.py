@@ -8,6 +8,7 @@ from typing import Optional
 
 from pydantic import Field
 
+from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.aws.vm.settings import VmSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec
 
@@ -15,9 +16,11 @@ from rayserve_pulumi.platform_spec import Node, PlatformSpec
 class VmSpec(PlatformSpec):
     name = "vm"
     component = "rayserve_pulumi.aws.vm:VmPlatform"
-    sections = {"vm": (Optional[VmSettings], Field(None, description="platform vm"))}
+    sections = {"vm": (Optional[VmSettings], Field(None, description="platform vm")),
+                "tags": (AwsTags, Field(default_factory=dict, description="AWS tags on every resource (eks, vm)"))}
     required_sections = ("vm",)
     needs_image = True
+    declares_aws = True
 
     def nodes(self, cfg) -> list[Node]:
         from rayserve_pulumi.config.instances import instance_type
