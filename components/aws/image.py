@@ -19,7 +19,7 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from rayserve_pulumi.args import arg
-from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.app_code import AppCode, tree_digest
 from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.config.serve import apps_dir
 from rayserve_pulumi.config.stack import ImageSettings
@@ -46,20 +46,14 @@ def image_files(root: Optional[Path] = None) -> list[Path]:
     return sorted(files)
 
 
-def _hash_files(digest, root: Path, files: list[Path]) -> None:
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-
-
 def context_hash(root: Optional[Path] = None, code: Optional[AppCode] = None) -> str:
     """Hash of what the image takes (the package's IMAGE_PATHS, and a team's code with the Dockerfile that
     builds it): a new tag (tags are immutable in ECR) whenever it changes."""
     root = root or package_dir()
-    digest = hashlib.sha256()
-    _hash_files(digest, root, image_files(root))
+    parts = [tree_digest(root, image_files(root))]
     if code is not None and not code.bundled:
-        digest.update(b"\0app\0" + code.digest().encode() + b"\0" + dockerfile_text(code).encode())
-    return digest.hexdigest()[:12]
+        parts += [code.digest(), dockerfile_text(code)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
 def app_dockerfile(requirements: Optional[str]) -> str:

@@ -29,6 +29,15 @@ def bundled_dir() -> Path:
     return Path(str(importlib.resources.files(APPS_PACKAGE)))
 
 
+def tree_digest(root: Path, files: list[Path]) -> str:
+    """sha256 over the path (relative to `root`) and bytes of each file: the one definition of "this code"
+    that validation verdicts, local redeploys and image tags follow."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class AppCode:
     """The apps' code. `app_dir` None: the bundled apps (import paths under `rayserve_pulumi.serve_apps`);
@@ -53,11 +62,8 @@ class AppCode:
                       and p.suffix != ".pyc")
 
     def digest(self) -> str:
-        """sha256 over the relative path and bytes of every file: any change to the code changes it."""
-        digest = hashlib.sha256()
-        for path in self.files():
-            digest.update(str(path.relative_to(self.root)).encode() + b"\0" + path.read_bytes() + b"\0")
-        return digest.hexdigest()
+        """tree_digest of every file: any change to the code changes it."""
+        return tree_digest(self.root, self.files())
 
     @classmethod
     def bundled_apps(cls) -> "AppCode":

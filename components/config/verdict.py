@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from rayserve_pulumi.config.checks import value_errors
 from rayserve_pulumi.config.errors import ConfigError
-from rayserve_pulumi.config.app_code import AppCode
+from rayserve_pulumi.config.app_code import AppCode, tree_digest
 from rayserve_pulumi.config.code_check import check_models
 from rayserve_pulumi.config.serve import (
     WHERE, ValidatedServeConfig, app_code, apps_dir, nonfinite_errors, resolve_serve_config, user_config_errors,
@@ -67,11 +67,9 @@ def masked_values(values: dict) -> dict:
 
 
 def code_digest(root: Path) -> str:
-    """sha256 over the path and bytes of every .py and .yaml file under `root`."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    """tree_digest of every .py and .yaml file under `root`."""
+    return tree_digest(root, sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml")
+                                    and "__pycache__" not in p.parts))
 
 
 @lru_cache(maxsize=None)
