@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from rayserve_pulumi.config import aws, kubernetes
+from rayserve_pulumi.config.pulumi_values import convert_fields
 
 
 class Strict(BaseModel):
-    """Unknown keys refused; types checked, not coerced ("3" is not 3, true is not 1); numbers finite."""
+    """Unknown keys refused; types checked, not coerced (true is not 1, "three" is not 3); numbers finite.
+    The one reading beyond that is Pulumi's own: a decimal string for a number and "true"/"false" for a
+    boolean, as `pulumi config set` writes them (`pulumi_values`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_pulumi_writes(cls, data):
+        return convert_fields(cls, data)
 
 
 # Strings that follow the rules of the system that receives them (checked where they enter).
