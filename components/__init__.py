@@ -13,4 +13,6 @@ The package reads like its architecture; each folder's `__init__` is its public 
 
 This module imports nothing, so Ray replicas and VM hosts can import the small parts they need.
 """
+
+__all__ = ["__version__"]
 __version__ = "0.2.0"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+__all__ = ["arg", "describe"]
+
 _MISSING: Any = dataclasses.MISSING
 
 

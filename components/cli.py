@@ -25,6 +25,8 @@ import yaml
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.registry import direct_lifecycle, platform
 
+__all__ = ["program_dir_of", "validate", "state_file", "main", "lifecycle"]
+
 
 def program_dir_of(stack_file: Path) -> Path:
     """The Pulumi project holding the stack file (the nearest folder with a Pulumi.yaml), else its folder."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+__all__ = ["exports"]
+
 
 def exports(package: str, homes: dict[str, str]) -> tuple[list[str], Callable[[str], Any]]:
     """(`__all__`, `__getattr__`) for `package`, whose names live in the modules `homes` names."""

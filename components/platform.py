@@ -13,6 +13,8 @@ import pulumi
 
 from rayserve_pulumi.config.stack import StackConfig
 
+__all__ = ["Platform"]
+
 
 class Platform(pulumi.ComponentResource):
     """Outputs every platform gives: `app_urls` (application -> URL with its route prefix) and

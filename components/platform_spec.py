@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
+__all__ = ["Node", "PlatformSpec", "k8s_manifest"]
+
 if TYPE_CHECKING:
     from rayserve_pulumi.config.app_code import AppCode
     from rayserve_pulumi.config.stack import StackConfig

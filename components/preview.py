@@ -18,6 +18,10 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
+__all__ = [
+    "FAKE_OUTPUTS", "READ_OUTPUTS", "FAKE_CALLS", "Declared", "Rendered", "unwrap_secrets", "mock_arn", "preview",
+]
+
 # Outputs the providers would compute, keyed by resource type (Pulumi schema names).
 FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "awsx:ec2:Vpc": lambda n, i: {"vpcId": f"vpc-{n}", "publicSubnetIds": ["subnet-pub-a", "subnet-pub-b", "subnet-pub-c"],

@@ -11,6 +11,8 @@ from rayserve_pulumi.config.sources import raw_stack_values
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.registry import platform_class
 
+__all__ = ["StackConfigError", "build"]
+
 
 class StackConfigError(ConfigError, pulumi.RunError):
     """A ConfigError that ends `pulumi up` with its lines and no Python traceback."""

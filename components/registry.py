@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+__all__ = ["PLATFORMS", "platform", "platform_class", "direct_lifecycle", "sections"]
+
 PLATFORMS: dict[str, str] = {
     "local": "rayserve_pulumi.local.spec:SPEC",
     "eks": "rayserve_pulumi.aws.eks.spec:SPEC",

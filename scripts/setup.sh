@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh machine: Debian's redis-server and prometheus, a .venv with the pinned dependencies
+# Idempotent set-up for a fresh machine: Debian's redis-server and prometheus, a .venv with the locked dependencies
 # (the project editable, with its test and ml extras), and the offline-generated tiny T5 model.
 # A stamp of everything that decides what gets installed makes a re-run with nothing new a no-op.
 set -euo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 STAMP=.venv/.rayserve-setup
 MODEL=.models/tiny-t5
-want=$({ cat pyproject.toml serve_apps/requirements.txt tests/requirements.txt bench/requirements.txt \
+want=$({ cat pyproject.toml components/constraints.txt serve_apps/requirements.txt tests/requirements.txt bench/requirements.txt \
            scripts/setup.sh; "$PY" -V; } | sha256sum | cut -d' ' -f1)
 model_want=$(sha256sum scripts/tiny_t5.py | cut -d' ' -f1)
 # The Prometheus Operator's schemas (compiled validators) for the tests, from npm when npm is here.
@@ -29,15 +29,15 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
-  say "creating .venv and installing the pinned dependencies (ray, pulumi, CPU torch, transformers, ...):" \
+  say "creating .venv and installing the locked dependencies (ray, pulumi, CPU torch, transformers, ...):" \
       "about 2-3 minutes on a fresh 2-core machine"
   "$PY" -m venv .venv
 elif [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-  say "the pinned dependencies changed: updating .venv (under a minute when most are installed)"
+  say "the locked dependencies changed: updating .venv (under a minute when most are installed)"
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test,ml]"
+  .venv/bin/python -m pip install -q -c components/constraints.txt -e ".[test,ml]"
   echo "$want" > "$STAMP"
 fi
 if [ "$(cat "$MODEL/.generated-by" 2>/dev/null)" != "$model_want" ]; then

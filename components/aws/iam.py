@@ -5,6 +5,8 @@ import json
 
 import pulumi
 
+__all__ = ["assume_role_policy", "irsa_trust_policy"]
+
 
 def assume_role_policy(service: str) -> str:
     """Trust policy letting an AWS service (e.g. ec2.amazonaws.com) assume the role."""

@@ -24,9 +24,14 @@ from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.config.serve import apps_dir
 from rayserve_pulumi.config.stack import ImageSettings
 
+__all__ = [
+    "IMAGE_PATHS", "APP_HOME", "VALIDATOR_HOME", "PACKAGE_CONTEXT", "package_dir", "image_files", "context_hash",
+    "app_dockerfile", "dockerfile_text", "build_inputs", "ServeImageArgs", "ServeImage",
+]
+
 
 # What serve_apps/Dockerfile copies into the image (a test reads its COPY lines against this).
-IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "config", "serve_apps")
+IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "constraints.txt", "config", "serve_apps")
 APP_HOME = "/home/ray/app"  # the apps' code in the image, on PYTHONPATH
 VALIDATOR_HOME = "/home/ray/rayserve"  # the package's IMAGE_PATHS beside a team's code (never inside it)
 PACKAGE_CONTEXT = "rayserve"  # the named build context holding them

@@ -9,6 +9,8 @@ from pydantic import AfterValidator
 from rayserve_pulumi.config import aws
 from rayserve_pulumi.config.instances import instance_type
 
+__all__ = ["VpcCidr", "AcmCertificateArn", "InstanceType", "AwsTags"]
+
 
 def _known_instance_type(name: str) -> str:
     instance_type(name)

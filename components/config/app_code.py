@@ -14,6 +14,10 @@ from typing import Optional
 
 from rayserve_pulumi.config.errors import ConfigError
 
+__all__ = [
+    "APPS_PACKAGE", "REQUIREMENTS", "DOCKERFILE", "SKIPPED_PARTS", "KEY", "bundled_dir", "tree_digest", "AppCode",
+]
+
 APPS_PACKAGE = "rayserve_pulumi.serve_apps"
 REQUIREMENTS = "requirements.txt"
 DOCKERFILE = "Dockerfile"

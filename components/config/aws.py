@@ -4,6 +4,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
+__all__ = [
+    "S3_BUCKET_ARN", "ACM_CERTIFICATE_ARN", "AMI_ID", "TAG_CHARS", "SSM_ADVANCED_LIMIT", "SSM_STANDARD_LIMIT",
+    "ipv4_cidr", "allow_list_cidr", "acm_certificate_arn", "vpc_cidr", "s3_bucket_arn", "ami_id", "tag",
+]
+
 S3_BUCKET_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):s3:::(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])$")
 ACM_CERTIFICATE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):acm:[a-z]{2}(-gov)?-[a-z]+-[0-9]:[0-9]{12}:"
                                  r"certificate/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")

@@ -18,6 +18,11 @@ from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
 from rayserve_pulumi.constants import DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, WORKER_PORTS
 from rayserve_pulumi.registry import platform
 
+__all__ = [
+    "ray_port_ranges", "range_error", "serve_port_errors", "eks_fit_errors", "actor_fit_errors", "ssm_errors",
+    "value_errors", "requirement_errors", "stack_errors",
+]
+
 
 def ray_port_ranges(direct_ingress: bool = True) -> dict[str, range]:
     """The port ranges Ray's own processes bind from, by name: a listener of ours in one fails some day."""

@@ -27,6 +27,12 @@ from typing import Any, Optional
 from rayserve_pulumi.config.app_code import APPS_PACKAGE, AppCode
 from rayserve_pulumi.config.errors import ConfigError, path_of
 
+__all__ = [
+    "MODULE", "WHERE", "APP_DIR_ENV", "DOWNLOADING_RUNTIME_ENV_KEYS", "run", "check_models", "import_failure",
+    "Code", "user_config_model", "model_path", "typed_user_config_errors", "app_deployments", "code_errors",
+    "check", "check_typed", "main",
+]
+
 MODULE = "rayserve_pulumi.config.code_check"
 WHERE = "serve config "
 APP_DIR_ENV = "RAYSERVE_APP_DIR"  # the image's code folder, for the check run inside it

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
+__all__ = ["ConfigError", "path_of", "format_pydantic_errors"]
+
 
 class ConfigError(ValueError):
     """Invalid stack or Serve config; each line of the message is one error naming its key."""

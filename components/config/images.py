@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["MUTABLE_TAGS", "REFERENCE", "MAX_NAME", "parse_reference", "image_is_pinned", "check_pinned"]
+
 MUTABLE_TAGS = frozenset({"latest", "nightly", "main", "master"})
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"

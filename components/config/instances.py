@@ -13,6 +13,11 @@ from functools import lru_cache
 
 import yaml
 
+__all__ = [
+    "DAEMONSET_MILLICPU", "DAEMONSET_MEMORY_MIB", "EVICTION_MEMORY_MIB", "InstanceType", "catalogue",
+    "instance_type",
+]
+
 DAEMONSET_MILLICPU = 150
 DAEMONSET_MEMORY_MIB = 200
 EVICTION_MEMORY_MIB = 100

@@ -8,6 +8,12 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+__all__ = [
+    "DNS1123_LABEL", "DNS1035_LABEL", "LABEL_NAME", "DNS1123_SUBDOMAIN", "QUANTITY", "BINARY", "DECIMAL",
+    "dns1123_label", "dns1035_label", "dns1123_subdomain", "label_key", "label_value", "parse_quantity",
+    "positive_quantity",
+]
+
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")

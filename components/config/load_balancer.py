@@ -9,6 +9,8 @@ from pydantic import Field
 
 from rayserve_pulumi.config.types import AllowListCidr, Strict
 
+__all__ = ["LoadBalancerScope"]
+
 
 class LoadBalancerScope(Strict):
     """Who may reach the Serve endpoint's load balancer, on any cloud: internal unless a stack asks for

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+__all__ = ["as_written_by_pulumi", "convert_fields"]
+
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _BOOLEANS = {"true": True, "false": False}

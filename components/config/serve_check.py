@@ -17,6 +17,8 @@ from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.yamlio import parse_yaml
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
+__all__ = ["WHERE", "applied_config_errors", "main"]
+
 WHERE = "serve config"
 
 

@@ -11,6 +11,8 @@ from rayserve_pulumi.config.errors import ConfigError, format_pydantic_errors
 from rayserve_pulumi.config.stack import NAMESPACE, StackConfig
 from rayserve_pulumi.config.yamlio import load_yaml_file
 
+__all__ = ["raw_stack_values", "read_stack_file", "parse_stack_config", "load_stack_config"]
+
 
 def raw_stack_values(namespace: str = NAMESPACE) -> dict[str, Any]:
     """All `namespace:*` config values of the running stack, JSON objects decoded. Through the SDK's public

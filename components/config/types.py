@@ -9,6 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from rayserve_pulumi.config import aws, kubernetes
 from rayserve_pulumi.config.pulumi_values import convert_fields
 
+__all__ = ["Strict", "Dns1123Label", "Dns1123Subdomain", "Quantity", "IPv4Cidr", "AllowListCidr"]
+
 
 class Strict(BaseModel):
     """Unknown keys refused; types checked, not coerced (true is not 1, "three" is not 3); numbers finite.

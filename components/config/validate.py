@@ -12,6 +12,8 @@ from rayserve_pulumi.config.serve import app_code, check_serve_config, resolve_s
 from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
 
+__all__ = ["validate_resolved", "validate_stack"]
+
 
 def validate_resolved(cfg: StackConfig, resolved: dict, code: AppCode, added: Optional[dict] = None) -> tuple[dict, dict]:
     """A parsed stack and its resolved Serve config, checked against the apps' code -> (the validated Serve

@@ -36,6 +36,11 @@ from rayserve_pulumi.config.sources import parse_stack_config
 from rayserve_pulumi.config.stack import StackConfig
 from rayserve_pulumi.config.validate import validate_resolved
 
+__all__ = [
+    "MASK", "PACKAGE_ROOT", "masked_config", "masked_values", "code_digest", "environment", "fingerprint",
+    "typed_changes", "validate",
+]
+
 MASK = "<user_config>"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # rayserve_pulumi: its validators
 

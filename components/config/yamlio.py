@@ -9,6 +9,8 @@ import yaml
 
 from rayserve_pulumi.config.errors import ConfigError
 
+__all__ = ["MAX_BYTES", "MAX_NODES", "parse_yaml", "read_text", "load_yaml_file"]
+
 MAX_BYTES = 1 << 20  # 1 MiB: far beyond any real stack or Serve config
 MAX_NODES = 100_000  # YAML nodes after alias expansion (an alias bomb expands to billions)
 

@@ -24,6 +24,12 @@ from rayserve_pulumi.constants import (
 from rayserve_pulumi.observability.dashboards import ray_dashboards
 from rayserve_pulumi.observability.rules import rule_groups
 
+__all__ = [
+    "MONITORING_API", "DASHBOARD_LABEL", "METRICS_PORTS", "HEAD_METRICS_PORTS", "WORKER_METRICS_PORTS",
+    "GRAFANA_SECRET_KEYS", "service_urls", "head_env", "chart_values", "render_pod_monitors",
+    "render_prometheus_rule", "RayMonitoringArgs", "RayMonitoring",
+]
+
 MONITORING_API = "monitoring.coreos.com/v1"
 DASHBOARD_LABEL = "grafana_dashboard"  # what the chart's Grafana sidecar looks for
 METRICS_PORTS = RAY_METRICS_PORTS

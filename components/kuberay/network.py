@@ -16,6 +16,8 @@ import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.constants import DASHBOARD_PORT, REDIS_PORT, SERVICE_LABEL
 
+__all__ = ["NAMESPACE_LABEL", "HEAD_LABEL", "render_network_policies", "declare"]
+
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
 HEAD_LABEL = {"ray.io/node-type": "head"}  # KubeRay's label on head pods
 

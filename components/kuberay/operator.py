@@ -11,6 +11,8 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.stack import KubeRaySettings
 from rayserve_pulumi.constants import KUBERAY_CHART as CHART
 
+__all__ = ["operator_values", "KubeRayOperatorArgs", "KubeRayOperator"]
+
 
 def operator_values(settings: KubeRaySettings) -> dict:
     """Helm values: bounded resources and the chart's own CRDs."""

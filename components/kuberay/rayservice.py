@@ -30,6 +30,12 @@ from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.monitoring import HEAD_METRICS_PORTS, METRICS_PORTS, WORKER_METRICS_PORTS
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
+__all__ = [
+    "API_VERSION", "WAIT_FOR", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
+    "GPU_TOLERATION", "Placement", "serve_service_name", "render_serve_service", "render_rayservice",
+    "application_statuses", "RayServiceResource", "RayServiceArgs", "RayService",
+]
+
 API_VERSION = "ray.io/v1"
 WAIT_FOR = '["condition=Ready", "condition=UpgradeInProgress=False"]'  # KubeRay's RayService conditions
 HEAD = "head"  # the placements key of the head group (worker groups use their names)

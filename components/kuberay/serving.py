@@ -21,6 +21,8 @@ from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArg
 from rayserve_pulumi.kuberay.rayservice import RayService, RayServiceArgs
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs
 
+__all__ = ["KubeRayServeArgs", "KubeRayServe"]
+
 
 @dataclass(frozen=True)
 class KubeRayServeArgs:

@@ -11,6 +11,11 @@ from rayserve_pulumi.config.load_balancer import LoadBalancerScope
 from rayserve_pulumi.config.types import Dns1123Label, Quantity, Strict
 from rayserve_pulumi.constants import KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VERSION, RAY_VERSION
 
+__all__ = [
+    "MAX_RAYSERVICE_NAME", "KubeRaySettings", "PodResources", "HeadSettings", "WorkerGroup", "ExternalRedis",
+    "CheckpointSettings", "RayServiceSettings",
+]
+
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
 MAX_RAYSERVICE_NAME = 47
 

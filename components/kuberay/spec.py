@@ -11,6 +11,8 @@ from pydantic import Field
 from rayserve_pulumi.kuberay.settings import KubeRaySettings, RayServiceSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec, k8s_manifest
 
+__all__ = ["KubeRaySpec"]
+
 
 class KubeRaySpec(PlatformSpec):
     """A platform whose Ray cluster is a KubeRay RayService (subclasses say how the cluster is reached)."""

@@ -19,6 +19,11 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.stack import CheckpointSettings
 from rayserve_pulumi.constants import REDIS_IMAGE, REDIS_PORT
 
+__all__ = [
+    "PASSWORD_KEY", "CONF_KEY", "CONF_DIR", "REDIS_UID", "REDIS_SECURITY", "redis_conf", "GcsStorageRef",
+    "CheckpointStorageArgs", "CheckpointStorage",
+]
+
 PASSWORD_KEY = "password"
 CONF_KEY = "redis.conf"
 CONF_DIR = "/etc/redis"

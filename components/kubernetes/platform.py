@@ -18,6 +18,8 @@ from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 from rayserve_pulumi.platform import Platform
 
+__all__ = ["KubernetesPlatformArgs", "KubernetesPlatform"]
+
 
 @dataclass(frozen=True)
 class KubernetesPlatformArgs:

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 from rayserve_pulumi.config import kubernetes
 from rayserve_pulumi.config.types import Dns1123Subdomain, Strict
 
+__all__ = ["KubernetesSettings"]
+
 
 class KubernetesSettings(Strict):
     """An existing cluster. Nothing here is cloud specific: the Serve Service's load balancer comes from

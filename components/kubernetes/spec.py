@@ -9,6 +9,8 @@ from pydantic import Field
 from rayserve_pulumi.kuberay.spec import KubeRaySpec
 from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 
+__all__ = ["KubernetesSpec", "SPEC"]
+
 
 class KubernetesSpec(KubeRaySpec):
     name = "kubernetes"

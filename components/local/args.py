@@ -14,6 +14,8 @@ from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings, StackConfig
 from rayserve_pulumi.local.lifecycle import provider_inputs
 
+__all__ = ["RUN_DIR", "LocalPlatformArgs"]
+
 RUN_DIR = ".pulumi-state/local"  # under the program's directory (ignored by git): PID files of what `up` started
 
 

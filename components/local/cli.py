@@ -19,6 +19,8 @@ from typing import Optional
 
 from rayserve_pulumi.config.errors import ConfigError
 
+__all__ = ["State", "outputs", "up", "refresh", "destroy", "ACTIONS", "run"]
+
 
 class State:
     """One file: the applied resource (`id`, `outs`: its inputs and outputs) and the last validation verdict

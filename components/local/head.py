@@ -33,6 +33,11 @@ from typing import Any, Optional
 from rayserve_pulumi.constants import WORKER_PORTS
 from rayserve_pulumi.node_agent import procs, ray_ops
 
+__all__ = [
+    "OPTIONS", "LAUNCHER_ENV", "NODE_METHODS", "launcher_file", "node_api_missing", "taken_ports", "spawn",
+    "start_with_cli", "launch", "start", "node_class", "main",
+]
+
 OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port")
 LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
 NODE_API, RAY_START = "the node API", "ray start"

@@ -27,6 +27,13 @@ from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
+__all__ = [
+    "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "RolledBack", "with_code_version", "report", "head_pid_file",
+    "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "head_env", "spawn_head",
+    "stop_started", "wait_prometheus", "dashboard_url", "serve_base_url", "Applied", "LocalServe",
+    "provider_inputs",
+]
+
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
 RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port", "auth_mode", "ray_env",
                 "metrics", "app_dir")

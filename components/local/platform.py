@@ -11,6 +11,8 @@ from rayserve_pulumi.local.args import LocalPlatformArgs
 from rayserve_pulumi.local.provider import LocalRayServe
 from rayserve_pulumi.platform import Platform
 
+__all__ = ["LocalPlatform"]
+
 
 class LocalPlatform(Platform):
     """Ray Serve on this machine; `dashboard` is the dashboard's URL, `prometheus` Prometheus' (metrics on)."""

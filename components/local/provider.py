@@ -12,6 +12,8 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from rayserve_pulumi.local.lifecycle import LocalServe
 
+__all__ = ["LocalServeProvider", "LocalRayServe"]
+
 
 class LocalServeProvider(ResourceProvider):
     """CRUD for a local Ray head + Serve deployment (inputs: lifecycle.provider_inputs)."""

@@ -11,6 +11,8 @@ from rayserve_pulumi.constants import (
     DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT,
 )
 
+__all__ = ["LocalSettings"]
+
 
 class LocalSettings(Strict):
     """The `local` platform: a Ray head on this machine."""

@@ -11,6 +11,8 @@ from rayserve_pulumi.constants import METRICS_PORT
 from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec
 
+__all__ = ["PORT_NAMES", "LocalSpec", "SPEC"]
+
 PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
               "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
               "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}

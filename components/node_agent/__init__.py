@@ -5,3 +5,5 @@ stdlib-only `rayserve_pulumi.observability` modules).
 in sessions of their own recorded in PID files and stops exactly those; `bootstrap` is the command line a
 VM runs: `python3 -m rayserve_pulumi.node_agent head|worker|sync|stop`.
 """
+
+__all__ = []

@@ -32,6 +32,17 @@ from rayserve_pulumi.constants import (
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.observability import prometheus
 
+__all__ = [
+    "MODULE", "RAY_TMP_HOST", "PROMETHEUS_CONFIG_MOUNT", "PROMETHEUS_UID", "GRAFANA_PROVISIONING",
+    "RAY_CONTAINER_UID", "REDIS_CONTAINER_UID", "APPLIED_FILE", "LAST_GOOD_FILE", "CHECK_MODULE", "SYNC_UNIT", "sh",
+    "read_config", "device_candidates", "mount_volume", "redis_password", "redis_answers", "redis_conf",
+    "redis_pid_file", "start_redis", "stop_redis", "prometheus_pid_file", "metrics_env", "prometheus_docker",
+    "grafana_docker", "start_metrics", "stop_metrics", "docker_login", "docker_ray", "setup_auth",
+    "container_token", "IMDS_ADDRESS", "imds_block_rule", "block_imds", "node_pid_file", "start_ray",
+    "validation_errors", "deploy_if_changed", "systemd_units", "install_sync_timer", "cmd_head", "cmd_worker",
+    "cmd_sync", "cmd_stop", "sync_argv", "parser", "main",
+]
+
 MODULE = "rayserve_pulumi.node_agent"
 HEAD_CONTAINER, WORKER_CONTAINER, REDIS_CONTAINER = "ray-head", "ray-worker", "ray-gcs-redis"
 PROMETHEUS_CONTAINER, GRAFANA_CONTAINER = "rayserve-prometheus", "rayserve-grafana"

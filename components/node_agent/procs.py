@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+__all__ = [
+    "PID_SUFFIX", "SECRET_FLAG", "redact", "program", "stat_fields", "members", "signal_new", "write_private",
+    "record", "spawn", "read", "running", "stop", "stop_all",
+]
+
 PID_SUFFIX = ".pid"
 SECRET_FLAG = re.compile(r"(?i)((?:password|passwd|token|secret|requirepass)[\w-]*[=:\s]+)(\S+)")
 

@@ -23,6 +23,15 @@ from typing import Callable
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT
 from rayserve_pulumi.node_agent import procs
 
+__all__ = [
+    "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ray_executable",
+    "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret", "ensure_secret",
+    "ensure_auth_token", "config_hash", "auth_env", "head_args", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
+    "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
+    "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
+    "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
+]
+
 SERVE_API = "/api/serve/applications/"
 # Ray >= 2.5x token authentication: `ray start` enables it when RAY_AUTH_MODE=token (or a token file
 # exists); the dashboard then wants `Authorization: Bearer <token>`.

@@ -3,6 +3,8 @@ dir, here for ConfigMaps): the cluster, Serve and Serve-deployment dashboards. E
 through a `datasource` variable, so Grafana's default Prometheus datasource serves them."""
 from __future__ import annotations
 
+__all__ = ["DASHBOARDS", "ray_dashboards"]
+
 DASHBOARDS = ("default", "serve", "serve_deployment")
 
 

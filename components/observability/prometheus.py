@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+__all__ = ["SD_FILE", "RAY_TEMP_DIR", "RAY_SD_FILE", "RULES_FILE", "CONFIG_FILE", "JOB", "config", "write", "start"]
+
 SD_FILE = "prom_metrics_service_discovery.json"
 RAY_TEMP_DIR = "/tmp/ray"  # Ray's default temp dir, where the head writes SD_FILE
 RAY_SD_FILE = f"{RAY_TEMP_DIR}/{SD_FILE}"

@@ -6,6 +6,8 @@ deployment_state.py: application 1=DEPLOY_FAILED, 2=UNHEALTHY, 6=RUNNING; deploy
 """
 from __future__ import annotations
 
+__all__ = ["GROUP", "ERROR_RATIO", "ALERTS", "rule_groups"]
+
 GROUP = "rayserve"
 ERROR_RATIO = 0.05  # more than 5% of an application's HTTP requests answered with 5xx
 

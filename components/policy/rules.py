@@ -15,6 +15,17 @@ from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValid
 from rayserve_pulumi.config.images import image_is_pinned
 from rayserve_pulumi.constants import GRAFANA_PORT, INTERNAL_PORTS, PROMETHEUS_PORT
 
+__all__ = [
+    "Props", "RAY_PRIVATE_PORTS", "OPEN_CIDRS", "SECRET_NAME", "ACCOUNT_WIDE_SSM", "CNI_POLICY",
+    "SECRET_ON_COMMAND_LINE", "Resources", "check_no_public_ray_ports", "check_serve_endpoint_not_open",
+    "check_imdsv2", "check_encrypted_volumes", "check_pinned_images", "check_ray_pod_limits",
+    "check_secrets_as_secrets", "check_ray_token_auth", "check_no_account_wide_parameter_reads",
+    "check_scoped_s3_access", "check_imds_hop_limit", "check_eks_api_not_open", "check_no_open_ingress",
+    "check_no_public_instances", "check_ray_pods_unprivileged", "check_no_secrets_on_command_lines",
+    "check_tls_on_internet_facing_endpoints", "MONITORING_PARTS", "MONITORING_PORTS", "check_monitoring_not_public",
+    "check_cni_through_irsa", "check_network_policies", "CHECKS", "STACK_CHECKS", "ADVISORY", "POLICIES",
+]
+
 Props = Mapping[str, Any]
 RAY_PRIVATE_PORTS = INTERNAL_PORTS
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}

@@ -67,6 +67,45 @@ def test_only_rayserve_pulumi_is_installed(fresh_env):
         assert not (fresh_env["site"] / absent).exists()
 
 
+def test_the_wheel_is_a_package_a_team_can_depend_on(fresh_env):
+    """py.typed, the lock, the license and the one version, as the wheel's metadata says them."""
+    from importlib.metadata import PathDistribution
+
+    import rayserve_pulumi
+
+    site = fresh_env["site"]
+    for shipped in ("py.typed", "constraints.txt"):
+        assert (site / "rayserve_pulumi" / shipped).is_file(), shipped
+    dist = PathDistribution(next(site.glob("rayserve_pulumi-*.dist-info")))
+    assert dist.version == rayserve_pulumi.__version__
+    assert dist.metadata["License-Expression"] == "Apache-2.0"
+    assert (dist._path / "licenses" / "LICENSE").read_text().lstrip().startswith("Apache License")
+    ranged = [r for r in dist.requires if "extra ==" not in r]
+    assert ranged and not any("==" in r for r in ranged), ranged  # ranges, never pins
+
+
+def test_the_wheel_installs_beside_other_pulumi_packages_with_its_dependencies_resolved(tmp_path_factory, fresh_env):
+    """`pip install` of the wheel (dependencies resolved, no --no-deps, no index) into an environment that
+    already holds other Pulumi packages (pulumi-random, pulumi-docker, pulumi-aws, ...) at the lock's
+    versions: the ranges are satisfied by what is there, nothing else is installed, and `pip check` agrees."""
+    base = tmp_path_factory.mktemp("beside")
+    venv.EnvBuilder(with_pip=True).create(base / "venv")
+    python = base / "venv" / "bin" / "python"
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    Path(site, "others.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # ensurepip's own setuptools would shadow the environment's (torch asks for a newer one)
+    _run([python, "-m", "pip", "uninstall", "-y", "-q", "--disable-pip-version-check", "setuptools"])
+    wheel = next((fresh_env["base"] / "dist").glob("rayserve_pulumi-*.whl"))
+    installed = _run([python, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", wheel]).stdout
+    assert "Successfully installed rayserve-pulumi-" in installed, installed
+    assert installed.strip().splitlines()[-1].split()[2:] == [f"rayserve-pulumi-{_wheel_version(wheel)}"]
+    _run([python, "-m", "pip", "check", "--disable-pip-version-check"])
+
+
+def _wheel_version(wheel: Path) -> str:
+    return wheel.name.split("-")[1]
+
+
 def test_the_installed_package_imports_outside_the_checkout_and_reads_its_data(fresh_env, tmp_path):
     probe = _run([fresh_env["python"], "-c",
                   "import json, rayserve_pulumi, rayserve_pulumi.program, rayserve_pulumi.aws.eks, rayserve_pulumi.aws.vm\n"

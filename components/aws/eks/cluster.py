@@ -24,6 +24,11 @@ from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
 from rayserve_pulumi.config.stack import EksSettings, NodeGroup
 from rayserve_pulumi.constants import ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL
 
+__all__ = [
+    "GPU_TAINT", "NODE_POLICIES", "CNI_POLICY", "NODE_METADATA", "node_group_taints", "node_group_labels",
+    "EksClusterArgs", "EksCluster",
+]
+
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",

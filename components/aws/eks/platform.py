@@ -26,6 +26,8 @@ from rayserve_pulumi.kuberay import GPU_TOLERATION, HEAD, Placement
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.platform import Platform
 
+__all__ = ["nlb_annotations", "placements", "EksPlatformArgs", "EksPlatform"]
+
 
 
 def nlb_annotations(scheme: str, certificate_arn: Optional[str] = None) -> dict[str, str]:

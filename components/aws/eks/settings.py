@@ -12,6 +12,8 @@ from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
 from rayserve_pulumi.config.types import AllowListCidr, Dns1123Label, Strict
 from rayserve_pulumi.kuberay.settings import RayServiceSettings
 
+__all__ = ["EKS_VERSIONS", "NodeGroup", "EksSettings", "check_node_groups"]
+
 EKS_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34")
 
 

@@ -10,6 +10,8 @@ from rayserve_pulumi.aws.eks.settings import EksSettings
 from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.kuberay.spec import KubeRaySpec
 
+__all__ = ["EksSpec", "SPEC"]
+
 
 class EksSpec(KubeRaySpec):
     name = "eks"

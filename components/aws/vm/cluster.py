@@ -30,6 +30,11 @@ from rayserve_pulumi.config.serve import ValidatedServeConfig, app_urls, serve_p
 from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
+__all__ = [
+    "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "check_serve_port", "SESSION_MANAGER_ACTIONS", "metadata_options",
+    "node_policy", "ssm_port_forward", "head_args", "worker_args", "RayVmClusterArgs", "RayVmCluster",
+]
+
 ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
 CHECKPOINT_DEVICE = "/dev/sdf"
 

@@ -14,6 +14,8 @@ from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check
 from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
 from rayserve_pulumi.platform import Platform
 
+__all__ = ["VmPlatformArgs", "VmPlatform"]
+
 
 @dataclass(frozen=True)
 class VmPlatformArgs:

@@ -9,6 +9,8 @@ from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
 from rayserve_pulumi.config import aws
 from rayserve_pulumi.config.load_balancer import LoadBalancerScope
 
+__all__ = ["LoadBalancerSettings", "VmSettings"]
+
 
 class LoadBalancerSettings(LoadBalancerScope):
     """An AWS load balancer in front of Serve (the VM platform's NLB): the scope, and TLS on 443 with an ACM

@@ -12,6 +12,8 @@ from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.aws.vm.settings import VmSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec
 
+__all__ = ["VmSpec", "SPEC"]
+
 
 class VmSpec(PlatformSpec):
     name = "vm"

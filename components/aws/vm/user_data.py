@@ -19,6 +19,11 @@ from pathlib import Path
 
 import rayserve_pulumi
 
+__all__ = [
+    "PACKAGE_ROOT", "AGENT_FILES", "AGENT_MODULE", "INSTALL_DIR", "EC2_USER_DATA_LIMIT", "without_docstrings",
+    "agent_archive", "render", "encode", "decode",
+]
+
 PACKAGE_ROOT = Path(rayserve_pulumi.__file__).resolve().parent
 AGENT_FILES = ("__init__.py", "constants.py", "node_agent/__init__.py", "node_agent/__main__.py",
                "node_agent/bootstrap.py", "node_agent/procs.py", "node_agent/ray_ops.py",
