@@ -1,5 +1,5 @@
-"""`rayserve validate|render|status|up|refresh|destroy STACK_FILE`: check a stack, print what it would apply,
-show how its applications are doing, or deploy it, with no cloud credentials and no Pulumi CLI.
+"""`rayserve COMMAND [STACK_FILE | --stack NAME]`: check a stack, print what it would apply, show how its
+applications are doing, or deploy it, with no cloud credentials and no Pulumi CLI.
 
 - validate: exit 0 and a one-line summary, or exit 1 and one line per error (no traceback).
 - render: like `helm template`: the Kubernetes manifests (eks), the user data and Serve config (vm),
@@ -12,42 +12,160 @@ show how its applications are doing, or deploy it, with no cloud credentials and
   diff against the state in `.pulumi-state/` beside the project's Pulumi.yaml, then nothing, an update in
   place or a replacement, with progress lines on stderr and the outputs as JSON; a deploy that fails puts
   the previous config back. With a Pulumi CLI, `pulumi up` does the same through the same provider.
+
+A stack is a file (`stacks/Pulumi.prod.yaml`) or, with `--stack NAME`, the named stack of the project: its
+config as `pulumi config --json` resolves it (ESC environments and secrets included) when a Pulumi CLI is on
+PATH, else the project's `Pulumi.NAME.yaml` (in its `stackConfigDir`). `rayserve COMMAND --help` says more.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 
+from rayserve_pulumi import __version__
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.registry import direct_lifecycle, platform
 
-__all__ = ["program_dir_of", "validate", "state_file", "main", "lifecycle"]
+__all__ = ["COMMANDS", "Stack", "program_dir_of", "state_file", "parser", "main", "lifecycle"]
+
+# command -> (one line for the command list, what its --help says)
+COMMANDS = {
+    "validate": ("check a stack before anything is declared",
+                 "Validate the stack config and its Serve config against the apps' code. Exit 0 and a one-line "
+                 "summary, or exit 1 and one line per error naming its key; --json prints either as an object."),
+    "render": ("print what the stack would apply, like `helm template`",
+               "The Kubernetes manifests and Helm values (eks, kubernetes), the user data, SSM parameters and Serve "
+               "config (vm), or the head settings and Serve config (local), computed under Pulumi's mocks."),
+    "status": ("show how the stack's applications are doing",
+               "local: the live config, every application and deployment with its status and replicas (exit 1 "
+               "unless every application is RUNNING); eks, kubernetes, vm: the commands that show the same on "
+               "the cluster. --json prints the same as an object."),
+    "up": ("deploy a platform that needs no Pulumi engine (local)",
+           "Validate, diff against the state file, then nothing, an update in place or a replacement; a deploy "
+           "that fails puts the previous config back and exits 1. Outputs as JSON on stdout."),
+    "refresh": ("read what is live into the state (local)", "Read what is live: a Ray that is gone leaves the "
+                "state; applications that drifted are redeployed by the next up."),
+    "destroy": ("stop what up started (local)", "Stop the Ray head and everything up started, from its PID files."),
+}
+LIFECYCLE = ("up", "refresh", "destroy")
 
 
-def program_dir_of(stack_file: Path) -> Path:
-    """The Pulumi project holding the stack file (the nearest folder with a Pulumi.yaml), else its folder."""
-    for folder in [stack_file.resolve().parent, *stack_file.resolve().parents]:
+@dataclass(frozen=True)
+class Stack:
+    """Which stack a command works on: its label in messages, its name (the state file's) and its project."""
+
+    label: str
+    name: str
+    program_dir: Path
+    file: Optional[Path]  # None: the values come from the Pulumi CLI
+
+    def values(self) -> dict[str, Any]:
+        from rayserve_pulumi.config.sources import pulumi_cli_values, read_stack_file
+
+        return read_stack_file(self.file) if self.file is not None else pulumi_cli_values(self.name, self.program_dir)
+
+
+def program_dir_of(start: Path) -> Path:
+    """The Pulumi project holding `start` (the nearest folder with a Pulumi.yaml), else its folder."""
+    start = start.resolve()
+    for folder in [start if start.is_dir() else start.parent, *start.parents]:
         if (folder / "Pulumi.yaml").is_file():
             return folder
-    return stack_file.resolve().parent
+    return start if start.is_dir() else start.parent
 
 
-def validate(stack_file: Path, program_dir: Optional[Path]):
-    from rayserve_pulumi.config.sources import read_stack_file
+def state_file(stack: str, program_dir: Path) -> Path:
+    """Where `rayserve up` keeps a stack's state: `.pulumi-state/<stack>-direct.json` in the project."""
+    return program_dir / ".pulumi-state" / f"{stack}-direct.json"
+
+
+def _stack(args: argparse.Namespace) -> Stack:
+    from rayserve_pulumi.config.sources import stack_file_of
+
+    if (args.stack_file is None) == (args.stack is None):
+        raise ConfigError("name the stack: a STACK_FILE or --stack NAME (one of the two)")
+    if args.stack_file is not None:
+        program_dir = (args.program_dir or program_dir_of(args.stack_file)).resolve()
+        name = args.stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml").removesuffix(".yml")
+        return Stack(str(args.stack_file), name, program_dir, args.stack_file)
+    program_dir = (args.program_dir or program_dir_of(Path.cwd())).resolve()
+    if args.command not in LIFECYCLE and shutil.which("pulumi"):
+        return Stack(f"stack {args.stack}", args.stack, program_dir, None)
+    file = stack_file_of(args.stack, program_dir)
+    return Stack(str(file), args.stack.rsplit("/", 1)[-1], program_dir, file)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="rayserve", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"rayserve {__version__}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, detail) in COMMANDS.items():
+        cmd = commands.add_parser(name, help=summary, description=detail)
+        cmd.add_argument("stack_file", nargs="?", type=Path, metavar="STACK_FILE",
+                         help="a stack file, e.g. stacks/Pulumi.prod.yaml")
+        cmd.add_argument("--stack", metavar="NAME", help="the project's stack NAME instead of a file: "
+                         + ("its Pulumi.NAME.yaml" if name in LIFECYCLE else
+                            "`pulumi config --json` when a Pulumi CLI is on PATH (ESC included), else its "
+                            "Pulumi.NAME.yaml"))
+        cmd.add_argument("--program-dir", type=Path, help="the Pulumi project: anchors relative paths of the stack "
+                         "(default: the nearest folder holding Pulumi.yaml)")
+        if name in (*LIFECYCLE, "status"):
+            cmd.add_argument("--state", type=Path, help="the state file (default: "
+                             "<program dir>/.pulumi-state/<stack>-direct.json)")
+        if name in ("validate", "status"):
+            cmd.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return top
+
+
+def _fail(stack_label: str, lines: list[str], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"stack": stack_label, "valid": False, "errors": lines}))
+    for line in lines:
+        print(f"{stack_label}: {line}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
+    try:
+        stack = _stack(args)
+    except ConfigError as exc:
+        return _fail("rayserve", exc.lines, as_json)
+    state = getattr(args, "state", None) or state_file(stack.name, stack.program_dir)
+    if args.command in LIFECYCLE:
+        return lifecycle(args.command, stack.file, state, stack.program_dir)
     from rayserve_pulumi.config.validate import validate_stack
 
-    values = read_stack_file(stack_file)
-    return values, *validate_stack(values, program_dir or program_dir_of(stack_file))
-
-
-def state_file(stack_file: Path, program_dir: Path) -> Path:
-    """Where `rayserve up` keeps a stack's state: `.pulumi-state/<stack>-direct.json` in the project."""
-    stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml").removesuffix(".yml")
-    return program_dir / ".pulumi-state" / f"{stack}-direct.json"
+    try:
+        values = stack.values()
+        cfg, serve_config = validate_stack(values, stack.program_dir)
+    except ConfigError as exc:
+        return _fail(stack.label, exc.lines, as_json)
+    apps = [a["name"] for a in serve_config["applications"]]
+    if args.command == "validate":
+        if as_json:
+            print(json.dumps({"stack": stack.label, "valid": True, "platform": cfg.platform, "name": cfg.name,
+                              "applications": apps}))
+        else:
+            print(f"{stack.label}: valid {cfg.platform} stack {cfg.name!r}: {len(apps)} application(s) "
+                  f"({', '.join(apps)})")
+        return 0
+    spec = platform(cfg.platform)
+    if args.command == "status":
+        report = spec.status(cfg, serve_config, state)
+        print(json.dumps({"stack": stack.label, **report.data}) if as_json else "\n".join(report.lines))
+        return report.code
+    print(_dump(spec.render_documents(values, cfg, serve_config, stack.program_dir)))
+    return 0
 
 
 def _dump(docs: list[tuple[str, object]]) -> str:
@@ -56,40 +174,6 @@ def _dump(docs: list[tuple[str, object]]) -> str:
         body = doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False)
         out.append(f"# {comment}\n{body}")
     return "---\n".join(out)
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="rayserve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["validate", "render", "status", "up", "refresh", "destroy"])
-    parser.add_argument("stack_file", type=Path, help="a stack file, e.g. stacks/Pulumi.prod.yaml")
-    parser.add_argument("--program-dir", type=Path, help="the Pulumi project: anchors relative paths of the stack "
-                                                         "(default: the nearest folder holding Pulumi.yaml)")
-    parser.add_argument("--state", type=Path, help="up/refresh/destroy/status: the state file (default: "
-                                                   "<program dir>/.pulumi-state/<stack>-direct.json)")
-    args = parser.parse_args(argv)
-    program_dir = (args.program_dir or program_dir_of(args.stack_file)).resolve()
-    state = args.state or state_file(args.stack_file, program_dir)
-    if args.command in ("up", "refresh", "destroy"):
-        return lifecycle(args.command, args.stack_file, state, program_dir)
-    try:
-        values, cfg, serve_config = validate(args.stack_file, program_dir)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(f"{args.stack_file}: {line}", file=sys.stderr)
-        return 1
-    if args.command == "validate":
-        apps = [a["name"] for a in serve_config["applications"]]
-        print(f"{args.stack_file}: valid {cfg.platform} stack {cfg.name!r}: {len(apps)} application(s) "
-              f"({', '.join(apps)})")
-        return 0
-    spec = platform(cfg.platform)
-    if args.command == "status":
-        code, lines = spec.status(cfg, serve_config, state)
-        print("\n".join(lines))
-        return code
-    print(_dump(spec.render_documents(values, cfg, serve_config, program_dir)))
-    return 0
 
 
 def lifecycle(action: str, stack_file: Path, state: Path, program_dir: Path) -> int:

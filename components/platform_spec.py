@@ -7,18 +7,28 @@ imports no Pulumi: the no-CLI `up` reads them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
-__all__ = ["Node", "PlatformSpec", "k8s_manifest"]
+__all__ = ["Node", "StatusReport", "PlatformSpec", "k8s_manifest"]
 
 if TYPE_CHECKING:
     from rayserve_pulumi.config.app_code import AppCode
     from rayserve_pulumi.config.stack import StackConfig
 
 Node = tuple[str, float, float]  # (the stack key that sizes it, Ray CPUs, Ray GPUs)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """`rayserve status`: its exit status, its lines, and the same as a JSON-able object (`--json`)."""
+
+    code: int
+    lines: list[str]
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class PlatformSpec:
@@ -66,8 +76,8 @@ class PlatformSpec:
         """(comment, document) pairs `rayserve render` prints: what the stack would apply."""
         raise NotImplementedError
 
-    def status(self, cfg: "StackConfig", serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
-        """(exit status, lines) of `rayserve status`."""
+    def status(self, cfg: "StackConfig", serve_config: dict, state: Optional[Path]) -> StatusReport:
+        """What `rayserve status` shows."""
         raise NotImplementedError
 
 

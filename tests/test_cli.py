@@ -1,10 +1,16 @@
 """`rayserve validate` and `rayserve render` on the stacks in stacks/ (in-process, no cloud, no Pulumi CLI)."""
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 
 from rayserve_pulumi import cli
+from rayserve_pulumi.config.sources import read_stack_file
+from tests.helpers import ROOT
 from tests.pulumi_harness import STACKS, all_stacks
 
 
@@ -55,3 +61,95 @@ def test_render_validates_the_stack_once(monkeypatch, capsys):
     monkeypatch.setattr(validate_module, "validate_resolved", lambda *a, **k: runs.append(1) or real(*a, **k))
     assert cli.main(["render", str(STACKS / "Pulumi.vm.yaml")]) == 0
     assert "head user data" in capsys.readouterr().out and runs == [1]
+
+
+# ---- the command line as a tool: per-command help, --version, --json, --stack -------------------------------
+
+def test_version_and_per_command_help(capsys):
+    from rayserve_pulumi import __version__
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"rayserve {__version__}"
+    for command, (_, detail) in cli.COMMANDS.items():
+        with pytest.raises(SystemExit) as done:
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert done.value.code == 0 and text.startswith(f"usage: rayserve {command} ")
+        assert " ".join(detail.split())[:60] in text, command
+        assert ("[--json]" in text) == (command in ("validate", "status")), command
+
+
+def test_validate_json_is_one_object_valid_or_with_every_error(tmp_path, capsys):
+    assert cli.main(["validate", str(STACKS / "Pulumi.vm.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["valid"] is True and out["platform"] == "vm" and out["applications"] == ["fruit", "calc"]
+    bad = yaml.safe_load((STACKS / "Pulumi.local.yaml").read_text())
+    bad["config"]["rayserve:local"] = {**bad["config"].get("rayserve:local", {}), "num_cpus": "four"}
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump(bad))
+    assert cli.main(["validate", str(tmp_path / "Pulumi.bad.yaml"), "--json", "--program-dir", str(ROOT)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["valid"] is False and out["errors"] == ["rayserve:local.num_cpus: Input should be a valid integer "
+                                                       "(got 'four')"]
+
+
+def test_status_json_of_a_cluster_platform_names_its_commands(capsys):
+    assert cli.main(["status", str(STACKS / "Pulumi.prod.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["platform"] == "eks" and any("get rayservice" in c for c in out["commands"])
+
+
+def test_stack_by_name_without_a_pulumi_cli_reads_the_projects_stack_config_dir(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `pulumi` here
+    assert cli.main(["validate", "--stack", "vm", "--program-dir", str(ROOT)]) == 0
+    assert capsys.readouterr().out.startswith(f"{ROOT / 'stacks' / 'Pulumi.vm.yaml'}: valid vm stack")
+    assert cli.main(["validate", "--stack", "nope", "--program-dir", str(ROOT)]) == 1
+    assert "Pulumi.nope.yaml" in capsys.readouterr().err
+    assert cli.main(["validate"]) == 1
+    assert capsys.readouterr().err.strip() == "rayserve: name the stack: a STACK_FILE or --stack NAME (one of the two)"
+
+
+FAKE_PULUMI = """#!{python}
+import json, sys
+open({log!r}, "w").write(json.dumps(sys.argv[1:]))
+if "--stack" in sys.argv and sys.argv[sys.argv.index("--stack") + 1] == "missing":
+    sys.stderr.write("error: no stack named 'missing' found\\n"); sys.exit(255)
+print(json.dumps({entries}))
+"""
+
+
+def _fake_pulumi(tmp_path: Path, entries: dict) -> Path:
+    """A `pulumi` on PATH that prints `pulumi config --json` as the CLI does (there is no Pulumi CLI here)."""
+    log = tmp_path / "argv.json"
+    exe = tmp_path / "bin" / "pulumi"
+    exe.parent.mkdir(exist_ok=True)
+    exe.write_text(FAKE_PULUMI.format(python=sys.executable, log=str(log), entries=repr(entries)))
+    exe.chmod(0o755)
+    return log
+
+
+def test_stack_by_name_with_a_pulumi_cli_validates_what_it_resolves(monkeypatch, tmp_path, capsys):
+    """The values `pulumi config --json` prints (the stack file merged with its ESC environments, secrets
+    shown) are what is validated: here a float as Pulumi stores it and a key only the environment sets."""
+    values = read_stack_file(STACKS / "Pulumi.local.yaml")
+    entries = {f"rayserve:{k}": {"value": json.dumps(v) if not isinstance(v, str) else v, "secret": False,
+                                 **({"objectValue": v} if isinstance(v, (dict, list)) else {})}
+               for k, v in values.items()}
+    entries["rayserve:local"] = {"value": "...", "objectValue": {**values.get("local", {}), "deploy_timeout_s": "1.5"},
+                                 "secret": False}
+    entries["aws:region"] = {"value": "us-east-1", "secret": False}  # another namespace: not ours
+    log = _fake_pulumi(tmp_path, entries)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert cli.main(["validate", "--stack", "org/rayserve/local", "--program-dir", str(ROOT)]) == 0, \
+        capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("stack org/rayserve/local: valid local stack")
+    assert json.loads(log.read_text()) == ["config", "--json", "--show-secrets", "--stack", "org/rayserve/local",
+                                           "--cwd", str(ROOT)]
+    entries["rayserve:local"]["objectValue"]["num_cpus"] = "four"
+    _fake_pulumi(tmp_path, entries)
+    assert cli.main(["validate", "--stack", "dev2", "--program-dir", str(ROOT)]) == 1
+    assert capsys.readouterr().err.strip() == ("stack dev2: rayserve:local.num_cpus: Input should be a valid "
+                                               "integer (got 'four')")
+    assert cli.main(["validate", "--stack", "missing", "--program-dir", str(ROOT)]) == 1
+    assert capsys.readouterr().err.strip() == ("stack missing: `pulumi config --json` exited 255: error: no stack "
+                                               "named 'missing' found")

@@ -9,7 +9,7 @@ from typing import Optional
 from pydantic import Field
 
 from rayserve_pulumi.kuberay.settings import KubeRaySettings, RayServiceSettings
-from rayserve_pulumi.platform_spec import Node, PlatformSpec, k8s_manifest
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, k8s_manifest
 
 __all__ = ["KubeRaySpec"]
 
@@ -49,13 +49,14 @@ class KubeRaySpec(PlatformSpec):
                 docs.append((f"{res.type} ({res.name})", k8s_manifest(res)))
         return docs
 
-    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> StatusReport:
         rs = cfg.ray_service
         intro, kubectl = self.kubectl(cfg)
         head = f"$({kubectl} -n {rs.namespace} get pods -l ray.io/node-type=head,rayserve.io/service={rs.name} -o name)"
-        return 0, [
-            f"{self.name}: {intro}:",
-            f"  {kubectl} -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.status.activeServiceStatus.applicationStatuses}}'",
-            f"  {kubectl} -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
-            f"  {kubectl} -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
+        commands = [
+            f"{kubectl} -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.status.activeServiceStatus.applicationStatuses}}'",
+            f"{kubectl} -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
+            f"{kubectl} -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
         ]
+        return StatusReport(0, [f"{self.name}: {intro}:", *(f"  {c}" for c in commands)],
+                            {"platform": self.name, "live": None, "how": intro, "commands": commands})

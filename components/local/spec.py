@@ -9,7 +9,7 @@ from pydantic import Field
 
 from rayserve_pulumi.constants import METRICS_PORT
 from rayserve_pulumi.local.settings import LocalSettings
-from rayserve_pulumi.platform_spec import Node, PlatformSpec
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport
 
 __all__ = ["PORT_NAMES", "LocalSpec", "SPEC"]
 
@@ -47,7 +47,7 @@ class LocalSpec(PlatformSpec):
         return [("local Ray head", {k: v for k, v in props.items() if k != "serve_config_json"}),
                 ("Serve config", serve_config)]
 
-    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> StatusReport:
         """The live config (after a rolled-back deploy, the failure) and every application and deployment."""
         from rayserve_pulumi.local.cli import State
         from rayserve_pulumi.node_agent import ray_ops
@@ -56,25 +56,38 @@ class LocalSpec(PlatformSpec):
         try:
             ray_ops.wait_dashboard(dash, timeout=2)
         except TimeoutError:
-            return 1, [f"local: no Ray head answers at {dash} (run `bash scripts/up.sh`)"]
+            why = f"no Ray head answers at {dash} (run `bash scripts/up.sh`)"
+            return StatusReport(1, [f"local: {why}"], {"platform": self.name, "dashboard": dash, "running": False,
+                                                       "error": why})
         apps = ray_ops.applications(dash)
-        lines = [f"local: dashboard {dash}"]
         live = State(state).live() if state is not None and state.exists() else None
+        wanted = [a["name"] for a in serve_config["applications"]]
+        shown = {}
+        for name in wanted + sorted(set(apps) - set(wanted)):
+            app = apps.get(name) or {}
+            shown[name] = {
+                "status": app.get("status", "NOT DEPLOYED"),
+                "message": ray_ops.failure_cause(app["message"]) if app.get("message") else None,
+                "deployments": {dep_name: {"status": dep.get("status"), "running": ray_ops.running_replicas(dep),
+                                           "target": dep.get("target_num_replicas"),
+                                           "message": ray_ops.failure_cause(dep.get("message", "")) or None}
+                                for dep_name, dep in sorted((app.get("deployments") or {}).items())}}
+        lines = [f"local: dashboard {dash}"]
         if live:
             failed = live.get("rolled_back")
             lines.append(f"live config: {live['config_hash']}" + (
                 f" (the last up rolled back config {failed['config_hash']}: {failed['cause']})" if failed else ""))
-        wanted = [a["name"] for a in serve_config["applications"]]
-        for name in wanted + sorted(set(apps) - set(wanted)):
-            app = apps.get(name) or {}
-            lines.append(f"{name}: {app.get('status', 'NOT DEPLOYED')}"
-                         + (f" — {ray_ops.failure_cause(app['message'])}" if app.get("message") else ""))
-            for dep_name, dep in sorted((app.get("deployments") or {}).items()):
-                message = ray_ops.failure_cause(dep.get("message", ""))
-                lines.append(f"  {dep_name}: {dep.get('status')} {ray_ops.running_replicas(dep)}/"
-                             f"{dep.get('target_num_replicas', '?')} replicas" + (f" — {message}" if message else ""))
-        healthy = all((apps.get(name) or {}).get("status") == "RUNNING" for name in wanted)
-        return (0 if healthy else 1), lines
+        for name, app in shown.items():
+            lines.append(f"{name}: {app['status']}" + (f" — {app['message']}" if app["message"] else ""))
+            for dep_name, dep in app["deployments"].items():
+                lines.append(f"  {dep_name}: {dep['status']} {dep['running']}/"
+                             f"{'?' if dep['target'] is None else dep['target']} replicas"
+                             + (f" — {dep['message']}" if dep["message"] else ""))
+        healthy = all(shown[name]["status"] == "RUNNING" for name in wanted)
+        return StatusReport(0 if healthy else 1, lines, {
+            "platform": self.name, "dashboard": dash, "running": True, "healthy": healthy,
+            "live": {"config_hash": live["config_hash"], "rolled_back": live.get("rolled_back")} if live else None,
+            "applications": shown})
 
 
 SPEC = LocalSpec()

@@ -112,6 +112,12 @@ def test_status_shows_each_application_and_deployment(stack, capsys):
     assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(stack["stack"].parent)]) == 0
     out = capsys.readouterr().out
     assert "fruit: RUNNING" in out and "  MangoStand: HEALTHY 1/1 replicas" in out and "calc: RUNNING" in out
+    assert rayserve_cli.main(["status", str(stack["stack"]), "--json",
+                              "--program-dir", str(stack["stack"].parent)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["healthy"] is True and shown["live"]["config_hash"]
+    assert shown["applications"]["fruit"]["deployments"]["MangoStand"] == {
+        "status": "HEALTHY", "running": 1, "target": 1, "message": None}
 
 
 def test_refresh_notices_drift_and_up_repairs_it(stack):

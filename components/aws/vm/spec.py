@@ -10,7 +10,7 @@ from pydantic import Field
 
 from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.aws.vm.settings import VmSettings
-from rayserve_pulumi.platform_spec import Node, PlatformSpec
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport
 
 __all__ = ["VmSpec", "SPEC"]
 
@@ -49,12 +49,12 @@ class VmSpec(PlatformSpec):
                 ("SSM parameters (the auth token's value is generated at deploy)", params),
                 ("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config)]
 
-    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> tuple[int, list[str]]:
-        return 0, [
-            "vm: through Session Manager to the head (its instance id is in `pulumi stack output dashboard`):",
-            "  aws ssm start-session --target <head instance id> --document-name AWS-StartInteractiveCommand "
-            "--parameters command='docker exec ray-head serve status'",
-        ]
+    def status(self, cfg, serve_config: dict, state: Optional[Path]) -> StatusReport:
+        how = "through Session Manager to the head (its instance id is in `pulumi stack output dashboard`)"
+        command = ("aws ssm start-session --target <head instance id> --document-name AWS-StartInteractiveCommand "
+                   "--parameters command='docker exec ray-head serve status'")
+        return StatusReport(0, [f"vm: {how}:", f"  {command}"],
+                            {"platform": self.name, "live": None, "how": how, "commands": [command]})
 
 
 SPEC = VmSpec()
