@@ -57,6 +57,7 @@ FAKE_CALLS: dict[str, dict] = {
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": {"userName": "AWS", "password": "token", "proxyEndpoint": "https://x"},
     "aws:ssm/getParameter:getParameter": {"value": "ami-0123456789abcdef0", "name": "p", "type": "String"},
     "aws:ec2/getSubnet:getSubnet": {"availabilityZone": "us-west-2a", "id": "subnet-pub-a"},
+    "aws:ec2/getVpc:getVpc": {"cidrBlock": "10.0.0.0/16", "id": "vpc-0123456789abcdef0"},
     "aws:index/getCallerIdentity:getCallerIdentity": {"accountId": "123456789012"},
     "aws:index/getRegion:getRegion": {"name": "us-west-2", "region": "us-west-2"},
     "aws:index/getPartition:getPartition": {"partition": "aws"},

@@ -23,6 +23,8 @@ from rayserve_pulumi.config.app_code import AppCode, tree_digest
 from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.config.serve import apps_dir
 from rayserve_pulumi.config.stack import ImageSettings
+from rayserve_pulumi.config.types import PinnedImage
+from rayserve_pulumi.inputs import checked
 
 __all__ = [
     "IMAGE_PATHS", "APP_HOME", "VALIDATOR_HOME", "PACKAGE_CONTEXT", "package_dir", "image_files", "context_hash",
@@ -101,6 +103,8 @@ class ServeImageArgs:
     code: AppCode = arg("the apps' code the image carries (AppCode.locate); default the bundled apps",
                         default_factory=AppCode.bundled_apps)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
+    uri: Optional[pulumi.Input[str]] = arg("a prebuilt image from elsewhere (e.g. another stack's output), pinned "
+                                           "by digest or version tag; overrides settings", None)
 
 
 class ServeImage(pulumi.ComponentResource):
@@ -112,8 +116,9 @@ class ServeImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServeImageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:aws:ServeImage", name, None, opts)
         s = args.settings
-        if s.uri:
-            self.image_ref = pulumi.Output.from_input(s.uri)
+        if args.uri is not None or s.uri:
+            self.image_ref = checked(args.uri, PinnedImage, "image") if args.uri is not None \
+                else pulumi.Output.from_input(s.uri)
             self.repository_arn = None
         else:
             child = pulumi.ResourceOptions(parent=self)

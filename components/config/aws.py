@@ -6,7 +6,7 @@ import re
 
 __all__ = [
     "S3_BUCKET_ARN", "ACM_CERTIFICATE_ARN", "AMI_ID", "TAG_CHARS", "SSM_ADVANCED_LIMIT", "SSM_STANDARD_LIMIT",
-    "ipv4_cidr", "allow_list_cidr", "acm_certificate_arn", "vpc_cidr", "s3_bucket_arn", "ami_id", "tag",
+    "ipv4_cidr", "allow_list_cidr", "acm_certificate_arn", "vpc_cidr", "s3_bucket_arn", "resource_id", "ami_id", "tag",
 ]
 
 S3_BUCKET_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):s3:::(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])$")
@@ -63,6 +63,17 @@ def s3_bucket_arn(value: str) -> str:
         raise ValueError(f"{value!r} is not an S3 bucket ARN: arn:aws:s3:::<bucket name> (3-63 lower-case letters, "
                          "digits, '.', '-'; no wildcards)")
     return value
+
+
+def resource_id(prefix: str):
+    """A rule for an EC2 id of the form `<prefix>-` and 8 or 17 lower-case hex digits (vpc, subnet, sg, ...)."""
+    pattern = re.compile(rf"{prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})")
+
+    def check(value: str) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not a {prefix} id: '{prefix}-' and 8 or 17 lower-case hex digits")
+        return value
+    return check
 
 
 def ami_id(value: str) -> str:

@@ -22,9 +22,15 @@ class LoadBalancerScope(Strict):
                                                "ranges the load balancer admits; required")
 
     def allow_list_errors(self) -> Optional[str]:
-        if self.load_balancer_scheme == "internet-facing" and not self.allowed_cidrs:
-            return ("load_balancer_scheme internet-facing needs allowed_cidrs (the source ranges it admits); "
-                    "an open endpoint is never the default")
+        """The model's own rule: source ranges belong to an internet-facing load balancer."""
         if self.allowed_cidrs and self.load_balancer_scheme != "internet-facing":
             return "allowed_cidrs applies to an internet-facing load balancer; set load_balancer_scheme"
+        return None
+
+    def open_endpoint_error(self, section: str, cidrs_elsewhere: bool = False) -> Optional[str]:
+        """An internet-facing load balancer needs source ranges: the section's own, or (component users) ones
+        that come from another stack (`cidrs_elsewhere`). Checked by the platform, which knows both."""
+        if self.load_balancer_scheme == "internet-facing" and not self.allowed_cidrs and not cidrs_elsewhere:
+            return (f"{section}.load_balancer_scheme internet-facing needs {section}.allowed_cidrs (the source ranges "
+                    "it admits); an open endpoint is never the default")
         return None

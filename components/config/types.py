@@ -7,9 +7,10 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from rayserve_pulumi.config import aws, kubernetes
+from rayserve_pulumi.config.images import check_pinned
 from rayserve_pulumi.config.pulumi_values import convert_fields
 
-__all__ = ["Strict", "Dns1123Label", "Dns1123Subdomain", "Quantity", "IPv4Cidr", "AllowListCidr"]
+__all__ = ["Strict", "Dns1123Label", "Dns1123Subdomain", "Quantity", "IPv4Cidr", "AllowListCidr", "PinnedImage"]
 
 
 class Strict(BaseModel):
@@ -31,3 +32,4 @@ Dns1123Subdomain = Annotated[str, AfterValidator(kubernetes.dns1123_subdomain)]
 Quantity = Annotated[str, AfterValidator(kubernetes.positive_quantity)]
 IPv4Cidr = Annotated[str, AfterValidator(aws.ipv4_cidr)]
 AllowListCidr = Annotated[str, AfterValidator(aws.allow_list_cidr)]  # a source range, never 0.0.0.0/0
+PinnedImage = Annotated[str, AfterValidator(check_pinned)]  # an OCI reference pinned by digest or version tag

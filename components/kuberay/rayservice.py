@@ -14,7 +14,7 @@ manifest dict out) so the rendered spec can be checked against the KubeRay CRD s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -22,6 +22,8 @@ import pulumi_kubernetes as k8s
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
 from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
+from rayserve_pulumi.config.types import AllowListCidr
+from rayserve_pulumi.inputs import checked
 from rayserve_pulumi.constants import (
     CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVICE_LABEL,
     TLS_PORT,
@@ -130,13 +132,16 @@ def serve_service_name(s: RayServiceSettings) -> str:
     return f"{s.name}-serve-svc"
 
 
-def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict], tls: bool = False) -> dict:
+def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional[dict], tls: bool = False,
+                         allowed_cidrs: Optional[list[str]] = None) -> dict:
     """spec.serveService: KubeRay owns its selector and points it at the cluster that serves; with `tls` the
-    load balancer (its annotations, the platform's) terminates TLS on 443."""
+    load balancer (its annotations, the platform's) terminates TLS on 443; `allowed_cidrs` (default the
+    settings') are its source ranges."""
     listen = (TLS_PORT, "https") if tls else (port, "serve")
     spec: dict = {"type": s.service_type, "ports": [{"name": listen[1], "port": listen[0], "targetPort": port}]}
-    if s.allowed_cidrs:
-        spec["loadBalancerSourceRanges"] = list(s.allowed_cidrs)
+    sources = s.allowed_cidrs if allowed_cidrs is None else allowed_cidrs
+    if sources:
+        spec["loadBalancerSourceRanges"] = list(sources)
     metadata: dict = {"name": serve_service_name(s)}
     if annotations and s.service_type == "LoadBalancer":
         metadata["annotations"] = dict(annotations)
@@ -146,7 +151,8 @@ def render_serve_service(s: RayServiceSettings, port: int, annotations: Optional
 def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
                       serve_env: Optional[dict] = None, service_annotations: Optional[dict] = None,
-                      head_env: Optional[dict] = None, tls: bool = False) -> dict:
+                      head_env: Optional[dict] = None, tls: bool = False,
+                      allowed_cidrs: Optional[list[str]] = None) -> dict:
     """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
     `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables."""
     placements = placements or {}
@@ -178,7 +184,7 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                                      "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
         "spec": {
             "upgradeStrategy": {"type": s.upgrade_strategy},
-            "serveService": render_serve_service(s, port, service_annotations, tls),
+            "serveService": render_serve_service(s, port, service_annotations, tls, allowed_cidrs),
             "excludeHeadPodFromServeSvc": s.exclude_head_from_serve,
             "serveConfigV2": to_yaml(serve_config),
             "rayClusterConfig": cluster,
@@ -215,8 +221,11 @@ class RayServiceArgs:
     placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
     storage: Optional[CheckpointStorage] = arg("GCS fault-tolerance Redis and model cache", None)
     serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)", default_factory=dict)
-    service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
+    service_annotations: Optional[pulumi.Input[dict]] = arg("annotations of a LoadBalancer Serve Service (cloud "
+                                                            "specific; values may be Outputs)", None)
     tls: bool = arg("the load balancer terminates TLS on 443 (its annotations carry the certificate)", False)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("the Serve load balancer's source ranges (e.g. another "
+                                                               "stack's output); default settings.allowed_cidrs", None)
     operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
                                             "dashboard and keep everything else but Serve's port in; None: no policies", None)
     metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics ports", None)
@@ -231,12 +240,16 @@ class RayService(pulumi.ComponentResource):
         super().__init__("rayserve:kuberay:RayService", name, None, opts)
         s = args.settings
         ref = args.storage.ref if args.storage else None
-        parts = [args.image, *((ref.redis_address, ref.password_secret, ref.model_cache_claim) if ref else ())]
+        cidrs = None if args.allowed_cidrs is None else \
+            checked(args.allowed_cidrs, list[AllowListCidr], "allowed_cidrs")
+        parts = [args.image, args.service_annotations, cidrs,
+                 *((ref.redis_address, ref.password_secret, ref.model_cache_claim) if ref else ())]
 
         def render(values: list) -> dict:
-            plain = GcsStorageRef(values[1], values[2], ref.password_key, values[3]) if ref else None
-            return render_rayservice(s, args.serve_config, values[0], args.placements, plain, args.serve_env,
-                                     args.service_annotations, args.head_env, args.tls)
+            image, annotations, allowed, *storage = values
+            plain = GcsStorageRef(storage[0], storage[1], ref.password_key, storage[2]) if ref else None
+            return render_rayservice(s, args.serve_config, image, args.placements, plain, args.serve_env,
+                                     annotations, args.head_env, args.tls, allowed)
 
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],

@@ -9,12 +9,13 @@ plain values. The `eks` platform is an EKS cluster plus this; the `kubernetes` p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings
 from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
@@ -36,8 +37,11 @@ class KubeRayServeArgs:
     kuberay: KubeRaySettings = arg("the operator's Helm chart and namespace", default_factory=KubeRaySettings)
     install_operator: bool = arg("install the KubeRay operator; false uses the one in kuberay.namespace", True)
     placements: Optional[dict] = arg("HEAD / worker group name -> Placement (node selector, tolerations)", None)
-    service_annotations: Optional[dict] = arg("annotations of a LoadBalancer Serve Service (cloud specific)", None)
+    service_annotations: Optional[pulumi.Input[dict]] = arg("annotations of a LoadBalancer Serve Service (cloud "
+                                                            "specific; values may be Outputs)", None)
     tls: bool = arg("the load balancer terminates TLS on 443 (its annotations carry the certificate)", False)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("the Serve load balancer's source ranges (e.g. another "
+                                                               "stack's output); default ray_service.allowed_cidrs", None)
     serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                                     default_factory=dict)
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
@@ -51,8 +55,10 @@ class KubeRayServe(pulumi.ComponentResource):
     `prometheus` (port-forward commands)."""
 
     def __init__(self, name: str, args: KubeRayServeArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("rayserve:kuberay:KubeRayServe", name, None, opts)
         rs = args.ray_service
+        if (error := rs.open_endpoint_error("ray_service", cidrs_elsewhere=args.allowed_cidrs is not None)):
+            raise ConfigError(f"rayserve: {error}")  # before any child exists
+        super().__init__("rayserve:kuberay:KubeRayServe", name, None, opts)
         aliases = [pulumi.Alias(parent=args.previous_parent)] if args.previous_parent is not None else None
         child = pulumi.ResourceOptions(parent=self, aliases=aliases)
         self.operator = (KubeRayOperator(f"{name}-kuberay", KubeRayOperatorArgs(settings=args.kuberay), child)
@@ -72,7 +78,7 @@ class KubeRayServe(pulumi.ComponentResource):
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=args.image, placements=args.placements,
                            storage=self.storage, serve_env=args.serve_env, service_annotations=args.service_annotations,
-                           tls=args.tls,
+                           tls=args.tls, allowed_cidrs=args.allowed_cidrs,
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
                            head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),

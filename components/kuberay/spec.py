@@ -23,6 +23,12 @@ class KubeRaySpec(PlatformSpec):
                                                   "the RayService")),
     }
 
+    def section_errors(self, cfg) -> list[str]:
+        errors = super().section_errors(cfg)
+        if (error := cfg.ray_service.open_endpoint_error("ray_service")):
+            errors.append(error)
+        return errors
+
     def kubectl(self, cfg) -> tuple[str, str]:
         """(how to get the cluster's credentials, the kubectl prefix) for `status`."""
         raise NotImplementedError

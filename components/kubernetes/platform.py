@@ -7,29 +7,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import AfterValidator
 
 from rayserve_pulumi.args import arg
+from rayserve_pulumi.config.types import PinnedImage
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings, ServeSettings, StackConfig
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.kubernetes.settings import KubernetesSettings
+from rayserve_pulumi.inputs import checked
 from rayserve_pulumi.platform import Platform
 
 __all__ = ["KubernetesPlatformArgs", "KubernetesPlatform"]
+
+
+def _kubeconfig(text: str) -> str:
+    """A kubeconfig's contents: YAML (JSON included) naming at least one cluster."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not doc.get("clusters"):
+        raise ValueError("a kubeconfig names its clusters (a `clusters:` list)")
+    return text
+
+
+Kubeconfig = Annotated[str, AfterValidator(_kubeconfig)]
 
 
 @dataclass(frozen=True)
 class KubernetesPlatformArgs:
     ray_service: RayServiceSettings = arg("the RayService: groups, autoscaling, upgrades, checkpoint storage")
     serve_config: dict = arg("validated Serve config (rayserve_pulumi.config.build_serve_config)")
-    image: pulumi.Input[str] = arg("the Serve image, prebuilt and pinned (a tag or a digest)")
+    image: pulumi.Input[str] = arg("the Serve image, prebuilt and pinned (a tag or a digest; may come from another "
+                                   "stack, checked once known)")
     settings: KubernetesSettings = arg("StorageClasses, the operator, the Serve Service's annotations",
                                        default_factory=KubernetesSettings)
-    provider: Optional[k8s.Provider] = arg("the cluster's provider (e.g. from another stack's kubeconfig); "
-                                           "default: one from settings.kubeconfig and settings.context", None)
+    provider: Optional[k8s.Provider] = arg("the cluster's provider; default: one from kubeconfig, else from "
+                                           "settings.kubeconfig and settings.context", None)
+    kubeconfig: Optional[pulumi.Input[str]] = arg("a kubeconfig's contents (e.g. the cluster stack's secret output), "
+                                                  "checked once known", None)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("who may reach an internet-facing Serve load balancer "
+                                                               "(e.g. another stack's output); overrides ray_service's",
+                                                               None)
     kuberay: KubeRaySettings = arg("the operator's Helm chart and namespace", default_factory=KubeRaySettings)
     serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                                     default_factory=lambda: ServeSettings().runtime_env())
@@ -49,12 +74,17 @@ class KubernetesPlatform(Platform):
         super().__init__(name, opts)
         s = args.settings
         provider = args.provider
-        if provider is None:
+        if provider is None and args.kubeconfig is not None:
+            provider = k8s.Provider(f"{name}-k8s", kubeconfig=pulumi.Output.secret(
+                checked(args.kubeconfig, Kubeconfig, "kubeconfig")), context=s.context,
+                opts=pulumi.ResourceOptions(parent=self))
+        elif provider is None:
             kubeconfig = str(Path(args.program_dir or Path.cwd()) / s.kubeconfig) if s.kubeconfig else None
             provider = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, context=s.context,
                                     opts=pulumi.ResourceOptions(parent=self))
         self.serving = KubeRayServe(name, KubeRayServeArgs(
-            ray_service=args.ray_service, serve_config=args.serve_config, image=args.image,
+            ray_service=args.ray_service, serve_config=args.serve_config,
+            image=checked(args.image, PinnedImage, "image"), allowed_cidrs=args.allowed_cidrs,
             storage_class=s.storage_class, model_cache_storage_class=s.model_cache_storage_class,
             kuberay=args.kuberay, install_operator=s.install_operator, service_annotations=s.service_annotations,
             serve_env=args.serve_env, metrics=args.metrics), pulumi.ResourceOptions(parent=self, provider=provider))

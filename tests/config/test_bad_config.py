@@ -106,7 +106,10 @@ STACK_CASES = [
     ("vm", "vm.allowed_cidrs", ["2001:db8::/32"], "rayserve:vm.allowed_cidrs[0]:"),
     ("vm", "vm.allowed_cidrs", ["203.0.113.7/24"], "rayserve:vm.allowed_cidrs[0]:"),
     ("vm", "vm.allowed_cidrs", ["not-a-cidr"], "rayserve:vm.allowed_cidrs[0]:"),
-    ("vm", "vm.allowed_cidrs", [], "rayserve:vm: load_balancer_scheme internet-facing needs allowed_cidrs"),
+    ("vm", "vm.allowed_cidrs", [], "rayserve: vm.load_balancer_scheme internet-facing needs vm.allowed_cidrs"),
+    ("prod", "ray_service.load_balancer_scheme", "internet-facing", "rayserve: ray_service.load_balancer_scheme "
+     "internet-facing needs "
+     "ray_service.allowed_cidrs"),
     # security: nothing open to the whole internet, TLS certificates are ACM ARNs
     ("vm", "vm.allowed_cidrs", ["0.0.0.0/0"], "rayserve:vm.allowed_cidrs[0]: '0.0.0.0/0' is the whole internet"),
     ("vm", "vm.load_balancer_scheme", "public", "rayserve:vm.load_balancer_scheme:"),

@@ -116,3 +116,40 @@ def test_status_gives_the_kubectl_commands_for_the_context(capsys):
     assert cli.main(["status", str(STACK)]) == 0
     out = capsys.readouterr().out
     assert "kubectl --kubeconfig kubeconfig.yaml --context production -n ray get rayservice rayserve" in out
+
+
+def _with_inputs(kubeconfig, image):
+    """KubernetesPlatform with the kubeconfig and the image as Outputs (another stack's), the rest the stack's."""
+    import pulumi
+
+    from rayserve_pulumi.kubernetes import KubernetesPlatform, KubernetesPlatformArgs
+
+    cfg, serve_config = validate_stack(VALUES, ROOT)
+
+    def program():
+        platform = KubernetesPlatform("k8s", KubernetesPlatformArgs(
+            ray_service=cfg.ray_service, serve_config=serve_config, image=pulumi.Output.from_input(image),
+            settings=cfg.kubernetes, kubeconfig=pulumi.Output.secret(kubeconfig)))
+        return {"app_urls": platform.app_urls}
+    return program
+
+
+def test_kubeconfig_and_image_from_another_stack_are_used_once_checked():
+    kubeconfig = yaml.safe_dump({"apiVersion": "v1", "clusters": [{"name": "c", "cluster": {"server": "https://k"}}]})
+    image = "registry.example.com/apps@sha256:" + "ef" * 32
+    r = render({}, "k8s", program=_with_inputs(kubeconfig, image))
+    provider = r.one("pulumi:providers:kubernetes").inputs
+    assert provider["kubeconfig"] == kubeconfig
+    spec = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]
+    assert spec["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
+@pytest.mark.parametrize("kubeconfig,image,expected", [
+    ("clusters: [", "registry.example.com/apps:1.0.0", "kubeconfig: not YAML"),
+    ("apiVersion: v1", "registry.example.com/apps:1.0.0", "kubeconfig: a kubeconfig names its clusters"),
+    ("clusters: [{name: c}]", "registry.example.com/apps:latest", "image:"),
+])
+def test_a_bad_kubeconfig_or_image_from_another_stack_fails_naming_the_arg(kubeconfig, image, expected):
+    with pytest.raises(Exception) as info:
+        render({}, "k8s", program=_with_inputs(kubeconfig, image))
+    assert expected in str(info.value), str(info.value)[-500:]

@@ -1,4 +1,5 @@
-"""EksCluster: VPC (pulumi-awsx), EKS (pulumi-eks) with managed CPU/GPU node groups, EBS CSI, gp3 StorageClass.
+"""EksCluster: VPC (pulumi-awsx, or an existing one), EKS (pulumi-eks) with managed CPU/GPU node groups, EBS CSI,
+gp3 StorageClass.
 
 Least privilege: the node role carries no CNI permissions (the VPC CNI add-on gets them through IRSA),
 node launch templates require IMDSv2 with hop limit 1 (pods reach AWS through IRSA only), and the
@@ -15,12 +16,12 @@ from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_awsx as awsx
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
+from rayserve_pulumi.aws.network import ExistingNetwork, network
 from rayserve_pulumi.config.stack import EksSettings, NodeGroup
 from rayserve_pulumi.constants import ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL
 
@@ -49,6 +50,8 @@ def node_group_labels(group: NodeGroup) -> dict[str, str]:
 @dataclass(frozen=True)
 class EksClusterArgs:
     settings: EksSettings = arg("VPC, Kubernetes version, node groups, StorageClass name")
+    network: Optional[ExistingNetwork] = arg("a VPC that exists already (ids may come from another stack); "
+                                             "default: a new VPC from settings", None)
     enable_efs: bool = arg("an encrypted EFS file system and a ReadWriteMany StorageClass (model cache)", False)
     tags: dict[str, str] = arg("AWS tags on every resource", default_factory=dict)
 
@@ -65,8 +68,7 @@ class EksCluster(pulumi.ComponentResource):
         super().__init__("rayserve:aws:EksCluster", name, None, opts)
         s, child = args.settings, pulumi.ResourceOptions(parent=self)
 
-        self.vpc = awsx.ec2.Vpc(
-            f"{name}-vpc",
+        self.network = network(name, args.network, s.availability_zones, dict(
             cidr_block=s.vpc_cidr,
             number_of_availability_zones=s.availability_zones,
             enable_dns_hostnames=True,
@@ -76,8 +78,8 @@ class EksCluster(pulumi.ComponentResource):
                 {"type": "Private", "tags": {"kubernetes.io/role/internal-elb": "1", **args.tags}},
             ],
             tags=args.tags,
-            opts=child,
-        )
+        ), child)
+        net = self.network
         self.node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                                       tags=args.tags, opts=child)
         attachments = [
@@ -90,9 +92,9 @@ class EksCluster(pulumi.ComponentResource):
         self.cluster = eks.Cluster(
             f"{name}-cluster",
             name=name,
-            vpc_id=self.vpc.vpc_id,
-            public_subnet_ids=self.vpc.public_subnet_ids,
-            private_subnet_ids=self.vpc.private_subnet_ids,
+            vpc_id=net.vpc_id,
+            public_subnet_ids=net.public_subnet_ids,
+            private_subnet_ids=net.private_subnet_ids,
             node_associate_public_ip_address=False,
             skip_default_node_group=True,
             authentication_mode=eks.AuthenticationMode.API,
@@ -141,7 +143,7 @@ class EksCluster(pulumi.ComponentResource):
         self.model_cache_storage_class = self._efs(name, args, k8s_child) if args.enable_efs else None
         self.register_outputs({
             "kubeconfig": self.kubeconfig, "cluster_name": self.cluster_name,
-            "storage_class_name": self.storage_class_name, "vpc_id": self.vpc.vpc_id,
+            "storage_class_name": self.storage_class_name, "vpc_id": net.vpc_id,
             "oidc_provider_arn": self.cluster.oidc_provider_arn,
         })
 
@@ -160,7 +162,7 @@ class EksCluster(pulumi.ComponentResource):
             cluster=self.cluster,
             node_group_name_prefix=f"{g.name}-",
             node_role=self.node_role,
-            subnet_ids=self.vpc.private_subnet_ids,
+            subnet_ids=self.network.private_subnet_ids,
             instance_types=g.instance_types,
             ami_type="AL2023_x86_64_NVIDIA" if g.gpu else "AL2023_x86_64_STANDARD",
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
@@ -187,14 +189,14 @@ class EksCluster(pulumi.ComponentResource):
         fs = aws.efs.FileSystem(f"{name}-models", encrypted=True, performance_mode="generalPurpose",
                                 throughput_mode="elastic", tags=args.tags, opts=child)
         sg = aws.ec2.SecurityGroup(
-            f"{name}-efs-sg", vpc_id=self.vpc.vpc_id, description="NFS from cluster nodes only",
+            f"{name}-efs-sg", vpc_id=self.network.vpc_id, description="NFS from cluster nodes only",
             ingress=[{"protocol": "tcp", "from_port": 2049, "to_port": 2049,
                       "security_groups": [self.cluster.node_security_group_id]}],
             tags=args.tags, opts=child,
         )
         for i in range(args.settings.availability_zones):
             aws.efs.MountTarget(f"{name}-models-mt-{i}", file_system_id=fs.id,
-                                subnet_id=self.vpc.private_subnet_ids[i], security_groups=[sg.id], opts=child)
+                                subnet_id=self.network.private_subnet_ids[i], security_groups=[sg.id], opts=child)
         role = self._irsa_role(name, "efs-csi", "kube-system", "efs-csi-controller-sa",
                                "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy", args.tags)
         addon = aws.eks.Addon(f"{name}-efs-csi", cluster_name=self.cluster_name, addon_name="aws-efs-csi-driver",

@@ -7,7 +7,7 @@ It turns EKS facts into the plain values the cloud-neutral KubeRay pieces take: 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -16,6 +16,8 @@ from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.aws.eks.cluster import EksCluster, EksClusterArgs
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
+from rayserve_pulumi.aws.network import ExistingNetwork
+from rayserve_pulumi.aws.types import AcmCertificateArn
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import (
     EksSettings, ImageSettings, KubeRaySettings, MetricsSettings, RayServiceSettings, ServeSettings, StackConfig,
@@ -24,13 +26,14 @@ from rayserve_pulumi.config.stack import (
 from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import GPU_TOLERATION, HEAD, Placement
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
+from rayserve_pulumi.inputs import checked_or_none
 from rayserve_pulumi.platform import Platform
 
 __all__ = ["nlb_annotations", "placements", "EksPlatformArgs", "EksPlatform"]
 
 
 
-def nlb_annotations(scheme: str, certificate_arn: Optional[str] = None) -> dict[str, str]:
+def nlb_annotations(scheme: str, certificate_arn: Optional[pulumi.Input[str]] = None) -> dict:
     """An NLB for the Serve Service: internal unless the stack asks for internet-facing (both the AWS
     Load Balancer Controller's scheme annotation and the in-tree provider's internal one); with an ACM
     certificate it terminates TLS on 443."""
@@ -38,7 +41,7 @@ def nlb_annotations(scheme: str, certificate_arn: Optional[str] = None) -> dict[
                    "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme}
     if scheme == "internal":
         annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
-    if certificate_arn:
+    if certificate_arn is not None:
         annotations.update({"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": certificate_arn,
                             "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": str(TLS_PORT),
                             "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": TLS_POLICY})
@@ -68,6 +71,13 @@ class EksPlatformArgs:
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
                         "default the bundled apps", default_factory=AppCode.bundled_apps)
+    # values that may come from another resource or stack (a StackReference), each checked once known
+    network: Optional[ExistingNetwork] = arg("a VPC that exists already; default: a new VPC from eks", None)
+    image_uri: Optional[pulumi.Input[str]] = arg("a prebuilt image, pinned; overrides image", None)
+    serve_tls_certificate_arn: Optional[pulumi.Input[str]] = arg("an ACM certificate for the Serve NLB's TLS "
+                                                                 "listener; overrides eks'", None)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("who may reach an internet-facing Serve NLB; "
+                                                               "overrides ray_service's", None)
 
 
 class EksPlatform(Platform):
@@ -87,15 +97,18 @@ class EksPlatform(Platform):
         child = pulumi.ResourceOptions(parent=self)
         needs_gpu = rs.head.gpu > 0 or any(g.gpu for g in rs.worker_groups)
         self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, gpu=needs_gpu, tags=args.tags,
-                                                                code=args.code), child)
+                                                                code=args.code, uri=args.image_uri), child)
         self.cluster = EksCluster(f"{name}-eks", EksClusterArgs(
-            settings=args.eks, enable_efs=rs.checkpoint.model_cache_gi is not None, tags=args.tags), child)
+            settings=args.eks, network=args.network, enable_efs=rs.checkpoint.model_cache_gi is not None,
+            tags=args.tags), child)
+        certificate = checked_or_none(args.serve_tls_certificate_arn, AcmCertificateArn, "serve_tls_certificate_arn") \
+            or args.eks.serve_tls_certificate_arn
         self.serving = KubeRayServe(name, KubeRayServeArgs(
             ray_service=rs, serve_config=args.serve_config, image=self.image.image_ref,
             storage_class=self.cluster.storage_class_name, model_cache_storage_class=self.cluster.model_cache_storage_class,
             kuberay=args.kuberay, placements=placements(rs, args.eks),
-            service_annotations=nlb_annotations(rs.load_balancer_scheme, args.eks.serve_tls_certificate_arn),
-            tls=bool(args.eks.serve_tls_certificate_arn),
+            service_annotations=nlb_annotations(rs.load_balancer_scheme, certificate),
+            tls=certificate is not None, allowed_cidrs=args.allowed_cidrs,
             serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
         self.app_urls = self.serving.app_urls

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Annotated, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_awsx as awsx
 import pulumi_random as random
+from pydantic import Field
 
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.iam import assume_role_policy
+from rayserve_pulumi.aws.network import ExistingNetwork, Network, network
+from rayserve_pulumi.aws.types import AcmCertificateArn
 from rayserve_pulumi.aws.vm import user_data
 from rayserve_pulumi.config.aws import SSM_STANDARD_LIMIT
 from rayserve_pulumi.config.checks import serve_port_errors
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.serve import ValidatedServeConfig, app_urls, serve_port
 from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
+from rayserve_pulumi.config.types import AllowListCidr
+from rayserve_pulumi.inputs import checked, checked_or_none
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
 __all__ = [
@@ -124,6 +128,12 @@ class RayVmClusterArgs:
     serve_config: dict = arg("validated Serve config, kept in an SSM parameter")
     image: pulumi.Input[str] = arg("the Serve image, pinned by digest or version tag")
     image_repository_arn: Optional[pulumi.Input[str]] = arg("ECR repository the nodes may pull from", None)
+    network: Optional[ExistingNetwork] = arg("a VPC that exists already (ids may come from another stack); "
+                                             "default: a new VPC from settings.vpc_cidr", None)
+    tls_certificate_arn: Optional[pulumi.Input[str]] = arg("an ACM certificate (e.g. another stack's output) for "
+                                                           "the NLB's TLS listener; default settings'", None)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("who may reach an internet-facing NLB (e.g. another "
+                                                               "stack's output); default settings'", None)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                           default_factory=dict)
@@ -137,12 +147,16 @@ class RayVmCluster(pulumi.ComponentResource):
         super().__init__("rayserve:aws:RayVmCluster", name, None, opts)
         s, tags, child = args.settings, args.tags, pulumi.ResourceOptions(parent=self)
         port = check_serve_port(args.serve_config)
+        if (error := s.open_endpoint_error("vm", cidrs_elsewhere=args.allowed_cidrs is not None)):
+            raise ConfigError(f"rayserve: {error}")
         region = aws.get_region_output().region
 
-        vpc = awsx.ec2.Vpc(f"{name}-vpc", cidr_block=s.vpc_cidr, number_of_availability_zones=2,
-                           nat_gateways={"strategy": "Single"}, enable_dns_hostnames=True,
-                           subnet_specs=[{"type": "Public"}, {"type": "Private"}], tags=tags, opts=child)
-        self.lb_security_group = self._lb_security_group(name, s, port, vpc.vpc_id, tags)
+        vpc = network(name, args.network, 1, dict(
+            cidr_block=s.vpc_cidr, number_of_availability_zones=2, nat_gateways={"strategy": "Single"},
+            enable_dns_hostnames=True, subnet_specs=[{"type": "Public"}, {"type": "Private"}], tags=tags), child)
+        self.tls_certificate_arn = checked_or_none(args.tls_certificate_arn, AcmCertificateArn,
+                                                   "tls_certificate_arn") or s.tls_certificate_arn
+        self.lb_security_group = self._lb_security_group(name, s, port, vpc, args.allowed_cidrs, tags)
         self.security_group = self._security_group(name, port, vpc.vpc_id, self.lb_security_group.id, tags)
 
         config_json = json.dumps(args.serve_config, sort_keys=True)
@@ -211,7 +225,7 @@ class RayVmCluster(pulumi.ComponentResource):
             opts=child)
 
         base_url = self.load_balancer.dns_name.apply(
-            lambda dns: f"https://{dns}" if s.tls_certificate_arn else f"http://{dns}:{port}")
+            lambda dns: f"https://{dns}" if self.tls_certificate_arn else f"http://{dns}:{port}")
         self.app_urls = base_url.apply(lambda url: app_urls(url, args.serve_config))
         self.head_private_ip = self.head.private_ip
         self.dashboard_hint = self.head.id.apply(lambda i: ssm_port_forward(i, DASHBOARD_PORT, "the Ray dashboard"))
@@ -223,7 +237,7 @@ class RayVmCluster(pulumi.ComponentResource):
         self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
                                "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
 
-    def _load_balancer(self, name: str, s: VmSettings, port: int, vpc, tags: dict) -> None:
+    def _load_balancer(self, name: str, s: VmSettings, port: int, vpc: Network, tags: dict) -> None:
         """The NLB in front of Serve's proxies on every node: internal or internet-facing (its security group
         admits allowed_cidrs only), a TLS listener on 443 with the ACM certificate or TCP on Serve's port,
         health-checked on Serve's /-/healthz."""
@@ -239,25 +253,34 @@ class RayVmCluster(pulumi.ComponentResource):
             deregistration_delay=30, tags=tags, opts=child)
         aws.lb.TargetGroupAttachment(f"{name}-serve-head", target_group_arn=self.target_group.arn,
                                      target_id=self.head.id, port=port, opts=child)
-        tls = {"protocol": "TLS", "port": TLS_PORT, "certificate_arn": s.tls_certificate_arn,
-               "ssl_policy": TLS_POLICY} if s.tls_certificate_arn else {"protocol": "TCP", "port": port}
+        tls = {"protocol": "TLS", "port": TLS_PORT, "certificate_arn": self.tls_certificate_arn,
+               "ssl_policy": TLS_POLICY} if self.tls_certificate_arn else {"protocol": "TCP", "port": port}
         aws.lb.Listener(f"{name}-serve", load_balancer_arn=self.load_balancer.arn,
                         default_actions=[{"type": "forward", "target_group_arn": self.target_group.arn}],
                         tags=tags, opts=child, **tls)
 
-    def _lb_security_group(self, name: str, s: VmSettings, port: int, vpc_id, tags: dict) -> aws.ec2.SecurityGroup:
-        """The NLB's listener port from allowed_cidrs (internet-facing) or the VPC (internal); out to the nodes."""
+    def _lb_security_group(self, name: str, s: VmSettings, port: int, vpc: Network,
+                           allowed: Optional[pulumi.Input[Sequence[str]]], tags: dict) -> aws.ec2.SecurityGroup:
+        """The NLB's listener port from allowed_cidrs (internet-facing) or the VPC (internal); out to the nodes.
+        CIDRs from another stack (`allowed`) are one rule of many blocks: their count is unknown until then."""
         child = pulumi.ResourceOptions(parent=self)
-        sg = aws.ec2.SecurityGroup(f"{name}-nlb-sg", vpc_id=vpc_id, description=f"{name} Serve load balancer",
+        sg = aws.ec2.SecurityGroup(f"{name}-nlb-sg", vpc_id=vpc.vpc_id, description=f"{name} Serve load balancer",
                                    tags=tags, opts=child)
-        listener_port = TLS_PORT if s.tls_certificate_arn else port
-        sources = s.allowed_cidrs if s.load_balancer_scheme == "internet-facing" else [s.vpc_cidr]
-        for i, cidr in enumerate(sources):
+        listener_port = TLS_PORT if self.tls_certificate_arn else port
+        internet = s.load_balancer_scheme == "internet-facing"
+        if internet and allowed is not None:
+            aws.ec2.SecurityGroupRule(
+                f"{name}-serve-allowed", type="ingress", security_group_id=sg.id, protocol="tcp",
+                from_port=listener_port, to_port=listener_port,
+                cidr_blocks=checked(allowed, Annotated[list[AllowListCidr], Field(min_length=1)], "allowed_cidrs"),
+                description="Ray Serve through the NLB", opts=child)
+        for i, cidr in enumerate([] if internet and allowed is not None else s.allowed_cidrs if internet
+                                 else [vpc.cidr_block]):
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-serve-{i}", security_group_id=sg.id, ip_protocol="tcp", from_port=listener_port,
                 to_port=listener_port, cidr_ipv4=cidr, description="Ray Serve through the NLB", opts=child)
         aws.vpc.SecurityGroupEgressRule(f"{name}-nlb-egress", security_group_id=sg.id, ip_protocol="tcp",
-                                        from_port=port, to_port=port, cidr_ipv4=s.vpc_cidr,
+                                        from_port=port, to_port=port, cidr_ipv4=vpc.cidr_block,
                                         description="to Serve on the nodes", opts=child)
         return sg
 

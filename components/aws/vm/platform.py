@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -10,6 +10,7 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
+from rayserve_pulumi.aws.network import ExistingNetwork
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
 from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
 from rayserve_pulumi.platform import Platform
@@ -28,6 +29,12 @@ class VmPlatformArgs:
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
                         "default the bundled apps", default_factory=AppCode.bundled_apps)
+    # values that may come from another resource or stack (a StackReference), each checked once known
+    network: Optional[ExistingNetwork] = arg("a VPC that exists already; default: a new VPC from vm.vpc_cidr", None)
+    image_uri: Optional[pulumi.Input[str]] = arg("a prebuilt image, pinned; overrides image", None)
+    tls_certificate_arn: Optional[pulumi.Input[str]] = arg("an ACM certificate for the NLB; overrides vm's", None)
+    allowed_cidrs: Optional[pulumi.Input[Sequence[str]]] = arg("who may reach an internet-facing NLB; overrides "
+                                                               "vm's", None)
 
 
 class VmPlatform(Platform):
@@ -41,12 +48,14 @@ class VmPlatform(Platform):
         check_serve_port(args.serve_config)  # before any child exists
         super().__init__(name, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, tags=args.tags, code=args.code), child)
+        self.image = ServeImage(f"{name}-image", ServeImageArgs(settings=args.image, tags=args.tags, code=args.code,
+                                                                uri=args.image_uri), child)
         self.cluster = RayVmCluster(
             f"{name}-vm",
             RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
                              image_repository_arn=self.image.repository_arn, tags=args.tags, serve_env=args.serve_env,
-                             metrics=args.metrics),
+                             metrics=args.metrics, network=args.network, tls_certificate_arn=args.tls_certificate_arn,
+                             allowed_cidrs=args.allowed_cidrs),
             child,
         )
         self.app_urls = self.cluster.app_urls

@@ -24,6 +24,12 @@ class VmSpec(PlatformSpec):
     needs_image = True
     declares_aws = True
 
+    def section_errors(self, cfg) -> list[str]:
+        errors = super().section_errors(cfg)
+        if cfg.vm is not None and (error := cfg.vm.open_endpoint_error("vm")):
+            errors.append(error)
+        return errors
+
     def nodes(self, cfg) -> list[Node]:
         from rayserve_pulumi.config.instances import instance_type
 
