@@ -6,6 +6,7 @@ through the registry. `outputs()` is what the stack exports.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import ClassVar, Optional
 
@@ -13,7 +14,13 @@ import pulumi
 
 from rayserve_pulumi.config.stack import StackConfig
 
-__all__ = ["Platform"]
+__all__ = ["Platform", "with_inputs"]
+
+
+def with_inputs(args, inputs: Optional[dict]):
+    """A platform's args dataclass with the given fields replaced (None values left as they are)."""
+    given = {k: v for k, v in (inputs or {}).items() if v is not None}
+    return dataclasses.replace(args, **given) if given else args
 
 
 class Platform(pulumi.ComponentResource):
@@ -30,9 +37,10 @@ class Platform(pulumi.ComponentResource):
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts: Optional[pulumi.ResourceOptions] = None,
-                   program_dir: Optional[Path] = None) -> "Platform":
+                   program_dir: Optional[Path] = None, inputs: Optional[dict] = None) -> "Platform":
         """Build this platform from a validated stack config and Serve config (`program_dir`: the Pulumi
-        program's folder, which anchors relative paths of the stack)."""
+        program's folder, which anchors relative paths of the stack; `inputs`: args fields whose values come
+        from elsewhere, `pulumi.Input`s, e.g. the component provider's)."""
         raise NotImplementedError
 
     def extra_outputs(self) -> dict:

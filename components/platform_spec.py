@@ -43,12 +43,15 @@ class PlatformSpec:
     needs_image: ClassVar[bool] = False  # runs the Serve image (image.uri or image.build)
     declares_aws: ClassVar[bool] = False  # declares AWS resources (which `tags` tag)
     direct: ClassVar[Optional[str]] = None  # `module:run` of a lifecycle `rayserve up` runs without Pulumi
+    # `module:Class` of its component for other languages (rayserve_pulumi.provider), if it has one
+    provider_component: ClassVar[Optional[str]] = None
 
-    def section_errors(self, cfg: "StackConfig") -> list[str]:
-        """What the stack's sections lack for this platform (checked when the stack config is parsed)."""
+    def section_errors(self, cfg: "StackConfig", supplied: frozenset = frozenset()) -> list[str]:
+        """What the stack's sections lack for this platform (checked when the stack config is parsed);
+        `supplied`: settings a component user passes as args instead ("image", "allowed_cidrs")."""
         errors = [f"platform {self.name} needs {'an' if s[0] in 'aeiou' else 'a'} `{s}` section"
                   for s in self.required_sections if getattr(cfg, s) is None]
-        if self.needs_image and not cfg.image.provided:
+        if self.needs_image and not cfg.image.provided and "image" not in supplied:
             errors.append(f"platform {self.name} needs image.uri (prebuilt, pinned) or image.build: true")
         if cfg.tags and not self.declares_aws:
             errors.append(f"tags are AWS resource tags; the {self.name} platform declares no AWS resource")

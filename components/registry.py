@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["PLATFORMS", "platform", "platform_class", "direct_lifecycle", "sections"]
+__all__ = ["PLATFORMS", "platform", "platform_class", "direct_lifecycle", "provider_components", "sections"]
 
 PLATFORMS: dict[str, str] = {
     "local": "rayserve_pulumi.local.spec:SPEC",
@@ -39,6 +39,11 @@ def direct_lifecycle(name: str):
     """The `run` of a platform `rayserve up` deploys without a Pulumi CLI, or None."""
     spec = platform(name) if name in PLATFORMS else None
     return _load(spec.direct) if spec is not None and spec.direct else None
+
+
+def provider_components() -> list[type]:
+    """The components the component provider serves to other languages: each platform's that has one."""
+    return [_load(platform(name).provider_component) for name in PLATFORMS if platform(name).provider_component]
 
 
 def sections() -> dict[str, tuple]:

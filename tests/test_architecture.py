@@ -52,7 +52,12 @@ def test_component_type_tokens_name_their_module():
             tokens = re.findall(r'"(rayserve:[a-z_]+:[A-Z]\w+)"', open(source).read())
             for token in tokens:
                 _, module, name = token.split(":")
-                assert module in cls.__module__.split("."), (token, cls.__module__)
+                if module == "index":  # the component provider's: its host puts every component in `index`
+                    from rayserve_pulumi.provider.component import ProviderComponent
+
+                    assert issubclass(cls, ProviderComponent) and name == cls.__name__, (token, cls)
+                else:
+                    assert module in cls.__module__.split("."), (token, cls.__module__)
                 found += 1
     assert found >= 9
 

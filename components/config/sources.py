@@ -86,10 +86,11 @@ def read_stack_file(path) -> dict[str, Any]:
     return values
 
 
-def parse_stack_config(values: dict[str, Any]) -> StackConfig:
-    """Validate raw config values; raise ConfigError naming each bad `rayserve:` key."""
+def parse_stack_config(values: dict[str, Any], supplied: frozenset = frozenset()) -> StackConfig:
+    """Validate raw config values; raise ConfigError naming each bad `rayserve:` key. `supplied`: settings that
+    arrive as component args instead ("image", "allowed_cidrs"), so the stack need not hold them."""
     try:
-        return StackConfig.model_validate(values)
+        return StackConfig.model_validate(values, context={"supplied": supplied})
     except ValidationError as exc:
         raise ConfigError(*format_pydantic_errors(f"{NAMESPACE}:", exc, values)) from None
 

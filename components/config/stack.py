@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from rayserve_pulumi.aws.eks.settings import EKS_VERSIONS, EksSettings, NodeGroup, check_node_groups
 from rayserve_pulumi.aws.types import AcmCertificateArn, InstanceType, VpcCidr
@@ -186,10 +186,11 @@ class SharedSettings(Strict):
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
 
     @model_validator(mode="after")
-    def _platform_sections(self):
+    def _platform_sections(self, info: ValidationInfo):
         from rayserve_pulumi.registry import platform
 
-        errors = platform(self.platform).section_errors(self)
+        # `supplied`: settings a component user passes as args instead (config.sources.parse_stack_config)
+        errors = platform(self.platform).section_errors(self, frozenset((info.context or {}).get("supplied", ())))
         if errors:
             raise ValueError(errors[0])
         return self

@@ -25,9 +25,11 @@ def validate_resolved(cfg: StackConfig, resolved: dict, code: AppCode, added: Op
     return serve_config, apps
 
 
-def validate_stack(values: dict[str, Any], program_dir: Optional[Path] = None) -> tuple[StackConfig, dict]:
-    """Validate a stack's raw values, its apps' code and its Serve config; nothing is declared before this returns."""
-    cfg = parse_stack_config(values)
+def validate_stack(values: dict[str, Any], program_dir: Optional[Path] = None,
+                   supplied: frozenset = frozenset()) -> tuple[StackConfig, dict]:
+    """Validate a stack's raw values, its apps' code and its Serve config; nothing is declared before this returns.
+    `supplied`: settings that arrive as component args instead (config.sources.parse_stack_config)."""
+    cfg = parse_stack_config(values, supplied)
     code = app_code(cfg.serve, program_dir)
     resolved, added = resolve_serve_config(cfg.serve, program_dir)
     return cfg, validate_resolved(cfg, resolved, code, added)[0]

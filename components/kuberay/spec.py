@@ -23,9 +23,9 @@ class KubeRaySpec(PlatformSpec):
                                                   "the RayService")),
     }
 
-    def section_errors(self, cfg) -> list[str]:
-        errors = super().section_errors(cfg)
-        if (error := cfg.ray_service.open_endpoint_error("ray_service")):
+    def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
+        errors = super().section_errors(cfg, supplied)
+        if (error := cfg.ray_service.open_endpoint_error("ray_service", "allowed_cidrs" in supplied)):
             errors.append(error)
         return errors
 

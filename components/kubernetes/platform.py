@@ -19,7 +19,7 @@ from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RaySe
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 from rayserve_pulumi.inputs import checked
-from rayserve_pulumi.platform import Platform
+from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["KubernetesPlatformArgs", "KubernetesPlatform"]
 
@@ -97,8 +97,9 @@ class KubernetesPlatform(Platform):
                 **self.serving.monitoring_outputs()}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "KubernetesPlatform":
-        return cls(cfg.name, KubernetesPlatformArgs(
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None,
+                   inputs: Optional[dict] = None) -> "KubernetesPlatform":
+        return cls(cfg.name, with_inputs(KubernetesPlatformArgs(
             ray_service=cfg.ray_service, serve_config=serve_config, image=cfg.image.uri, settings=cfg.kubernetes,
             kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics,
-            program_dir=str(program_dir) if program_dir else None), opts)
+            program_dir=str(program_dir) if program_dir else None), inputs), opts)

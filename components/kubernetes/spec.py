@@ -15,14 +15,15 @@ __all__ = ["KubernetesSpec", "SPEC"]
 class KubernetesSpec(KubeRaySpec):
     name = "kubernetes"
     component = "rayserve_pulumi.kubernetes.platform:KubernetesPlatform"
+    provider_component = "rayserve_pulumi.kubernetes.service:KubernetesService"
     sections = {**KubeRaySpec.sections, "kubernetes": (Optional[KubernetesSettings], Field(
         None, description="platform kubernetes: an existing cluster"))}
     required_sections = ("kubernetes",)
 
-    def section_errors(self, cfg) -> list[str]:
-        errors = super().section_errors(cfg)
+    def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
+        errors = super().section_errors(cfg, supplied)
         rs = cfg.ray_service
-        if not cfg.image.uri:
+        if not cfg.image.uri and "image" not in supplied:
             errors.append("platform kubernetes needs image.uri (a prebuilt image, pinned, in a registry the cluster "
                           "pulls from); image.build pushes to ECR, which is the eks and vm platforms'")
         if any(p.node_group for p in (rs.head, *rs.worker_groups)):

@@ -9,7 +9,7 @@ import pulumi
 from rayserve_pulumi.config.stack import StackConfig
 from rayserve_pulumi.local.args import LocalPlatformArgs
 from rayserve_pulumi.local.provider import LocalRayServe
-from rayserve_pulumi.platform import Platform
+from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["LocalPlatform"]
 
@@ -32,5 +32,6 @@ class LocalPlatform(Platform):
         return {"prometheus": self.prometheus}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir: Optional[Path] = None):
-        return cls(cfg.name, LocalPlatformArgs.from_stack(cfg, serve_config, program_dir), opts)
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir: Optional[Path] = None,
+                   inputs: Optional[dict] = None):
+        return cls(cfg.name, with_inputs(LocalPlatformArgs.from_stack(cfg, serve_config, program_dir), inputs), opts)

@@ -27,7 +27,7 @@ from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import GPU_TOLERATION, HEAD, Placement
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.inputs import checked_or_none
-from rayserve_pulumi.platform import Platform
+from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["nlb_annotations", "placements", "EksPlatformArgs", "EksPlatform"]
 
@@ -121,8 +121,9 @@ class EksPlatform(Platform):
                 "serve_port_forward": self.serving.port_forward, **self.serving.monitoring_outputs()}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "EksPlatform":
-        return cls(cfg.name, EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None,
+                   inputs: Optional[dict] = None) -> "EksPlatform":
+        return cls(cfg.name, with_inputs(EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
                                              image=cfg.image, kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(),
                                              metrics=cfg.metrics, tags=cfg.tags,
-                                             code=app_code(cfg.serve, program_dir)), opts)
+                                             code=app_code(cfg.serve, program_dir)), inputs), opts)

@@ -16,6 +16,7 @@ __all__ = ["EksSpec", "SPEC"]
 class EksSpec(KubeRaySpec):
     name = "eks"
     component = "rayserve_pulumi.aws.eks:EksPlatform"
+    provider_component = "rayserve_pulumi.aws.eks.service:EksService"
     sections = {**KubeRaySpec.sections,
                 "eks": (Optional[EksSettings], Field(None, description="platform eks: the cluster")),
                 "tags": (AwsTags, Field(default_factory=dict, description="AWS tags on every resource (eks, vm)"))}
@@ -23,8 +24,8 @@ class EksSpec(KubeRaySpec):
     needs_image = True
     declares_aws = True
 
-    def section_errors(self, cfg) -> list[str]:
-        errors = super().section_errors(cfg)
+    def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
+        errors = super().section_errors(cfg, supplied)
         if cfg.eks is not None:
             from rayserve_pulumi.config.stack import check_node_groups
 

@@ -13,7 +13,7 @@ from rayserve_pulumi.aws.image import ServeImage, ServeImageArgs
 from rayserve_pulumi.aws.network import ExistingNetwork
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
 from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
-from rayserve_pulumi.platform import Platform
+from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["VmPlatformArgs", "VmPlatform"]
 
@@ -68,7 +68,8 @@ class VmPlatform(Platform):
         return {"image": self.image.image_ref, "head_private_ip": self.cluster.head_private_ip, **monitoring}
 
     @classmethod
-    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None) -> "VmPlatform":
-        return cls(cfg.name, VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
+    def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None,
+                   inputs: Optional[dict] = None) -> "VmPlatform":
+        return cls(cfg.name, with_inputs(VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
                                             serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, tags=cfg.tags,
-                                            code=app_code(cfg.serve, program_dir)), opts)
+                                            code=app_code(cfg.serve, program_dir)), inputs), opts)

@@ -18,15 +18,16 @@ __all__ = ["VmSpec", "SPEC"]
 class VmSpec(PlatformSpec):
     name = "vm"
     component = "rayserve_pulumi.aws.vm:VmPlatform"
+    provider_component = "rayserve_pulumi.aws.vm.service:VmService"
     sections = {"vm": (Optional[VmSettings], Field(None, description="platform vm")),
                 "tags": (AwsTags, Field(default_factory=dict, description="AWS tags on every resource (eks, vm)"))}
     required_sections = ("vm",)
     needs_image = True
     declares_aws = True
 
-    def section_errors(self, cfg) -> list[str]:
-        errors = super().section_errors(cfg)
-        if cfg.vm is not None and (error := cfg.vm.open_endpoint_error("vm")):
+    def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
+        errors = super().section_errors(cfg, supplied)
+        if cfg.vm is not None and (error := cfg.vm.open_endpoint_error("vm", "allowed_cidrs" in supplied)):
             errors.append(error)
         return errors
 
