@@ -19,8 +19,19 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 __all__ = [
-    "FAKE_OUTPUTS", "READ_OUTPUTS", "FAKE_CALLS", "Declared", "Rendered", "unwrap_secrets", "mock_arn", "preview",
+    "EKS_CLUSTER_SG", "eks_security_groups", "FAKE_OUTPUTS", "READ_OUTPUTS", "FAKE_CALLS", "Declared", "Rendered", "unwrap_secrets", "mock_arn", "preview",
 ]
+
+EKS_CLUSTER_SG = "sg-0eks0cluster0000"  # the security group EKS creates for a cluster
+
+
+def eks_security_groups(inputs: dict) -> dict:
+    """pulumi-eks' security-group outputs: its own cluster and node groups, or with skipDefaultSecurityGroups
+    the group EKS creates for the cluster as both (pulumi-eks' documentation of both outputs)."""
+    if inputs.get("skipDefaultSecurityGroups"):
+        return {"clusterSecurityGroupId": EKS_CLUSTER_SG, "nodeSecurityGroupId": EKS_CLUSTER_SG}
+    return {"clusterSecurityGroupId": "sg-0pulumi0eks0cluster", "nodeSecurityGroupId": "sg-0pulumi0eks0nodes"}
+
 
 # Outputs the providers would compute, keyed by resource type (Pulumi schema names).
 FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
@@ -29,7 +40,7 @@ FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "eks:index:Cluster": lambda n, i: {"kubeconfigJson": json.dumps({"apiVersion": "v1", "clusters": [{"name": n}]}),
                                        "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/ABC",
                                        "oidcProviderUrl": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC",
-                                       "nodeSecurityGroupId": "sg-nodes"},
+                                       **eks_security_groups(i)},
     "aws:ecr/repository:Repository": lambda n, i: {"repositoryUrl": f"123456789012.dkr.ecr.us-west-2.amazonaws.com/{i.get('name')}",
                                                    "registryId": "123456789012",
                                                    "arn": f"arn:aws:ecr:us-west-2:123456789012:repository/{i.get('name')}"},

@@ -25,7 +25,8 @@ def test_stack_is_one_platform_component_that_owns_everything(rendered, stack):
     assert len(r.resources) > 1
     for res in r.resources:
         if res not in top:
-            assert f"::{COMPONENT_PREFIX}" in res.parent, f"{res.type} {res.name} is not parented to a component"
+            parent_type = res.parent.split("::")[-2].split("$")[-1]  # urn:pulumi:stack::project::a$b$type::name
+            assert parent_type.startswith(COMPONENT_PREFIX), f"{res.type} {res.name} is not parented to a component"
     assert all(t.count(":") == 2 for t in r.types() if t.startswith(COMPONENT_PREFIX))
     if stack != "local":  # local URLs are computed by the provider at `up` time
         apps = stack_values(stack).get("serve", {}).get("applications") or ["fruit", "calc", "summarize_translate"]

@@ -21,6 +21,7 @@ from rayserve_pulumi.constants import (
     GRAFANA_PORT, KUBE_PROMETHEUS_STACK_CHART as CHART, KUBE_PROMETHEUS_STACK_REPOSITORY, PROMETHEUS_PORT,
     RAY_METRICS_PORTS, SERVICE_LABEL,
 )
+from rayserve_pulumi.kuberay.security import pod_security_labels
 from rayserve_pulumi.observability.dashboards import ray_dashboards
 from rayserve_pulumi.observability.rules import rule_groups
 
@@ -53,7 +54,8 @@ def head_env(namespace: str) -> dict[str, str]:
 
 def chart_values(s: MetricsSettings, grafana_secret: str, storage_class: Optional[str]) -> dict:
     """kube-prometheus-stack values: every Service ClusterIP, no ingress, monitors and rules selected by
-    `release`, the Grafana sidecar loading dashboards from every namespace, admin credentials from a Secret."""
+    `release`, admin credentials from a Secret, and Grafana's RBAC namespaced: its sidecar loads Ray's dashboards
+    from the monitoring namespace only, so no ClusterRole lets it read every Secret of the cluster."""
     storage = {"storageSpec": {"volumeClaimTemplate": {"spec": {
         "storageClassName": storage_class, "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "50Gi"}}}}}} if storage_class else {}
@@ -73,8 +75,10 @@ def chart_values(s: MetricsSettings, grafana_secret: str, storage_class: Optiona
             "service": {"type": "ClusterIP"}, "ingress": {"enabled": False},
             "admin": {"existingSecret": grafana_secret, "userKey": GRAFANA_SECRET_KEYS["user"],
                       "passwordKey": GRAFANA_SECRET_KEYS["password"]},
+            "rbac": {"namespaced": True},
             "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1",
-                                       "searchNamespace": "ALL"}},
+                                       "searchNamespace": None},  # its own namespace, where Ray's dashboards are
+                        "datasources": {"searchNamespace": None}},
             "grafana.ini": {"security": {"allow_embedding": True}, "auth.anonymous": {"enabled": False}},
         },
     }
@@ -116,7 +120,10 @@ class RayMonitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: RayMonitoringArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:kuberay:RayMonitoring", name, None, opts)
         s, child = args.settings, pulumi.ResourceOptions(parent=self)
-        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": s.namespace}, opts=child)
+        # kube-prometheus-stack's node exporter uses the host's network, PID namespace and paths
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={
+            "name": s.namespace, "labels": pod_security_labels("privileged" if s.install_operator else "restricted")},
+            opts=child)
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         depends = [namespace]
         if s.install_operator:

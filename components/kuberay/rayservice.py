@@ -8,11 +8,15 @@ manifest dict out) so the rendered spec can be checked against the KubeRay CRD s
   so KubeRay applies it in place instead of rolling a new cluster.
 - The Serve endpoint is the Service KubeRay manages (`spec.serveService`), which KubeRay re-points
   from the old cluster to the new one during an upgrade; Pulumi never owns a selector of Ray pods.
-- `pulumi up` waits until the RayService is Ready with no upgrade in progress (pulumi-kubernetes'
-  `pulumi.com/waitFor`), or fails after `ready_timeout_s` with the conditions KubeRay reported.
+- `pulumi up` waits until the RayService is Ready with no upgrade in progress and every application of the
+  Serve config is RUNNING (pulumi-kubernetes' `pulumi.com/waitFor`; KubeRay's Ready only means "serve
+  endpoints > 0", which a config-only change that ends DEPLOY_FAILED keeps), or fails after
+  `ready_timeout_s` with the conditions KubeRay reported.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -33,13 +37,23 @@ from rayserve_pulumi.kuberay.monitoring import HEAD_METRICS_PORTS, METRICS_PORTS
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
 __all__ = [
-    "API_VERSION", "WAIT_FOR", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
+    "API_VERSION", "WAIT_FOR", "wait_for", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
     "GPU_TOLERATION", "Placement", "serve_service_name", "render_serve_service", "render_rayservice",
     "application_statuses", "RayServiceResource", "RayServiceArgs", "RayService",
 ]
 
 API_VERSION = "ray.io/v1"
-WAIT_FOR = '["condition=Ready", "condition=UpgradeInProgress=False"]'  # KubeRay's RayService conditions
+WAIT_FOR = ("condition=Ready", "condition=UpgradeInProgress=False")  # KubeRay's RayService conditions
+APP_STATUS_PATH = ".status.activeServiceStatus.applicationStatuses"
+
+
+def wait_for(serve_config: dict) -> str:
+    """`pulumi.com/waitFor`: KubeRay's conditions, and each application RUNNING on the cluster that serves
+    (kubectl-wait JSONPath; names that are not plain identifiers in bracket form)."""
+    def path(app: str) -> str:
+        key = f".{app}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", app) else f"['{app}']"
+        return f"jsonpath={{{APP_STATUS_PATH}{key}.status}}=RUNNING"
+    return json.dumps([*WAIT_FOR, *(path(a["name"]) for a in serve_config["applications"])])
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
 AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of rayproject/ray images
@@ -180,7 +194,7 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
         "apiVersion": API_VERSION,
         "kind": "RayService",
         "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"},
-                     "annotations": {"pulumi.com/waitFor": WAIT_FOR,
+                     "annotations": {"pulumi.com/waitFor": wait_for(serve_config),
                                      "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
         "spec": {
             "upgradeStrategy": {"type": s.upgrade_strategy},

@@ -20,6 +20,7 @@ from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RaySe
 from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
 from rayserve_pulumi.kuberay.rayservice import RayService, RayServiceArgs
+from rayserve_pulumi.kuberay.security import pod_security_labels
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs
 
 __all__ = ["KubeRayServeArgs", "KubeRayServe"]
@@ -61,9 +62,10 @@ class KubeRayServe(pulumi.ComponentResource):
         super().__init__("rayserve:kuberay:KubeRayServe", name, None, opts)
         aliases = [pulumi.Alias(parent=args.previous_parent)] if args.previous_parent is not None else None
         child = pulumi.ResourceOptions(parent=self, aliases=aliases)
-        self.operator = (KubeRayOperator(f"{name}-kuberay", KubeRayOperatorArgs(settings=args.kuberay), child)
-                         if args.install_operator else None)
-        self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": rs.namespace}, opts=child)
+        self.operator = (KubeRayOperator(f"{name}-kuberay", KubeRayOperatorArgs(
+            settings=args.kuberay, watch_namespaces=[rs.namespace]), child) if args.install_operator else None)
+        self.namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={
+            "name": rs.namespace, "labels": pod_security_labels("restricted")}, opts=child)
         self.storage = None
         if rs.checkpoint.gcs_fault_tolerance or rs.checkpoint.model_cache_gi:
             self.storage = CheckpointStorage(f"{name}-ckpt", CheckpointStorageArgs(

@@ -13,7 +13,9 @@ from typing import Any, Callable, Iterable, Mapping
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
 from rayserve_pulumi.config.images import image_is_pinned
-from rayserve_pulumi.constants import GRAFANA_PORT, INTERNAL_PORTS, PROMETHEUS_PORT
+from rayserve_pulumi.constants import (
+    GPU_RESOURCE, GRAFANA_PORT, INTERNAL_PORTS, NVIDIA_DEVICE_PLUGIN_CHART, PROMETHEUS_PORT,
+)
 
 __all__ = [
     "Props", "RAY_PRIVATE_PORTS", "OPEN_CIDRS", "SECRET_NAME", "ACCOUNT_WIDE_SSM", "CNI_POLICY",
@@ -23,7 +25,8 @@ __all__ = [
     "check_scoped_s3_access", "check_imds_hop_limit", "check_eks_api_not_open", "check_no_open_ingress",
     "check_no_public_instances", "check_ray_pods_unprivileged", "check_no_secrets_on_command_lines",
     "check_tls_on_internet_facing_endpoints", "MONITORING_PARTS", "MONITORING_PORTS", "check_monitoring_not_public",
-    "check_cni_through_irsa", "check_network_policies", "CHECKS", "STACK_CHECKS", "ADVISORY", "POLICIES",
+    "check_cni_through_irsa", "check_network_policies", "check_gpu_device_plugin", "check_monitoring_rbac_namespaced",
+    "CHECKS", "STACK_CHECKS", "ADVISORY", "POLICIES",
 ]
 
 Props = Mapping[str, Any]
@@ -403,6 +406,35 @@ def check_network_policies(resources: Resources) -> list[str]:
             for ns in sorted(n for n in namespaces - denied if n)]
 
 
+def _tolerates_gpu(values: Props) -> bool:
+    return any(t.get("key") == GPU_RESOURCE and t.get("operator") == "Exists" for t in values.get("tolerations") or [])
+
+
+def check_monitoring_rbac_namespaced(resource_type: str, props: Props) -> list[str]:
+    """kube-prometheus-stack's Grafana keeps to its namespace: namespaced RBAC and sidecars that search their
+    own namespace only (searching ALL gives it a ClusterRole that reads every Secret of the cluster)."""
+    if resource_type != "kubernetes:helm.sh/v3:Release" or props.get("chart") != "kube-prometheus-stack":
+        return []
+    grafana = (props.get("values") or {}).get("grafana") or {}
+    found = [] if (grafana.get("rbac") or {}).get("namespaced") is True else ["grafana.rbac.namespaced is not true"]
+    for sidecar, conf in ((grafana.get("sidecar") or {}).items()):
+        if isinstance(conf, dict) and str(conf.get("searchNamespace", "")).upper() == "ALL":
+            found.append(f"grafana.sidecar.{sidecar} searches ALL namespaces")
+    return found
+
+
+def check_gpu_device_plugin(resources: Resources) -> list[str]:
+    """GPU node groups have NVIDIA's device plugin (tolerating their taint): without it no node advertises
+    nvidia.com/gpu and GPU pods stay Pending."""
+    gpu_groups = [name for t, name, p in resources if t == "eks:index:ManagedNodeGroup"
+                  and ("NVIDIA" in str(p.get("amiType", "")) or any(x.get("key") == GPU_RESOURCE
+                                                                    for x in p.get("taints") or []))]
+    plugins = [p for t, _, p in resources if t == "kubernetes:helm.sh/v3:Release"
+               and p.get("chart") == NVIDIA_DEVICE_PLUGIN_CHART and _tolerates_gpu(p.get("values") or {})]
+    return [f"GPU node group {g} has no NVIDIA device plugin tolerating its {GPU_RESOURCE} taint"
+            for g in gpu_groups] if gpu_groups and not plugins else []
+
+
 def _policy(name: str, check: Callable[[str, Props], list[str]]) -> ResourceValidationPolicy:
     def validate(args, report_violation):
         for message in check(args.resource_type, args.props):
@@ -441,10 +473,12 @@ CHECKS = {
     "no-secrets-on-command-lines": check_no_secrets_on_command_lines,
     "tls-on-internet-facing-endpoints": check_tls_on_internet_facing_endpoints,
     "monitoring-not-public": check_monitoring_not_public,
+    "monitoring-rbac-namespaced": check_monitoring_rbac_namespaced,
 }
 STACK_CHECKS = {
     "cni-through-irsa": check_cni_through_irsa,
     "network-policies": check_network_policies,
+    "gpu-device-plugin": check_gpu_device_plugin,
 }
 ADVISORY = {"tls-on-internet-facing-endpoints"}  # TLS is optional (a certificate is the stack's to give)
 POLICIES = [*(_policy(name, check) for name, check in CHECKS.items()),

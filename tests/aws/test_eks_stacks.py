@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -91,7 +92,14 @@ def test_kuberay_operator_chart_is_pinned_and_rayservice_waits_for_it(rendered):
     release = r.one("kubernetes:helm.sh/v3:Release", "kuberay").inputs
     assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0")
     assert release["repositoryOpts"]["repo"] == "https://ray-project.github.io/kuberay-helm/"
-    assert release["skipCrds"] is False
+    assert release["skipCrds"] is True  # the CRDs are resources of their own (a chart bump upgrades them)
+    crds = [c.inputs["file"] for c in r.of_type("kubernetes:yaml/v2:ConfigFile") if "crd" in c.name]
+    assert sorted(crds) == [f"https://raw.githubusercontent.com/ray-project/kuberay/v1.7.0/ray-operator/config/crd/"
+                            f"bases/ray.io_{crd}.yaml" for crd in ("rayclusters", "rayjobs", "rayservices")]
+    assert any("crd-rayservices" in d for d in r.one("kubernetes:helm.sh/v3:Release", "kuberay").dependencies)
+    # the operator watches the RayService's namespace only, with Roles there rather than a ClusterRole
+    assert release["values"]["watchNamespace"] == [stack_values("prod")["ray_service"]["namespace"]]
+    assert release["values"]["singleNamespaceInstall"] is True
     component = r.one("rayserve:kuberay:RayService")
     operator_urns = [d for d in component.dependencies if "KubeRayOperator" in d]
     assert operator_urns, "RayService must depend on the operator so destroy removes it first"
@@ -132,9 +140,12 @@ def test_no_pulumi_managed_service_selects_ray_pods(rendered, stack):
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_pulumi_up_waits_for_ready_with_no_upgrade_in_progress(rendered, stack):
+def test_pulumi_up_waits_for_ready_with_no_upgrade_in_progress_and_every_app_running(rendered, stack):
     annotations = _rayservice(rendered[stack]).inputs["metadata"]["annotations"]
-    assert json.loads(annotations["pulumi.com/waitFor"]) == ["condition=Ready", "condition=UpgradeInProgress=False"]
+    apps = [a["name"] for a in yaml.safe_load(_rayservice(rendered[stack]).inputs["spec"]["serveConfigV2"])["applications"]]
+    assert json.loads(annotations["pulumi.com/waitFor"]) == [
+        "condition=Ready", "condition=UpgradeInProgress=False",
+        *(f"jsonpath={{.status.activeServiceStatus.applicationStatuses.{app}.status}}=RUNNING" for app in apps)]
     timeout = stack_values(stack)["ray_service"].get("ready_timeout_s", 1800)
     assert annotations["pulumi.com/timeoutSeconds"] == str(timeout)
     values = stack_values(stack)
@@ -218,3 +229,27 @@ def test_an_external_redis_replaces_the_deployed_one():
     gcs = _rayservice(r).inputs["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
     assert gcs == {"redisAddress": "rediss://my-redis.example.internal:6379",
                    "redisPassword": {"valueFrom": {"secretKeyRef": {"name": "elasticache-auth", "key": "token"}}}}
+
+
+def test_gpu_nodes_get_the_nvidia_device_plugin_and_cpu_only_clusters_none(rendered):
+    plugin = rendered["prod"].one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin").inputs
+    assert plugin["chart"] == "nvidia-device-plugin" and re.fullmatch(r"\d+\.\d+\.\d+", plugin["version"])
+    assert plugin["values"]["nodeSelector"] == {"rayserve.io/accelerator": "nvidia"}  # the GPU groups' label
+    gpu = next(g for g in rendered["prod"].of_type("eks:index:ManagedNodeGroup") if g.inputs["taints"])
+    assert gpu.inputs["labels"]["rayserve.io/accelerator"] == "nvidia"
+    taint = gpu.inputs["taints"][0]
+    assert {"key": taint["key"], "operator": "Exists", "effect": "NoSchedule"} in plugin["values"]["tolerations"]
+    assert not [r for r in rendered["dev"].of_type("kubernetes:helm.sh/v3:Release") if "nvidia" in r.name]
+
+
+def test_the_model_cache_is_reachable_from_the_security_group_the_nodes_carry(rendered):
+    """EFS admits NFS from the EKS cluster security group, which EKS attaches to managed nodes whose launch
+    template names none (ours) and so to their pods (VPC CNI): the old rendering admitted pulumi-eks' node
+    group, which is attached to no managed node."""
+    from rayserve_pulumi.preview import EKS_CLUSTER_SG
+
+    r = rendered["prod"]
+    assert r.one("eks:index:Cluster").inputs["skipDefaultSecurityGroups"] is True
+    assert all("vpcSecurityGroupIds" not in lt.inputs for lt in r.of_type("aws:ec2/launchTemplate:LaunchTemplate"))
+    efs = r.one("aws:ec2/securityGroup:SecurityGroup", "efs-sg").inputs
+    assert efs["ingress"] == [{"protocol": "tcp", "fromPort": 2049, "toPort": 2049, "securityGroups": [EKS_CLUSTER_SG]}]

@@ -66,6 +66,11 @@ CASES = [
       "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["203.0.113.0/24"], "ports": [{"port": 8000}]}},
      {"metadata": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}},
       "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["0.0.0.0/0"], "ports": [{"port": 8000}]}}),
+    ("monitoring-rbac-namespaced", "kubernetes:helm.sh/v3:Release",
+     {"chart": "kube-prometheus-stack", "values": {"grafana": {"rbac": {"namespaced": True}, "sidecar": {
+         "dashboards": {"searchNamespace": None}}}}},
+     # the old rendering: the dashboard sidecar searched ALL namespaces (a ClusterRole reading every Secret)
+     {"chart": "kube-prometheus-stack", "values": {"grafana": {"sidecar": {"dashboards": {"searchNamespace": "ALL"}}}}}),
     ("imdsv2-required", "aws:ec2/instance:Instance",
      {"metadataOptions": {"httpTokens": "required"}}, {"metadataOptions": {"httpTokens": "optional"}}),
     ("imdsv2-required", "aws:ec2/launchTemplate:LaunchTemplate",
@@ -147,6 +152,14 @@ CASES += [
 ]
 STACK_CASES = [
     # policy, passing resources, failing resources (the old rendering)
+    ("gpu-device-plugin",
+     [("eks:index:ManagedNodeGroup", "gpu", {"amiType": "AL2023_x86_64_NVIDIA",
+                                             "taints": [{"key": "nvidia.com/gpu", "effect": "NO_SCHEDULE"}]}),
+      ("kubernetes:helm.sh/v3:Release", "plugin", {"chart": "nvidia-device-plugin", "values": {
+          "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}})],
+     # the old prod rendering: a GPU group and nothing that advertises its GPUs
+     [("eks:index:ManagedNodeGroup", "gpu", {"amiType": "AL2023_x86_64_NVIDIA",
+                                             "taints": [{"key": "nvidia.com/gpu", "effect": "NO_SCHEDULE"}]})]),
     ("cni-through-irsa",
      [("aws:iam/role:Role", "node", {"assumeRolePolicy": '{"Principal": {"Service": "ec2.amazonaws.com"}}'}),
       ("aws:iam/role:Role", "cni", {"assumeRolePolicy": '{"Action": "sts:AssumeRoleWithWebIdentity"}'}),

@@ -23,10 +23,13 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
 from rayserve_pulumi.aws.network import ExistingNetwork, network
 from rayserve_pulumi.config.stack import EksSettings, NodeGroup
-from rayserve_pulumi.constants import ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL
+from rayserve_pulumi.constants import (
+    ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL, NVIDIA_DEVICE_PLUGIN_CHART, NVIDIA_DEVICE_PLUGIN_REPOSITORY,
+    NVIDIA_DEVICE_PLUGIN_VERSION,
+)
 
 __all__ = [
-    "GPU_TAINT", "NODE_POLICIES", "CNI_POLICY", "NODE_METADATA", "node_group_taints", "node_group_labels",
+    "GPU_TAINT", "NODE_POLICIES", "CNI_POLICY", "NODE_METADATA", "node_group_taints", "device_plugin_values", "node_group_labels",
     "EksClusterArgs", "EksCluster",
 ]
 
@@ -41,6 +44,12 @@ NODE_METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_pu
 
 def node_group_taints(group: NodeGroup) -> list[dict]:
     return [GPU_TAINT] if group.gpu else []
+
+
+def device_plugin_values() -> dict:
+    """The device plugin's Helm values: GPU nodes only (their label and taint)."""
+    return {"nodeSelector": {ACCELERATOR_LABEL: "nvidia"},
+            "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]}
 
 
 def node_group_labels(group: NodeGroup) -> dict[str, str]:
@@ -101,6 +110,10 @@ class EksCluster(pulumi.ComponentResource):
             version=s.kubernetes_version,
             create_oidc_provider=True,
             use_default_vpc_cni=True,  # EKS' own VPC CNI, taken over below as an add-on with an IRSA role
+            # Managed node groups only: their nodes (launch templates naming no security group) get the
+            # security group EKS creates for the cluster, and so does the control plane; pulumi-eks' own node
+            # and cluster groups would be attached to nothing. With this, cluster_security_group_id is EKS'.
+            skip_default_security_groups=True,
             endpoint_public_access=bool(s.api_public_cidrs),
             public_access_cidrs=list(s.api_public_cidrs) or None,
             endpoint_private_access=True,
@@ -141,6 +154,8 @@ class EksCluster(pulumi.ComponentResource):
         )
         self.storage_class_name = gp3.metadata.name
         self.model_cache_storage_class = self._efs(name, args, k8s_child) if args.enable_efs else None
+        gpu_groups = [self.node_groups[g.name] for g in s.node_groups if g.gpu]
+        self.device_plugin = self._device_plugin(name, gpu_groups) if gpu_groups else None
         self.register_outputs({
             "kubeconfig": self.kubeconfig, "cluster_name": self.cluster_name,
             "storage_class_name": self.storage_class_name, "vpc_id": net.vpc_id,
@@ -173,6 +188,15 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cni]),
         )
 
+    def _device_plugin(self, name: str, gpu_groups: list) -> k8s.helm.v3.Release:
+        """NVIDIA's device plugin (pinned chart) on the GPU nodes only: it tolerates their taint and selects
+        their accelerator label, so `nvidia.com/gpu` is advertised and GPU pods schedule."""
+        return k8s.helm.v3.Release(
+            f"{name}-nvidia-device-plugin", name=NVIDIA_DEVICE_PLUGIN_CHART, chart=NVIDIA_DEVICE_PLUGIN_CHART,
+            version=NVIDIA_DEVICE_PLUGIN_VERSION, repository_opts={"repo": NVIDIA_DEVICE_PLUGIN_REPOSITORY},
+            namespace="kube-system", atomic=True, cleanup_on_fail=True, values=device_plugin_values(),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=gpu_groups))
+
     def _irsa_role(self, name: str, short: str, namespace: str, sa: str, policy_arn: str, tags: dict) -> aws.iam.Role:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
@@ -190,8 +214,9 @@ class EksCluster(pulumi.ComponentResource):
                                 throughput_mode="elastic", tags=args.tags, opts=child)
         sg = aws.ec2.SecurityGroup(
             f"{name}-efs-sg", vpc_id=self.network.vpc_id, description="NFS from cluster nodes only",
+            # the EKS cluster security group: what the managed nodes (and so the pods, VPC CNI) carry
             ingress=[{"protocol": "tcp", "from_port": 2049, "to_port": 2049,
-                      "security_groups": [self.cluster.node_security_group_id]}],
+                      "security_groups": [self.cluster.cluster_security_group_id]}],
             tags=args.tags, opts=child,
         )
         for i in range(args.settings.availability_zones):
