@@ -243,6 +243,8 @@ class RayServiceArgs:
     operator_namespace: Optional[str] = arg("the KubeRay operator's namespace: NetworkPolicies admit it to the "
                                             "dashboard and keep everything else but Serve's port in; None: no policies", None)
     metrics_namespace: Optional[str] = arg("a monitoring namespace whose Prometheus may scrape Ray's metrics ports", None)
+    egress: Optional[network.Egress] = arg("what leaves the namespace (the API server's addresses, HTTPS); None: "
+                                           "egress not restricted", None)
     head_env: Optional[dict] = arg("extra environment of the head (e.g. where Prometheus and Grafana are)", None)
 
 
@@ -273,7 +275,8 @@ class RayService(pulumi.ComponentResource):
             network.declare(name, network.render_network_policies(
                 s.name, s.namespace, args.operator_namespace, port,
                 redis_labels=args.storage.redis_labels if args.storage else None,
-                metrics=(args.metrics_namespace, sorted(METRICS_PORTS.values())) if args.metrics_namespace else None),
+                metrics=(args.metrics_namespace, sorted(METRICS_PORTS.values())) if args.metrics_namespace else None,
+                egress=args.egress),
                 pulumi.ResourceOptions(parent=self))
         if s.service_type == "LoadBalancer":
             # KubeRay's Service, read once the RayService is Ready (Pulumi does not own it)

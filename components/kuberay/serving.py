@@ -19,6 +19,7 @@ from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings
 from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
+from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.rayservice import RayService, RayServiceArgs
 from rayserve_pulumi.kuberay.security import pod_security_labels
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs
@@ -45,6 +46,9 @@ class KubeRayServeArgs:
                                                                "stack's output); default ray_service.allowed_cidrs", None)
     serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                                     default_factory=dict)
+    api_server_cidrs: Optional[Sequence[pulumi.Input[str]]] = arg(
+        "where the Kubernetes API server's endpoints are (the head's autoscaler reaches them on 443): egress from "
+        "the Ray namespace is then contained to what Ray needs; None: egress is not restricted", None)
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
     previous_parent: Optional[pulumi.Resource] = arg("the resource these children were declared under before "
@@ -83,6 +87,8 @@ class KubeRayServe(pulumi.ComponentResource):
                            tls=args.tls, allowed_cidrs=args.allowed_cidrs,
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
+                           egress=network.Egress(args.api_server_cidrs, https=rs.egress == "https")
+                           if args.api_server_cidrs else None,
                            head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
             pulumi.ResourceOptions(parent=self, aliases=aliases, depends_on=[
                 *([self.operator] if self.operator else []), self.namespace, *([self.storage] if self.storage else [])]),

@@ -108,6 +108,10 @@ class RayServiceSettings(LoadBalancerScope):
         "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
     exclude_head_from_serve: bool = Field(False, description="keep the head pod out of the Serve Service "
                                           "(excludeHeadPodFromServeSvc): traffic goes to workers only")
+    egress: Literal["contained", "https"] = Field(
+        "contained", description="what Ray pods may reach beyond the cluster's DNS, each other, their Redis and "
+        "the API server: nothing (contained), or any address on 443 (https: e.g. a model hub the apps download "
+        "from; bake models into the image to stay contained)")
     ready_timeout_s: int = Field(1800, ge=60, le=21600, description="how long `pulumi up` waits for the "
                                  "RayService to be Ready with no upgrade in progress before failing")
     checkpoint: CheckpointSettings = Field(CheckpointSettings(), description="GCS fault tolerance and model cache")

@@ -85,6 +85,7 @@ class KubernetesPlatform(Platform):
         self.serving = KubeRayServe(name, KubeRayServeArgs(
             ray_service=args.ray_service, serve_config=args.serve_config,
             image=checked(args.image, PinnedImage, "image"), allowed_cidrs=args.allowed_cidrs,
+            api_server_cidrs=list(s.api_server_cidrs) or None,
             storage_class=s.storage_class, model_cache_storage_class=s.model_cache_storage_class,
             kuberay=args.kuberay, install_operator=s.install_operator, service_annotations=s.service_annotations,
             serve_env=args.serve_env, metrics=args.metrics), pulumi.ResourceOptions(parent=self, provider=provider))

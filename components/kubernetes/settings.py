@@ -7,7 +7,7 @@ from typing import Optional
 from pydantic import Field, field_validator
 
 from rayserve_pulumi.config import kubernetes
-from rayserve_pulumi.config.types import Dns1123Subdomain, Strict
+from rayserve_pulumi.config.types import Dns1123Subdomain, IPv4Cidr, Strict
 
 __all__ = ["KubernetesSettings"]
 
@@ -27,6 +27,9 @@ class KubernetesSettings(Strict):
         "ray_service.checkpoint.model_cache_gi)")
     install_operator: bool = Field(True, description="install the KubeRay operator (the pinned chart, "
                                    "rayserve:kuberay); false: one already runs in kuberay.namespace")
+    api_server_cidrs: list[IPv4Cidr] = Field(
+        default_factory=list, description="where the cluster's API server endpoints are (`kubectl get endpoints "
+        "kubernetes`): egress from the Ray namespace is then contained to what Ray needs; empty: not restricted")
     service_annotations: dict[str, str] = Field(
         default_factory=dict, description="annotations of the Serve Service when ray_service.service_type is "
         "LoadBalancer (your cloud's or load balancer's own, e.g. an internal scheme)")

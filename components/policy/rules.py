@@ -25,7 +25,7 @@ __all__ = [
     "check_scoped_s3_access", "check_imds_hop_limit", "check_eks_api_not_open", "check_no_open_ingress",
     "check_no_public_instances", "check_ray_pods_unprivileged", "check_no_secrets_on_command_lines",
     "check_tls_on_internet_facing_endpoints", "MONITORING_PARTS", "MONITORING_PORTS", "check_monitoring_not_public",
-    "check_cni_through_irsa", "check_network_policies", "check_gpu_device_plugin", "check_monitoring_rbac_namespaced",
+    "check_cni_through_irsa", "check_network_policies", "check_gpu_device_plugin", "check_monitoring_rbac_namespaced", "check_egress_limited",
     "CHECKS", "STACK_CHECKS", "ADVISORY", "POLICIES",
 ]
 
@@ -423,6 +423,27 @@ def check_monitoring_rbac_namespaced(resource_type: str, props: Props) -> list[s
     return found
 
 
+def check_egress_limited(resources: Resources) -> list[str]:
+    """Every namespace with a RayService denies egress by default (a policy selecting every pod, Egress, no
+    rule), and no egress rule opens every port to the internet."""
+    found = []
+    policies = [p for t, _, p in resources if t == "kubernetes:networking.k8s.io/v1:NetworkPolicy"]
+    for t, name, props in resources:
+        if t != "kubernetes:ray.io/v1:RayService":
+            continue
+        namespace = (props.get("metadata") or {}).get("namespace")
+        mine = [(p.get("spec") or {}) for p in policies if (p.get("metadata") or {}).get("namespace") == namespace]
+        if not any(s.get("podSelector") in ({}, {"matchLabels": {}}) and "Egress" in (s.get("policyTypes") or [])
+                   and not s.get("egress") for s in mine):
+            found.append(f"namespace {namespace} of RayService {name} has no default-deny egress NetworkPolicy")
+        for s in mine:
+            for rule in s.get("egress") or []:
+                opens = any((peer.get("ipBlock") or {}).get("cidr") in OPEN_CIDRS for peer in rule.get("to") or [])
+                if opens and not rule.get("ports"):
+                    found.append(f"namespace {namespace}: an egress rule opens every port to the internet")
+    return found
+
+
 def check_gpu_device_plugin(resources: Resources) -> list[str]:
     """GPU node groups have NVIDIA's device plugin (tolerating their taint): without it no node advertises
     nvidia.com/gpu and GPU pods stay Pending."""
@@ -479,6 +500,7 @@ STACK_CHECKS = {
     "cni-through-irsa": check_cni_through_irsa,
     "network-policies": check_network_policies,
     "gpu-device-plugin": check_gpu_device_plugin,
+    "egress-limited": check_egress_limited,
 }
 ADVISORY = {"tls-on-internet-facing-endpoints"}  # TLS is optional (a certificate is the stack's to give)
 POLICIES = [*(_policy(name, check) for name, check in CHECKS.items()),

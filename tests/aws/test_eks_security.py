@@ -103,3 +103,25 @@ def test_network_policies_keep_redis_and_the_heads_ports_to_ray_pods(rendered):
     assert serve["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8000}]}]  # Serve's port, from anywhere routed here
     pods = r.of_type("kubernetes:ray.io/v1:RayService")[0].inputs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]
     assert pods["metadata"]["labels"] == ray  # the policies select the pods KubeRay creates from these templates
+
+
+def _egress(r) -> dict[str, dict]:
+    return {p.inputs["metadata"]["name"]: p.inputs["spec"] for p in r.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+            if "Egress" in p.inputs["spec"]["policyTypes"]}
+
+
+def test_egress_from_the_ray_namespace_is_what_ray_needs_and_nothing_else(rendered):
+    """The old rendering's policies were Ingress-only: every Ray and Redis pod could reach anything."""
+    dev, prod = _egress(rendered["dev"]), _egress(rendered["prod"])
+    name = stack_values("dev")["ray_service"]["name"]
+    assert dev[f"{name}-default-deny-egress"] == {"podSelector": {}, "policyTypes": ["Egress"], "egress": []}
+    assert dev[f"{name}-dns"]["egress"][0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    api = dev[f"{name}-head-to-api-server"]
+    assert api["podSelector"]["matchLabels"]["ray.io/node-type"] == "head"
+    assert api["egress"] == [{"to": [{"ipBlock": {"cidr": stack_values("dev")["eks"].get("vpc_cidr", "10.0.0.0/16")}}],
+                              "ports": [{"protocol": "TCP", "port": 443}]}]
+    assert f"{name}-ray-https" not in dev and f"{name}-ray-to-redis" not in dev  # dev: contained, no Redis
+    prod_name = stack_values("prod")["ray_service"]["name"]
+    assert prod[f"{prod_name}-ray-to-redis"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 6379}]
+    https = prod[f"{prod_name}-ray-https"]  # prod opts in: its text app downloads a model from the hub
+    assert https["egress"] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}]

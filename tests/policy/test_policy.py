@@ -152,6 +152,17 @@ CASES += [
 ]
 STACK_CASES = [
     # policy, passing resources, failing resources (the old rendering)
+    ("egress-limited",
+     [("kubernetes:ray.io/v1:RayService", "rs", {"metadata": {"namespace": "ray"}}),
+      ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "deny", {"metadata": {"namespace": "ray"}, "spec": {
+          "podSelector": {}, "policyTypes": ["Egress"], "egress": []}}),
+      ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "https", {"metadata": {"namespace": "ray"}, "spec": {
+          "podSelector": {}, "policyTypes": ["Egress"], "egress": [
+              {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}]}})],
+     # the old rendering: Ingress-only policies, egress open
+     [("kubernetes:ray.io/v1:RayService", "rs", {"metadata": {"namespace": "ray"}}),
+      ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "deny", {"metadata": {"namespace": "ray"}, "spec": {
+          "podSelector": {}, "policyTypes": ["Ingress"], "ingress": []}})]),
     ("gpu-device-plugin",
      [("eks:index:ManagedNodeGroup", "gpu", {"amiType": "AL2023_x86_64_NVIDIA",
                                              "taints": [{"key": "nvidia.com/gpu", "effect": "NO_SCHEDULE"}]}),

@@ -109,6 +109,7 @@ class EksPlatform(Platform):
             kuberay=args.kuberay, placements=placements(rs, args.eks),
             service_annotations=nlb_annotations(rs.load_balancer_scheme, certificate),
             tls=certificate is not None, allowed_cidrs=args.allowed_cidrs,
+            api_server_cidrs=[self.cluster.network.cidr_block],  # the private endpoint's ENIs are in the VPC
             serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
         self.app_urls = self.serving.app_urls
