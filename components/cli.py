@@ -66,6 +66,16 @@ class Stack:
     program_dir: Path
     file: Optional[Path]  # None: the values come from the Pulumi CLI
 
+    def region(self) -> Optional[str]:
+        """The stack file's `aws:region` (what `render` renders in), if it has one."""
+        from rayserve_pulumi.config.yamlio import load_yaml_file
+
+        if self.file is None or not self.file.is_file():
+            return None
+        config = (load_yaml_file(self.file, str(self.file)) or {}).get("config") or {}
+        region = config.get("aws:region") if isinstance(config, dict) else None
+        return region if isinstance(region, str) else None
+
     def values(self) -> dict[str, Any]:
         from rayserve_pulumi.config.sources import pulumi_cli_values, read_stack_file
 
@@ -164,7 +174,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         report = spec.status(cfg, serve_config, state)
         print(json.dumps({"stack": stack.label, **report.data}) if as_json else "\n".join(report.lines))
         return report.code
-    print(_dump(spec.render_documents(values, cfg, serve_config, stack.program_dir)))
+    from rayserve_pulumi.preview import stack_region
+
+    with stack_region(stack.region()):
+        print(_dump(spec.render_documents(values, cfg, serve_config, stack.program_dir)))
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
-__all__ = ["Node", "StatusReport", "PlatformSpec", "k8s_manifest"]
+__all__ = ["Node", "StatusReport", "PlatformSpec", "cloud_documents", "k8s_manifest"]
 
 if TYPE_CHECKING:
     from rayserve_pulumi.config.app_code import AppCode
@@ -82,6 +82,14 @@ class PlatformSpec:
     def status(self, cfg: "StackConfig", serve_config: dict, state: Optional[Path]) -> StatusReport:
         """What `rayserve status` shows."""
         raise NotImplementedError
+
+
+def cloud_documents(rendered, omit: frozenset = frozenset()) -> list[tuple[str, object]]:
+    """Every declared resource that is neither a Kubernetes object nor one of the package's components (the
+    VPC, the cluster, security groups, IAM, EFS, ECR, load balancers, ...): its type, name and inputs as
+    declared, secrets redacted value by value, `omit` keys shown elsewhere."""
+    return [(f"{res.type} ({res.name})", {k: v for k, v in res.inputs.items() if k not in omit and k != "__defaults"})
+            for res in rendered.resources if res.type.split(":")[0] not in ("kubernetes", "rayserve", "pulumi")]
 
 
 def k8s_manifest(res) -> dict:

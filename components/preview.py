@@ -7,6 +7,8 @@ thread of its own; the patch below keeps them as ids there (it is applied when t
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
 __all__ = [
-    "EKS_CLUSTER_SG", "eks_security_groups", "FAKE_OUTPUTS", "READ_OUTPUTS", "FAKE_CALLS", "Declared", "Rendered", "unwrap_secrets", "mock_arn", "preview",
+    "DEFAULT_REGION", "REGION", "stack_region", "EKS_CLUSTER_SG", "eks_security_groups", "FAKE_OUTPUTS", "READ_OUTPUTS", "FAKE_CALLS", "Declared", "Rendered", "unwrap_secrets", "mock_arn", "preview",
 ]
 
 EKS_CLUSTER_SG = "sg-0eks0cluster0000"  # the security group EKS creates for a cluster
@@ -32,6 +34,9 @@ def eks_security_groups(inputs: dict) -> dict:
         return {"clusterSecurityGroupId": EKS_CLUSTER_SG, "nodeSecurityGroupId": EKS_CLUSTER_SG}
     return {"clusterSecurityGroupId": "sg-0pulumi0eks0cluster", "nodeSecurityGroupId": "sg-0pulumi0eks0nodes"}
 
+
+DEFAULT_REGION = "us-west-2"  # the region the mock outputs below are written in
+REGION: contextvars.ContextVar[str] = contextvars.ContextVar("region", default=DEFAULT_REGION)
 
 # Outputs the providers would compute, keyed by resource type (Pulumi schema names).
 FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
@@ -49,7 +54,7 @@ FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:ec2/instance:Instance": lambda n, i: {"privateIp": "10.20.1.10", "publicIp": "203.0.113.10",
                                                "publicDns": "ec2-203-0-113-10.compute.amazonaws.com"},
     "aws:ec2/eip:Eip": lambda n, i: {"publicIp": "203.0.113.20", "publicDns": "ec2-203-0-113-20.compute.amazonaws.com"},
-    "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {"dnsName": f"{n}-0123456789.elb.us-east-1.amazonaws.com"},
+    "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {"dnsName": f"{n}-0123456789.elb.us-west-2.amazonaws.com"},
     "aws:iam/role:Role": lambda n, i: {"name": i.get("name") or n},  # Pulumi autonames from the resource name
     # another stack's outputs are not known here: a StackReference reads none (get_output gives None)
     "pulumi:pulumi:StackReference": lambda n, i: {"outputs": {}, "secretOutputNames": []},
@@ -104,15 +109,48 @@ class Rendered:
         return {r.type for r in self.resources}
 
 
+def _redacted(value):
+    """A secret's shape with every value replaced: a Secret's data map keeps its keys, so it stays valid."""
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return "(secret)"
+
+
 def unwrap_secrets(value, redact: bool = False):
-    """Inputs marked secret arrive wrapped as {sig: secret, value: v}: the plain value, or a reference."""
+    """Inputs as declared: secrets (wrapped as {sig: secret, value: v}) as their value, or redacted value by
+    value; whole numbers as integers (the engine's wire format carries every number as a double)."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return "(secret)" if redact else unwrap_secrets(value["value"])
+            return _redacted(unwrap_secrets(value["value"])) if redact else unwrap_secrets(value["value"])
         return {k: unwrap_secrets(v, redact) for k, v in value.items()}
     if isinstance(value, list):
         return [unwrap_secrets(v, redact) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
+
+
+def _in_region(value, region: str):
+    """Mock outputs in the stack's region (they are written for DEFAULT_REGION)."""
+    if isinstance(value, str):
+        return value.replace(DEFAULT_REGION, region)
+    if isinstance(value, dict):
+        return {k: _in_region(v, region) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_region(v, region) for v in value]
+    return value
+
+
+@contextlib.contextmanager
+def stack_region(region: Optional[str]):
+    """Render in `region` (a stack's `aws:region`): the region invoke and every mock URL and ARN."""
+    token = REGION.set(region or DEFAULT_REGION)
+    try:
+        yield
+    finally:
+        REGION.reset(token)
 
 
 def mock_arn(name: str) -> str:
@@ -120,25 +158,26 @@ def mock_arn(name: str) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, redact: bool):
+    def __init__(self, redact: bool, region: str = DEFAULT_REGION):
         super().__init__()
         self.redact = redact
+        self.region = region
         self.inputs: dict[tuple[str, str], dict] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if args.resource_id and args.typ in READ_OUTPUTS:  # a read of a live object, not a declaration
-            return args.resource_id, READ_OUTPUTS[args.typ](args.name, args.resource_id)
+            return args.resource_id, _in_region(READ_OUTPUTS[args.typ](args.name, args.resource_id), self.region)
         self.inputs[(args.typ, args.name)] = unwrap_secrets(args.inputs, self.redact)
         fake = FAKE_OUTPUTS.get(args.typ)
         # Custom resources echo their inputs; remote components' outputs differ in shape from their inputs.
         echoed = args.inputs if args.custom else {}
-        state = {**echoed, **(fake(args.name, args.inputs) if fake else {})}
+        state = {**echoed, **(_in_region(fake(args.name, args.inputs), self.region) if fake else {})}
         if args.custom and args.typ.startswith("aws:"):
             state.setdefault("arn", mock_arn(args.name))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return FAKE_CALLS.get(args.token, {})
+        return _in_region(FAKE_CALLS.get(args.token, {}), self.region)
 
 
 def _refs_as_ids_off_main_thread(lookup):
@@ -191,7 +230,7 @@ def preview(values: dict[str, Any], stack: str = "preview", program: Optional[Ca
     from rayserve_pulumi.program import build
 
     rendered = into if into is not None else Rendered()
-    mocks = _Mocks(redact)
+    mocks = _Mocks(redact, REGION.get())
     pulumi.runtime.set_mocks(mocks, project="rayserve", stack=stack, preview=False,
                              monitor=_RecordingMonitor(mocks, rendered))
     pulumi.runtime.set_all_config({f"rayserve:{k}": v if isinstance(v, str) else json.dumps(v)

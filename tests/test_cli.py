@@ -31,8 +31,8 @@ def test_render_eks_prints_the_manifests_with_secrets_as_references(capsys):
     kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
     for kind in ("Namespace", "Secret", "StatefulSet", "Service", "PersistentVolumeClaim", "StorageClass", "RayService"):
         assert kind in kinds, kind
-    secret = next(d for d in docs if isinstance(d, dict) and d.get("kind") == "Secret")
-    assert secret["stringData"] == "(secret)"
+    secrets = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Secret"]
+    assert secrets and all(set(s["stringData"].values()) == {"(secret)"} and s["stringData"] for s in secrets)
     rayservice = next(d for d in docs if isinstance(d, dict) and d.get("kind") == "RayService")
     assert rayservice["apiVersion"] == "ray.io/v1" and "serveConfigV2" in rayservice["spec"]
     assert any(isinstance(d, dict) and "resources" in d and "image" in d for d in docs)  # the operator's Helm values
@@ -153,3 +153,21 @@ def test_stack_by_name_with_a_pulumi_cli_validates_what_it_resolves(monkeypatch,
     assert cli.main(["validate", "--stack", "missing", "--program-dir", str(ROOT)]) == 1
     assert capsys.readouterr().err.strip() == ("stack missing: `pulumi config --json` exited 255: error: no stack "
                                                "named 'missing' found")
+
+
+def test_render_is_reviewable_whole_in_the_stacks_region_with_integers_and_valid_secrets(capsys):
+    """The old render: no AWS resource, `port: 6379.0`, a Secret's whole data map as one "(secret)" (an invalid
+    object), and a us-east-1 stack rendered with us-west-2 addresses."""
+    import kubernetes_validate
+
+    text = (cli.main(["render", str(STACKS / "Pulumi.vm.yaml")]), capsys.readouterr().out)[1]
+    assert "us-east-1" in text and "us-west-2" not in text  # the vm stack's aws:region
+    assert "# aws:ec2/securityGroup:SecurityGroup" in text and "# aws:lb/loadBalancer:LoadBalancer" in text
+    docs = _render("prod", capsys)
+    assert not [line for line in yaml.safe_dump_all(docs).splitlines() if line.rstrip().endswith(".0")
+                and line.split(":")[-1].strip().replace(".", "", 1).isdigit()]  # whole numbers as integers
+    manifests = [d for d in docs if isinstance(d, dict) and d.get("apiVersion") == "v1" and d.get("kind") == "Secret"]
+    for secret in manifests:
+        kubernetes_validate.validate(secret, "1.33", strict=True)  # valid objects, values redacted one by one
+    efs = next(d for d in docs if isinstance(d, dict) and d.get("description") == "NFS from cluster nodes only")
+    assert efs["ingress"][0]["fromPort"] == 2049 and isinstance(efs["ingress"][0]["fromPort"], int)

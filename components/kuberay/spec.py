@@ -9,7 +9,7 @@ from typing import Optional
 from pydantic import Field
 
 from rayserve_pulumi.kuberay.settings import KubeRaySettings, RayServiceSettings
-from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, k8s_manifest
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, cloud_documents, k8s_manifest
 
 __all__ = ["KubeRaySpec"]
 
@@ -41,7 +41,8 @@ class KubeRaySpec(PlatformSpec):
                   for g in rs.worker_groups)]
 
     def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
-        """The operator's Helm values and every Kubernetes object, as computed under Pulumi's mocks."""
+        """The operator's Helm values, every Kubernetes object and every cloud resource, as computed under
+        Pulumi's mocks."""
         from rayserve_pulumi.preview import preview
 
         docs: list[tuple[str, object]] = []
@@ -53,7 +54,7 @@ class KubeRaySpec(PlatformSpec):
                              f"{i['repositoryOpts']['repo']} into {i['namespace']}; values:", i.get("values") or {}))
             elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
                 docs.append((f"{res.type} ({res.name})", k8s_manifest(res)))
-        return docs
+        return docs + cloud_documents(rendered)
 
     def status(self, cfg, serve_config: dict, state: Optional[Path]) -> StatusReport:
         rs = cfg.ray_service

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from rayserve_pulumi.aws.types import AwsTags
 from rayserve_pulumi.aws.vm.settings import VmSettings
-from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport
+from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, cloud_documents
 
 __all__ = ["VmSpec", "SPEC"]
 
@@ -44,7 +44,8 @@ class VmSpec(PlatformSpec):
         return ssm_errors(cfg, serve_config)
 
     def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
-        """The head's and workers' user data, the SSM parameters and the Serve config they carry."""
+        """The head's and workers' user data, the SSM parameters and the Serve config they carry, then every
+        AWS resource."""
         from rayserve_pulumi.aws.vm.user_data import decode
         from rayserve_pulumi.preview import preview
 
@@ -54,7 +55,8 @@ class VmSpec(PlatformSpec):
         params = {p.inputs["name"]: p.inputs["type"] for p in rendered.of_type("aws:ssm/parameter:Parameter")}
         return [("head user data", head), ("worker user data (launch template)", worker),
                 ("SSM parameters (the auth token's value is generated at deploy)", params),
-                ("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config)]
+                ("Serve config (the SSM parameter's value, applied in place by the head's sync timer)", serve_config),
+                *cloud_documents(rendered, omit=frozenset({"userData", "userDataBase64", "value"}))]
 
     def status(self, cfg, serve_config: dict, state: Optional[Path]) -> StatusReport:
         how = "through Session Manager to the head (its instance id is in `pulumi stack output dashboard`)"
