@@ -13,9 +13,11 @@ from typing import Optional
 
 from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
+from rayserve_pulumi.config.kubernetes import parse_quantity
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
 from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
 from rayserve_pulumi.constants import DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, WORKER_PORTS
+from rayserve_pulumi.kuberay.settings import AUTOSCALER_RESOURCES
 from rayserve_pulumi.registry import platform
 
 __all__ = [
@@ -59,12 +61,15 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
     return errors
 
 
-def _fits(where: str, pod: PodResources, group: NodeGroup) -> Optional[str]:
+def _fits(where: str, pod: PodResources, group: NodeGroup, sidecar: tuple[int, float] = (0, 0.0)) -> Optional[str]:
+    """`sidecar`: (millicpu, MiB) the pod's other containers request (the head's autoscaler)."""
     cpu, memory, gpus = group.smallest()
-    if pod.millicpu <= cpu and pod.memory_mib <= memory and pod.gpu <= gpus:
+    millicpu, memory_mib = pod.millicpu + sidecar[0], pod.memory_mib + sidecar[1]
+    if millicpu <= cpu and memory_mib <= memory and pod.gpu <= gpus:
         return None
-    return (f"rayserve:ray_service.{where}: asks for cpu {pod.cpu} ({pod.millicpu}m), memory {pod.memory} "
-            f"({pod.memory_mib:.0f} MiB) and {pod.gpu} GPU(s), but a node of group {group.name!r} "
+    plus = f" with the autoscaler sidecar's {sidecar[0]}m and {sidecar[1]:.0f} MiB" if sidecar[0] else ""
+    return (f"rayserve:ray_service.{where}: asks for cpu {pod.cpu} ({millicpu}m), memory {pod.memory} "
+            f"({memory_mib:.0f} MiB){plus} and {pod.gpu} GPU(s), but a node of group {group.name!r} "
             f"({', '.join(group.instance_types)}) can give a pod at most {cpu}m, {memory} MiB and {gpus} GPU(s) after "
             f"EKS' reservations; ask for less or place it on a larger node group")
 
@@ -72,10 +77,14 @@ def _fits(where: str, pod: PodResources, group: NodeGroup) -> Optional[str]:
 def eks_fit_errors(cfg: StackConfig) -> list[str]:
     """Every Ray pod fits a node of the group it is placed on (or of some CPU group, when unplaced)."""
     rs, eks = cfg.ray_service, cfg.eks
+    requests = AUTOSCALER_RESOURCES["requests"]
+    autoscaler = (int(parse_quantity(requests["cpu"]) * 1000), float(parse_quantity(requests["memory"]) / 2**20)) \
+        if rs.enable_autoscaling else (0, 0.0)
     errors = []
     for where, pod in [("head", rs.head), *((f"worker_groups[{g.name}]", g) for g in rs.worker_groups)]:
         groups = [eks.group(pod.node_group)] if pod.node_group else eks.node_groups
-        verdicts = [_fits(where, pod, g) for g in groups if g is not None]
+        sidecar = autoscaler if pod is rs.head else (0, 0.0)
+        verdicts = [_fits(where, pod, g, sidecar) for g in groups if g is not None]
         if verdicts and all(verdicts):
             errors.append(verdicts[0])
     return errors

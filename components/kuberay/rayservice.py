@@ -26,6 +26,7 @@ import pulumi_kubernetes as k8s
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.serve import app_urls, serve_port, to_yaml
 from rayserve_pulumi.config.stack import HeadSettings, PodResources, RayServiceSettings, WorkerGroup
+from rayserve_pulumi.kuberay.settings import AUTOSCALER_RESOURCES
 from rayserve_pulumi.config.types import AllowListCidr
 from rayserve_pulumi.inputs import checked
 from rayserve_pulumi.constants import (
@@ -55,7 +56,6 @@ def wait_for(serve_config: dict) -> str:
         return f"jsonpath={{{APP_STATUS_PATH}{key}.status}}=RUNNING"
     return json.dumps([*WAIT_FOR, *(path(a["name"]) for a in serve_config["applications"])])
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
-AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of rayproject/ray images
 # Ray runs unprivileged: not root, no privilege escalation, no Linux capabilities, the runtime's seccomp profile.
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID,

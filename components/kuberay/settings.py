@@ -29,6 +29,10 @@ class KubeRaySettings(Strict):
     repository: str = Field(KUBERAY_CHART_REPOSITORY, pattern=r"^(https|oci)://[^\s]+$", description="Helm repository")
 
 
+# KubeRay's autoscaler sidecar on the head (autoscalerOptions.resources): its requests count toward the pod's
+AUTOSCALER_RESOURCES = {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
+
+
 class PodResources(Strict):
     cpu: Quantity = Field("1", description="container CPU request and limit (Kubernetes quantity)")
     memory: Quantity = Field("4Gi", description="container memory request and limit (Kubernetes quantity)")

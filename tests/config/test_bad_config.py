@@ -150,6 +150,9 @@ STACK_CASES = [
     ("dev", "image", {}, "rayserve: platform eks needs image.uri"),
     # placement: pods and actors that cannot fit, GPUs where there are none, unknown instance types
     ("prod", "ray_service.head.memory", "16Gi", "rayserve:ray_service.head: asks for cpu"),
+    # 1700m fits an m6i.large's 1780m alone; KubeRay's autoscaler sidecar on the head asks 200m more
+    ("prod", "ray_service.head.cpu", "1700m", "rayserve:ray_service.head: asks for cpu 1700m (1900m), memory 6Gi "
+     "(6656 MiB) with the autoscaler sidecar's 200m and 512 MiB"),
     ("dev", "ray_service.worker_groups.0.cpu", "8", "rayserve:ray_service.worker_groups[cpu]: asks for cpu"),
     ("dev", "ray_service.worker_groups.0.gpu", 1, "is not a GPU node group"),
     ("dev", "ray_service.worker_groups.0.node_group", "arm", "is not an eks node group"),
@@ -374,3 +377,10 @@ def test_valid_variants_are_accepted(stack, path, value, tmp_path, capsys):
 
 def test_corpus_covers_at_least_a_hundred_cases():
     assert len(STACK_CASES) + len(SERVE_FILE_CASES) + len(RAW_FILE_CASES) >= 100
+
+
+def test_the_head_fits_without_the_autoscaler_sidecar_when_autoscaling_is_off(tmp_path, capsys):
+    values = _set(_set(stack_values("prod"), "ray_service.head.cpu", "1700m"), "ray_service.enable_autoscaling", False)
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": {f"rayserve:{k}": v for k, v in values.items()}}))
+    assert cli.main(["validate", str(stack_file), "--program-dir", str(tmp_path)]) == 0, capsys.readouterr().err
