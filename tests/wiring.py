@@ -16,6 +16,11 @@ Assumptions, each with its source:
   configured): a pod carries its node's security groups and an address in the VPC.
 - A3 (KubeRay): head pods carry `ray.io/node-type: head`, worker pods `ray.io/node-type: worker`, besides the
   labels of their template.
+- A5 (AWS Load Balancer Controller, "Network Load Balancer" and "Security group for NLB"): for a Service
+  annotated `aws-load-balancer-type: external` it builds an NLB carrying a frontend group that admits the
+  listener port from loadBalancerSourceRanges (the VPC's range for an internal NLB without them) and the
+  shared backend group, and admits the target port from the backend group on the targets' group; with
+  `nlb-target-type: ip` the targets are the pods.
 - A4: a security group created with no egress rule by pulumi-aws' SecurityGroup keeps AWS' default
   allow-all egress only when it is the EKS cluster group (A1); groups the stack declares state their egress.
 """

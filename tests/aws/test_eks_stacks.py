@@ -105,7 +105,7 @@ def test_kuberay_operator_chart_is_pinned_and_rayservice_waits_for_it(rendered):
     assert operator_urns, "RayService must depend on the operator so destroy removes it first"
 
 
-def test_prod_serves_through_the_internal_nlb_kuberay_manages(rendered):
+def test_prod_serves_through_the_internal_nlb_kuberay_manages_built_by_the_load_balancer_controller(rendered):
     r = rendered["prod"]
     spec = _rayservice(r).inputs["spec"]
     serve_svc = spec["serveService"]
@@ -113,7 +113,20 @@ def test_prod_serves_through_the_internal_nlb_kuberay_manages(rendered):
     assert "selector" not in serve_svc["spec"]  # KubeRay points it at the cluster that serves
     annotations = serve_svc["metadata"]["annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
-    assert annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    # the AWS Load Balancer Controller's (the legacy in-tree one leaves `external` alone): IP targets, no NodePort
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    lbc = r.one("kubernetes:helm.sh/v3:Release", "lb-controller").inputs
+    assert (lbc["chart"], lbc["namespace"]) == ("aws-load-balancer-controller", "kube-system")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", lbc["version"]) and lbc["values"]["enableBackendSecurityGroup"] is True
+    role = r.one("aws:iam/role:Role", "lb-controller-role").inputs["assumeRolePolicy"]
+    assert "system:serviceaccount:kube-system:aws-load-balancer-controller" in role
+    assert lbc["values"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("lb-controller-role")
+    policy = json.loads(r.one("aws:iam/policy:Policy", "lb-controller").inputs["policy"])
+    actions = {a for st in policy["Statement"] for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+    assert {"elasticloadbalancing:CreateLoadBalancer", "ec2:AuthorizeSecurityGroupIngress"} <= actions
+    assert any("lb-controller" in d for d in r.one("rayserve:kuberay:KubeRayServe").dependencies)
+    assert not [x for x in rendered["dev"].of_type("kubernetes:helm.sh/v3:Release") if "lb-controller" in x.name]
     assert spec["excludeHeadPodFromServeSvc"] is True
     # the URL is the live Service's load balancer, read after the RayService is Ready
     assert r.outputs["app_urls"]["fruit"] == "http://rayserve-prod-serve-svc.elb.us-west-2.amazonaws.com:8000/fruit"

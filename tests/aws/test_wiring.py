@@ -53,6 +53,18 @@ def eks_world(stack: str, rendered=None):
     }
     for sts in r.of_type("kubernetes:apps/v1:StatefulSet"):
         world["redis"] = pod("redis", 20, sts.inputs["metadata"]["namespace"], sts.inputs["spec"]["template"]["metadata"]["labels"])
+    service = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]["serveService"]
+    annotations = service["metadata"].get("annotations") or {}
+    if annotations.get("service.beta.kubernetes.io/aws-load-balancer-type") == "external":  # A5
+        listener = service["spec"]["ports"][0]
+        sources = service["spec"].get("loadBalancerSourceRanges") or [vpc]
+        net.add("ingress", "lbc-frontend", Rule("tcp", listener["port"], listener["port"], cidrs=tuple(sources)))
+        net.add("egress", "lbc-backend", Rule(ALL, 0, 65535, cidrs=("0.0.0.0/0",)))
+        for group in node_groups:
+            net.add("ingress", group, Rule("tcp", listener["targetPort"], listener["targetPort"], groups=("lbc-backend",)))
+        world["nlb"] = Endpoint("the Serve NLB", _ip(vpc, 40), {"lbc-frontend", "lbc-backend"})
+        world["client"] = Endpoint("a client", _ip(sources[0], 7))
+        world["listener"], world["target"] = listener["port"], listener["targetPort"]
     for mt in r.of_type("aws:efs/mountTarget:MountTarget")[:1]:
         world["efs"] = Endpoint("EFS mount target", _ip(vpc, 30), set(mt.inputs["securityGroups"]))
     return net, world, r
@@ -88,6 +100,10 @@ def test_every_connection_eks_needs_is_allowed_and_nothing_else(stack):
         needed += [("worker", "internet", 443, "tcp")]  # the model hub
     else:
         refused += [("worker", "internet", 443, "tcp")]
+    if "nlb" in w:
+        needed += [("client", "nlb", w["listener"], "tcp"), ("nlb", "worker", w["target"], "tcp")]
+        refused += [("nlb", "head", DASHBOARD_PORT, "tcp"), ("internet", "nlb", w["listener"], "tcp"),
+                    ("client", "worker", w["target"], "tcp")]
     blocked = [c for c in needed if not net.allows(w[c[0]], w[c[1]], c[2], c[3])]
     leaks = [c for c in refused if net.allows(w[c[0]], w[c[1]], c[2], c[3])]
     assert (blocked, leaks) == ([], [])

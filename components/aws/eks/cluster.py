@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
@@ -24,13 +25,16 @@ from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
 from rayserve_pulumi.aws.network import ExistingNetwork, network
 from rayserve_pulumi.config.stack import EksSettings, NodeGroup
 from rayserve_pulumi.constants import (
-    ACCELERATOR_LABEL, GPU_RESOURCE, NODE_GROUP_LABEL, NVIDIA_DEVICE_PLUGIN_CHART, NVIDIA_DEVICE_PLUGIN_REPOSITORY,
-    NVIDIA_DEVICE_PLUGIN_VERSION,
+    ACCELERATOR_LABEL, EKS_CHARTS_REPOSITORY, GPU_RESOURCE, LB_CONTROLLER_CHART, LB_CONTROLLER_VERSION,
+    NODE_GROUP_LABEL, NVIDIA_DEVICE_PLUGIN_CHART, NVIDIA_DEVICE_PLUGIN_REPOSITORY, NVIDIA_DEVICE_PLUGIN_VERSION,
 )
 
+LB_CONTROLLER_POLICY = Path(__file__).with_name("lbc-iam-policy.json")  # upstream's, for LB_CONTROLLER_VERSION
+LB_CONTROLLER_SA = "aws-load-balancer-controller"
+
 __all__ = [
-    "GPU_TAINT", "NODE_POLICIES", "CNI_POLICY", "NODE_METADATA", "node_group_taints", "device_plugin_values", "node_group_labels",
-    "EksClusterArgs", "EksCluster",
+    "GPU_TAINT", "NODE_POLICIES", "CNI_POLICY", "NODE_METADATA", "LB_CONTROLLER_POLICY", "LB_CONTROLLER_SA",
+    "node_group_taints", "device_plugin_values", "node_group_labels", "EksClusterArgs", "EksCluster",
 ]
 
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}
@@ -62,6 +66,7 @@ class EksClusterArgs:
     network: Optional[ExistingNetwork] = arg("a VPC that exists already (ids may come from another stack); "
                                              "default: a new VPC from settings", None)
     enable_efs: bool = arg("an encrypted EFS file system and a ReadWriteMany StorageClass (model cache)", False)
+    load_balancer_controller: bool = arg("the AWS Load Balancer Controller (for a LoadBalancer Serve Service)", False)
     tags: dict[str, str] = arg("AWS tags on every resource", default_factory=dict)
 
 
@@ -154,6 +159,8 @@ class EksCluster(pulumi.ComponentResource):
         )
         self.storage_class_name = gp3.metadata.name
         self.model_cache_storage_class = self._efs(name, args, k8s_child) if args.enable_efs else None
+        self.load_balancer_controller = self._load_balancer_controller(name, args.tags) \
+            if args.load_balancer_controller else None
         gpu_groups = [self.node_groups[g.name] for g in s.node_groups if g.gpu]
         self.device_plugin = self._device_plugin(name, gpu_groups) if gpu_groups else None
         self.register_outputs({
@@ -188,6 +195,25 @@ class EksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cni]),
         )
 
+    def _load_balancer_controller(self, name: str, tags: dict) -> k8s.helm.v3.Release:
+        """The AWS Load Balancer Controller (pinned chart, IRSA with upstream's policy): Services annotated
+        `aws-load-balancer-type: external` get an NLB with IP targets and a security group of its own, which
+        admits loadBalancerSourceRanges; the controller opens the target port from it on the pods' group."""
+        child = pulumi.ResourceOptions(parent=self)
+        policy = aws.iam.Policy(f"{name}-lb-controller", description="AWS Load Balancer Controller",
+                                policy=LB_CONTROLLER_POLICY.read_text(), tags=tags, opts=child)
+        role = self._irsa_role(name, "lb-controller", "kube-system", LB_CONTROLLER_SA, policy.arn, tags)
+        return k8s.helm.v3.Release(
+            f"{name}-lb-controller", name=LB_CONTROLLER_CHART, chart=LB_CONTROLLER_CHART, version=LB_CONTROLLER_VERSION,
+            repository_opts={"repo": EKS_CHARTS_REPOSITORY}, namespace="kube-system", atomic=True,
+            cleanup_on_fail=True,
+            values={"clusterName": self.cluster_name, "vpcId": self.network.vpc_id,
+                    "region": aws.get_region_output().region,
+                    "serviceAccount": {"create": True, "name": LB_CONTROLLER_SA,
+                                       "annotations": {"eks.amazonaws.com/role-arn": role.arn}},
+                    "enableBackendSecurityGroup": True, "defaultTargetType": "ip"},
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.node_groups.values())))
+
     def _device_plugin(self, name: str, gpu_groups: list) -> k8s.helm.v3.Release:
         """NVIDIA's device plugin (pinned chart) on the GPU nodes only: it tolerates their taint and selects
         their accelerator label, so `nvidia.com/gpu` is advertised and GPU pods schedule."""
@@ -197,7 +223,8 @@ class EksCluster(pulumi.ComponentResource):
             namespace="kube-system", atomic=True, cleanup_on_fail=True, values=device_plugin_values(),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=gpu_groups))
 
-    def _irsa_role(self, name: str, short: str, namespace: str, sa: str, policy_arn: str, tags: dict) -> aws.iam.Role:
+    def _irsa_role(self, name: str, short: str, namespace: str, sa: str, policy_arn: pulumi.Input[str],
+                   tags: dict) -> aws.iam.Role:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-{short}-role",

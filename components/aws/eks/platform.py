@@ -34,13 +34,13 @@ __all__ = ["nlb_annotations", "placements", "EksPlatformArgs", "EksPlatform"]
 
 
 def nlb_annotations(scheme: str, certificate_arn: Optional[pulumi.Input[str]] = None) -> dict:
-    """An NLB for the Serve Service: internal unless the stack asks for internet-facing (both the AWS
-    Load Balancer Controller's scheme annotation and the in-tree provider's internal one); with an ACM
+    """An NLB for the Serve Service built by the AWS Load Balancer Controller (`external`: the legacy in-tree
+    controller leaves it alone) with IP targets (straight to the Serve pods, no NodePort opened on every node)
+    and a security group of its own: internal unless the stack asks for internet-facing; with an ACM
     certificate it terminates TLS on 443."""
-    annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+    annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "external",
+                   "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
                    "service.beta.kubernetes.io/aws-load-balancer-scheme": scheme}
-    if scheme == "internal":
-        annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
     if certificate_arn is not None:
         annotations.update({"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": certificate_arn,
                             "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": str(TLS_PORT),
@@ -100,7 +100,7 @@ class EksPlatform(Platform):
                                                                 code=args.code, uri=args.image_uri), child)
         self.cluster = EksCluster(f"{name}-eks", EksClusterArgs(
             settings=args.eks, network=args.network, enable_efs=rs.checkpoint.model_cache_gi is not None,
-            tags=args.tags), child)
+            load_balancer_controller=rs.service_type == "LoadBalancer", tags=args.tags), child)
         certificate = checked_or_none(args.serve_tls_certificate_arn, AcmCertificateArn, "serve_tls_certificate_arn") \
             or args.eks.serve_tls_certificate_arn
         self.serving = KubeRayServe(name, KubeRayServeArgs(
@@ -111,7 +111,8 @@ class EksPlatform(Platform):
             tls=certificate is not None, allowed_cidrs=args.allowed_cidrs,
             api_server_cidrs=[self.cluster.network.cidr_block],  # the private endpoint's ENIs are in the VPC
             serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
-            pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
+            pulumi.ResourceOptions(parent=self, provider=self.cluster.provider, depends_on=[
+                c for c in (self.cluster.load_balancer_controller, self.cluster.device_plugin) if c is not None]))
         self.app_urls = self.serving.app_urls
         self.dashboard = self.serving.dashboard_hint
         self.finish()
