@@ -38,7 +38,8 @@ __all__ = [
     "read_config", "device_candidates", "mount_volume", "redis_password", "redis_answers", "redis_conf",
     "redis_pid_file", "start_redis", "stop_redis", "prometheus_pid_file", "metrics_env", "prometheus_docker",
     "grafana_docker", "start_metrics", "stop_metrics", "docker_login", "docker_ray", "setup_auth",
-    "container_token", "IMDS_ADDRESS", "imds_block_rule", "block_imds", "node_pid_file", "start_ray",
+    "container_token", "IMDS_ADDRESS", "CONTAINER_SLICE", "IMDS_UNIT", "docker_run", "redis_docker", "cmd_block_imds",
+    "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "node_pid_file", "start_ray",
     "validation_errors", "deploy_if_changed", "systemd_units", "install_sync_timer", "cmd_head", "cmd_worker",
     "cmd_sync", "cmd_stop", "sync_argv", "parser", "main",
 ]
@@ -133,6 +134,10 @@ def redis_pid_file(args) -> Path:
     return Path(args.state_dir) / "redis" / "redis-server.pid"
 
 
+def redis_docker(data: Path, conf: Path) -> list[str]:
+    return [*docker_run(REDIS_CONTAINER), "-v", f"{data}:{data}", REDIS_IMAGE, "redis-server", str(conf)]
+
+
 def start_redis(args, password: str) -> str:
     """Start Redis (append-only file on the checkpoint volume) unless it already runs."""
     if redis_answers(args.redis_port):
@@ -142,8 +147,7 @@ def start_redis(args, password: str) -> str:
     conf = redis_conf(args, password, data)
     if args.mode == "docker":
         sh(["docker", "rm", "-f", REDIS_CONTAINER], check=False)
-        sh(["docker", "run", "-d", "--name", REDIS_CONTAINER, "--restart", "unless-stopped", "--network", "host",
-            "-v", f"{data}:{data}", REDIS_IMAGE, "redis-server", str(conf)])
+        sh(redis_docker(data, conf))
     else:
         procs.spawn([shutil.which("redis-server") or "redis-server", str(conf)], redis_pid_file(args),
                     log_file=data / "redis.log", wait=False)
@@ -177,8 +181,7 @@ def metrics_env(args) -> dict[str, str]:
 
 
 def prometheus_docker(args, folder: Path) -> list[str]:
-    return ["docker", "run", "-d", "--name", PROMETHEUS_CONTAINER, "--restart", "unless-stopped", "--network", "host",
-            "-v", f"{folder}:{PROMETHEUS_CONFIG_MOUNT}:ro", "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro",
+    return [*docker_run(PROMETHEUS_CONTAINER), "-v", f"{folder}:{PROMETHEUS_CONFIG_MOUNT}:ro", "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro",
             "-v", f"{folder / 'data'}:/prometheus", PROMETHEUS_IMAGE,
             f"--config.file={PROMETHEUS_CONFIG_MOUNT}/{prometheus.CONFIG_FILE}", "--storage.tsdb.path=/prometheus",
             f"--web.listen-address=127.0.0.1:{args.prometheus_port}"]
@@ -190,8 +193,7 @@ def grafana_docker(args) -> list[str]:
     env = {"GF_SERVER_HTTP_ADDR": "127.0.0.1", "GF_SERVER_HTTP_PORT": str(args.grafana_port),
            "GF_PATHS_PROVISIONING": GRAFANA_PROVISIONING, "GF_AUTH_ANONYMOUS_ENABLED": "true",
            "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer", "GF_SECURITY_ALLOW_EMBEDDING": "true"}
-    return ["docker", "run", "-d", "--name", GRAFANA_CONTAINER, "--restart", "unless-stopped", "--network", "host",
-            "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro", *[x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")],
+    return [*docker_run(GRAFANA_CONTAINER), "-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}:ro", *[x for k, v in sorted(env.items()) for x in ("-e", f"{k}={v}")],
             GRAFANA_IMAGE]
 
 
@@ -235,8 +237,7 @@ def docker_ray(name: str, image: str, ray_args: list[str], env_file: str, mount:
     command line; the launcher reads the Redis password from it."""
     token = ["-v", f"{token_file}:/home/ray/.ray/auth_token:ro"] if token_file else []
     tmp = ["-v", f"{RAY_TMP_HOST}:{prometheus.RAY_TEMP_DIR}"] if share_tmp else []
-    return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
-            "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *tmp, "--env-file", env_file,
+    return [*docker_run(name), "--shm-size=8g", "-v", f"{mount}/models:/home/ray/model-cache", *token, *tmp, "--env-file", env_file,
             image, *ray_ops.ray_command("python", [*ray_args, "--block"])]
 
 
@@ -270,18 +271,54 @@ def container_token(args, token_file: str) -> str:
 
 
 IMDS_ADDRESS = "169.254.169.254"
+# Every container this agent runs lives under one systemd slice, whatever user it runs as (Ray's 1000,
+# Redis' 999, Grafana's 472, root): the IMDS rule matches the slice's cgroup, not a uid.
+CONTAINER_SLICE = "rayserve.slice"
+IMDS_UNIT = "rayserve-imds-block"
 
 
-def imds_block_rule(uid: int = RAY_CONTAINER_UID) -> list[str]:
-    """The iptables rule (after `iptables -C|-I`) that refuses the Ray containers' user the instance metadata
-    service: they share the host's network, so IMDS' hop limit 1 alone would not keep them out."""
-    return ["OUTPUT", "-d", IMDS_ADDRESS, "-m", "owner", "--uid-owner", str(uid), "-j", "REJECT"]
+def docker_run(name: str) -> list[str]:
+    """The start of every `docker run` here: detached, restarted with Docker, on the host network, in the
+    containers' slice."""
+    return ["docker", "run", "-d", "--name", name, "--restart", "unless-stopped", "--network", "host",
+            "--cgroup-parent", CONTAINER_SLICE]
+
+
+def imds_block_rule() -> list[str]:
+    """The iptables rule (after `iptables -C|-I`) that refuses every process of the containers' slice the
+    instance metadata service: they share the host's network, so IMDS' hop limit 1 alone would not keep
+    them out. The cgroup match resolves the path when the rule is added: the slice must exist then."""
+    return ["OUTPUT", "-d", IMDS_ADDRESS, "-m", "cgroup", "--path", CONTAINER_SLICE, "-j", "REJECT"]
 
 
 def block_imds() -> None:
     rule = imds_block_rule()
     if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
         sh(["iptables", "-I", *rule])
+
+
+def imds_units(install_dir: str) -> dict[str, str]:
+    """The rule survives a reboot: a persistent slice (so its cgroup exists before any container and is
+    the same one the rule resolved), and a oneshot unit adding the rule before Docker starts (Docker
+    restarts the containers on boot) that Docker requires, so no container runs without the rule."""
+    return {
+        CONTAINER_SLICE: "[Unit]\nDescription=Containers of the rayserve node agent\nBefore=slices.target\n\n[Slice]\n",
+        f"{IMDS_UNIT}.service": (
+            f"[Unit]\nDescription=Refuse the instance metadata service to rayserve's containers\n"
+            f"Requires={CONTAINER_SLICE}\nAfter={CONTAINER_SLICE}\nBefore=docker.service\n\n"
+            f"[Service]\nType=oneshot\nRemainAfterExit=yes\nWorkingDirectory={install_dir}\n"
+            f"Environment=PYTHONPATH={install_dir}\nExecStart=/usr/bin/python3 -m {MODULE} block-imds\n\n"
+            f"[Install]\nWantedBy=multi-user.target\nRequiredBy=docker.service\n"),
+    }
+
+
+def install_imds_block() -> None:
+    install_dir = str(Path(__file__).resolve().parents[2])  # the folder holding rayserve_pulumi/
+    for name, body in imds_units(install_dir).items():
+        Path(f"/etc/systemd/system/{name}").write_text(body)
+    sh(["systemctl", "daemon-reload"])
+    sh(["systemctl", "start", CONTAINER_SLICE])
+    sh(["systemctl", "enable", "--now", f"{IMDS_UNIT}.service"])
 
 
 def node_pid_file(args, container: str) -> Path:
@@ -294,7 +331,7 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
            **({ray_ops.REDIS_PASSWORD_ENV: redis_password} if redis_password else {})}
     if args.mode == "docker":
         if args.block_imds:
-            block_imds()
+            install_imds_block()
         env_file = Path(args.state_dir) / f"{container}.env"
         procs.write_private(env_file, "".join(f"{k}={v}\n" for k, v in sorted(env.items())))
         docker_login(args.image, args.region)
@@ -424,6 +461,10 @@ def cmd_sync(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_block_imds(args) -> None:
+    block_imds()
+
+
 def cmd_stop(args) -> None:
     if args.mode == "docker":
         sh(["docker", "rm", "-f", HEAD_CONTAINER, WORKER_CONTAINER], check=False)
@@ -459,7 +500,7 @@ def parser() -> argparse.ArgumentParser:
                         help="RAY_SERVE_<NAME>=<value> for every Ray process (Serve's ingress and tuning)")
         sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
         sp.add_argument("--block-imds", action="store_true",
-                        help="docker mode: refuse the Ray containers' user the instance metadata service")
+                        help="docker mode: refuse every container the instance metadata service, across reboots")
         sp.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
         sp.add_argument("--grafana-port", type=int, default=GRAFANA_PORT)
         if config:
@@ -486,6 +527,8 @@ def parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync")
     common(sync)
     sync.set_defaults(func=cmd_sync)
+    sub.add_parser("block-imds", help="add the IMDS rule for the containers' slice (its systemd unit runs "
+                   "this before Docker)").set_defaults(func=cmd_block_imds)
     stop = sub.add_parser("stop")
     common(stop, config=False)
     stop.set_defaults(func=cmd_stop)

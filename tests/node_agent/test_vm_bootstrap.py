@@ -229,10 +229,5 @@ def test_the_launcher_hands_ray_the_redis_password_from_the_environment_only(tmp
     assert "s3cret" not in " ".join(ray_ops.ray_command(sys.executable, ["start", "--head"]))
 
 
-def test_imds_is_refused_to_the_ray_containers_user():
-    assert vm_bootstrap.imds_block_rule() == ["OUTPUT", "-d", "169.254.169.254", "-m", "owner", "--uid-owner", "1000",
-                                              "-j", "REJECT"]
-
-
 def test_checkpoint_volume_is_found_by_its_nvme_id_first():
     assert vm_bootstrap.device_candidates("vol-0abc")[0] == "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"
