@@ -14,6 +14,7 @@ The VM head runs the same check inside its container before every deploy (`confi
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -43,10 +44,25 @@ DOWNLOADING_RUNTIME_ENV_KEYS = {"working_dir", "py_modules", "pip", "conda", "uv
 
 # ---- the parent's side ----------------------------------------------------------------------------
 
+# (request, code folder, code digest) -> the child's answer: within one process the same config against the
+# same code is answered once (a program validates, then declares; `render` and tests render one stack often)
+_ANSWERS: dict[tuple[str, str, str], dict] = {}
+
+
 def _child(request: dict, code: AppCode, timeout_s: float) -> dict:
     """One answer of `python -m rayserve_pulumi.config.code_check` for `request`, the code's folder first on its
-    path; ConfigError with its errors, or a timeout's."""
+    path; ConfigError with its errors, or a timeout's. An answer is kept for the same request and code."""
     request = {**request, "app_dir": None if code.bundled else str(code.root)}
+    key = (json.dumps(request, sort_keys=True), str(code.root), code.digest())
+    answer = _ANSWERS.get(key)
+    if answer is None:
+        answer = _ANSWERS[key] = _ask(request, code, timeout_s)
+    if answer.get("errors"):
+        raise ConfigError(*answer["errors"])
+    return copy.deepcopy(answer)
+
+
+def _ask(request: dict, code: AppCode, timeout_s: float) -> dict:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the team's folder
     proc = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(code.root), start_new_session=True)
@@ -59,13 +75,10 @@ def _child(request: dict, code: AppCode, timeout_s: float) -> dict:
                           f"than {timeout_s:g} s (a module that blocks at import?); raise the timeout or fix the "
                           "module") from None
     try:
-        answer = json.loads(out.strip().splitlines()[-1])
+        return json.loads(out.strip().splitlines()[-1])
     except (IndexError, ValueError):
         last = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise ConfigError(f"{WHERE.strip()}: the code check of {code.root} failed: {last}") from None
-    if answer.get("errors"):
-        raise ConfigError(*answer["errors"])
-    return answer
 
 
 def run(config: dict, code: AppCode, timeout_s: float, added: Optional[dict[str, list[str]]] = None) -> dict:
