@@ -9,11 +9,12 @@ __all__ = [
     "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBE_PROMETHEUS_STACK_CHART", "KUBE_PROMETHEUS_STACK_VERSION",
     "KUBE_PROMETHEUS_STACK_REPOSITORY", "NVIDIA_DEVICE_PLUGIN_CHART", "NVIDIA_DEVICE_PLUGIN_VERSION",
     "NVIDIA_DEVICE_PLUGIN_REPOSITORY", "LB_CONTROLLER_CHART", "LB_CONTROLLER_VERSION", "EKS_CHARTS_REPOSITORY",
-    "PROMETHEUS_IMAGE", "GRAFANA_IMAGE", "GCS_PORT", "DASHBOARD_PORT",
+    "KARPENTER_CHART_REPOSITORY", "KARPENTER_VERSION", "KARPENTER_K8S_VERSIONS", "KARPENTER_AMI_ALIAS",
+    "DO_NOT_DISRUPT", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE", "GCS_PORT", "DASHBOARD_PORT",
     "CLIENT_PORT", "METRICS_PORT", "RAY_METRICS_PORTS", "SERVE_PORT", "GCS_REDIS_PORT", "REDIS_PORT",
     "HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_PORT", "FALLBACK_PROXY_GRPC_PORT",
     "PROMETHEUS_PORT", "GRAFANA_PORT", "TLS_PORT", "TLS_POLICY", "INTERNAL_PORTS", "NODE_GROUP_LABEL",
-    "ACCELERATOR_LABEL", "SERVICE_LABEL", "GPU_RESOURCE", "MODEL_CACHE_PATH", "SERVE_PROXY_ENV",
+    "ACCELERATOR_LABEL", "SERVICE_LABEL", "NODE_TYPE_LABEL", "GPU_RESOURCE", "MODEL_CACHE_PATH", "SERVE_PROXY_ENV",
     "SERVE_THROUGHPUT_ENV", "WORKER_PORTS", "DIRECT_INGRESS_HTTP_PORTS", "DIRECT_INGRESS_GRPC_PORTS",
 ]
 
@@ -38,6 +39,14 @@ NVIDIA_DEVICE_PLUGIN_REPOSITORY = "https://nvidia.github.io/k8s-device-plugin"
 LB_CONTROLLER_CHART = "aws-load-balancer-controller"
 LB_CONTROLLER_VERSION = "3.5.0"
 EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
+# Karpenter adds and removes EKS nodes as Ray's autoscaler adds and removes pods. Its chart and its CRD chart
+# (the CRDs as templates, so a version bump upgrades them) come from the same OCI repository. The Kubernetes
+# versions are those both its compatibility matrix and the pinned AMI release cover.
+KARPENTER_CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+KARPENTER_VERSION = "1.14.1"
+KARPENTER_K8S_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
+KARPENTER_AMI_ALIAS = "al2023@v20260714"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"  # a pod annotation: Karpenter never drains its node voluntarily
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
 GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
 
@@ -70,6 +79,7 @@ INTERNAL_PORTS = {GCS_PORT: "GCS", DASHBOARD_PORT: "dashboard", CLIENT_PORT: "Ra
 NODE_GROUP_LABEL = "rayserve.io/node-group"  # on every EKS node; Ray pods select their group by it
 ACCELERATOR_LABEL = "rayserve.io/accelerator"
 SERVICE_LABEL = "rayserve.io/service"  # on every pod of one RayService
+NODE_TYPE_LABEL = "ray.io/node-type"  # KubeRay labels every pod it creates: head or worker
 GPU_RESOURCE = "nvidia.com/gpu"
 
 # Where the Serve image keeps Hugging Face weights (the model-cache volume on EKS and VMs).

@@ -56,6 +56,7 @@ FAKE_OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:ec2/eip:Eip": lambda n, i: {"publicIp": "203.0.113.20", "publicDns": "ec2-203-0-113-20.compute.amazonaws.com"},
     "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {"dnsName": f"{n}-0123456789.elb.us-west-2.amazonaws.com"},
     "aws:iam/role:Role": lambda n, i: {"name": i.get("name") or n},  # Pulumi autonames from the resource name
+    "aws:sqs/queue:Queue": lambda n, i: {"name": i.get("name") or n, "url": f"https://sqs.us-west-2.amazonaws.com/123456789012/{n}"},
     # another stack's outputs are not known here: a StackReference reads none (get_output gives None)
     "pulumi:pulumi:StackReference": lambda n, i: {"outputs": {}, "secretOutputNames": []},
     "kubernetes:ray.io/v1:RayService": lambda n, i: {"status": {"activeServiceStatus": {"applicationStatuses": {

@@ -21,6 +21,8 @@ Assumptions, each with its source:
   listener port from loadBalancerSourceRanges (the VPC's range for an internal NLB without them) and the
   shared backend group, and admits the target port from the backend group on the targets' group; with
   `nlb-target-type: ip` the targets are the pods.
+- A6 (Karpenter, "NodeClasses": securityGroupSelectorTerms): a Karpenter node carries exactly the groups its
+  EC2NodeClass selects (by id here), and its pods carry them (A2).
 - A4: a security group created with no egress rule by pulumi-aws' SecurityGroup keeps AWS' default
   allow-all egress only when it is the EKS cluster group (A1); groups the stack declares state their egress.
 """

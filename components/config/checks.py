@@ -15,7 +15,8 @@ from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.aws import SSM_ADVANCED_LIMIT
 from rayserve_pulumi.config.kubernetes import parse_quantity
 from rayserve_pulumi.config.serve import deployment_resources, grpc_port, serve_port
-from rayserve_pulumi.config.stack import NodeGroup, PodResources, StackConfig
+from rayserve_pulumi.aws.eks.settings import NodeGroup, Nodes
+from rayserve_pulumi.config.stack import PodResources, StackConfig
 from rayserve_pulumi.constants import DIRECT_INGRESS_GRPC_PORTS, DIRECT_INGRESS_HTTP_PORTS, WORKER_PORTS
 from rayserve_pulumi.kuberay.settings import AUTOSCALER_RESOURCES
 from rayserve_pulumi.registry import platform
@@ -61,17 +62,20 @@ def serve_port_errors(serve_config: dict, reserved: dict[int, str], direct_ingre
     return errors
 
 
-def _fits(where: str, pod: PodResources, group: NodeGroup, sidecar: tuple[int, float] = (0, 0.0)) -> Optional[str]:
+def _fits(where: str, pod: PodResources, group: Nodes, sidecar: tuple[int, float] = (0, 0.0)) -> Optional[str]:
     """`sidecar`: (millicpu, MiB) the pod's other containers request (the head's autoscaler)."""
-    cpu, memory, gpus = group.smallest()
+    cpu, memory, gpus = group.pod_room()
     millicpu, memory_mib = pod.millicpu + sidecar[0], pod.memory_mib + sidecar[1]
     if millicpu <= cpu and memory_mib <= memory and pod.gpu <= gpus:
         return None
     plus = f" with the autoscaler sidecar's {sidecar[0]}m and {sidecar[1]:.0f} MiB" if sidecar[0] else ""
+    where_to = (f"a node of group {group.name!r} ({', '.join(group.instance_types)})" if isinstance(group, NodeGroup)
+                else f"node pool {group.name!r} within its limits (cpu {group.limits.cpu}, memory_gib "
+                     f"{group.limits.memory_gib}, gpus {group.limits.gpus})")
     return (f"rayserve:ray_service.{where}: asks for cpu {pod.cpu} ({millicpu}m), memory {pod.memory} "
-            f"({memory_mib:.0f} MiB){plus} and {pod.gpu} GPU(s), but a node of group {group.name!r} "
-            f"({', '.join(group.instance_types)}) can give a pod at most {cpu}m, {memory} MiB and {gpus} GPU(s) after "
-            f"EKS' reservations; ask for less or place it on a larger node group")
+            f"({memory_mib:.0f} MiB){plus} and {pod.gpu} GPU(s), but {where_to} can give a pod at most {cpu}m, "
+            f"{memory} MiB and {gpus} GPU(s) after EKS' reservations; ask for less, raise the limits or place it on "
+            "larger nodes")
 
 
 def eks_fit_errors(cfg: StackConfig) -> list[str]:
@@ -82,7 +86,7 @@ def eks_fit_errors(cfg: StackConfig) -> list[str]:
         if rs.enable_autoscaling else (0, 0.0)
     errors = []
     for where, pod in [("head", rs.head), *((f"worker_groups[{g.name}]", g) for g in rs.worker_groups)]:
-        groups = [eks.group(pod.node_group)] if pod.node_group else eks.node_groups
+        groups = [eks.group(pod.node_group)] if pod.node_group else eks.placements()
         sidecar = autoscaler if pod is rs.head else (0, 0.0)
         verdicts = [_fits(where, pod, g, sidecar) for g in groups if g is not None]
         if verdicts and all(verdicts):

@@ -19,7 +19,7 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.stack import MetricsSettings
 from rayserve_pulumi.constants import (
     GRAFANA_PORT, KUBE_PROMETHEUS_STACK_CHART as CHART, KUBE_PROMETHEUS_STACK_REPOSITORY, PROMETHEUS_PORT,
-    RAY_METRICS_PORTS, SERVICE_LABEL,
+    NODE_TYPE_LABEL, RAY_METRICS_PORTS, SERVICE_LABEL,
 )
 from rayserve_pulumi.kuberay.security import pod_security_labels
 from rayserve_pulumi.observability.dashboards import ray_dashboards
@@ -93,7 +93,7 @@ def render_pod_monitors(service: str, namespace: str, monitoring_namespace: str,
                 "metadata": {"name": f"{service}-{kind}", "namespace": monitoring_namespace,
                              "labels": {"release": release_label}},
                 "spec": {"jobLabel": f"ray-{kind}", "namespaceSelector": {"matchNames": [namespace]},
-                         "selector": {"matchLabels": {SERVICE_LABEL: service, "ray.io/node-type": kind}},
+                         "selector": {"matchLabels": {SERVICE_LABEL: service, NODE_TYPE_LABEL: kind}},
                          "podMetricsEndpoints": [{"port": p, "relabelings": relabel} for p in ports]}}
 
     return [monitor("head", HEAD_METRICS_PORTS), monitor("worker", WORKER_METRICS_PORTS)]

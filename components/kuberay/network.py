@@ -18,12 +18,12 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from rayserve_pulumi.constants import DASHBOARD_PORT, REDIS_PORT, SERVICE_LABEL
+from rayserve_pulumi.constants import DASHBOARD_PORT, NODE_TYPE_LABEL, REDIS_PORT, SERVICE_LABEL
 
 __all__ = ["NAMESPACE_LABEL", "HEAD_LABEL", "DNS_LABELS", "Egress", "render_network_policies", "declare"]
 
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
-HEAD_LABEL = {"ray.io/node-type": "head"}  # KubeRay's label on head pods
+HEAD_LABEL = {NODE_TYPE_LABEL: "head"}
 DNS_LABELS = {"k8s-app": "kube-dns"}  # CoreDNS in kube-system (EKS' add-on and upstream's manifests)
 
 

@@ -30,7 +30,7 @@ from rayserve_pulumi.kuberay.settings import AUTOSCALER_RESOURCES
 from rayserve_pulumi.config.types import AllowListCidr
 from rayserve_pulumi.inputs import checked
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DASHBOARD_PORT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVICE_LABEL,
+    CLIENT_PORT, DASHBOARD_PORT, DO_NOT_DISRUPT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVICE_LABEL,
     TLS_PORT,
 )
 from rayserve_pulumi.kuberay import network
@@ -39,7 +39,7 @@ from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 
 __all__ = [
     "API_VERSION", "WAIT_FOR", "wait_for", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
-    "GPU_TOLERATION", "Placement", "serve_service_name", "render_serve_service", "render_rayservice",
+    "GPU_TOLERATION", "Placement", "render_head_pdb", "serve_service_name", "render_serve_service", "render_rayservice",
     "application_statuses", "RayServiceResource", "RayServiceArgs", "RayService",
 ]
 
@@ -115,16 +115,17 @@ def _metrics_ports(names) -> list[dict]:
 
 def _head_group(head: HeadSettings, image: str, placement: Placement, labels: dict, port: int, storage,
                 serve_env: dict, env: Optional[dict] = None) -> dict:
+    """The head group; its pod is never disrupted voluntarily (a node autoscaler's consolidation would restart
+    the whole Serve control plane): Karpenter's do-not-disrupt annotation, and a PodDisruptionBudget."""
     params = {"dashboard-host": "0.0.0.0", "metrics-export-port": str(METRICS_PORTS["metrics"])}
     if head.num_cpus is not None:
         params["num-cpus"] = str(int(head.num_cpus) if float(head.num_cpus).is_integer() else head.num_cpus)
     ports = [{"containerPort": GCS_PORT, "name": "gcs-server"}, {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
              {"containerPort": CLIENT_PORT, "name": "client"}, {"containerPort": port, "name": "serve"},
              *_metrics_ports(HEAD_METRICS_PORTS)]
-    return {
-        "rayStartParams": params,
-        "template": _pod_template("ray-head", image, head, placement, labels, ports, storage, serve_env, env),
-    }
+    template = _pod_template("ray-head", image, head, placement, labels, ports, storage, serve_env, env)
+    template["metadata"]["annotations"] = {DO_NOT_DISRUPT: "true"}
+    return {"rayStartParams": params, "template": template}
 
 
 def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict, port: int, storage,
@@ -139,6 +140,13 @@ def _worker_group(g: WorkerGroup, image: str, placement: Placement, labels: dict
                                   [{"containerPort": port, "name": "serve"}, *_metrics_ports(WORKER_METRICS_PORTS)],
                                   storage, serve_env),
     }
+
+
+def render_head_pdb(s: RayServiceSettings) -> dict:
+    """The head's PodDisruptionBudget: an eviction (a drain, a consolidation) waits while the head is the only
+    one; KubeRay itself still replaces it on an upgrade (a delete, not an eviction)."""
+    return {"metadata": {"name": f"{s.name}-head", "namespace": s.namespace},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {SERVICE_LABEL: s.name, **network.HEAD_LABEL}}}}
 
 
 def serve_service_name(s: RayServiceSettings) -> str:
@@ -270,6 +278,9 @@ class RayService(pulumi.ComponentResource):
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],
                                            pulumi.ResourceOptions(parent=self))
+        pdb = render_head_pdb(s)
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-head-pdb", metadata=pdb["metadata"], spec=pdb["spec"],
+                                          opts=pulumi.ResourceOptions(parent=self))
         port, svc = serve_port(args.serve_config), serve_service_name(s)
         if args.operator_namespace:
             network.declare(name, network.render_network_policies(

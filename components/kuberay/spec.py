@@ -50,8 +50,9 @@ class KubeRaySpec(PlatformSpec):
         for res in rendered.resources:
             if res.type == "kubernetes:helm.sh/v3:Release":
                 i = res.inputs
-                docs.append((f"Helm release {i['name']}: chart {i['chart']} {i['version']} from "
-                             f"{i['repositoryOpts']['repo']} into {i['namespace']}; values:", i.get("values") or {}))
+                repo = (i.get("repositoryOpts") or {}).get("repo")  # an OCI chart names its registry itself
+                source = f"chart {i['chart']} {i['version']}" + (f" from {repo}" if repo else "")
+                docs.append((f"Helm release {i['name']}: {source} into {i['namespace']}; values:", i.get("values") or {}))
             elif res.type.startswith("kubernetes:") and not res.type.startswith("kubernetes:index:"):
                 docs.append((f"{res.type} ({res.name})", k8s_manifest(res)))
         return docs + cloud_documents(rendered)

@@ -445,15 +445,56 @@ def check_egress_limited(resources: Resources) -> list[str]:
 
 
 def check_gpu_device_plugin(resources: Resources) -> list[str]:
-    """GPU node groups have NVIDIA's device plugin (tolerating their taint): without it no node advertises
-    nvidia.com/gpu and GPU pods stay Pending."""
+    """GPU node groups and Karpenter GPU node pools have NVIDIA's device plugin (tolerating their taint):
+    without it no node advertises nvidia.com/gpu and GPU pods stay Pending."""
     gpu_groups = [name for t, name, p in resources if t == "eks:index:ManagedNodeGroup"
                   and ("NVIDIA" in str(p.get("amiType", "")) or any(x.get("key") == GPU_RESOURCE
                                                                     for x in p.get("taints") or []))]
+    gpu_groups += [name for t, name, p in resources if t == NODE_POOL and (
+        GPU_RESOURCE in ((p.get("spec") or {}).get("limits") or {})
+        or any(x.get("key") == GPU_RESOURCE for x in _pool_template(p).get("taints") or []))]
     plugins = [p for t, _, p in resources if t == "kubernetes:helm.sh/v3:Release"
                and p.get("chart") == NVIDIA_DEVICE_PLUGIN_CHART and _tolerates_gpu(p.get("values") or {})]
     return [f"GPU node group {g} has no NVIDIA device plugin tolerating its {GPU_RESOURCE} taint"
             for g in gpu_groups] if gpu_groups and not plugins else []
+
+
+NODE_POOL, NODE_CLASS = "kubernetes:karpenter.sh/v1:NodePool", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+
+
+def _pool_template(props: Props) -> dict:
+    return ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def check_node_pools_limited(resource_type: str, props: Props) -> list[str]:
+    """Karpenter node pools set CPU and memory limits: a pool without them launches nodes without bound
+    (a runaway autoscaler, a bad replica count) and so spends without bound."""
+    if resource_type != NODE_POOL:
+        return []
+    limits = (props.get("spec") or {}).get("limits") or {}
+    return [f"spec.limits.{k} is not set; a node pool without it grows without bound" for k in ("cpu", "memory")
+            if k not in limits]
+
+
+def check_node_classes_hardened(resource_type: str, props: Props) -> list[str]:
+    """Karpenter's EC2NodeClasses give nodes what the managed groups' launch templates give: IMDSv2 with hop
+    limit 1, encrypted volumes, and a pinned AMI (an alias at a version, never @latest)."""
+    if resource_type != NODE_CLASS:
+        return []
+    spec = props.get("spec") or {}
+    meta = spec.get("metadataOptions") or {}
+    out = []
+    if meta.get("httpTokens") != "required":
+        out.append(f"metadataOptions.httpTokens is {meta.get('httpTokens')!r}; IMDSv2 needs 'required'")
+    if meta.get("httpPutResponseHopLimit") != 1:
+        out.append(f"metadataOptions.httpPutResponseHopLimit is {meta.get('httpPutResponseHopLimit')!r}; set 1")
+    out += [f"blockDeviceMappings[{i}].ebs.encrypted must be true"
+            for i, m in enumerate(spec.get("blockDeviceMappings") or []) if not _truthy((m.get("ebs") or {}).get("encrypted"))]
+    if not spec.get("blockDeviceMappings"):
+        out.append("blockDeviceMappings is not set; the AMI's default root volume is not encrypted by this stack")
+    out += [f"amiSelectorTerms[{i}].alias {t['alias']!r} follows the latest AMI; pin a version"
+            for i, t in enumerate(spec.get("amiSelectorTerms") or []) if str(t.get("alias", "")).endswith("@latest")]
+    return out
 
 
 def _policy(name: str, check: Callable[[str, Props], list[str]]) -> ResourceValidationPolicy:
@@ -495,6 +536,8 @@ CHECKS = {
     "tls-on-internet-facing-endpoints": check_tls_on_internet_facing_endpoints,
     "monitoring-not-public": check_monitoring_not_public,
     "monitoring-rbac-namespaced": check_monitoring_rbac_namespaced,
+    "node-pools-limited": check_node_pools_limited,
+    "node-classes-hardened": check_node_classes_hardened,
 }
 STACK_CHECKS = {
     "cni-through-irsa": check_cni_through_irsa,

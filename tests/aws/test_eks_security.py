@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from rayserve_pulumi.constants import DASHBOARD_PORT, SERVICE_LABEL
+from rayserve_pulumi.constants import DASHBOARD_PORT, KARPENTER_AMI_ALIAS, SERVICE_LABEL
+from rayserve_pulumi.preview import EKS_CLUSTER_SG
 from tests.pulumi_harness import render, stack_values
 
 CNI = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
@@ -32,15 +33,33 @@ def test_the_vpc_cni_gets_its_permissions_through_irsa_not_the_node_role(rendere
 
 
 def test_node_groups_run_on_launch_templates_with_imds_hop_limit_1(rendered):
+    for stack, managed in (("dev", 1), ("prod", 1)):
+        r = rendered[stack]
+        templates = r.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+        groups = r.of_type("eks:index:ManagedNodeGroup")
+        assert len(templates) == len(groups) == managed
+        for lt in templates:
+            assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                                    "httpPutResponseHopLimit": 1}
+            assert lt.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
+        assert all("launchTemplate" in g.inputs and "diskSize" not in g.inputs for g in groups)
+
+
+def test_karpenter_nodes_get_what_the_managed_groups_launch_templates_give(rendered):
+    """IMDSv2 with hop limit 1 (pods reach AWS through IRSA only), an encrypted root, the node role, the
+    cluster security group and the private subnets: a Karpenter node is no wider than a managed one."""
     r = rendered["prod"]
-    templates = r.of_type("aws:ec2/launchTemplate:LaunchTemplate")
-    groups = r.of_type("eks:index:ManagedNodeGroup")
-    assert len(templates) == len(groups) == 3
-    for lt in templates:
-        assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
-                                                "httpPutResponseHopLimit": 1}
-        assert lt.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
-    assert all("launchTemplate" in g.inputs and "diskSize" not in g.inputs for g in groups)
+    classes = r.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
+    assert {c.inputs["metadata"]["name"] for c in classes} == {"cpu", "gpu"}
+    for c in classes:
+        spec = c.inputs["spec"]
+        assert spec["metadataOptions"]["httpTokens"] == "required"
+        assert spec["metadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert all(b["ebs"]["encrypted"] is True for b in spec["blockDeviceMappings"])
+        assert spec["role"] == r.one("aws:iam/role:Role", "eks-node-role").state["name"]
+        assert spec["securityGroupSelectorTerms"] == [{"id": EKS_CLUSTER_SG}]
+        assert {t["id"] for t in spec["subnetSelectorTerms"]} == {"subnet-priv-a", "subnet-priv-b", "subnet-priv-c"}
+        assert spec["amiSelectorTerms"] == [{"alias": KARPENTER_AMI_ALIAS}] and "latest" not in KARPENTER_AMI_ALIAS
 
 
 def test_the_kubernetes_api_is_private_unless_the_stack_names_who_may_reach_it(rendered):

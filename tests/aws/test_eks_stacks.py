@@ -26,14 +26,32 @@ def test_dev_is_small_single_cpu_group_cluster_ip(rendered):
     assert r.outputs["app_urls"]["calc"] == "http://rayserve-dev-serve-svc.ray.svc.cluster.local:8000/calc"
 
 
-def test_prod_has_cpu_and_gpu_groups_with_gpu_pods_placed_on_them(rendered):
-    r = rendered["prod"]
+def _with_managed_gpu_group() -> dict:
+    """prod with a managed GPU group (no Karpenter) for its GPU workers."""
+    values = stack_values("prod")
+    values["eks"] = {**values["eks"], "karpenter": None, "node_groups": [
+        *values["eks"]["node_groups"],
+        {"name": "cpu", "instance_types": ["m6i.2xlarge"], "min_size": 2, "desired_size": 2, "max_size": 10},
+        {"name": "gpu", "instance_types": ["g5.xlarge"], "min_size": 1, "desired_size": 1, "max_size": 4, "gpu": True}]}
+    return values
+
+
+def test_a_managed_gpu_group_gets_the_nvidia_ami_taint_and_label():
+    r = render(_with_managed_gpu_group(), "prod")
     groups = {g.name.split("-")[-1]: g for g in r.of_type("eks:index:ManagedNodeGroup")}
     assert set(groups) == {"system", "cpu", "gpu"}
     gpu = groups["gpu"].inputs
-    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA" and groups["cpu"].inputs["amiType"] == "AL2023_x86_64_STANDARD"
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
     assert gpu["labels"]["rayserve.io/node-group"] == "gpu"
+    assert not r.of_type("rayserve:aws:Karpenter")
+    plugin = r.one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin").inputs
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["values"]["tolerations"]
+    assert plugin["values"]["nodeSelector"].items() <= gpu["labels"].items()
+
+
+def test_prod_places_gpu_pods_on_the_gpu_pool(rendered):
+    r = rendered["prod"]
     cluster = _rayservice(r).inputs["spec"]["rayClusterConfig"]
     worker = {w["groupName"]: w for w in cluster["workerGroupSpecs"]}
     gpu_pod = worker["gpu"]["template"]["spec"]
@@ -194,7 +212,7 @@ def test_prod_is_schedulable_after_eks_reservations():
     cfg = parse_stack_config(stack_values("prod"))
     assert eks_fit_errors(cfg) == []
     head, system = cfg.ray_service.head, cfg.eks.group("system")
-    cpu, memory, _ = system.smallest()
+    cpu, memory, _ = system.pod_room()
     assert head.millicpu <= cpu and head.memory_mib <= memory
 
 
@@ -247,11 +265,11 @@ def test_an_external_redis_replaces_the_deployed_one():
 def test_gpu_nodes_get_the_nvidia_device_plugin_and_cpu_only_clusters_none(rendered):
     plugin = rendered["prod"].one("kubernetes:helm.sh/v3:Release", "nvidia-device-plugin").inputs
     assert plugin["chart"] == "nvidia-device-plugin" and re.fullmatch(r"\d+\.\d+\.\d+", plugin["version"])
-    assert plugin["values"]["nodeSelector"] == {"rayserve.io/accelerator": "nvidia"}  # the GPU groups' label
-    gpu = next(g for g in rendered["prod"].of_type("eks:index:ManagedNodeGroup") if g.inputs["taints"])
-    assert gpu.inputs["labels"]["rayserve.io/accelerator"] == "nvidia"
-    taint = gpu.inputs["taints"][0]
-    assert {"key": taint["key"], "operator": "Exists", "effect": "NoSchedule"} in plugin["values"]["tolerations"]
+    assert plugin["values"]["nodeSelector"] == {"rayserve.io/accelerator": "nvidia"}  # the GPU nodes' label
+    pool = rendered["prod"].one("kubernetes:karpenter.sh/v1:NodePool", "gpu-pool").inputs["spec"]["template"]
+    assert pool["metadata"]["labels"]["rayserve.io/accelerator"] == "nvidia"
+    taint = pool["spec"]["taints"][0]
+    assert {"key": taint["key"], "operator": "Exists", "effect": taint["effect"]} in plugin["values"]["tolerations"]
     assert not [r for r in rendered["dev"].of_type("kubernetes:helm.sh/v3:Release") if "nvidia" in r.name]
 
 

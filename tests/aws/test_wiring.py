@@ -30,19 +30,23 @@ def eks_world(stack: str, rendered=None):
     net.add("egress", cluster_sg, Rule(ALL, 0, 65535, cidrs=("0.0.0.0/0",)))
     templates = r.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     node_groups = set().union(*[set(lt.inputs.get("vpcSecurityGroupIds") or [cluster_sg]) for lt in templates])  # A1
+    pool_groups = {p.inputs["metadata"]["name"]: {t["id"] for t in p.inputs["spec"]["securityGroupSelectorTerms"]}
+                   for p in r.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")}  # A6
     vpc = values["eks"].get("vpc_cidr", "10.0.0.0/16")
     rs = values["ray_service"]
     spec = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]["rayClusterConfig"]
     ray_labels = spec["headGroupSpec"]["template"]["metadata"]["labels"]
 
-    def pod(name, n, namespace, labels):  # A2: a pod carries its node's groups and a VPC address
-        return Endpoint(name, _ip(vpc, n), set(node_groups), namespace, labels)
+    def pod(name, n, namespace, labels, groups=None):  # A2: a pod carries its node's groups and a VPC address
+        return Endpoint(name, _ip(vpc, n), set(groups or node_groups), namespace, labels)
+
+    worker_on = pool_groups.get(rs["worker_groups"][0].get("node_group"))  # a Karpenter node's groups, if there
 
     world = {
         "node": Endpoint("node", _ip(vpc, 5), set(node_groups)),
         "api": Endpoint("api server", _ip(vpc, 6), {cluster_sg}),  # A1
         "head": pod("head", 10, rs["namespace"], {**ray_labels, "ray.io/node-type": "head"}),  # A3
-        "worker": pod("worker", 11, rs["namespace"], {**ray_labels, "ray.io/node-type": "worker"}),
+        "worker": pod("worker", 11, rs["namespace"], {**ray_labels, "ray.io/node-type": "worker"}, worker_on),
         "dns": pod("coredns", 12, "kube-system", {"k8s-app": "kube-dns"}),
         "operator": pod("kuberay operator", 13, values.get("kuberay", {}).get("namespace", "kuberay-system"), {}),
         "prometheus": pod("prometheus", 14, values.get("metrics", {}).get("namespace", "monitoring"), {}),
@@ -51,6 +55,8 @@ def eks_world(stack: str, rendered=None):
         "ecr": Endpoint("ECR (through NAT)", "52.94.0.10"),
         "internet": Endpoint("the internet", "198.18.0.1"),
     }
+    for name, groups in pool_groups.items():
+        world[f"{name} pool node"] = Endpoint(f"a Karpenter node of pool {name}", _ip(vpc, 60 + len(world)), groups)
     for sts in r.of_type("kubernetes:apps/v1:StatefulSet"):
         world["redis"] = pod("redis", 20, sts.inputs["metadata"]["namespace"], sts.inputs["spec"]["template"]["metadata"]["labels"])
     service = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]["serveService"]
@@ -91,8 +97,11 @@ def test_every_connection_eks_needs_is_allowed_and_nothing_else(stack):
         needed += [("head", "redis", REDIS_PORT, "tcp"), ("worker", "redis", REDIS_PORT, "tcp")]
         refused += [("stranger", "redis", REDIS_PORT, "tcp"), ("prometheus", "redis", REDIS_PORT, "tcp"),
                     ("redis", "internet", 443, "tcp")]
+    pool_nodes = [k for k in w if k.endswith("pool node")]
+    assert bool(pool_nodes) == ("karpenter" in stack_values(stack)["eks"])
+    needed += [(n, "ecr", 443, "tcp") for n in pool_nodes] + [(n, "api", 443, "tcp") for n in pool_nodes]
     if "efs" in w:  # the EFS CSI node plugin mounts for the pod on the host's network: the node connects
-        needed += [("node", "efs", 2049, "tcp")]
+        needed += [("node", "efs", 2049, "tcp"), *((n, "efs", 2049, "tcp") for n in pool_nodes)]
         refused += [("vpc host", "efs", 2049, "tcp")]
     if stack_values(stack).get("metrics", {}).get("enabled"):
         needed += [("prometheus", "head", METRICS_PORT, "tcp"), ("prometheus", "worker", METRICS_PORT, "tcp")]
@@ -138,3 +147,15 @@ def test_the_vm_stack_admits_its_clients_through_the_nlb_only():
     for src, dst, port in [(outsider, lb, 443), (client, head, SERVE_PORT), (client, head, DASHBOARD_PORT),
                            (lb, head, DASHBOARD_PORT), (client, lb, SERVE_PORT)]:
         assert not net.allows(src, dst, port), (src.name, dst.name, port)
+
+
+def test_a_node_class_selecting_another_group_fails_the_wiring_check():
+    """Karpenter nodes reach EFS and the API server because their EC2NodeClass selects the cluster group;
+    one that selected another group would leave the pods on those nodes without storage."""
+    net, w, r = eks_world("prod")
+    changed = copy.deepcopy(r)
+    for c in changed.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"):
+        c.inputs["spec"]["securityGroupSelectorTerms"] = [{"id": "sg-0other000000000"}]
+    other_net, other_w, _ = eks_world("prod", rendered=changed)
+    assert net.allows(w["cpu pool node"], w["efs"], 2049)
+    assert not other_net.allows(other_w["cpu pool node"], other_w["efs"], 2049)

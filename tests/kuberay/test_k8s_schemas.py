@@ -18,7 +18,8 @@ from tests.pulumi_harness import all_stacks, stack_values
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is a test dependency")
 KUBERAY_STACKS = [s for s in all_stacks() if stack_values(s)["platform"] in ("eks", "kubernetes")]
 # checked against the KubeRay CRDs, the Prometheus Operator's schemas, or below
-CRD_KINDS = ("kubernetes:ray.io/", "kubernetes:helm.sh/", "kubernetes:monitoring.coreos.com/", "kubernetes:yaml/")  # not objects
+CRD_KINDS = ("kubernetes:ray.io/", "kubernetes:helm.sh/", "kubernetes:monitoring.coreos.com/", "kubernetes:yaml/",
+             "kubernetes:karpenter")  # not built-in objects (Karpenter's: tests/aws/test_karpenter.py)
 
 
 def integers(value):

@@ -150,6 +150,22 @@ CASES += [
      {"cidrIpv4": "203.0.113.0/24", "fromPort": 443, "toPort": 443, "ipProtocol": "tcp"},
      {"cidrIpv4": "203.0.113.0/24", "fromPort": 3000, "toPort": 3000, "ipProtocol": "tcp"}),
 ]
+NODE_CLASS = {"spec": {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
+                       "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": True}}],
+                       "amiSelectorTerms": [{"alias": "al2023@v20260714"}]}}
+CASES += [
+    ("node-pools-limited", "kubernetes:karpenter.sh/v1:NodePool", {"spec": {"limits": {"cpu": "80", "memory": "320Gi"}}},
+     {"spec": {"limits": {"cpu": "80"}}}),
+    ("node-classes-hardened", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", NODE_CLASS,
+     {"spec": {**NODE_CLASS["spec"], "amiSelectorTerms": [{"alias": "al2023@latest"}]}}),
+    ("node-classes-hardened", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", NODE_CLASS,
+     {"spec": {**NODE_CLASS["spec"], "metadataOptions": {"httpTokens": "optional", "httpPutResponseHopLimit": 2}}}),
+    ("node-classes-hardened", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", NODE_CLASS,
+     {"spec": {k: v for k, v in NODE_CLASS["spec"].items() if k != "blockDeviceMappings"}}),
+]
+GPU_POOL = ("kubernetes:karpenter.sh/v1:NodePool", "gpu", {"spec": {
+    "limits": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "4"},
+    "template": {"spec": {"taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]}}}})
 STACK_CASES = [
     # policy, passing resources, failing resources (the old rendering)
     ("egress-limited",
@@ -171,6 +187,10 @@ STACK_CASES = [
      # the old prod rendering: a GPU group and nothing that advertises its GPUs
      [("eks:index:ManagedNodeGroup", "gpu", {"amiType": "AL2023_x86_64_NVIDIA",
                                              "taints": [{"key": "nvidia.com/gpu", "effect": "NO_SCHEDULE"}]})]),
+    ("gpu-device-plugin",  # the same for a Karpenter GPU pool
+     [GPU_POOL, ("kubernetes:helm.sh/v3:Release", "plugin", {"chart": "nvidia-device-plugin", "values": {
+         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}})],
+     [GPU_POOL]),
     ("cni-through-irsa",
      [("aws:iam/role:Role", "node", {"assumeRolePolicy": '{"Principal": {"Service": "ec2.amazonaws.com"}}'}),
       ("aws:iam/role:Role", "cni", {"assumeRolePolicy": '{"Action": "sts:AssumeRoleWithWebIdentity"}'}),

@@ -1,5 +1,5 @@
-"""EksCluster: VPC (pulumi-awsx, or an existing one), EKS (pulumi-eks) with managed CPU/GPU node groups, EBS CSI,
-gp3 StorageClass.
+"""EksCluster: VPC (pulumi-awsx, or an existing one), EKS (pulumi-eks) with managed CPU/GPU node groups and
+Karpenter's node pools (aws.eks.karpenter), EBS CSI, gp3 StorageClass.
 
 Least privilege: the node role carries no CNI permissions (the VPC CNI add-on gets them through IRSA),
 node launch templates require IMDSv2 with hop limit 1 (pods reach AWS through IRSA only), and the
@@ -23,7 +23,8 @@ import pulumi_kubernetes as k8s
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.aws.iam import assume_role_policy, irsa_trust_policy
 from rayserve_pulumi.aws.network import ExistingNetwork, network
-from rayserve_pulumi.config.stack import EksSettings, NodeGroup
+from rayserve_pulumi.aws.eks.karpenter import Karpenter, KarpenterArgs
+from rayserve_pulumi.aws.eks.settings import EksSettings, Nodes
 from rayserve_pulumi.constants import (
     ACCELERATOR_LABEL, EKS_CHARTS_REPOSITORY, GPU_RESOURCE, LB_CONTROLLER_CHART, LB_CONTROLLER_VERSION,
     NODE_GROUP_LABEL, NVIDIA_DEVICE_PLUGIN_CHART, NVIDIA_DEVICE_PLUGIN_REPOSITORY, NVIDIA_DEVICE_PLUGIN_VERSION,
@@ -46,7 +47,7 @@ CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"  # on the aws-node s
 NODE_METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 
-def node_group_taints(group: NodeGroup) -> list[dict]:
+def node_group_taints(group: Nodes) -> list[dict]:
     return [GPU_TAINT] if group.gpu else []
 
 
@@ -56,7 +57,7 @@ def device_plugin_values() -> dict:
             "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]}
 
 
-def node_group_labels(group: NodeGroup) -> dict[str, str]:
+def node_group_labels(group: Nodes) -> dict[str, str]:
     return {**group.labels, NODE_GROUP_LABEL: group.name, ACCELERATOR_LABEL: "nvidia" if group.gpu else "none"}
 
 
@@ -161,15 +162,23 @@ class EksCluster(pulumi.ComponentResource):
         self.model_cache_storage_class = self._efs(name, args, k8s_child) if args.enable_efs else None
         self.load_balancer_controller = self._load_balancer_controller(name, args.tags) \
             if args.load_balancer_controller else None
+        self.karpenter = Karpenter(f"{name}-karpenter", KarpenterArgs(
+            settings=s.karpenter, cluster_name=self.cluster_name,
+            oidc_provider_arn=self.cluster.oidc_provider_arn, oidc_provider_url=self.cluster.oidc_provider_url,
+            node_role=self.node_role, subnet_ids=net.private_subnet_ids,
+            security_group_ids=pulumi.Output.from_input(self.cluster.cluster_security_group_id).apply(lambda g: [g]),
+            labels={p.name: node_group_labels(p) for p in s.karpenter.node_pools}, provider=self.provider,
+            depends_on=list(self.node_groups.values()), tags=args.tags), child) if s.karpenter else None
         gpu_groups = [self.node_groups[g.name] for g in s.node_groups if g.gpu]
-        self.device_plugin = self._device_plugin(name, gpu_groups) if gpu_groups else None
+        self.device_plugin = self._device_plugin(
+            name, [*gpu_groups, *([self.karpenter] if self.karpenter else [])]) if s.gpu_nodes() else None
         self.register_outputs({
             "kubeconfig": self.kubeconfig, "cluster_name": self.cluster_name,
             "storage_class_name": self.storage_class_name, "vpc_id": net.vpc_id,
             "oidc_provider_arn": self.cluster.oidc_provider_arn,
         })
 
-    def _node_group(self, name: str, g: NodeGroup, tags: dict, cni: aws.eks.Addon) -> eks.ManagedNodeGroup:
+    def _node_group(self, name: str, g: Nodes, tags: dict, cni: aws.eks.Addon) -> eks.ManagedNodeGroup:
         """A managed node group on a launch template of ours (IMDSv2, hop limit 1, encrypted root volume),
         joining once the VPC CNI has its IRSA role."""
         child = pulumi.ResourceOptions(parent=self)
