@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks and the tests (neither is installed)."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 from functools import lru_cache
@@ -24,11 +25,22 @@ def _ephemeral() -> range:
         return range(32768, 61000)  # Linux' default
 
 
+def _share() -> tuple[int, int]:
+    """(this process's slot, how many slots): tests run in parallel (pytest-xdist) each take every n-th port,
+    so two of them never pick the same free port before either binds it."""
+    try:
+        return int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    except (KeyError, ValueError):
+        return 0, 1
+
+
 @lru_cache(maxsize=None)
 def _usable() -> tuple[int, ...]:
-    """PORTS outside the kernel's ephemeral range and Ray's ranges (worked out once per process)."""
+    """PORTS outside the kernel's ephemeral range and Ray's ranges, this process's share of them (worked
+    out once per process)."""
     taken = [_ephemeral(), *ray_port_ranges().values()]
-    return tuple(p for p in PORTS if not any(p in r for r in taken))
+    slot, slots = _share()
+    return tuple(p for p in PORTS if p % slots == slot and not any(p in r for r in taken))
 
 
 def free_port() -> int:

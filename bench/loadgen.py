@@ -1,6 +1,7 @@
 """A bounded HTTP load generator for loopback targets only (tests and benchmarks).
 
-N threads POST the same JSON body until `duration_s` passes or `max_requests` is reached, and
+N threads POST the same JSON body until `duration_s` passes, `finish_in` ends it sooner or `max_requests`
+is reached, and
 record each request's latency and outcome. It refuses any host outside 127.0.0.0/8 / ::1.
 """
 from __future__ import annotations
@@ -59,7 +60,10 @@ class Load:
         self.check = check  # optional predicate on the decoded answer; False counts as a failure
         self.result = LoadResult()
         self._lock, self._stop = threading.Lock(), threading.Event()
+        self._answered = threading.Condition(self._lock)  # notified on every answer that passed
+        self.answered = 0
         self._threads: list[threading.Thread] = []
+        self._deadline = float("inf")
 
     def _one(self) -> tuple[bool, str]:
         req = urllib.request.Request(self.url, data=self.data, method="POST", headers={"Content-Type": "application/json"})
@@ -74,8 +78,8 @@ class Load:
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             return False, type(exc).__name__
 
-    def _worker(self, deadline: float) -> None:
-        while not self._stop.is_set() and time.monotonic() < deadline:
+    def _worker(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
             with self._lock:
                 if self.result.sent >= self.max_requests:
                     return
@@ -85,7 +89,10 @@ class Load:
             elapsed = time.perf_counter() - start
             with self._lock:
                 self.result.latencies_s.append(elapsed)
-                if not ok:
+                if ok:
+                    self.answered += 1
+                    self._answered.notify_all()
+                else:
                     self.result.failed += 1
                     self.result.errors[err] = self.result.errors.get(err, 0) + 1
                     self.result.failure_times.append(time.monotonic())
@@ -95,11 +102,21 @@ class Load:
 
     def __enter__(self) -> "Load":
         self._start = time.monotonic()
-        deadline = self._start + self.duration_s
-        self._threads = [threading.Thread(target=self._worker, args=(deadline,), daemon=True) for _ in range(self.connections)]
+        self._deadline = self._start + self.duration_s
+        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.connections)]
         for t in self._threads:
             t.start()
         return self
+
+    def wait_answered(self, count: int, timeout_s: float = 60) -> None:
+        """Block until `count` requests have been answered as checked (the load is flowing), or fail."""
+        with self._answered:
+            if not self._answered.wait_for(lambda: self.answered >= count, timeout_s):
+                raise TimeoutError(f"{self.answered} of {count} requests answered within {timeout_s:.0f} s")
+
+    def finish_in(self, seconds: float) -> None:
+        """End the load `seconds` from now (sooner than duration_s); requests in flight still complete."""
+        self._deadline = min(self._deadline, time.monotonic() + seconds)
 
     def wait(self) -> LoadResult:
         for t in self._threads:

@@ -53,6 +53,43 @@ def rendered():
     return {stack: render(stack_values(stack), stack) for stack in all_stacks()}
 
 
+def pytest_collection_modifyitems(items):
+    """The real-Ray modules first (a stable sort: each module's order kept): they are the long ones, and
+    run in parallel (scripts/test.sh) the quick mock tests then fill the processes that finish early."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+
+
+_SEEN = pytest.StashKey[dict]()
+
+
+def pytest_runtest_setup(item):
+    from tests.helpers import REPORTS
+
+    item.stash[_SEEN] = dict(REPORTS)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Hand the scenario reports a test made to the process that prints the summary (under pytest-xdist the
+    tests run in other processes): as its report's user properties, which xdist carries over."""
+    from tests.helpers import REPORTS
+
+    outcome = yield
+    seen = item.stash.get(_SEEN, {})
+    made = {k: v for k, v in REPORTS.items() if seen.get(k) is not v}
+    if made:
+        outcome.get_result().user_properties.append(("scenario_reports", made))
+        item.stash[_SEEN] = dict(REPORTS)
+
+
+def pytest_runtest_logreport(report):
+    from tests.helpers import REPORTS
+
+    for key, value in report.user_properties:
+        if key == "scenario_reports":
+            REPORTS.update(value)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print the reliability and failure-recovery reports (requests sent/failed, recovery time per
     scenario) at the end of the run, and write them to test-results/reliability.json (ignored by git)."""

@@ -52,9 +52,11 @@ def ray_answers(dashboard_url: str) -> bool:
         return False
 
 
-def under_load(url: str, body, check, action, recovered, bound_s: float = 90, seconds: float = 20,
-               connections: int = 16) -> dict:
-    """Run `action` under bounded loopback load on `url`, then wait (at most `bound_s`) until `recovered()`.
+def under_load(url: str, body, check, action, recovered, bound_s: float = 90, connections: int = 16,
+               tail_s: float = 3) -> dict:
+    """Run `action` under bounded loopback load on `url` once every connection has had an answer, then wait
+    (at most `bound_s`) until `recovered()`, and keep the load on for `tail_s` more: what fails then fails
+    after the outage. The load is capped in time (a minute for the warm-up, the bound and the tail).
     The report: requests sent and failed, the seconds from the action until recovered, how many requests
     failed outside that outage (before the action, or after recovery), and how many of those were also
     sent outside it (a request sent during the outage can fail after it: a client timeout)."""
@@ -62,13 +64,14 @@ def under_load(url: str, body, check, action, recovered, bound_s: float = 90, se
 
     from bench.loadgen import Load
 
-    with Load(url, body, connections=connections, duration_s=seconds, check=check) as load:
-        time.sleep(3)
+    with Load(url, body, connections=connections, duration_s=60 + bound_s + tail_s, check=check) as load:
+        load.wait_answered(connections, timeout_s=60)
         start = time.monotonic()
         action()
         while time.monotonic() - start < bound_s and not recovered():
             time.sleep(0.2)
         back = time.monotonic()
+        load.finish_in(tail_s)
     return {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
             "within_bound": back - start < bound_s,
             "failures_outside_the_outage": sum(1 for t in load.result.failure_times if not start - 0.1 <= t <= back + 0.5),

@@ -27,3 +27,14 @@ def test_a_port_something_listens_on_is_never_given(monkeypatch):
         monkeypatch.setattr(common, "_usable", lambda: (port,))  # the only candidate is the busy port
         with pytest.raises(RuntimeError, match="no free port"):
             common.free_port()
+
+
+def test_parallel_test_processes_draw_from_disjoint_shares(monkeypatch):
+    shares = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+        common._usable.cache_clear()
+        shares.append(set(common._usable()))
+    common._usable.cache_clear()
+    assert shares[0] and shares[1] and shares[0].isdisjoint(shares[1])

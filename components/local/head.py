@@ -38,7 +38,8 @@ __all__ = [
     "start_with_cli", "launch", "start", "node_class", "main",
 ]
 
-OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port")
+OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port",
+           "temp_dir")
 LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
 NODE_API, RAY_START = "the node API", "ray start"
 # what of ray._private.node.Node the launcher calls or overrides
@@ -106,7 +107,7 @@ def start_with_cli(opts: dict[str, Any]) -> str:
     Ray's CLI always starts its Ray Client server (`ray_client_port`, else Ray's default port)."""
     args = ray_ops.head_args(gcs_port=opts["gcs_port"], dashboard_port=opts["dashboard_port"],
                              dashboard_host=opts["dashboard_host"], num_cpus=opts["num_cpus"],
-                             num_gpus=opts["num_gpus"], node_ip=opts["node_ip"])
+                             num_gpus=opts["num_gpus"], node_ip=opts["node_ip"], temp_dir=opts["temp_dir"])
     args += [f"--min-worker-port={WORKER_PORTS.start}", f"--max-worker-port={WORKER_PORTS.stop - 1}"]
     if opts.get("ray_client_port"):
         args.append(f"--ray-client-server-port={opts['ray_client_port']}")
@@ -143,7 +144,7 @@ def start(opts: dict[str, Any]) -> str:
         ray_client_server_port=opts["ray_client_port"], num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"],
         labels={}, huge_pages=False, dashboard_host=opts["dashboard_host"], dashboard_port=opts["dashboard_port"],
         dashboard_agent_listen_port=ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT,
-        no_monitor=True, include_log_monitor=False)
+        no_monitor=True, include_log_monitor=False, temp_dir=opts["temp_dir"])
     params.gcs_server_port = opts["gcs_port"]
     params.update_if_absent(redis_shard_ports=None, num_redis_shards=None, redis_max_clients=None)
     maybe_enable_token_auth_if_token_available()

@@ -91,7 +91,16 @@ def start_prometheus(props: dict) -> str:
 
     metrics = props["metrics"]
     return prometheus.start(Path(props["run_dir"]) / "prometheus", props["host"], int(metrics["port"]),
-                            int(metrics["scrape_interval_s"]), prometheus_pid_file(props))
+                            int(metrics["scrape_interval_s"]), prometheus_pid_file(props),
+                            prometheus.sd_file(ray_temp_dir(props)))
+
+
+def ray_temp_dir(props: dict) -> str:
+    """The head's own Ray temp dir (its sessions, logs, sockets and service-discovery file): one per stack,
+    so two stacks' heads on this machine never share one."""
+    from rayserve_pulumi.observability import prometheus
+
+    return prometheus.ray_temp_dir(str(head_pid_file(props)))
 
 
 # A Ray process connecting to a local socket that is not there yet (the raylet to its own object store,
@@ -119,8 +128,8 @@ def spawn_head(props: dict, extra_env: dict[str, str]) -> None:
     head.spawn(head_pid_file(props), node_ip=props["host"], gcs_port=int(props["gcs_port"]),
                dashboard_port=int(props["dashboard_port"]), dashboard_host=props["host"],
                num_cpus=int(props["num_cpus"]), num_gpus=int(props.get("num_gpus", 0)),
-               ray_client_port=props.get("ray_client_port"), auth_mode=props.get("auth_mode", "token"),
-               extra_env=extra_env)
+               ray_client_port=props.get("ray_client_port"), temp_dir=ray_temp_dir(props),
+               auth_mode=props.get("auth_mode", "token"), extra_env=extra_env)
 
 
 def stop_started(props: dict) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from rayserve_pulumi.constants import (
     DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT, PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE,
@@ -210,7 +211,17 @@ def start_metrics(args) -> None:
         sh(prometheus_docker(args, folder))
         sh(grafana_docker(args))
         return
-    prometheus.start(folder, "127.0.0.1", args.prometheus_port, args.scrape_interval, prometheus_pid_file(args))
+    prometheus.start(folder, "127.0.0.1", args.prometheus_port, args.scrape_interval, prometheus_pid_file(args),
+                     prometheus.sd_file(own_temp_dir(args)))
+
+
+def own_temp_dir(args) -> Optional[str]:
+    """Outside docker, the head's own Ray temp dir (the state dir names the head): several heads on one
+    machine (tests, a developer's) each keep their own service-discovery file. In docker mode, None: the
+    head's container is alone with Ray's /tmp/ray (mounted from RAY_TMP_HOST for Prometheus and Grafana)."""
+    if args.mode == "docker":
+        return None
+    return prometheus.ray_temp_dir(str(Path(args.state_dir).resolve()))
 
 
 def stop_metrics(args) -> None:
@@ -437,7 +448,8 @@ def cmd_head(args) -> None:
         start_metrics(args)
         env.update(metrics_env(args))
     ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
-                                 dashboard_host=args.dashboard_host, num_cpus=args.num_cpus)
+                                 dashboard_host=args.dashboard_host, num_cpus=args.num_cpus,
+                                 temp_dir=own_temp_dir(args))
     start_ray(args, ray_args, env, HEAD_CONTAINER, token_file, password)
     ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
     if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself

@@ -99,9 +99,18 @@ def read_secret(path: str) -> str:
 
 
 def ensure_secret(path: str) -> str:
-    """The secret in `path`, created (256 random bits, 0600) if missing."""
+    """The secret in `path`, created (256 random bits, 0600) if missing. Created whole under a name of its
+    own, then linked into place: of two processes creating it at once (two stacks' `up`), one wins and both
+    read the winner's, never a half-written or overwritten file."""
     if not os.path.lexists(path):
-        write_secret(path, secrets.token_hex(32))
+        draft = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        write_secret(draft, secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
     return read_secret(path)
 
 
@@ -126,7 +135,8 @@ def auth_env(mode: str) -> dict[str, str]:
 
 
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
-              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None) -> list[str]:
+              num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None,
+              temp_dir: str | None = None) -> list[str]:
     """Arguments after `ray` for a VM's head container (the local platform starts its head with
     `local.head`). A Redis password is never among them: `ray_command` passes it through the environment."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
@@ -137,6 +147,8 @@ def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT,
         args.append(f"--num-cpus={num_cpus}")
     if num_gpus is not None:
         args.append(f"--num-gpus={num_gpus}")
+    if temp_dir:
+        args.append(f"--temp-dir={temp_dir}")
     return args
 
 

@@ -6,15 +6,29 @@ one `file_sd_configs` entry scrapes every node, including workers that join late
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["SD_FILE", "RAY_TEMP_DIR", "RAY_SD_FILE", "RULES_FILE", "CONFIG_FILE", "JOB", "config", "write", "start"]
+__all__ = ["SD_FILE", "RAY_TEMP_DIR", "RAY_SD_FILE", "RULES_FILE", "CONFIG_FILE", "JOB", "ray_temp_dir", "sd_file",
+           "config", "write", "start"]
 
 SD_FILE = "prom_metrics_service_discovery.json"
 RAY_TEMP_DIR = "/tmp/ray"  # Ray's default temp dir, where the head writes SD_FILE
 RAY_SD_FILE = f"{RAY_TEMP_DIR}/{SD_FILE}"
+
+
+def ray_temp_dir(owner: str) -> str:
+    """Ray's temp dir for one head among several on a machine (`owner`: where that head's state lives). Ray's
+    default is one per machine, and the service-discovery file there is the last head's: two heads'
+    Prometheus would scrape one cluster. Short, as Ray's Unix sockets live beneath it (107 bytes at most)."""
+    return f"{RAY_TEMP_DIR}-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
+
+
+def sd_file(temp_dir: str) -> str:
+    """Where the head started with `temp_dir` keeps its service-discovery file up to date."""
+    return f"{temp_dir}/{SD_FILE}"
 RULES_FILE = "rayserve-alerts.json"
 CONFIG_FILE = "prometheus.yml"
 JOB = "ray"
@@ -42,9 +56,10 @@ def write(folder, sd_file: str, scrape_interval_s: int, seen_as: Optional[str] =
     return str(path)
 
 
-def start(folder, host: str, port: int, scrape_interval_s: int, pid_file: Path) -> str:
+def start(folder, host: str, port: int, scrape_interval_s: int, pid_file: Path, ray_sd_file: str) -> str:
     """Write the configuration into `folder` and start the `prometheus` on PATH (Debian's) listening on
-    host:port, in a session of its own recorded in `pid_file`; return its URL at once (not yet ready)."""
+    host:port, scraping what `ray_sd_file` lists, in a session of its own recorded in `pid_file`; return its
+    URL at once (not yet ready)."""
     import shutil
 
     from rayserve_pulumi.node_agent import procs
@@ -53,7 +68,7 @@ def start(folder, host: str, port: int, scrape_interval_s: int, pid_file: Path) 
     if binary is None:
         raise RuntimeError("rayserve:metrics.enabled needs Prometheus on PATH (scripts/setup.sh installs Debian's)")
     folder = Path(folder)
-    config_file = write(folder, RAY_SD_FILE, scrape_interval_s)
+    config_file = write(folder, ray_sd_file, scrape_interval_s)
     procs.spawn([binary, f"--config.file={config_file}", f"--storage.tsdb.path={folder / 'data'}",
                  f"--web.listen-address={host}:{port}"], pid_file, log_file=folder / "prometheus.log", wait=False)
     return f"http://{host}:{port}"

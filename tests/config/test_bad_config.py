@@ -34,7 +34,14 @@ def _set(values: dict, path: str, value) -> dict:
     return values
 
 
-_DELETE = object()
+class _Delete:
+    """The value that removes a key (its repr names it: test ids must be the same in every test process)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 
 def _override(app: str, deployment: str, **fields):

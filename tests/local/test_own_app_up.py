@@ -82,7 +82,7 @@ def test_a_config_whose_reconfigure_raises_is_rolled_back_under_load(shop):
     try:
         report = under_load(url, "x", lambda answer: answer == "hello, X?",
                             action=lambda: result.update(up=shop["run"]("up")), recovered=lambda: True,
-                            seconds=60, connections=8)  # load throughout the failed deploy and the rollback
+                            connections=8)  # load throughout the failed deploy and the rollback
     finally:
         _config(shop).write_text(good)
     up = result["up"]

@@ -51,7 +51,7 @@ def _apply(cluster, mango_replicas: int, price: int) -> None:
 def _load(cluster, name: str, action, check=None) -> dict:
     url = cluster["outs"]["app_urls"]["fruit"]
     with Load(url, ["MANGO", 1], connections=CONNECTIONS, duration_s=SECONDS, check=check) as load:
-        time.sleep(SECONDS / 4)
+        load.wait_answered(CONNECTIONS)  # every connection is being answered before the change
         action()
     REPORTS[name] = load.result.summary()
     return REPORTS[name]

@@ -93,6 +93,22 @@ def test_secret_files_are_0600_and_never_followed_through_a_symlink(tmp_path, ca
     assert ray_ops.read_secret(str(path)) == "t0ken"  # the target was not written through the link
 
 
+def test_a_secret_created_by_another_process_meanwhile_is_the_one_kept_and_read(tmp_path, monkeypatch):
+    """Two stacks' `up` on one machine create Ray's token at once: the one that lands first stays, and the
+    other reads it (it never overwrites a token a running head already uses)."""
+    path = tmp_path / "ray" / "auth_token"
+    real = ray_ops.write_secret
+
+    def racing(target, value):
+        if not path.exists():  # the other process creates it between this one's check and its write
+            real(str(path), "theirs")
+        real(target, value)
+
+    monkeypatch.setattr(ray_ops, "write_secret", racing)
+    assert ray_ops.ensure_secret(str(path)) == "theirs" and path.read_text() == "theirs"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["auth_token"]  # no draft left behind
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="handing a file to another uid needs root")
 def test_another_users_secret_is_refused_and_the_container_copy_is_the_ray_users(tmp_path):
     import argparse

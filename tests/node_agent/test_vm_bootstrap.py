@@ -4,6 +4,7 @@ The agent runs from the extracted archive (`python -m rayserve_pulumi.node_agent
 folder as working directory, as on EC2), not from the installed package."""
 from __future__ import annotations
 
+import argparse
 import base64
 import gzip
 import io
@@ -100,6 +101,9 @@ def test_the_head_runs_prometheus_on_loopback_scraping_its_nodes_with_the_alert_
             break
         time.sleep(1)
     assert targets and all(t["health"] == "up" for t in targets), targets
+    # through this head's own discovery file: another head on the machine (a parallel test) keeps its own
+    own = vm_bootstrap.own_temp_dir(argparse.Namespace(mode="local", state_dir=str(vm["state"])))
+    assert {t["discoveredLabels"]["__meta_filepath"] for t in targets} == {f"{own}/prom_metrics_service_discovery.json"}
     groups = requests.get(vm["prometheus"] + "/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert [len(g["rules"]) for g in groups if g["name"] == "rayserve"] == [5]
 

@@ -9,7 +9,7 @@ import requests
 
 from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import provider_inputs
-from rayserve_pulumi.local.lifecycle import prometheus_pid_file
+from rayserve_pulumi.local.lifecycle import prometheus_pid_file, ray_temp_dir
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import free_local_ports, free_port, local_head, post
 
@@ -83,6 +83,11 @@ def test_every_ray_node_is_scraped_and_the_alert_rules_are_loaded(metered):
     prom = result.outs["prometheus_url"]
     targets = requests.get(f"{prom}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
     assert targets and all(t["labels"]["job"] == "ray" for t in targets)
+    # discovered through this head's own file (another head on the machine keeps its own, elsewhere)
+    own = ray_temp_dir(result.outs) + "/"
+    assert {t["discoveredLabels"]["__meta_filepath"] for t in targets} == {own + "prom_metrics_service_discovery.json"}
+    head = next(n["raylet"] for n in ray_ops.api_get(result.outs["dashboard_url"], "/nodes?view=summary")["data"]["summary"])
+    assert f"{head['nodeManagerAddress']}:{head['metricsExportPort']}" in {t["labels"]["instance"] for t in targets}
     _wait("every target up", lambda: all(t["health"] == "up" for t in
                                          requests.get(f"{prom}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]))
     def evaluated():

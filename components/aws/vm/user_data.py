@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import gzip
 import io
 import shlex
 import tarfile
+import threading
 from pathlib import Path
 
 import rayserve_pulumi
@@ -44,8 +46,20 @@ def without_docstrings(source: str) -> str:
     return ast.unparse(tree) + "\n"
 
 
+_ARCHIVE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
 def agent_archive() -> str:
-    """base64 of a reproducible .tar.gz holding rayserve_pulumi/{__init__,constants}.py and node_agent/."""
+    """base64 of a reproducible .tar.gz holding rayserve_pulumi/{__init__,constants}.py and node_agent/.
+    Built once per process, under a lock: Pulumi runs the head's and the workers' user data in threads of
+    its own, and CPython 3.11's `ast` parser is not safe to run in two threads at once ("AST constructor
+    recursion depth mismatch")."""
+    with _ARCHIVE_LOCK:
+        return _archive()
+
+
+def _archive() -> str:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name in AGENT_FILES:

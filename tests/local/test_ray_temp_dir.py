@@ -1,0 +1,41 @@
+"""Each head keeps its own Ray temp dir: Ray's default, /tmp/ray, is one per machine, and the
+service-discovery file Ray keeps there is the last head's, so two stacks' Prometheus would both scrape it."""
+from __future__ import annotations
+
+from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings, build_serve_config
+from rayserve_pulumi.local import head, lifecycle, provider_inputs
+from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.observability import prometheus
+from tests.helpers import free_local_ports, free_port
+
+
+def _props(run_dir) -> dict:
+    config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
+    return provider_inputs(LocalSettings(**free_local_ports()), config, str(run_dir),
+                           metrics=MetricsSettings(enabled=True, prometheus_port=free_port()))
+
+
+def test_two_stacks_heads_get_temp_dirs_of_their_own_short_enough_for_rays_sockets(tmp_path):
+    one, two = lifecycle.ray_temp_dir(_props(tmp_path / "a")), lifecycle.ray_temp_dir(_props(tmp_path / "b"))
+    assert one != two and prometheus.RAY_TEMP_DIR not in (one, two)
+    assert lifecycle.ray_temp_dir(_props(tmp_path / "a")) == one  # the same stack: the same dir, run after run
+    # Ray's longest socket path beneath it stays under the 107 bytes a Unix socket path may hold
+    assert len(f"{one}/session_2026-12-03_06-20-50_123456_4194304/sockets/plasma_store") < 107
+
+
+def test_the_head_and_its_prometheus_are_given_the_same_dir(tmp_path, monkeypatch):
+    props = _props(tmp_path / "run")
+    spawned, started = {}, {}
+    monkeypatch.setattr(head, "spawn", lambda pid_file, **opts: spawned.update(opts))
+    monkeypatch.setattr(prometheus, "start", lambda *args: started.update(sd=args[-1]))
+    lifecycle.spawn_head(props, {})
+    lifecycle.start_prometheus(props)
+    assert started["sd"] == prometheus.sd_file(spawned["temp_dir"]) == f"{lifecycle.ray_temp_dir(props)}/" \
+        "prom_metrics_service_discovery.json"
+
+
+def test_rays_own_cli_is_given_it_too():
+    args = ray_ops.head_args(temp_dir="/tmp/ray-0123456789ab")
+    assert "--temp-dir=/tmp/ray-0123456789ab" in args
+    assert not [a for a in ray_ops.head_args() if a.startswith("--temp-dir")]  # a VM's container keeps /tmp/ray
+    assert "temp_dir" in head.OPTIONS

@@ -1,0 +1,66 @@
+"""The load generator the reliability tests rely on: loopback only, the load starts before an action is
+taken (wait_answered) and ends when told (finish_in), failures counted with their times."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench.loadgen import Load
+
+
+class _Echo(BaseHTTPRequestHandler):
+    fail = threading.Event()
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        code = 503 if self.fail.is_set() else 200
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def echo():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Echo.fail.clear()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_load_refuses_any_host_but_loopback():
+    with pytest.raises(ValueError, match="loopback"):
+        Load("http://10.0.0.1:8000/", [1])
+
+
+def test_wait_answered_then_finish_in_ends_the_load_early_and_counts_failures_after(echo):
+    with Load(echo, ["MANGO", 1], connections=4, duration_s=120, check=lambda a: a == ["MANGO", 1]) as load:
+        load.wait_answered(4, timeout_s=30)
+        assert load.answered >= 4 and load.result.failed == 0
+        _Echo.fail.set()
+        failing_from = time.monotonic()
+        load.finish_in(0.5)
+    result = load.result
+    assert result.wall_s < 60  # ended by finish_in, far before duration_s
+    assert result.failed > 0 and result.errors.get("HTTP 503") == result.failed
+    assert all(t >= failing_from for t in result.failure_times)
+    assert json.dumps(result.summary())  # the report the tests print is plain JSON
+
+
+def test_wait_answered_fails_when_nothing_answers_as_checked(echo):
+    with Load(echo, [1], connections=2, duration_s=30, check=lambda a: a == "never") as load:
+        with pytest.raises(TimeoutError, match="0 of 2 requests answered"):
+            load.wait_answered(2, timeout_s=1)
+        load.finish_in(0)
