@@ -1,0 +1,106 @@
+"""The rollout gate's decisions on the scenarios of safe rollouts (a good version, one failing 20 % of its
+requests, one whose replicas never become healthy, one 3x slower), from cumulative Serve metrics as two
+scrapes give them; its p99 is Prometheus' own (checked against promtool's engine)."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from rayserve_pulumi.rollout.gate import (
+    PROCEED, ROLLBACK, WAIT, Sample, Thresholds, Window, decide, histogram_quantile, window_between,
+)
+
+BOUNDS = (5, 10, 25, 50, 100, 250, 500, 1000, math.inf)  # ms, as Serve's latency histogram buckets go
+
+
+def _scrape(requests: int, errors: int, latencies_ms: list[float], start: Sample | None = None) -> Sample:
+    """A version's counters after serving `requests` (latencies spread as given) on top of `start`."""
+    base = start or Sample(0, 0, {b: 0 for b in BOUNDS})
+    per = requests / len(latencies_ms)
+    buckets = {b: base.buckets[b] + per * sum(1 for ms in latencies_ms if ms <= b) for b in BOUNDS}
+    return Sample(base.requests + requests, base.errors + errors, buckets)
+
+
+FAST = [4, 6, 8, 9, 12, 14, 18, 22, 30, 45]  # the previous version's latencies, ms
+T = Thresholds()
+
+
+def _windows(requests: int, errors: int, latencies: list[float]) -> tuple[Window, Window]:
+    before_new, before_old = _scrape(0, 0, [1]), _scrape(4000, 0, FAST)
+    new = window_between(before_new, _scrape(requests, errors, latencies, before_new))
+    old = window_between(before_old, _scrape(requests, 0, FAST, before_old))
+    return new, old
+
+
+def test_a_good_version_waits_while_watched_then_proceeds():
+    new, old = _windows(600, 0, FAST)
+    assert decide(T, new, old, elapsed_s=10, healthy=True).action == WAIT
+    decision = decide(T, new, old, elapsed_s=T.watch_s, healthy=True)
+    assert decision.action == PROCEED and "0 failed of 600" in decision.reason
+
+
+def test_a_version_failing_a_fifth_of_its_requests_is_rolled_back_naming_the_error_rate():
+    new, old = _windows(600, 120, FAST)
+    decision = decide(T, new, old, elapsed_s=3, healthy=True)  # at once, not after the watch
+    assert (decision.action, decision.reason, decision.observed, decision.threshold) == (ROLLBACK, "error rate", 0.2, 0.01)
+    assert str(decision) == "rollback: error rate 0.2 (threshold 0.01)"
+
+
+def test_one_failure_among_few_requests_is_enough_and_a_rate_within_the_threshold_is_not():
+    assert decide(T, Window(10, 1, None), None, 1, True).action == ROLLBACK
+    assert decide(T, Window(1000, 10, 20.0), Window(1000, 0, 20.0), 40, True).action == PROCEED  # 1 %, not over
+
+
+def test_replicas_that_never_become_healthy_wait_then_roll_back_at_the_step_budget():
+    empty = Window(0, 0, None)
+    assert decide(T, empty, None, T.step_budget_s - 1, healthy=False).action == WAIT
+    decision = decide(T, empty, None, T.step_budget_s, healthy=False)
+    assert decision.action == ROLLBACK and decision.observed == T.step_budget_s
+
+
+def test_a_version_three_times_slower_is_rolled_back_on_latency():
+    new, old = _windows(600, 0, [3 * ms for ms in FAST])
+    decision = decide(T, new, old, elapsed_s=5, healthy=True)
+    assert decision.action == ROLLBACK and decision.reason.startswith("p99 latency")
+    # the observed ratio is the histograms' (their buckets widen upwards), above the threshold
+    assert decision.observed > decision.threshold == 2.0
+
+
+def test_latency_is_not_judged_on_too_few_requests():
+    new, old = _windows(T.min_requests - 1, 0, [3 * ms for ms in FAST])
+    assert decide(T, new, old, elapsed_s=T.watch_s, healthy=True).action == PROCEED
+
+
+def test_a_counter_reset_by_a_restarted_replica_counts_from_zero():
+    before = _scrape(500, 5, FAST)
+    after = _scrape(40, 1, FAST)  # the replica restarted: its counters started again
+    assert (window_between(before, after).requests, window_between(before, after).errors) == (40, 1)
+
+
+@pytest.mark.parametrize("bad", [dict(max_error_rate=1), dict(max_error_rate=float("nan")), dict(max_p99_ratio=0.5),
+                                 dict(min_requests=0), dict(min_requests=True), dict(watch_s=0),
+                                 dict(watch_s=400, step_budget_s=300), dict(step_budget_s=float("inf"))])
+def test_thresholds_out_of_range_are_refused_by_name(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        Thresholds(**bad)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="needs promtool from Debian's prometheus (scripts/setup.sh installs it)")
+@pytest.mark.parametrize("latencies", [FAST, [3 * ms for ms in FAST], [700, 800, 900, 2000]])
+def test_the_p99_is_prometheus_own_histogram_quantile(latencies, tmp_path):
+    buckets = _scrape(1000, 0, latencies).buckets
+    ours = histogram_quantile(0.99, buckets)
+    series = [{"series": f'ray_serve_http_request_latency_ms_bucket{{application="fruit",le="{"+Inf" if b == math.inf else b}"}}',
+               "values": f"{count:g}"} for b, count in buckets.items()]
+    test = {"evaluation_interval": "1m", "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [{
+        "expr": "histogram_quantile(0.99, ray_serve_http_request_latency_ms_bucket)", "eval_time": "0m",
+        "exp_samples": [{"labels": '{application="fruit"}', "value": ours}]}]}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(test))
+    result = subprocess.run(["promtool", "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
