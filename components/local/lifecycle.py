@@ -22,7 +22,7 @@ from typing import Any, Optional
 from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.serve import app_urls, serve_port
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings
-from rayserve_pulumi.constants import SERVE_PROXY_ENV
+from rayserve_pulumi.constants import DASHBOARD_METRICS_PORT, SERVE_PROXY_ENV
 from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
@@ -286,9 +286,12 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_port),
                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
                "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
+    # Ray's own default needs no variable (and a stack that keeps it keeps its inputs, so no new head)
+    moved = {} if settings.dashboard_metrics_port == DASHBOARD_METRICS_PORT else {
+        "DASHBOARD_METRIC_PORT": str(settings.dashboard_metrics_port)}
     return {
         "run_dir": run_dir,
-        "ray_env": {**serve_env, **({MODELS_ENV: models_dir} if models_dir else {}),
+        "ray_env": {**serve_env, **({MODELS_ENV: models_dir} if models_dir else {}), **moved,
                     **(haproxy if SERVE_PROXY_ENV["haproxy"].items() <= serve_env.items() else {})},
         "host": settings.host,
         "gcs_port": settings.gcs_port,

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.config.types import Strict
 from rayserve_pulumi.constants import (
-    DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT,
+    DASHBOARD_METRICS_PORT, DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT,
 )
 
 __all__ = ["LocalSettings"]
@@ -21,6 +21,9 @@ class LocalSettings(Strict):
                       "a non-loopback address needs auth_mode token")
     gcs_port: int = Field(GCS_PORT, ge=1, le=65535, description="Ray GCS port")
     dashboard_port: int = Field(DASHBOARD_PORT, ge=1, le=65535, description="dashboard and Serve REST API port")
+    dashboard_metrics_port: int = Field(DASHBOARD_METRICS_PORT, ge=1024, le=65535, description="where the dashboard "
+                                        "exports its own metrics (Ray's fixed default); two local stacks need "
+                                        "different ports, or one's Prometheus reads the other's dashboard")
     haproxy_stats_port: int = Field(HAPROXY_STATS_PORT, ge=1024, le=65535, description="HAProxy ingress' stats page "
                                     "(Ray binds it on every interface); two local stacks need different ports")
     haproxy_metrics_port: int = Field(HAPROXY_METRICS_PORT, ge=1024, le=65535, description="HAProxy ingress' "
@@ -43,8 +46,8 @@ class LocalSettings(Strict):
                             "by name (relative to the program's directory; set-up generates tiny-t5 there)")
 
     # the ports this machine's Ray head always listens on by the stack's choice (ray_client_port: when set)
-    PORT_KEYS: ClassVar[tuple[str, ...]] = ("gcs_port", "dashboard_port", "haproxy_stats_port", "haproxy_metrics_port",
-                                            "fallback_proxy_port", "fallback_proxy_grpc_port")
+    PORT_KEYS: ClassVar[tuple[str, ...]] = ("gcs_port", "dashboard_port", "dashboard_metrics_port", "haproxy_stats_port",
+                                            "haproxy_metrics_port", "fallback_proxy_port", "fallback_proxy_grpc_port")
 
     def listening_ports(self) -> dict[str, int]:
         """Every port the head listens on by the stack's choice, by key."""

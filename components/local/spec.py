@@ -13,7 +13,8 @@ from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport
 
 __all__ = ["PORT_NAMES", "LocalSpec", "SPEC"]
 
-PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "haproxy_stats_port": "HAProxy stats",
+PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "dashboard_metrics_port": "dashboard metrics",
+              "haproxy_stats_port": "HAProxy stats",
               "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
               "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}
 

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Optional
 
 from rayserve_pulumi.constants import (
-    DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT, PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE,
+    AUTOSCALER_METRICS_PORT, DASHBOARD_METRICS_PORT, DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT,
+    PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE,
 )
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.observability import prometheus
@@ -213,6 +214,13 @@ def start_metrics(args) -> None:
         return
     prometheus.start(folder, "127.0.0.1", args.prometheus_port, args.scrape_interval, prometheus_pid_file(args),
                      prometheus.sd_file(own_temp_dir(args)))
+
+
+def metrics_ports_env(args) -> dict[str, str]:
+    """Ray's variables for the head's autoscaler and dashboard metrics ports, where they are not Ray's own."""
+    moved = {"AUTOSCALER_METRIC_PORT": (args.autoscaler_metrics_port, AUTOSCALER_METRICS_PORT),
+             "DASHBOARD_METRIC_PORT": (args.dashboard_metrics_port, DASHBOARD_METRICS_PORT)}
+    return {name: str(port) for name, (port, default) in moved.items() if port != default}
 
 
 def own_temp_dir(args) -> Optional[str]:
@@ -444,6 +452,7 @@ def cmd_head(args) -> None:
     if args.gcs_redis:
         password = redis_password(Path(args.state_dir))
         env = ray_ops.gcs_ft_env(start_redis(args, password), args.cluster_name)
+    env.update(metrics_ports_env(args))
     if args.metrics:
         start_metrics(args)
         env.update(metrics_env(args))
@@ -531,6 +540,10 @@ def parser() -> argparse.ArgumentParser:
     head.add_argument("--no-deploy", action="store_true", help="(re)start the head only; do not deploy")
     head.add_argument("--metrics", action="store_true", help="Prometheus (+ Grafana in docker mode) on 127.0.0.1")
     head.add_argument("--scrape-interval", type=int, default=15, help="seconds between Prometheus scrapes")
+    head.add_argument("--autoscaler-metrics-port", type=int, default=AUTOSCALER_METRICS_PORT,
+                      help="where Ray's autoscaler exports metrics (Ray's default; another head on the machine: another)")
+    head.add_argument("--dashboard-metrics-port", type=int, default=DASHBOARD_METRICS_PORT,
+                      help="where the dashboard exports metrics (Ray's default; another head on the machine: another)")
     head.set_defaults(func=cmd_head)
     worker = sub.add_parser("worker")
     common(worker, config=False)

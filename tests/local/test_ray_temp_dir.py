@@ -39,3 +39,13 @@ def test_rays_own_cli_is_given_it_too():
     assert "--temp-dir=/tmp/ray-0123456789ab" in args
     assert not [a for a in ray_ops.head_args() if a.startswith("--temp-dir")]  # a VM's container keeps /tmp/ray
     assert "temp_dir" in head.OPTIONS
+
+
+def test_the_dashboards_metrics_port_is_the_stacks_and_rays_default_adds_nothing(tmp_path):
+    from rayserve_pulumi.constants import DASHBOARD_METRICS_PORT
+
+    moved = _props(tmp_path / "a")  # free ports: another than Ray's
+    assert moved["ray_env"]["DASHBOARD_METRIC_PORT"] != str(DASHBOARD_METRICS_PORT)
+    config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
+    kept = provider_inputs(LocalSettings(), config, str(tmp_path / "b"))
+    assert "DASHBOARD_METRIC_PORT" not in kept["ray_env"]  # a stack on Ray's defaults keeps its inputs

@@ -47,7 +47,8 @@ class _Head:
         self.common = ["--mode", "local", "--state-dir", str(self.state), "--dashboard-port", str(dash_port),
                        "--redis-port", str(self.redis_port), "--timeout", "300"]
         self.head = ["head", *self.common, "--config-file", str(self.config_file), "--gcs-port", str(gcs),
-                     "--gcs-redis", "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4"]
+                     "--gcs-redis", "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
+                     "--autoscaler-metrics-port", str(free_port()), "--dashboard-metrics-port", str(free_port())]
         self.config_file.write_text(json.dumps(_config(self.http, price)))
         self.head_pid = vm_bootstrap.node_pid_file(self.redis_args(), vm_bootstrap.HEAD_CONTAINER)
 

@@ -65,12 +65,16 @@ def vm(tmp_path_factory):
     previous_token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(base / "state" / "auth_token")  # the cluster's token, for our REST calls
     try:
+        # the head's autoscaler and dashboard export metrics on ports of this test's own (Ray's fixed defaults
+        # are another parallel test's head's)
+        metrics_ports = {"--autoscaler-metrics-port": free_port(), "--dashboard-metrics-port": free_port()}
         head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
-                   "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--metrics", "--scrape-interval", "2")
+                   "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--metrics", "--scrape-interval", "2",
+                   *[str(x) for pair in metrics_ports.items() for x in pair])
         assert head.returncode == 0, head.stderr[-3000:]
         yield {"run": run, "common": common, "config_file": config_file, "dash": f"http://127.0.0.1:{dash}",
                "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state",
-               "prometheus": f"http://127.0.0.1:{prom}"}
+               "prometheus": f"http://127.0.0.1:{prom}", "metrics_ports": metrics_ports}
     finally:
         run("stop", *common)
         ray_ops.stop(base / "state" / "ray-head.pid")  # in case the agent could not: only this head's group
@@ -100,10 +104,12 @@ def test_the_head_runs_prometheus_on_loopback_scraping_its_nodes_with_the_alert_
         if targets and all(t["health"] == "up" for t in targets):
             break
         time.sleep(1)
-    assert targets and all(t["health"] == "up" for t in targets), targets
+    assert targets and all(t["health"] == "up" for t in targets), [(t["scrapeUrl"], t["lastError"]) for t in targets]
     # through this head's own discovery file: another head on the machine (a parallel test) keeps its own
     own = vm_bootstrap.own_temp_dir(argparse.Namespace(mode="local", state_dir=str(vm["state"])))
     assert {t["discoveredLabels"]["__meta_filepath"] for t in targets} == {f"{own}/prom_metrics_service_discovery.json"}
+    scraped = {int(t["discoveredLabels"]["__address__"].rsplit(":", 1)[1]) for t in targets}
+    assert set(vm["metrics_ports"].values()) <= scraped  # the autoscaler's and the dashboard's, where we put them
     groups = requests.get(vm["prometheus"] + "/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert [len(g["rules"]) for g in groups if g["name"] == "rayserve"] == [5]
 

@@ -87,7 +87,10 @@ def test_every_ray_node_is_scraped_and_the_alert_rules_are_loaded(metered):
     own = ray_temp_dir(result.outs) + "/"
     assert {t["discoveredLabels"]["__meta_filepath"] for t in targets} == {own + "prom_metrics_service_discovery.json"}
     head = next(n["raylet"] for n in ray_ops.api_get(result.outs["dashboard_url"], "/nodes?view=summary")["data"]["summary"])
-    assert f"{head['nodeManagerAddress']}:{head['metricsExportPort']}" in {t["labels"]["instance"] for t in targets}
+    instances = {t["labels"]["instance"] for t in targets}
+    assert f"{head['nodeManagerAddress']}:{head['metricsExportPort']}" in instances
+    # the dashboard's own metrics on the stack's port (Ray's fixed default would be another head's)
+    assert any(i.endswith(f":{result.outs['ray_env']['DASHBOARD_METRIC_PORT']}") for i in instances), instances
     _wait("every target up", lambda: all(t["health"] == "up" for t in
                                          requests.get(f"{prom}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]))
     def evaluated():
