@@ -54,9 +54,12 @@ def rendered():
 
 
 def pytest_collection_modifyitems(items):
-    """The real-Ray modules first (a stable sort: each module's order kept): they are the long ones, and
-    run in parallel (scripts/test.sh) the quick mock tests then fill the processes that finish early."""
+    """Run in parallel (scripts/test.sh, `--dist loadgroup`): the real-Ray tests in one process, one after the
+    other, first (they are the long ones; two Ray heads starting at once on two cores time out), and the
+    mock tests module by module in the other processes. A stable sort: each module's order is kept."""
     items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("ray" if item.get_closest_marker("ray") else item.module.__name__))
 
 
 _SEEN = pytest.StashKey[dict]()

@@ -21,7 +21,12 @@ def test_stop_ends_every_process_of_the_session_even_in_other_groups(tmp_path):
     procs.spawn(TREE, pid_file, wait=False)
     sid = procs.read(pid_file)["sid"]
     deadline = time.monotonic() + 10
-    while len(procs.members(sid)) < 3 and time.monotonic() < deadline:
+
+    def tree_up() -> bool:  # three processes, the child's setpgid done (it runs after the fork)
+        members = procs.members(sid)
+        return len(members) == 3 and len({os.getpgid(p) for p in members}) == 2
+
+    while not tree_up() and time.monotonic() < deadline:
         time.sleep(0.05)
     members = procs.members(sid)
     assert len(members) == 3
