@@ -8,7 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.config.types import Strict
 from rayserve_pulumi.constants import (
-    DASHBOARD_METRICS_PORT, DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT,
+    DASHBOARD_METRICS_PORT, DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT,
+    HAPROXY_STATS_PORT,
 )
 
 __all__ = ["LocalSettings"]
