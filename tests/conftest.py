@@ -54,12 +54,9 @@ def rendered():
 
 
 def pytest_collection_modifyitems(items):
-    """Run in parallel (scripts/test.sh, `--dist loadgroup`): the real-Ray tests in one process, one after the
-    other, first (they are the long ones; two Ray heads starting at once on two cores time out), and the
-    mock tests module by module in the other processes. A stable sort: each module's order is kept."""
+    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
+    tests fill the other process meanwhile. A stable sort: each module's order is kept."""
     items.sort(key=lambda item: item.get_closest_marker("ray") is None)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("ray" if item.get_closest_marker("ray") else item.module.__name__))
 
 
 _SEEN = pytest.StashKey[dict]()
