@@ -42,7 +42,7 @@ __all__ = [
     "grafana_docker", "start_metrics", "stop_metrics", "docker_login", "docker_ray", "setup_auth",
     "container_token", "IMDS_ADDRESS", "CONTAINER_SLICE", "IMDS_UNIT", "docker_run", "redis_docker", "cmd_block_imds",
     "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "node_pid_file", "start_ray",
-    "validation_errors", "deploy_if_changed", "systemd_units", "install_sync_timer", "cmd_head", "cmd_worker",
+    "validation_errors", "deploy_if_changed", "systemd_units", "install_units", "install_sync_timer", "cmd_head", "cmd_worker",
     "cmd_sync", "cmd_stop", "sync_argv", "parser", "main",
 ]
 
@@ -332,10 +332,7 @@ def imds_units(install_dir: str) -> dict[str, str]:
 
 
 def install_imds_block() -> None:
-    install_dir = str(Path(__file__).resolve().parents[2])  # the folder holding rayserve_pulumi/
-    for name, body in imds_units(install_dir).items():
-        Path(f"/etc/systemd/system/{name}").write_text(body)
-    sh(["systemctl", "daemon-reload"])
+    install_units(imds_units)
     sh(["systemctl", "start", CONTAINER_SLICE])
     sh(["systemctl", "enable", "--now", f"{IMDS_UNIT}.service"])
 
@@ -433,11 +430,15 @@ def systemd_units(install_dir: str, argv: list[str], period_s: int) -> dict[str,
     }
 
 
-def install_sync_timer(args, argv: list[str]) -> None:
-    install_dir = str(Path(__file__).resolve().parents[2])  # the folder holding rayserve_pulumi/
-    for name, body in systemd_units(install_dir, argv, args.poll_seconds).items():
+def install_units(units) -> None:
+    """Write systemd units (unit file name -> body, from the folder holding rayserve_pulumi/) and reload."""
+    for name, body in units(str(Path(__file__).resolve().parents[2])).items():
         Path(f"/etc/systemd/system/{name}").write_text(body)
     sh(["systemctl", "daemon-reload"])
+
+
+def install_sync_timer(args, argv: list[str]) -> None:
+    install_units(lambda install_dir: systemd_units(install_dir, argv, args.poll_seconds))
     sh(["systemctl", "enable", "--now", f"{SYNC_UNIT}.timer"])
 
 
