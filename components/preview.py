@@ -69,6 +69,9 @@ READ_OUTPUTS: dict[str, Callable[[str, str], dict]] = {
         "metadata": {"name": id_.split("/")[-1], "namespace": id_.split("/")[0]},
         "spec": {"type": "LoadBalancer"},
         "status": {"loadBalancer": {"ingress": [{"hostname": f"{id_.split('/')[-1]}.elb.us-west-2.amazonaws.com"}]}}},
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway": lambda n, id_: {
+        "metadata": {"name": id_.split("/")[-1], "namespace": id_.split("/")[0]},
+        "status": {"addresses": [{"type": "Hostname", "value": f"{id_.split('/')[-1]}.gateway.example"}]}},
 }
 FAKE_CALLS: dict[str, dict] = {
     "aws:ecr/getAuthorizationToken:getAuthorizationToken": {"userName": "AWS", "password": "token", "proxyEndpoint": "https://x"},
@@ -97,6 +100,7 @@ class Rendered:
     resources: list[Declared] = field(default_factory=list)
     outputs: dict = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    reads: list[tuple[str, str]] = field(default_factory=list)  # (type, id) of live objects read, not declared
 
     def of_type(self, type_: str) -> list[Declared]:
         return [r for r in self.resources if r.type == type_]
@@ -159,14 +163,16 @@ def mock_arn(name: str) -> str:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, redact: bool, region: str = DEFAULT_REGION):
+    def __init__(self, redact: bool, region: str = DEFAULT_REGION, reads: Optional[list] = None):
         super().__init__()
         self.redact = redact
         self.region = region
         self.inputs: dict[tuple[str, str], dict] = {}
+        self.reads = reads if reads is not None else []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if args.resource_id and args.typ in READ_OUTPUTS:  # a read of a live object, not a declaration
+            self.reads.append((args.typ, args.resource_id))
             return args.resource_id, _in_region(READ_OUTPUTS[args.typ](args.name, args.resource_id), self.region)
         self.inputs[(args.typ, args.name)] = unwrap_secrets(args.inputs, self.redact)
         fake = FAKE_OUTPUTS.get(args.typ)
@@ -231,7 +237,7 @@ def preview(values: dict[str, Any], stack: str = "preview", program: Optional[Ca
     from rayserve_pulumi.program import build
 
     rendered = into if into is not None else Rendered()
-    mocks = _Mocks(redact, REGION.get())
+    mocks = _Mocks(redact, REGION.get(), rendered.reads)
     pulumi.runtime.set_mocks(mocks, project="rayserve", stack=stack, preview=False,
                              monitor=_RecordingMonitor(mocks, rendered))
     pulumi.runtime.set_all_config({f"rayserve:{k}": v if isinstance(v, str) else json.dumps(v)

@@ -40,7 +40,7 @@ from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 __all__ = [
     "API_VERSION", "WAIT_FOR", "wait_for", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
     "GPU_TOLERATION", "Placement", "render_head_pdb", "serve_service_name", "render_serve_service", "render_rayservice",
-    "application_statuses", "RayServiceResource", "RayServiceArgs", "RayService",
+    "application_statuses", "GATEWAY_PORT", "gateway_name", "gateway_base", "GatewayRead", "RayServiceResource", "RayServiceArgs", "RayService",
 ]
 
 API_VERSION = "ray.io/v1"
@@ -198,6 +198,12 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
             "redisAddress": storage.redis_address,
             "redisPassword": {"valueFrom": {"secretKeyRef": {"name": storage.password_secret, "key": storage.password_key}}},
         }
+    upgrade: dict = {"type": s.upgrade_strategy}
+    spec: dict = {"upgradeStrategy": upgrade}
+    if s.incremental_upgrade is not None:  # KubeRay serves through its Gateway and ignores spec.serveService
+        upgrade["clusterUpgradeOptions"] = s.incremental_upgrade.options()
+    else:
+        spec["serveService"] = render_serve_service(s, port, service_annotations, tls, allowed_cidrs)
     return {
         "apiVersion": API_VERSION,
         "kind": "RayService",
@@ -205,8 +211,7 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                      "annotations": {"pulumi.com/waitFor": wait_for(serve_config),
                                      "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
         "spec": {
-            "upgradeStrategy": {"type": s.upgrade_strategy},
-            "serveService": render_serve_service(s, port, service_annotations, tls, allowed_cidrs),
+            **spec,
             "excludeHeadPodFromServeSvc": s.exclude_head_from_serve,
             "serveConfigV2": to_yaml(serve_config),
             "rayClusterConfig": cluster,
@@ -218,6 +223,34 @@ def application_statuses(status: Optional[dict]) -> dict[str, str]:
     """Application -> status, as KubeRay reports it for the cluster that serves."""
     apps = ((status or {}).get("activeServiceStatus") or {}).get("applicationStatuses") or {}
     return {name: (app or {}).get("status", "UNKNOWN") for name, app in apps.items()}
+
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+GATEWAY_PORT = 80  # the HTTP listener of the Gateway KubeRay creates (its DefaultGatewayListenerPort)
+
+
+def gateway_name(s: RayServiceSettings) -> str:
+    """The Gateway KubeRay creates for a RayService under NewClusterWithIncrementalUpgrade."""
+    return f"{s.name}-gateway"
+
+
+def gateway_base(status: Optional[dict]) -> str:
+    """The Gateway's first address as its controller reports it (`status.addresses`), or 'pending'."""
+    addresses = (status or {}).get("addresses") or []
+    return f"http://{addresses[0].get('value') if addresses else 'pending'}:{GATEWAY_PORT}"
+
+
+class GatewayRead(pulumi.CustomResource):
+    """KubeRay's Gateway, read (not owned) for its address: with an incremental upgrade, clients enter there."""
+
+    status: pulumi.Output[dict]
+
+    def __init__(self, name: str, id_: str, opts: Optional[pulumi.ResourceOptions] = None):
+        from importlib.metadata import version
+
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(id=id_, version=version("pulumi-kubernetes")))
+        super().__init__(f"kubernetes:{GATEWAY_API}:Gateway", name,
+                         {"apiVersion": GATEWAY_API, "kind": "Gateway", "status": None}, opts)
 
 
 class RayServiceResource(pulumi.CustomResource):
@@ -289,7 +322,11 @@ class RayService(pulumi.ComponentResource):
                 metrics=(args.metrics_namespace, sorted(METRICS_PORTS.values())) if args.metrics_namespace else None,
                 egress=args.egress),
                 pulumi.ResourceOptions(parent=self))
-        if s.service_type == "LoadBalancer":
+        if s.incremental_upgrade is not None:  # KubeRay's Gateway, read once the RayService is Ready
+            gateway = GatewayRead(f"{name}-gateway", f"{s.namespace}/{gateway_name(s)}",
+                                  pulumi.ResourceOptions(parent=self, depends_on=[self.resource]))
+            base = gateway.status.apply(gateway_base)
+        elif s.service_type == "LoadBalancer":
             # KubeRay's Service, read once the RayService is Ready (Pulumi does not own it)
             live = k8s.core.v1.Service.get(f"{name}-serve-svc", f"{s.namespace}/{svc}",
                                            pulumi.ResourceOptions(parent=self, depends_on=[self.resource]))
@@ -300,8 +337,9 @@ class RayService(pulumi.ComponentResource):
             base = pulumi.Output.from_input(f"http://{svc}.{s.namespace}.svc.cluster.local:{port}")
         self.app_urls = base.apply(lambda b: app_urls(b, args.serve_config))
         self.app_status = self.resource.status.apply(application_statuses)
+        forwarded = f"{s.name}-head-svc" if s.incremental_upgrade is not None else svc  # the serving cluster's head
         self.port_forward = pulumi.Output.from_input(
-            f"kubectl -n {s.namespace} port-forward svc/{svc} {port}:{port}  # then "
+            f"kubectl -n {s.namespace} port-forward svc/{forwarded} {port}:{port}  # then "
             + ", ".join(app_urls(f"http://127.0.0.1:{port}", args.serve_config).values()))
         self.dashboard_hint = pulumi.Output.from_input(
             f"kubectl -n {s.namespace} port-forward svc/{s.name}-head-svc {DASHBOARD_PORT}:{DASHBOARD_PORT}"

@@ -13,7 +13,7 @@ from rayserve_pulumi.constants import KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VE
 
 __all__ = [
     "MAX_RAYSERVICE_NAME", "KubeRaySettings", "PodResources", "HeadSettings", "WorkerGroup", "ExternalRedis",
-    "CheckpointSettings", "RayServiceSettings",
+    "CheckpointSettings", "IncrementalUpgrade", "INCREMENTAL_UPGRADE", "INCREMENTAL_MIN_CHART", "RayServiceSettings",
 ]
 
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
@@ -95,6 +95,42 @@ class CheckpointSettings(Strict):
         return self
 
 
+INCREMENTAL_UPGRADE = "NewClusterWithIncrementalUpgrade"
+# the first kuberay-operator chart that turns its RayServiceIncrementalUpgrade feature gate on by default (its
+# values.yaml: false in 1.5 and 1.6); without the gate the operator ignores clusterUpgradeOptions
+INCREMENTAL_MIN_CHART = (1, 7, 0)
+
+
+class IncrementalUpgrade(Strict):
+    """KubeRay's NewClusterWithIncrementalUpgrade (`upgradeStrategy.clusterUpgradeOptions`): a new cluster comes up
+    beside the serving one and traffic moves to it in steps through a Gateway KubeRay creates with this class.
+    The ranges are KubeRay's own (its ValidateClusterUpgradeOptions)."""
+
+    gateway_class: str = Field(description="the GatewayClass of the cluster's Gateway API controller (e.g. Envoy "
+                               "Gateway's, Istio's): KubeRay's Gateway and HTTPRoute use it")
+    step_size_percent: int = Field(20, ge=1, le=100, description="traffic moved to the new cluster per step")
+    interval_s: int = Field(30, ge=1, le=3600, description="seconds between steps (KubeRay's intervalSeconds)")
+    max_surge_percent: int = Field(100, ge=1, le=100, description="capacity the new cluster may add beyond the "
+                                   "serving one's, in percent of it (KubeRay's maxSurgePercent)")
+
+    @field_validator("gateway_class")
+    @classmethod
+    def _class(cls, v: str) -> str:
+        return kubernetes.dns1123_subdomain(v)  # a GatewayClass is a cluster object: its name is a subdomain
+
+    @model_validator(mode="after")
+    def _steps(self):
+        if self.step_size_percent > self.max_surge_percent:
+            raise ValueError(f"step_size_percent {self.step_size_percent} exceeds max_surge_percent "
+                             f"{self.max_surge_percent}; KubeRay needs step <= surge")
+        return self
+
+    def options(self) -> dict:
+        """`spec.upgradeStrategy.clusterUpgradeOptions` as KubeRay reads it."""
+        return {"gatewayClassName": self.gateway_class, "stepSizePercent": self.step_size_percent,
+                "intervalSeconds": self.interval_s, "maxSurgePercent": self.max_surge_percent}
+
+
 class RayServiceSettings(LoadBalancerScope):
     """The KubeRay RayService (EKS)."""
 
@@ -106,7 +142,10 @@ class RayServiceSettings(LoadBalancerScope):
                                              description="worker groups")
     enable_autoscaling: bool = Field(True, description="KubeRay's in-tree autoscaler")
     upgrade_strategy: Literal["NewCluster", "NewClusterWithIncrementalUpgrade", "None"] = Field(
-        "NewCluster", description="what KubeRay does when the cluster spec changes")
+        "NewCluster", description="what KubeRay does when the cluster spec changes: a new cluster that takes all "
+        "traffic once ready, the same moving traffic in steps (needs incremental_upgrade), or nothing")
+    incremental_upgrade: Optional[IncrementalUpgrade] = Field(
+        None, description="upgrade_strategy NewClusterWithIncrementalUpgrade: the Gateway class and the steps")
     auth_mode: Literal["token", "disabled"] = Field("token", description="Ray token authentication")
     service_type: Literal["LoadBalancer", "ClusterIP"] = Field(
         "ClusterIP", description="type of the Serve Service KubeRay manages (spec.serveService)")
@@ -140,11 +179,22 @@ class RayServiceSettings(LoadBalancerScope):
             raise ValueError(f"worker group names must be unique: {names}")
         return self
 
-    @field_validator("upgrade_strategy")
-    @classmethod
-    def _upgrade(cls, v: str) -> str:
-        if v == "NewClusterWithIncrementalUpgrade":
-            raise ValueError("NewClusterWithIncrementalUpgrade needs KubeRay's RayServiceIncrementalUpgrade feature "
-                             "gate, a Gateway API controller and clusterUpgradeOptions, which this package does not "
-                             "render yet; use NewCluster or None")
-        return v
+    @model_validator(mode="after")
+    def _incremental(self):
+        """Refused only where KubeRay cannot do it (its ValidateClusterUpgradeOptions, and its Serve Service)."""
+        if self.upgrade_strategy != INCREMENTAL_UPGRADE:
+            if self.incremental_upgrade is not None:
+                raise ValueError(f"incremental_upgrade is for upgrade_strategy {INCREMENTAL_UPGRADE}; set it or "
+                                 "drop incremental_upgrade")
+            return self
+        if self.incremental_upgrade is None:
+            raise ValueError(f"upgrade_strategy {INCREMENTAL_UPGRADE} needs incremental_upgrade.gateway_class (the "
+                             "GatewayClass of the cluster's Gateway API controller)")
+        if not self.enable_autoscaling:
+            raise ValueError(f"upgrade_strategy {INCREMENTAL_UPGRADE} needs enable_autoscaling true: KubeRay "
+                             "scales both clusters through Ray's autoscaler")
+        if self.service_type != "ClusterIP":
+            raise ValueError(f"upgrade_strategy {INCREMENTAL_UPGRADE} serves through the Gateway of "
+                             "incremental_upgrade.gateway_class (KubeRay ignores spec.serveService): set service_type "
+                             "ClusterIP and expose the Gateway's class instead")
+        return self

@@ -8,7 +8,9 @@ from typing import Optional
 
 from pydantic import Field
 
-from rayserve_pulumi.kuberay.settings import KubeRaySettings, RayServiceSettings
+from rayserve_pulumi.kuberay.settings import (
+    INCREMENTAL_MIN_CHART, INCREMENTAL_UPGRADE, KubeRaySettings, RayServiceSettings,
+)
 from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, cloud_documents, k8s_manifest
 
 __all__ = ["KubeRaySpec"]
@@ -27,6 +29,12 @@ class KubeRaySpec(PlatformSpec):
         errors = super().section_errors(cfg, supplied)
         if (error := cfg.ray_service.open_endpoint_error("ray_service", "allowed_cidrs" in supplied)):
             errors.append(error)
+        chart = tuple(int(p) for p in cfg.kuberay.chart_version.split("."))
+        if cfg.ray_service.upgrade_strategy == INCREMENTAL_UPGRADE and chart < INCREMENTAL_MIN_CHART:
+            floor = ".".join(map(str, INCREMENTAL_MIN_CHART))
+            errors.append(f"kuberay.chart_version {cfg.kuberay.chart_version}: upgrade_strategy {INCREMENTAL_UPGRADE} "
+                          f"needs {floor} or later (earlier charts leave KubeRay's RayServiceIncrementalUpgrade "
+                          "feature gate off)")
         return errors
 
     def kubectl(self, cfg) -> tuple[str, str]:

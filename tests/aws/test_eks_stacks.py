@@ -196,9 +196,10 @@ def test_dev_urls_work_from_inside_the_cluster_and_through_a_port_forward(render
 def test_each_upgrade_strategy_renders_what_kuberay_needs_or_is_refused(strategy):
     values = stack_values("prod")
     values["ray_service"] = {**values["ray_service"], "upgrade_strategy": strategy}
-    if strategy == "NewClusterWithIncrementalUpgrade":
-        with pytest.raises(ConfigError, match="rayserve:ray_service.upgrade_strategy: NewClusterWithIncrementalUpgrade "
-                                              "needs KubeRay's RayServiceIncrementalUpgrade feature gate"):
+    if strategy == "NewClusterWithIncrementalUpgrade":  # prod's Serve NLB is spec.serveService, which KubeRay ignores
+        values["ray_service"]["incremental_upgrade"] = {"gateway_class": "eg"}  # then (tests/kuberay: dev renders it)
+        with pytest.raises(ConfigError, match="rayserve:ray_service: upgrade_strategy NewClusterWithIncrementalUpgrade "
+                                              "serves through the Gateway"):
             render(values, "prod")
         return
     spec = _rayservice(render(values, "prod")).inputs["spec"]

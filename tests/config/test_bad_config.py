@@ -203,7 +203,7 @@ STACK_CASES = [
     ("dev", "eks.node_groups.0.min_size", 5, "min_size <= desired_size <= max_size"),
     ("dev", "ray_service.worker_groups.0.min_replicas", 5, "min_replicas 5 > max_replicas 2"),
     ("vm", "vm.worker_min", 9, "worker_min <= worker_desired <= worker_max"),
-    ("dev", "ray_service.upgrade_strategy", "NewClusterWithIncrementalUpgrade", "rayserve:ray_service.upgrade_strategy:"),
+    ("dev", "ray_service.upgrade_strategy", "NewClusterWithIncrementalUpgrade", "needs incremental_upgrade.gateway_class"),
     ("dev", "ray_service.upgrade_strategy", "Rolling", "rayserve:ray_service.upgrade_strategy:"),
     ("dev", "kuberay.chart_version", "latest", "rayserve:kuberay.chart_version:"),
     ("dev", "kuberay.repository", "ftp://charts.example.com", "rayserve:kuberay.repository:"),
