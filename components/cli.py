@@ -132,6 +132,11 @@ def parser() -> argparse.ArgumentParser:
                              "<program dir>/.pulumi-state/<stack>-direct.json)")
         if name in ("validate", "status"):
             cmd.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        if name == "render":
+            cmd.add_argument("--since", type=Path, metavar="OLD_STACK_FILE", help="first print the rollout plan from "
+                             "that stack file (e.g. the last applied one) to this one: for each change, in place, a "
+                             "replica roll, a new head or cluster, or an incremental upgrade, and the peak extra "
+                             "replicas or pods it needs")
     return top
 
 
@@ -176,9 +181,35 @@ def main(argv: Optional[list[str]] = None) -> int:
         return report.code
     from rayserve_pulumi.preview import stack_region
 
+    plan_docs = []
+    if args.since is not None:
+        try:
+            plan_docs = [_rollout_plan(args.since, stack, spec, cfg, serve_config)]
+        except ConfigError as exc:
+            return _fail(str(args.since), exc.lines, False)
     with stack_region(stack.region()):
-        print(_dump(spec.render_documents(values, cfg, serve_config, stack.program_dir)))
+        print(_dump(plan_docs + spec.render_documents(values, cfg, serve_config, stack.program_dir)))
     return 0
+
+
+def _rollout_plan(since: Path, stack: Stack, spec, cfg, serve_config: dict) -> tuple[str, dict]:
+    """`render --since`: the rollout plan from the stack file `since` to this stack (one platform)."""
+    from rayserve_pulumi.config.serve import app_code
+    from rayserve_pulumi.config.sources import read_stack_file
+    from rayserve_pulumi.config.validate import validate_stack
+    from rayserve_pulumi.platform_spec import Planned
+    from rayserve_pulumi.rollout.plan import describe, plan
+
+    old_cfg, old_serve = validate_stack(read_stack_file(since), stack.program_dir)
+    if platform(old_cfg.platform) is not spec:  # one description plans both sides
+        raise ConfigError(f"--since: a {old_cfg.platform} stack; a rollout plan compares two stacks of one platform "
+                          f"({cfg.platform})")
+
+    def planned(c, s) -> Planned:
+        return Planned(c, s, app_code(c.serve, stack.program_dir).digest(), stack.program_dir)
+
+    changes = plan(spec, planned(old_cfg, old_serve), planned(cfg, serve_config))
+    return f"rollout plan from {since} to {stack.label}", describe(changes, cfg.platform)
 
 
 def _dump(docs: list[tuple[str, object]]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from rayserve_pulumi.constants import INTERNAL_PORTS
 
-__all__ = ["Node", "StatusReport", "PlatformSpec", "cloud_documents", "k8s_manifest"]
+__all__ = ["Node", "StatusReport", "Planned", "PlatformSpec", "cloud_documents", "k8s_manifest"]
 
 if TYPE_CHECKING:
     from rayserve_pulumi.config.app_code import AppCode
@@ -29,6 +29,16 @@ class StatusReport:
     code: int
     lines: list[str]
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One side of a rollout plan: a validated stack, its Serve config and its apps' code."""
+
+    cfg: "StackConfig"
+    serve_config: dict
+    code_digest: str
+    program_dir: Path
 
 
 class PlatformSpec:
@@ -73,6 +83,11 @@ class PlatformSpec:
         """Its cross-checks that read the Serve config's values, user_config included (config.verdict runs
         them again when only user_config values changed)."""
         return []
+
+    def rollout_changes(self, old: "Planned", new: "Planned") -> tuple[list, bool]:
+        """(the platform's own changes from `old` to `new` as rollout.plan Changes, whether the apps' code
+        reaches the running replicas as a new version, so Serve rolls them). Default: none, and it does."""
+        return [], old.code_digest != new.code_digest
 
     def render_documents(self, values: dict, cfg: "StackConfig", serve_config: dict,
                          program_dir: Path) -> list[tuple[str, object]]:

@@ -16,6 +16,20 @@ from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, clou
 __all__ = ["KubeRaySpec"]
 
 
+def _changed_paths(old, new, path: str = "", depth: int = 6):
+    """Where two rendered specs differ, as paths a reviewer can find (at most `depth` levels deep)."""
+    if old == new:
+        return
+    if depth and isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            yield from _changed_paths(old.get(key), new.get(key), f"{path}.{key}" if path else key, depth - 1)
+    elif depth and isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            yield from _changed_paths(a, b, f"{path}[{i}]", depth - 1)
+    else:
+        yield path
+
+
 class KubeRaySpec(PlatformSpec):
     """A platform whose Ray cluster is a KubeRay RayService (subclasses say how the cluster is reached)."""
 
@@ -47,6 +61,36 @@ class KubeRaySpec(PlatformSpec):
         return [("rayserve:ray_service.head", float(head_cpus), float(rs.head.gpu)),
                 *((f"rayserve:ray_service.worker_groups[{g.name}]", float(math.floor(g.millicpu / 1000)), float(g.gpu))
                   for g in rs.worker_groups)]
+
+    def rollout_changes(self, old, new) -> tuple[list, bool]:
+        """The image (hence the code) and the pods live in `rayClusterConfig`: a change there is a new cluster
+        (upgradeStrategy NewCluster), one traffic moves to in steps (NewClusterWithIncrementalUpgrade), or
+        nothing (None); the Serve config alone is applied to the running cluster."""
+        from rayserve_pulumi.kuberay.rayservice import render_rayservice
+        from rayserve_pulumi.rollout.plan import INCREMENTAL, NEW_CLUSTER, NOT_APPLIED, Change
+
+        def cluster(p) -> dict:
+            image = p.cfg.image.uri or f"{p.cfg.image.repository_name}:{p.cfg.image.tag}-{p.code_digest[:12]}"
+            return render_rayservice(p.cfg.ray_service, p.serve_config, image, serve_env=p.cfg.serve.runtime_env())[
+                "spec"]["rayClusterConfig"]
+
+        was, now = cluster(old), cluster(new)
+        keys = tuple(_changed_paths(was, now))
+        if not keys:
+            return [], False
+        rs = new.cfg.ray_service
+        pods = 1 + sum(g.replicas for g in rs.worker_groups)
+        if rs.upgrade_strategy == "None":
+            return [Change("cluster", NOT_APPLIED, keys, note="upgradeStrategy None: KubeRay keeps the running "
+                           "cluster; only the Serve config is applied")], False
+        if rs.incremental_upgrade is not None:
+            up = rs.incremental_upgrade
+            surge = 1 + math.ceil(sum(g.replicas for g in rs.worker_groups) * up.max_surge_percent / 100)
+            return [Change("cluster", INCREMENTAL, keys, surge, "pods", f"a new cluster beside the serving one, "
+                           f"{up.step_size_percent} % of traffic every {up.interval_s} s through Gateway class "
+                           f"{up.gateway_class}; its capacity grows by at most {up.max_surge_percent} % at a time")], False
+        return [Change("cluster", NEW_CLUSTER, keys, pods, "pods", "a whole new cluster beside the serving one; "
+                       "traffic switches once it is ready, then the old one is deleted")], False
 
     def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
         """The operator's Helm values, every Kubernetes object and every cloud resource, as computed under

@@ -1,5 +1,8 @@
-"""Safe rollouts: the gate that decides, step by step, whether a new version keeps taking traffic.
+"""Safe rollouts: what a change will do, and the gate that decides, step by step, whether a new version keeps
+taking traffic.
 
+- `plan`  for each change between two stacks: in place, a replica roll, a new head or cluster, or an
+          incremental upgrade, and the peak extra replicas or pods (`rayserve render --since`)
 - `gate`  proceed, wait or roll back, from what the new and the previous version served
 """
 

@@ -31,6 +31,22 @@ class VmSpec(PlatformSpec):
             errors.append(error)
         return errors
 
+    def rollout_changes(self, old, new) -> tuple[list, bool]:
+        """The image is in the instances' user data: a new one replaces the head and rolls the workers (as does
+        another instance type); the Serve config alone is redeployed in place by the head's sync timer."""
+        from rayserve_pulumi.rollout.plan import NEW_HEAD, Change
+
+        def image(p) -> str:
+            return p.cfg.image.uri or f"build:{p.code_digest}"
+
+        keys = (("image",) if image(old) != image(new) else ()) + tuple(
+            f"vm.{k}" for k in ("head_instance_type", "worker_instance_type")
+            if getattr(old.cfg.vm, k) != getattr(new.cfg.vm, k))
+        if not keys:
+            return [], False
+        return [Change("Ray head", NEW_HEAD, keys, 1, "instances", "the head instance is replaced and the workers "
+                       "roll (instance refresh): Serve answers again once the new head runs every application")], False
+
     def nodes(self, cfg) -> list[Node]:
         from rayserve_pulumi.config.instances import instance_type
 
