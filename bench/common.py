@@ -26,12 +26,21 @@ def _ephemeral() -> range:
 
 
 def _share() -> tuple[int, int]:
-    """(this process's slot, how many slots): tests run in parallel (pytest-xdist) each take every n-th port,
-    so two of them never pick the same free port before either binds it."""
+    """(this process's slot, how many slots): test processes run side by side (scripts/test.sh's two streams,
+    RAYSERVE_TEST_SHARE=slot/slots, each maybe split further by pytest-xdist) each take every n-th port, so
+    two of them never pick the same free port before either binds it."""
     try:
-        return int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+        slot, slots = (int(x) for x in os.environ.get("RAYSERVE_TEST_SHARE", "0/1").split("/"))
+    except ValueError:
+        raise ValueError(f"RAYSERVE_TEST_SHARE={os.environ['RAYSERVE_TEST_SHARE']!r}: slot/slots, e.g. 0/2") from None
+    if not (slots >= 1 and 0 <= slot < slots):
+        raise ValueError(f"RAYSERVE_TEST_SHARE={os.environ['RAYSERVE_TEST_SHARE']!r}: needs 0 <= slot < slots")
+    try:
+        worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+        workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     except (KeyError, ValueError):
-        return 0, 1
+        return slot, slots
+    return slot + slots * worker, slots * workers  # within the stream's own share
 
 
 @lru_cache(maxsize=None)

@@ -1,16 +1,49 @@
 #!/usr/bin/env bash
 # Set up, then run every test. Test files and PID files live under test-results/ (ignored); on exit the
 # process groups recorded there are stopped (what the tests started, nothing else). "No tests ran" fails.
-# One process: real-Ray tests side by side on two cores time out starting Ray. `-n 2 --dist loadscope` after
-# the command runs modules in two processes (pytest-xdist), faster where the cores allow.
+# Two pytest processes side by side: the real-Ray tests one after the other (two Ray heads starting at once
+# on two cores time out), and the mock tests, which need no Ray, beside them; each draws test ports from its
+# own share. Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-cleanup() { .venv/bin/python -m rayserve_pulumi.node_agent.procs stop-all test-results || true; }
+cleanup() {
+  [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null
+  .venv/bin/python -m rayserve_pulumi.node_agent.procs stop-all test-results || true
+}
 trap cleanup EXIT
 for stack in stacks/Pulumi.*.yaml; do .venv/bin/rayserve validate "$stack" || exit 1; done
 mkdir -p test-results
-.venv/bin/python -m pytest --basetemp=test-results/tmp "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
-exit "$rc"
+
+pytest_rc() {  # pytest's status, with "collected no tests" (5) a failure
+  if [ "$1" -eq 5 ]; then echo "pytest collected no tests ($2): failing" >&2; return 1; fi
+  return "$1"
+}
+
+split=1
+for arg in "$@"; do
+  case "$arg" in
+    -m|-m*|-k|-k*|-n|-n*|--numprocesses*|--dist*) split=0 ;;
+    -*) ;;
+    *) split=0 ;;  # a test path or node id
+  esac
+done
+if [ "$split" -eq 0 ]; then
+  .venv/bin/python -m pytest --basetemp=test-results/tmp "$@"
+  pytest_rc $? "pytest $*"
+  exit $?
+fi
+
+RAYSERVE_TEST_SHARE=1/2 .venv/bin/python -m pytest -p no:cacheprovider --basetemp=test-results/tmp-mock -m "not ray" "$@" \
+  > test-results/mock-tests.log 2>&1 &
+mock_pid=$!
+RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m ray "$@"
+ray_rc=$?
+wait "$mock_pid"
+mock_rc=$?
+mock_pid=
+echo "===== the mock tests (run beside the real-Ray tests) ====="
+cat test-results/mock-tests.log
+pytest_rc "$ray_rc" "real-Ray tests"; ray_rc=$?
+pytest_rc "$mock_rc" "mock tests"; mock_rc=$?
+[ "$ray_rc" -eq 0 ] && [ "$mock_rc" -eq 0 ]

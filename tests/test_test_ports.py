@@ -38,3 +38,30 @@ def test_parallel_test_processes_draw_from_disjoint_shares(monkeypatch):
         shares.append(set(common._usable()))
     common._usable.cache_clear()
     assert shares[0] and shares[1] and shares[0].isdisjoint(shares[1])
+
+
+def test_the_two_streams_and_their_xdist_workers_draw_from_disjoint_shares(monkeypatch):
+    """scripts/test.sh runs the real-Ray and the mock tests side by side (RAYSERVE_TEST_SHARE 0/2 and 1/2);
+    either may be split further by pytest-xdist."""
+    shares = []
+    for stream in ("0/2", "1/2"):
+        for worker in ("gw0", "gw1"):
+            monkeypatch.setenv("RAYSERVE_TEST_SHARE", stream)
+            monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+            monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+            common._usable.cache_clear()
+            shares.append(set(common._usable()))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    for stream in ("0/2", "1/2"):
+        monkeypatch.setenv("RAYSERVE_TEST_SHARE", stream)
+        common._usable.cache_clear()
+        shares.append(set(common._usable()))
+    common._usable.cache_clear()
+    assert all(shares)
+    assert all(a.isdisjoint(b) for i, a in enumerate(shares[:4]) for b in shares[i + 1:4])
+    assert shares[4].isdisjoint(shares[5])
+    assert shares[4] >= shares[0] | shares[1] and shares[4].isdisjoint(shares[2] | shares[3])  # workers split a stream
+    for bad in ("2/2", "one/two", "0/0"):
+        monkeypatch.setenv("RAYSERVE_TEST_SHARE", bad)
+        with pytest.raises(ValueError, match="RAYSERVE_TEST_SHARE"):
+            common._share()
