@@ -51,6 +51,10 @@ class KubeRaySpec(PlatformSpec):
                           "feature gate off)")
         return errors
 
+    def placements(self, cfg) -> Optional[dict]:
+        """HEAD / worker group name -> kuberay.rayservice.Placement on this platform's nodes (None: anywhere)."""
+        return None
+
     def kubectl(self, cfg) -> tuple[str, str]:
         """(how to get the cluster's credentials, the kubectl prefix) for `status`."""
         raise NotImplementedError
@@ -71,8 +75,8 @@ class KubeRaySpec(PlatformSpec):
 
         def cluster(p) -> dict:
             image = p.cfg.image.uri or f"{p.cfg.image.repository_name}:{p.cfg.image.tag}-{p.code_digest[:12]}"
-            return render_rayservice(p.cfg.ray_service, p.serve_config, image, serve_env=p.cfg.serve.runtime_env())[
-                "spec"]["rayClusterConfig"]
+            return render_rayservice(p.cfg.ray_service, p.serve_config, image, self.placements(p.cfg),
+                                     serve_env=p.cfg.serve.runtime_env())["spec"]["rayClusterConfig"]
 
         was, now = cluster(old), cluster(new)
         keys = tuple(_changed_paths(was, now))

@@ -136,3 +136,15 @@ def test_a_plan_across_platforms_is_one_line(tmp_path, capsys):
                      str(ROOT / "stacks" / "Pulumi.local.yaml"), "--program-dir", str(ROOT)])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "--since: a local stack" in err, err
+
+
+def test_on_eks_moving_a_group_to_another_node_group_is_a_new_cluster(tmp_path, capsys):
+    old = str(ROOT / "stacks" / "Pulumi.dev.yaml")
+    doc = yaml.safe_load(open(old))["config"]
+
+    def move(c):
+        c["rayserve:eks"]["node_groups"].append({**c["rayserve:eks"]["node_groups"][0], "name": "cpu2"})
+        c["rayserve:ray_service"]["worker_groups"][0]["node_group"] = "cpu2"
+    assert doc["rayserve:ray_service"]["worker_groups"][0]["node_group"] != "cpu2"
+    [change] = _plan(capsys, _stack(tmp_path, "moved", "dev", move), old)["changes"]
+    assert change.startswith("cluster: new cluster (workerGroupSpecs[0].template.spec.nodeSelector")

@@ -24,6 +24,11 @@ class EksSpec(KubeRaySpec):
     needs_image = True
     declares_aws = True
 
+    def placements(self, cfg) -> dict:
+        from rayserve_pulumi.aws.eks.platform import placements
+
+        return placements(cfg.ray_service, cfg.eks)
+
     def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
         errors = super().section_errors(cfg, supplied)
         if cfg.eks is not None:
