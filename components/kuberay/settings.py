@@ -184,8 +184,8 @@ class RayServiceSettings(LoadBalancerScope):
         """Refused only where KubeRay cannot do it (its ValidateClusterUpgradeOptions, and its Serve Service)."""
         if self.upgrade_strategy != INCREMENTAL_UPGRADE:
             if self.incremental_upgrade is not None:
-                raise ValueError(f"incremental_upgrade is for upgrade_strategy {INCREMENTAL_UPGRADE}; set it or "
-                                 "drop incremental_upgrade")
+                raise ValueError(f"incremental_upgrade is for upgrade_strategy {INCREMENTAL_UPGRADE}: set that "
+                                 "strategy or drop incremental_upgrade")
             return self
         if self.incremental_upgrade is None:
             raise ValueError(f"upgrade_strategy {INCREMENTAL_UPGRADE} needs incremental_upgrade.gateway_class (the "

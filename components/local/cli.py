@@ -76,7 +76,7 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
     from rayserve_pulumi.config.sources import read_stack_file
     from rayserve_pulumi.config.verdict import validate
     from rayserve_pulumi.local.args import LocalPlatformArgs
-    from rayserve_pulumi.local.lifecycle import LocalServe, RolledBack, report
+    from rayserve_pulumi.local.lifecycle import LocalServe, RolledBack, plan_lines, report
     from rayserve_pulumi.node_agent.ray_ops import config_hash
 
     saved = state.load()
@@ -99,6 +99,8 @@ def up(stack_file: Path, state: State, program_dir: Path) -> dict:
         report("local: no changes")
         state.save(saved["id"], saved["outs"], verdict)
         return outputs(saved["outs"])
+    for line in plan_lines(saved["outs"], news):
+        report(f"plan: {line}")
     if replaces:
         report(f"local: replacing the Ray head ({', '.join(replaces)} changed)")
         local.delete(saved["outs"])

@@ -28,7 +28,7 @@ from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 __all__ = [
-    "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "RolledBack", "with_code_version", "report", "head_pid_file",
+    "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "planned_changes", "plan_lines", "RolledBack", "with_code_version", "report", "head_pid_file",
     "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "head_env", "spawn_head",
     "stop_started", "wait_prometheus", "dashboard_url", "serve_base_url", "Applied", "LocalServe",
     "provider_inputs",
@@ -42,6 +42,31 @@ DRIFTED = "drifted"  # config_hash after a read that found other applications th
 # replicas that import it anew. Not on a fresh head: a runtime_env costs every worker a round trip through
 # Ray's runtime-env agent (a cold up of fruit and calc deployed in 8.5 s with it against 7.0 s without).
 CODE_VERSION_ENV = "RAYSERVE_CODE_VERSION"
+
+
+def planned_changes(olds: dict, news: dict) -> tuple[list, bool]:
+    """(the head's own changes between two provider inputs as rollout.plan Changes, whether the apps' code
+    reaches the running replicas as a new version)."""
+    from rayserve_pulumi.rollout.plan import NEW_HEAD, Change
+
+    keys = tuple(k for k in RESTART_KEYS if olds.get(k) != news.get(k))
+    if keys:
+        return [Change("Ray head", NEW_HEAD, keys, note="every application is down until the new head serves it")], False
+    return [], olds.get("code_version") != news.get("code_version")
+
+
+def plan_lines(olds: dict, news: dict) -> list[str]:
+    """What an `up` from `olds` to `news` will do, one line per change (rollout.plan)."""
+    from rayserve_pulumi.rollout.plan import serve_changes
+
+    head, code_rolls = planned_changes(olds, news)
+    if head:
+        return [c.line() for c in head]
+    lines = [c.line() for c in serve_changes(json.loads(olds.get("serve_config_json") or '{"applications": []}'),
+                                             json.loads(news["serve_config_json"]), code_rolls)]
+    if not lines and olds.get("config_hash") == DRIFTED:
+        lines.append("Serve: redeployed (the live applications drifted from the applied config)")
+    return lines
 
 
 class RolledBack(RuntimeError):

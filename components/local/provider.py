@@ -10,7 +10,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from rayserve_pulumi.local.lifecycle import LocalServe
+from rayserve_pulumi.local.lifecycle import LocalServe, plan_lines, report
 
 __all__ = ["LocalServeProvider", "LocalRayServe"]
 
@@ -24,6 +24,9 @@ class LocalServeProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changes, replaces = LocalServe.diff(olds, news)
+        if changes:  # the rollout plan in the preview's output
+            for line in plan_lines(olds, news):
+                report(f"plan: {line}")
         return DiffResult(changes=changes, replaces=replaces, delete_before_replace=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:

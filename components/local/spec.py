@@ -45,14 +45,10 @@ class LocalSpec(PlatformSpec):
         """A changed head input (lifecycle.RESTART_KEYS) restarts the head; the code reaches the replicas as a
         new runtime_env version."""
         from rayserve_pulumi.local.args import LocalPlatformArgs
-        from rayserve_pulumi.local.lifecycle import RESTART_KEYS
-        from rayserve_pulumi.rollout.plan import NEW_HEAD, Change
+        from rayserve_pulumi.local.lifecycle import planned_changes
 
-        olds, news = (LocalPlatformArgs.from_stack(p.cfg, p.serve_config, p.program_dir).inputs() for p in (old, new))
-        keys = tuple(k for k in RESTART_KEYS if olds.get(k) != news.get(k))
-        if keys:
-            return [Change("Ray head", NEW_HEAD, keys, note="every application is down until the new head serves it")], False
-        return [], olds["code_version"] != news["code_version"]
+        return planned_changes(*(LocalPlatformArgs.from_stack(p.cfg, p.serve_config, p.program_dir).inputs()
+                                 for p in (old, new)))
 
     def render_documents(self, values: dict, cfg, serve_config: dict, program_dir: Path) -> list[tuple[str, object]]:
         from rayserve_pulumi.local.args import LocalPlatformArgs

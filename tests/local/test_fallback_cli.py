@@ -73,6 +73,7 @@ def test_up_creates_with_progress_then_a_serve_only_change_updates_in_place(stac
     second = stack["run"]("up")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "local: updating Serve in place" in second.stderr and "starting the Ray head" not in second.stderr
+    assert "plan: fruit/MangoStand: in place (reconfigure) (user_config), peak +0 replicas" in second.stderr
     assert post(out["app_urls"]["fruit"], ["MANGO", 2]) == 10
     assert replica_pids(out["dashboard"], "fruit", "MangoStand") == pids  # the same replica processes
     state = json.loads(stack["state"].read_text())
@@ -134,6 +135,7 @@ def test_a_head_setting_change_replaces_ray_with_the_new_cpu_count(stack):
     replaced = stack["run"]("up")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert "local: replacing the Ray head (num_cpus changed)" in replaced.stderr
+    assert "plan: Ray head: new Ray head (num_cpus)" in replaced.stderr
     assert "local: starting the Ray head (127.0.0.1, 3 CPUs" in replaced.stderr
     nodes = ray_ops.api_get(stack["dash"], "/nodes?view=summary")["data"]["summary"]
     assert [n["raylet"]["resourcesTotal"]["CPU"] for n in nodes if n["raylet"]["state"] == "ALIVE"] == [3.0]

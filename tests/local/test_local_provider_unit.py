@@ -21,11 +21,25 @@ def test_pulumi_can_serialise_and_restore_the_provider():
     assert restored.diff("id", PROPS, PROPS).changes is False
 
 
-def test_config_change_is_an_in_place_update():
+def test_config_change_is_an_in_place_update(capsys):
     config = json.loads(PROPS["serve_config_json"])
     config["applications"][0]["deployments"][1]["user_config"] = {"price": 9}
     diff = LocalServeProvider().diff("id", PROPS, {**PROPS, "serve_config_json": json.dumps(config)})
     assert diff.changes is True and diff.replaces == []
+    # the rollout plan is in the preview's output (stderr here: no engine)
+    assert "plan: fruit/MangoStand: in place (reconfigure) (user_config), peak +0 replicas" in capsys.readouterr().err
+
+
+def test_the_plan_of_a_code_change_a_new_head_and_a_drift(capsys):
+    LocalServeProvider().diff("id", PROPS, {**PROPS, "code_version": "0123456789abcdef"})
+    rolls = [line for line in capsys.readouterr().err.splitlines() if line.startswith("plan: ")]
+    assert len(rolls) == 4 and all(": replica roll (code)" in line for line in rolls)  # every fruit deployment
+    LocalServeProvider().diff("id", PROPS, {**PROPS, "num_cpus": 8})
+    assert "plan: Ray head: new Ray head (num_cpus)" in capsys.readouterr().err
+    LocalServeProvider().diff("id", {**PROPS, "config_hash": "drifted"}, PROPS)
+    assert "plan: Serve: redeployed (the live applications drifted" in capsys.readouterr().err
+    LocalServeProvider().diff("id", PROPS, PROPS)
+    assert "plan:" not in capsys.readouterr().err  # nothing to do, nothing planned
 
 
 def test_head_settings_change_replaces_the_ray_head():

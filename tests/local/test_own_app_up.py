@@ -69,6 +69,7 @@ def test_a_code_change_is_served_by_the_next_up(shop):
     up = shop["run"]("up")
     assert up.returncode == 0, up.stderr[-3000:]
     assert "local: updating Serve in place" in up.stderr and "starting the Ray head" not in up.stderr
+    assert "plan: echo/Echo: replica roll (code)" in up.stderr  # the plan says the code rolls the replicas
     assert post(shop["out"]["app_urls"]["echo"], "hi") == "hello, HI?"
 
 
