@@ -30,6 +30,7 @@ class LoadResult:
     failed: int = 0
     latencies_s: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, str] = field(default_factory=dict)  # error kind -> the first such answer's body
     wall_s: float = 0.0
     failure_times: list[float] = field(default_factory=list)  # time.monotonic() when each failed request ended
     failure_starts: list[float] = field(default_factory=list)  # ... and when it was sent
@@ -46,7 +47,7 @@ class LoadResult:
     def summary(self) -> dict:
         return {"sent": self.sent, "failed": self.failed, "rps": round(self.rps, 1),
                 "p50_ms": round(self.percentile(50) * 1000, 2), "p99_ms": round(self.percentile(99) * 1000, 2),
-                "errors": dict(self.errors)}
+                "errors": dict(self.errors), **({"error_samples": dict(self.error_samples)} if self.error_samples else {})}
 
 
 class Load:
@@ -74,7 +75,11 @@ class Load:
                 return False, f"unexpected answer {answer!r}"
             return True, ""
         except urllib.error.HTTPError as exc:
-            return False, f"HTTP {exc.code}"
+            kind = f"HTTP {exc.code}"
+            if kind not in self.result.error_samples:  # what the first of its kind said, for the report
+                self.result.error_samples[kind] = exc.read(200).decode(errors="replace") + \
+                    "".join(f" [{k}: {v}]" for k, v in exc.headers.items() if k.lower().startswith("x-"))
+            return False, kind
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             return False, type(exc).__name__
 

@@ -30,6 +30,7 @@ from rayserve_pulumi.kuberay.settings import (
 )
 from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.registry import PLATFORMS  # names only: the descriptions load when asked
+from rayserve_pulumi.rollout.settings import RolloutSettings
 
 # The platforms' own settings live in their folders; they are named here too, as the sections of a stack.
 __all__ = [
@@ -184,6 +185,8 @@ class SharedSettings(Strict):
     serve: ServeSettings = Field(ServeSettings(), description="Serve applications and overrides")
     image: ImageSettings = Field(ImageSettings(), description="the Serve image (eks, vm: uri or build; kubernetes: uri)")
     metrics: MetricsSettings = Field(MetricsSettings(), description="Prometheus, Ray's dashboards and alert rules")
+    rollout: RolloutSettings = Field(RolloutSettings(), description="gated rollouts of a new version of the apps' "
+                                     "code (local: stepped traffic, rolled back on errors or latency)")
 
     @model_validator(mode="after")
     def _platform_sections(self, info: ValidationInfo):

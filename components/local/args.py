@@ -13,6 +13,7 @@ from rayserve_pulumi.config.app_code import AppCode
 from rayserve_pulumi.config.serve import app_code
 from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSettings, StackConfig
 from rayserve_pulumi.local.lifecycle import provider_inputs
+from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = ["RUN_DIR", "LocalPlatformArgs"]
 
@@ -32,15 +33,17 @@ class LocalPlatformArgs:
     metrics: MetricsSettings = arg("a local Prometheus scraping every Ray node", default_factory=MetricsSettings)
     code: AppCode = arg("the apps' code (AppCode.locate(app_dir, requirements, program_dir)); default the bundled "
                         "apps", default_factory=AppCode.bundled_apps)
+    rollout: RolloutSettings = arg("how new code takes traffic: steps and the gate's thresholds",
+                                   default_factory=RolloutSettings)
 
     @classmethod
     def from_stack(cls, cfg: StackConfig, serve_config: dict, program_dir: Optional[Path] = None) -> "LocalPlatformArgs":
         root = Path(program_dir or Path.cwd()).resolve()
         return cls(settings=cfg.local, serve_config=serve_config, serve_env=cfg.serve.runtime_env(),
                    run_dir=str(root / RUN_DIR / cfg.name), models_dir=str(root / cfg.local.models_dir),
-                   metrics=cfg.metrics, code=app_code(cfg.serve, root))
+                   metrics=cfg.metrics, code=app_code(cfg.serve, root), rollout=cfg.rollout)
 
     def inputs(self) -> dict:
         """The dynamic provider's input properties."""
         return provider_inputs(self.settings, self.serve_config, self.run_dir, self.serve_env, self.models_dir,
-                               self.metrics, self.code)
+                               self.metrics, self.code, self.rollout.inputs())

@@ -25,10 +25,11 @@ from rayserve_pulumi.config.stack import LocalSettings, MetricsSettings, ServeSe
 from rayserve_pulumi.constants import DASHBOARD_METRICS_PORT, SERVE_PROXY_ENV
 from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.rollout.settings import RolloutSettings
 from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 
 __all__ = [
-    "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "planned_changes", "plan_lines", "RolledBack", "with_code_version", "report", "head_pid_file",
+    "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "pinned", "deployed_config", "planned_changes", "plan_lines", "RolledBack", "with_code_version", "report", "head_pid_file",
     "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "head_env", "spawn_head",
     "stop_started", "wait_prometheus", "dashboard_url", "serve_base_url", "Applied", "LocalServe",
     "provider_inputs",
@@ -83,6 +84,30 @@ def with_code_version(config: dict, version: str) -> dict:
         env["env_vars"] = {**(env.get("env_vars") or {}), CODE_VERSION_ENV: version}
         apps.append({**app, "runtime_env": env})
     return {**config, "applications": apps}
+
+
+def pinned(config: dict, version: str, code_dir: str) -> dict:
+    """The config with every application importing the code of `version` from its copy `code_dir` (first on
+    its workers' import path): a replica started later, or a rollback, runs exactly that code, whatever
+    app_dir holds by then."""
+    config = with_code_version(config, version)
+    for app in config["applications"]:
+        app["runtime_env"]["env_vars"]["PYTHONPATH"] = code_dir
+    return config
+
+
+def deployed_config(props: dict) -> dict:
+    """The Serve config exactly as `_deploy` sends it for these inputs: a team's apps (app_dir) pinned to the
+    copy of their code's version; the bundled apps as they are, or with the code marker once their code changed
+    under a running head."""
+    from rayserve_pulumi.local.rollout import code_copy
+
+    config = json.loads(props["serve_config_json"])
+    if props.get("app_dir"):
+        version = props["code_version"]
+        return pinned(config, version, str(code_copy(props["run_dir"], version)))
+    marker = props.get("code_marker")
+    return with_code_version(config, marker) if marker else config
 
 
 def report(message: str) -> None:
@@ -199,14 +224,23 @@ class LocalServe:
         names = [a["name"] for a in config["applications"]]
         start = time.monotonic()
         report(f"serve: deploying {len(names)} application(s): {', '.join(names)}")
-        marker = props.get("code_marker")
-        ray_ops.deploy(dash, with_code_version(config, marker) if marker else config)
+        if props.get("app_dir"):  # the copy the config pins (local.rollout: what a rollback imports)
+            from rayserve_pulumi.local.rollout import snapshot
+
+            snapshot(props["run_dir"], props["app_dir"], props["code_version"])
+        ray_ops.deploy(dash, deployed_config(props))
         ray_ops.wait_running(dash, names, timeout=float(props.get("deploy_timeout_s", 300)),
                              on_progress=lambda line: report(f"serve: {line}"))
         report(f"serve: every application RUNNING after {time.monotonic() - start:.1f} s")
+        return self._applied(props)
+
+    @staticmethod
+    def _applied(props: dict) -> dict:
+        """The state once `props` serve: the inputs and what they made reachable."""
+        config = json.loads(props["serve_config_json"])
         return {
             **props,
-            "dashboard_url": dash,
+            "dashboard_url": dashboard_url(props),
             "prometheus_url": prometheus_url(props),
             "app_urls": app_urls(serve_base_url(props, config), config),
             "config_hash": ray_ops.config_hash(config),
@@ -250,11 +284,14 @@ class LocalServe:
         return bool(changed), replaces
 
     def update(self, news: dict[str, Any], olds: Optional[dict[str, Any]] = None) -> dict:
-        """Redeploy in place (the same head and, for a user_config change, the same replica processes). When the
-        new config fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within deploy_timeout_s) and `olds` was
-        applied, `olds` is deployed again at once and RolledBack says so with the failure's cause."""
+        """Redeploy in place (the same head and, for a user_config change, the same replica processes). New code
+        of a team's apps goes out gated (`_stepped`) unless `rollout.enabled` is false. When the new config
+        fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within deploy_timeout_s) and `olds` was applied, `olds`
+        is deployed again at once and RolledBack says so with the failure's cause."""
         old_marker = (olds or {}).get("code_marker")
         changed = olds is not None and olds.get("code_version") != news.get("code_version")
+        if changed and self._steppable(news, olds):
+            return self._stepped(news, olds)
         try:
             return self._deploy({**news, "code_marker": news.get("code_version") if changed else old_marker})
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
@@ -266,6 +303,40 @@ class LocalServe:
             self._deploy(olds)
             raise RolledBack(f"{cause}; rolled back: the previous config {olds.get('config_hash')} is serving") \
                 from None
+
+    @staticmethod
+    def _steppable(news: dict, olds: dict) -> bool:
+        """A gated rollout needs the previous version's code copy (made when it was deployed) and the gate on."""
+        from rayserve_pulumi.local.rollout import Stepped, code_copy
+
+        if not RolloutSettings.from_inputs(news.get("rollout")).enabled or not news.get("app_dir"):
+            return False
+        if olds.get("app_dir") != news.get("app_dir") or olds.get("config_hash") == DRIFTED:
+            return False
+        if not code_copy(olds["run_dir"], olds["code_version"]).is_dir():
+            report("rollout: no copy of the running version's code; updating in place without a gated rollout")
+            return False
+        if (why := Stepped.possible(deployed_config(olds))):
+            report(f"rollout: {why}; updating in place without a gated rollout")
+            return False
+        return True
+
+    def _stepped(self, news: dict, olds: dict) -> dict:
+        """The new code beside the running one, traffic moved to it in steps, each gated (local.rollout)."""
+        from rayserve_pulumi.local.rollout import RolloutFailed, Stepped, snapshot
+
+        settings = RolloutSettings.from_inputs(news.get("rollout"))
+        snapshot(news["run_dir"], news["app_dir"], news["code_version"])
+        config = json.loads(news["serve_config_json"])
+        rollout = Stepped(dashboard_url(news), serve_base_url(news, config), deployed_config(olds),
+                          deployed_config(news), settings.thresholds(), settings.steps, report)
+        try:
+            rollout.run()
+        except RolloutFailed as exc:
+            report(f"rollout: {exc}; the previous version {olds.get('code_version')} serves every request")
+            raise RolledBack(f"rollout of code {news.get('code_version')} {exc}; the previous version "
+                             f"{olds.get('code_version')} is serving") from None
+        return self._applied(news)  # the rollout ended on deployed_config(news), every application RUNNING
 
     def read(self, id_: str, props: dict[str, Any]) -> Applied:
         """What is live: nothing (empty id) when the Ray head no longer answers; the applied state when the
@@ -295,7 +366,7 @@ class LocalServe:
 
 def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, serve_env: Optional[dict] = None,
                     models_dir: Optional[str] = None, metrics: Optional[MetricsSettings] = None,
-                    code: Optional[AppCode] = None) -> dict:
+                    code: Optional[AppCode] = None, rollout: Optional[dict] = None) -> dict:
     """The provider's input properties for a stack's local settings and Serve config. Serve's proxy listens
     on `settings.host` like every other listener; `run_dir` (absolute) keeps the head's PID file;
     `models_dir` (absolute) is where the text app finds models by name; `code` is the apps' code (default
@@ -331,4 +402,5 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
         "serve_config_json": json.dumps(serve_config, sort_keys=True),
         "app_dir": None if code.bundled else str(code.root),
         "code_version": code.digest()[:16],
+        "rollout": rollout if rollout is not None else RolloutSettings().inputs(),
     }

@@ -21,7 +21,15 @@ def test_pulumi_can_serialise_and_restore_the_provider():
     assert restored.diff("id", PROPS, PROPS).changes is False
 
 
-def test_config_change_is_an_in_place_update(capsys):
+@pytest.fixture
+def no_engine(monkeypatch):
+    """Progress lines on stderr, as without a Pulumi engine (an earlier test in this process may have set one)."""
+    from pulumi.runtime import settings
+
+    monkeypatch.setattr(settings, "get_engine", lambda: None)
+
+
+def test_config_change_is_an_in_place_update(capsys, no_engine):
     config = json.loads(PROPS["serve_config_json"])
     config["applications"][0]["deployments"][1]["user_config"] = {"price": 9}
     diff = LocalServeProvider().diff("id", PROPS, {**PROPS, "serve_config_json": json.dumps(config)})
@@ -30,7 +38,7 @@ def test_config_change_is_an_in_place_update(capsys):
     assert "plan: fruit/MangoStand: in place (reconfigure) (user_config), peak +0 replicas" in capsys.readouterr().err
 
 
-def test_the_plan_of_a_code_change_a_new_head_and_a_drift(capsys):
+def test_the_plan_of_a_code_change_a_new_head_and_a_drift(capsys, no_engine):
     LocalServeProvider().diff("id", PROPS, {**PROPS, "code_version": "0123456789abcdef"})
     rolls = [line for line in capsys.readouterr().err.splitlines() if line.startswith("plan: ")]
     assert len(rolls) == 4 and all(": replica roll (code)" in line for line in rolls)  # every fruit deployment

@@ -1,0 +1,157 @@
+"""Gated rollouts on the local platform, measured: each scenario of README "Rollouts" run `--rounds` times on a
+real local head, under 8 connections of loopback load, loopback only.
+
+  bash bench/setup.sh && .venv/bin/python -m bench.rollout_bench [--rounds 3]
+
+The own-app example (copied to a temporary folder, free ports, `serve.proxy: default`) is deployed once per
+round; then, one after the other, new code is rolled out with `rayserve up`: a good version, one failing 20 %
+of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s exit status and
+seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median (min-max) over
+rounds; results in .bench/rollout_bench.json (ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / ".bench"
+ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40}
+PROXY = "default"  # Serve's proxy: under the HAProxy ingress, a route handed over answers 404 to requests in flight
+BASE_DELAY_S = 0.02  # every version's handler waits this long (about 25 ms a request with the hops): 3x is 0.075
+ECHO = ROOT / "examples" / "own-app" / "src" / "shop" / "echo.py"
+
+
+def variant(suffix: str = "?", delay_s: float = BASE_DELAY_S, fail_rate: float = 0.0, unhealthy: bool = False) -> str:
+    """The own-app Echo with its answer's suffix, a handler delay, a share of failed requests, or a health check
+    that never passes."""
+    original = ECHO.read_text()
+    code = original.replace('"!" * self.exclaim', f'{suffix!r} * self.exclaim')
+    code = code.replace("        text = await request.json()\n", f"""        import asyncio, random
+        await asyncio.sleep({delay_s})
+        if random.random() < {fail_rate}:
+            return JSONResponse({{"error": "injected"}}, status_code=500)
+        text = await request.json()
+""")
+    if unhealthy:
+        code = code.replace("    async def __call__(self, request: Request)", """    def check_health(self):
+        raise RuntimeError("never healthy")
+
+    async def __call__(self, request: Request)""")
+    if code == original:
+        raise RuntimeError(f"{ECHO} changed: the rollout variants no longer apply to it")
+    return code
+
+
+SCENARIOS = {  # name -> (the new code, the answers accepted during the rollout)
+    "good version": (lambda: variant("?"), ("hello, X!", "hello, X?")),
+    "20 % errors": (lambda: variant("?", fail_rate=0.2), ("hello, X?",)),
+    "never healthy": (lambda: variant("?", unhealthy=True), ("hello, X?",)),
+    "3x slower": (lambda: variant("?", delay_s=0.075), ("hello, X?",)),
+}
+
+
+def own_app(folder: Path) -> dict:
+    """The own-app example in `folder`, on free ports, with the rollout settings above: its paths and `run`."""
+    from bench.common import free_local_ports, free_port
+
+    project = folder / "own-app"
+    shutil.copytree(ROOT / "examples" / "own-app", project, ignore=shutil.ignore_patterns("__pycache__"))
+    echo = project / "src" / "shop" / "echo.py"
+    echo.write_text(variant("!"))
+    stack = project / "Pulumi.local.yaml"
+    doc = yaml.safe_load(stack.read_text())
+    doc["config"]["rayserve:local"] = free_local_ports()
+    doc["config"]["rayserve:serve"].update(http_port=free_port(), proxy=PROXY)
+    doc["config"]["rayserve:rollout"] = ROLLOUT
+    stack.write_text(yaml.safe_dump(doc))
+
+    def run(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(Path(sys.executable).with_name("rayserve")), action, str(stack)],
+                              capture_output=True, text=True, timeout=600, cwd=project)
+
+    return {"project": project, "echo": echo, "run": run, "pid": project / ".pulumi-state" / "local" / "shop" / "ray-head.pid"}
+
+
+def roll_out(app: dict, url: str, code: str, accepted: tuple[str, ...]) -> dict:
+    """`up` with `code` under 8 connections of load (after every connection had an answer); the figures."""
+    from bench.loadgen import Load
+
+    app["echo"].write_text(code)
+    with Load(url, "x", connections=8, duration_s=600, check=lambda answer: answer in accepted) as load:
+        load.wait_answered(8, timeout_s=60)
+        start, before = time.monotonic(), (load.result.sent, load.result.failed)
+        up = app["run"]("up")
+        took = time.monotonic() - start
+        sent, failed = load.result.sent - before[0], load.result.failed - before[1]
+        load.finish_in(0)
+    return {"exit": up.returncode, "up_s": round(took, 1), "sent": sent, "failed": failed,
+            "failed_percent": round(100 * failed / max(sent, 1), 3),
+            "said": up.stderr.strip().splitlines()[-1] if up.returncode else "", "errors": dict(load.result.errors)}
+
+
+def one_round() -> dict:
+    from rayserve_pulumi.node_agent import procs, ray_ops
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder:
+        app = own_app(Path(folder))
+        first = app["run"]("up")
+        if first.returncode:
+            raise RuntimeError(f"the first up failed: {first.stderr[-2000:]}")
+        url = json.loads(first.stdout)["app_urls"]["echo"]
+        good = None
+        try:
+            for name, (code, accepted) in SCENARIOS.items():
+                results[name] = roll_out(app, url, code(), accepted)
+                if name == "good version":
+                    good = app["echo"].read_text()
+                else:
+                    app["echo"].write_text(good)  # the version that serves
+                print(f"  {name:<14} {results[name]}", flush=True)
+        finally:
+            app["run"]("destroy")
+            ray_ops.stop(app["pid"])
+            procs.stop(app["pid"].with_name("prometheus.pid"))
+    return results
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    a = parser.parse_args()
+    rounds = []
+    for i in range(1, a.rounds + 1):
+        print(f"round {i}", flush=True)
+        rounds.append(one_round())
+    summary = {}
+    for name in SCENARIOS:
+        runs = [r[name] for r in rounds]
+        figures = {}
+        for key in ("up_s", "sent", "failed", "failed_percent"):
+            values = [r[key] for r in runs]
+            figures[key] = f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
+        figures["exit"] = sorted({r["exit"] for r in runs})
+        figures["said"] = sorted({r["said"].split("RolledBack: ", 1)[-1][:120] for r in runs if r["said"]})
+        summary[name] = figures
+    OUT.mkdir(exist_ok=True)
+    (OUT / "rollout_bench.json").write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2))
+    print(f"{'scenario':<14} {'exit':>6} {'up s':>18} {'sent':>20} {'failed':>14} {'failed %':>20}")
+    for name, f in summary.items():
+        print(f"{name:<14} {str(f['exit']):>6} {f['up_s']:>18} {f['sent']:>20} {f['failed']:>14} {f['failed_percent']:>20}")
+        for said in f["said"]:
+            print(f"{'':<14} {said}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

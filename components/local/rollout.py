@@ -1,0 +1,203 @@
+"""A gated rollout of new app code on a running local head, with Serve's own mechanisms only.
+
+1. Beside: each application's new version is deployed under its own name and a hidden route, importing a
+   content-addressed copy of the new code (`<run_dir>/code/<version>`; the running version's copy was made
+   when it was deployed), and the splitter (rollout.splitter) at `/`, under every application's route. The
+   running applications are not touched: a new version that never becomes healthy within `step_budget_s` is
+   removed and nothing else happened.
+2. Steps: the first moves each running application to its hidden "previous" route (a route change: the same
+   replicas), which hands its route to the splitter with no gap; the splitter's `next_percent` (its
+   user_config, applied in place) then goes through `rollout.steps`, each step watched by the gate
+   (rollout.gate) on the splitter's per-version counters. A breach sets 0 % at once, moves the previous
+   version back to its route, removes the new one and the splitter, and raises RolloutFailed naming the
+   threshold and the observed value.
+3. Promote: at 100 %, each application gets the new code under its own name at its hidden route (Serve rolls
+   its replicas, with surge, while the splitter sends everything to the new version), takes its route back,
+   and the side versions and the splitter go.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.rollout import gate
+from rayserve_pulumi.rollout.splitter import SPLITTER_ROUTE, STATS_HEADER, hidden_route
+
+__all__ = ["SIDE", "SPLIT", "code_copy", "snapshot", "Stepped", "RolloutFailed"]
+
+SIDE = "--next"  # the new version's application name: <app>--next
+SPLIT = "rayserve--rollout"  # the splitter's application name
+_SPLITTER = "rayserve_pulumi.rollout.splitter:app"
+
+
+def code_copy(run_dir: str, version: str) -> Path:
+    """Where the code of `version` is kept for this stack (what a rollback imports)."""
+    return Path(run_dir) / "code" / version
+
+
+def snapshot(run_dir: str, app_dir: str, version: str) -> Path:
+    """A copy of `app_dir` as deployed under `version`, made once (written aside, then renamed into place)."""
+    target = code_copy(run_dir, version)
+    if not target.is_dir():
+        draft = target.with_name(f".{version}.{time.monotonic_ns()}")
+        shutil.copytree(app_dir, draft, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        try:
+            draft.rename(target)
+        except OSError:  # another up made it meanwhile: keep that one
+            shutil.rmtree(draft, ignore_errors=True)
+    return target
+
+
+def _sample(counters: dict) -> gate.Sample:
+    return gate.Sample(requests=float(counters["requests"]), errors=float(counters["errors"]),
+                       buckets={float(k): float(v) for k, v in counters["buckets"].items()})
+
+
+class Stepped:
+    """One rollout from the running config `live` (exactly as deployed) to `target` (the new version, each
+    application pinned to the new code's copy) on the head at `dash`, Serve at `base_url`."""
+
+    def __init__(self, dash: str, base_url: str, live: dict, target: dict, thresholds: gate.Thresholds,
+                 steps: list[int], report: Callable[[str], None]):
+        self.dash, self.base_url, self.live, self.target = dash, base_url.rstrip("/"), live, target
+        self.thresholds, self.steps, self.report = thresholds, steps, report
+        old = {a["name"]: a for a in live["applications"]}
+        self.names = [a["name"] for a in target["applications"] if a["name"] in old]  # stepped; the rest at the end
+        self.routes = {n: old[n].get("route_prefix") or f"/{n}" for n in self.names}
+
+    @staticmethod
+    def possible(live: dict) -> Optional[str]:
+        """Why a stepped rollout cannot run on this config, or None."""
+        if any(a.get("route_prefix") == SPLITTER_ROUTE for a in live["applications"]):
+            return f"an application serves {SPLITTER_ROUTE}, where the splitter goes during a rollout"
+        return None
+
+    # the configs of each phase -------------------------------------------------------------------------
+    def _new(self, name: str) -> dict:
+        return next(a for a in self.target["applications"] if a["name"] == name)
+
+    def _splitter(self, percent: float) -> dict:
+        return {"name": SPLIT, "route_prefix": SPLITTER_ROUTE, "import_path": _SPLITTER,
+                "args": {"base_url": self.base_url, "routes": [self.routes[n] for n in self.names]},
+                "deployments": [{"name": "Splitter", "user_config": {"next_percent": percent}}]}
+
+    def _config(self, previous: str, percent: float = 0, current: Optional[str] = None) -> dict:
+        """The live applications, each stepped one as `previous` ("live" or "new" code) at its own route, or
+        at its hidden one with `current` unset; each new version at its hidden route; the splitter at `/`."""
+        apps = []
+        for app in self.live["applications"]:
+            name = app["name"]
+            if name not in self.names:
+                apps.append(app)
+                continue
+            body = app if previous == "live" else self._new(name)
+            route = self.routes[name] if current else hidden_route("previous", self.routes[name])
+            apps += [{**body, "route_prefix": route},
+                     {**self._new(name), "name": name + SIDE, "route_prefix": hidden_route("next", self.routes[name])}]
+        return {**self.live, "applications": [*apps, self._splitter(percent)]}
+
+    # the steps ---------------------------------------------------------------------------------------
+    def _deploy(self, config: dict, wait_for: list[str], timeout: float) -> None:
+        ray_ops.deploy(self.dash, config)
+        ray_ops.wait_running(self.dash, wait_for, timeout=timeout)
+
+    def _stats(self, name: str) -> dict:
+        req = urllib.request.Request(self.base_url + self.routes[name], headers={STATS_HEADER: "stats"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def _wait_stats(self, name: str, percent: float, timeout: float = 30) -> dict:
+        """The splitter's counters once it serves the application's route at `percent`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                stats = self._stats(name)
+                if stats.get("next_percent") == percent:
+                    return stats
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the splitter did not serve {self.routes[name]} at {percent} % within "
+                                   f"{timeout:.0f} s")
+            time.sleep(0.1)
+
+    def _gone(self, timeout: float = 120) -> None:
+        """Wait until the side versions and the splitter have shut down (their requests drained)."""
+        extra = {n + SIDE for n in self.names} | {SPLIT}
+        deadline = time.monotonic() + timeout
+        while extra & set(ray_ops.applications(self.dash)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sorted(extra & set(ray_ops.applications(self.dash)))} still shutting down "
+                                   f"after {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        apps = ray_ops.applications(self.dash)
+        return all((apps.get(n + SIDE) or {}).get("status") == "RUNNING" for n in self.names)
+
+    def _watch(self, percent: int) -> Optional[gate.Decision]:
+        """Watch one step; the breaching decision, or None once every application's step may proceed."""
+        before = {n: self._wait_stats(n, percent) for n in self.names}
+        start = time.monotonic()
+        while True:
+            time.sleep(0.25)
+            elapsed, healthy = time.monotonic() - start, self._healthy()
+            decisions = []
+            for n in self.names:
+                after = self._stats(n)
+                new = gate.window_between(_sample(before[n]["next"]), _sample(after["next"]))
+                old = gate.window_between(_sample(before[n]["previous"]), _sample(after["previous"]))
+                decision = gate.decide(self.thresholds, new, old, elapsed, healthy)
+                if decision.action == gate.ROLLBACK:
+                    return gate.Decision(decision.action, f"{n}: {decision.reason}", decision.observed,
+                                         decision.threshold)
+                decisions.append((n, decision, new))
+            if all(d.action == gate.PROCEED for _, d, _ in decisions):
+                self.report("rollout: " + "; ".join(f"{n} at {percent} %: {new.errors} failed of {new.requests}"
+                                                    for n, _, new in decisions))
+                return None
+
+    def run(self) -> None:
+        """Raise RolloutFailed, naming the breach, after putting the previous version back; return once the new
+        version serves every request."""
+        t, names = self.thresholds, self.names
+        budget, started = t.step_budget_s, time.monotonic()
+        self.report(f"rollout: new version of {', '.join(names)} beside the running one")
+        try:  # the running applications keep their routes: the splitter at / is under them
+            self._deploy(self._config("live", 0, current="own"), [n + SIDE for n in names] + [SPLIT], budget)
+        except (ray_ops.ServeDeployError, TimeoutError) as exc:
+            ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
+            self._gone()
+            raise RolloutFailed(f"the new version never became healthy ({exc})") from None
+        for percent in self.steps:
+            # the first step also hands the applications' routes to the splitter (they move to hidden ones)
+            ray_ops.deploy(self.dash, self._config("live", percent))
+            self.report(f"rollout: {percent} % of traffic on the new version ({time.monotonic() - started:.1f} s)")
+            breach = self._watch(percent)
+            if breach is not None:
+                self._back()
+                raise RolloutFailed(f"rolled back at {percent} %: {breach.reason} {breach.observed:g} "
+                                    f"(threshold {breach.threshold:g})")
+        # promote: the new code under each application's own name, still behind the splitter; then its route
+        self.report(f"rollout: promoting the new version ({time.monotonic() - started:.1f} s)")
+        self._deploy(self._config("new", 100), names, budget)
+        self.report(f"rollout: {', '.join(names)} on the new code ({time.monotonic() - started:.1f} s)")
+        self._deploy(self._config("new", 100, current="own"), names, budget)
+        self._deploy(self.target, [a["name"] for a in self.target["applications"]], budget)
+        self._gone()
+        self.report(f"rollout: the new version serves every request ({time.monotonic() - started:.1f} s)")
+
+    def _back(self) -> None:
+        ray_ops.deploy(self.dash, self._config("live", 0))  # at once: no request to the new version
+        self._deploy(self._config("live", 0, current="own"), self.names, self.thresholds.step_budget_s)
+        self._deploy(self.live, self.names, self.thresholds.step_budget_s)
+        self._gone()
+
+
+class RolloutFailed(RuntimeError):
+    """The new version was rolled back by the gate: the previous version serves every request again."""
