@@ -55,6 +55,7 @@ class PlatformSpec:
     direct: ClassVar[Optional[str]] = None  # `module:run` of a lifecycle `rayserve up` runs without Pulumi
     # `module:Class` of its component for other languages (rayserve_pulumi.provider), if it has one
     provider_component: ClassVar[Optional[str]] = None
+    gated_rollouts: ClassVar[bool] = False  # steps new code's traffic by `rollout` (else that section is refused)
 
     def section_errors(self, cfg: "StackConfig", supplied: frozenset = frozenset()) -> list[str]:
         """What the stack's sections lack for this platform (checked when the stack config is parsed);
@@ -65,6 +66,9 @@ class PlatformSpec:
             errors.append(f"platform {self.name} needs image.uri (prebuilt, pinned) or image.build: true")
         if cfg.tags and not self.declares_aws:
             errors.append(f"tags are AWS resource tags; the {self.name} platform declares no AWS resource")
+        if "rollout" in cfg.model_fields_set and not self.gated_rollouts:
+            errors.append(f"rollout steps new code's traffic on the local platform; the {self.name} platform does not "
+                          "read it yet (KubeRay platforms: ray_service.incremental_upgrade)")
         return errors
 
     def reserved_ports(self, cfg: "StackConfig") -> dict[int, str]:

@@ -24,6 +24,7 @@ class LocalSpec(PlatformSpec):
     component = "rayserve_pulumi.local:LocalPlatform"
     direct = "rayserve_pulumi.local.cli:run"
     sections = {"local": (LocalSettings, Field(LocalSettings(), description="platform local: the Ray head here"))}
+    gated_rollouts = True
 
     def reserved_ports(self, cfg) -> dict[int, str]:
         return {METRICS_PORT: "metrics", **{port: PORT_NAMES[key] for key, port in cfg.local.listening_ports().items()}}

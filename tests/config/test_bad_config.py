@@ -206,6 +206,18 @@ STACK_CASES = [
     ("dev", "ray_service.upgrade_strategy", "NewClusterWithIncrementalUpgrade", "needs incremental_upgrade.gateway_class"),
     ("dev", "ray_service.upgrade_strategy", "Rolling", "rayserve:ray_service.upgrade_strategy:"),
     ("dev", "kuberay.chart_version", "latest", "rayserve:kuberay.chart_version:"),
+    # gated rollouts: the gate's own rules, each naming its key; a platform that does not step traffic refuses it
+    ("local", "rollout.steps", [50, 25, 100], "rayserve:rollout.steps: steps [50, 25, 100]: percentages from 1 to 100"),
+    ("local", "rollout.steps", [5, 50], "ending at 100"),
+    ("local", "rollout.max_error_rate", 1.5, "max_error_rate must be at least 0 and below 1"),
+    ("local", "rollout.max_p99_ratio", 0.5, "max_p99_ratio must be at least 1"),
+    ("local", "rollout.watch_s", 400, "watch_s must be above 0 and at most step_budget_s (300"),
+    ("local", "rollout.min_requests", 0, "min_requests must be a whole number of at least 1"),
+    ("local", "rollout.max_error_rate", NAN, "rayserve:rollout.max_error_rate:"),
+    ("local", "rollout.enabled", "yes", "rayserve:rollout.enabled:"),
+    ("local", "rollout.steps", [5, 100.5], "rayserve:rollout.steps[1]: Input should be a valid integer"),
+    ("dev", "rollout.steps", [10, 100], "rollout steps new code's traffic on the local platform; the eks platform"),
+    ("vm", "rollout.enabled", False, "the vm platform does not read it yet"),
     ("dev", "kuberay.repository", "ftp://charts.example.com", "rayserve:kuberay.repository:"),
     # ports: with each other, with Ray's own and its worker port range
     ("vm", "serve.http_port", 8265, "serve config http_options.port: 8265 collides with the Ray dashboard port"),
@@ -342,6 +354,8 @@ VALID_VARIANTS = [
     ("local", "local.num_gpus", 1),
     ("vm", "tags", {"cost-center": "ml/42", "owner": "team@example.com"}),
     ("dev", "ray_service.upgrade_strategy", "None"),
+    ("local", "rollout", {"steps": [10, 100], "watch_s": 5, "max_error_rate": 0.05, "min_requests": 20}),
+    ("local", "rollout.enabled", False),
     ("local", *_override("fruit", "MangoStand", num_replicas="auto")),
     ("local", *_override("fruit", "MangoStand", user_config={"price": 2.5}, health_check_period_s=2)),
 ]
