@@ -25,9 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
-ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40}
+ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
 PROXY = "default"  # Serve's proxy: under the HAProxy ingress, a route handed over answers 404 to requests in flight
-BASE_DELAY_S = 0.02  # every version's handler waits this long (about 25 ms a request with the hops): 3x is 0.075
+# Every version's handler waits BASE_DELAY_S; at 8 connections on two cores a request then takes about 140 ms
+# (the hops and queueing add about 90 ms), and one whose handler waits SLOW_DELAY_S about 3x that.
+BASE_DELAY_S, SLOW_DELAY_S = 0.05, 0.3
 ECHO = ROOT / "examples" / "own-app" / "src" / "shop" / "echo.py"
 
 
@@ -56,7 +58,7 @@ SCENARIOS = {  # name -> (the new code, the answers accepted during the rollout)
     "good version": (lambda: variant("?"), ("hello, X!", "hello, X?")),
     "20 % errors": (lambda: variant("?", fail_rate=0.2), ("hello, X?",)),
     "never healthy": (lambda: variant("?", unhealthy=True), ("hello, X?",)),
-    "3x slower": (lambda: variant("?", delay_s=0.075), ("hello, X?",)),
+    "3x slower": (lambda: variant("?", delay_s=SLOW_DELAY_S), ("hello, X?",)),
 }
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.rollout import gate
-from rayserve_pulumi.rollout.splitter import SPLITTER_ROUTE, STATS_HEADER, hidden_route
+from rayserve_pulumi.rollout.splitter import SPLITTER_PATH, SPLITTER_ROUTE, STATS_HEADER, hidden_route
 
 __all__ = ["SIDE", "SPLIT", "code_copy", "snapshot", "Stepped", "RolloutFailed"]
 
@@ -69,6 +69,7 @@ class Stepped:
         old = {a["name"]: a for a in live["applications"]}
         self.names = [a["name"] for a in target["applications"] if a["name"] in old]  # stepped; the rest at the end
         self.routes = {n: old[n].get("route_prefix") or f"/{n}" for n in self.names}
+        self._origin: dict[str, dict] = {}  # each application's splitter counts when the first step began
 
     @staticmethod
     def possible(live: dict) -> Optional[str]:
@@ -126,6 +127,21 @@ class Stepped:
                                    f"{timeout:.0f} s")
             time.sleep(0.1)
 
+    def _idle(self, timeout: float = 60) -> None:
+        """Wait until the splitter holds no request and has received none for a second: the applications' routes
+        are back and every request it forwarded has its answer, so removing it drops nothing."""
+        req = urllib.request.Request(self.base_url + SPLITTER_PATH, headers={STATS_HEADER: "stats"})
+        deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(req, timeout=10) as answer:
+                held = json.loads(answer.read())
+            if held["in_flight"] or held["received"] != last:
+                last, since = held["received"], time.monotonic()
+            elif time.monotonic() - since >= 1:
+                return
+            time.sleep(0.1)
+        self.report(f"rollout: the splitter still held requests after {timeout:.0f} s; removing it")
+
     def _gone(self, timeout: float = 120) -> None:
         """Wait until the side versions and the splitter have shut down (their requests drained)."""
         extra = {n + SIDE for n in self.names} | {SPLIT}
@@ -140,26 +156,29 @@ class Stepped:
         apps = ray_ops.applications(self.dash)
         return all((apps.get(n + SIDE) or {}).get("status") == "RUNNING" for n in self.names)
 
-    def _watch(self, percent: int) -> Optional[gate.Decision]:
-        """Watch one step; the breaching decision, or None once every application's step may proceed."""
-        before = {n: self._wait_stats(n, percent) for n in self.names}
+    def _watch(self, percent: int, require_latency: bool) -> Optional[gate.Decision]:
+        """Watch one step; the breaching decision, or None once every application's step may proceed. Counted
+        from the first step (both versions served by then are the same code), so latency is judged on every
+        request the rollout sent each version."""
+        for n in self.names:
+            self._origin.setdefault(n, self._wait_stats(n, percent))
+        self._wait_stats(self.names[0], percent)  # the splitter serves this step's percentage
         start = time.monotonic()
         while True:
             time.sleep(0.25)
             elapsed, healthy = time.monotonic() - start, self._healthy()
             decisions = []
             for n in self.names:
-                after = self._stats(n)
-                new = gate.window_between(_sample(before[n]["next"]), _sample(after["next"]))
-                old = gate.window_between(_sample(before[n]["previous"]), _sample(after["previous"]))
-                decision = gate.decide(self.thresholds, new, old, elapsed, healthy)
+                after, before = self._stats(n), self._origin[n]
+                new = gate.window_between(_sample(before["next"]), _sample(after["next"]))
+                old = gate.window_between(_sample(before["previous"]), _sample(after["previous"]))
+                decision = gate.decide(self.thresholds, new, old, elapsed, healthy, require_latency)
                 if decision.action == gate.ROLLBACK:
                     return gate.Decision(decision.action, f"{n}: {decision.reason}", decision.observed,
                                          decision.threshold)
-                decisions.append((n, decision, new))
-            if all(d.action == gate.PROCEED for _, d, _ in decisions):
-                self.report("rollout: " + "; ".join(f"{n} at {percent} %: {new.errors} failed of {new.requests}"
-                                                    for n, _, new in decisions))
+                decisions.append((n, decision))
+            if all(d.action == gate.PROCEED for _, d in decisions):
+                self.report("rollout: " + "; ".join(f"{n} at {percent} %: {d.reason}" for n, d in decisions))
                 return None
 
     def run(self) -> None:
@@ -174,11 +193,12 @@ class Stepped:
             ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
             self._gone()
             raise RolloutFailed(f"the new version never became healthy ({exc})") from None
-        for percent in self.steps:
+        for step, percent in enumerate(self.steps):
             # the first step also hands the applications' routes to the splitter (they move to hidden ones)
             ray_ops.deploy(self.dash, self._config("live", percent))
             self.report(f"rollout: {percent} % of traffic on the new version ({time.monotonic() - started:.1f} s)")
-            breach = self._watch(percent)
+            # all traffic moves only once latency was judged against the previous version's
+            breach = self._watch(percent, require_latency=step == len(self.steps) - 2)
             if breach is not None:
                 self._back()
                 raise RolloutFailed(f"rolled back at {percent} %: {breach.reason} {breach.observed:g} "
@@ -188,6 +208,7 @@ class Stepped:
         self._deploy(self._config("new", 100), names, budget)
         self.report(f"rollout: {', '.join(names)} on the new code ({time.monotonic() - started:.1f} s)")
         self._deploy(self._config("new", 100, current="own"), names, budget)
+        self._idle()
         self._deploy(self.target, [a["name"] for a in self.target["applications"]], budget)
         self._gone()
         self.report(f"rollout: the new version serves every request ({time.monotonic() - started:.1f} s)")
@@ -195,6 +216,7 @@ class Stepped:
     def _back(self) -> None:
         ray_ops.deploy(self.dash, self._config("live", 0))  # at once: no request to the new version
         self._deploy(self._config("live", 0, current="own"), self.names, self.thresholds.step_budget_s)
+        self._idle()
         self._deploy(self.live, self.names, self.thresholds.step_budget_s)
         self._gone()
 

@@ -108,22 +108,29 @@ def window_between(before: Sample, after: Sample) -> Window:
                   p99_ms=histogram_quantile(0.99, buckets))
 
 
-def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: float, healthy: bool) -> Decision:
+def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: float, healthy: bool,
+           require_latency: bool = False) -> Decision:
     """The gate for one step, `elapsed_s` into it. Unhealthy replicas wait until the step's budget, then roll
     back. Failures roll back at once when they exceed the error rate of at least `min_requests` requests
     (so one failure among a few requests is enough at 1 %). Latency is judged once both versions served
-    `min_requests`. A step watched for `watch_s` with neither proceeds."""
+    `min_requests`. A step watched for `watch_s` with neither proceeds; with `require_latency` (the step before
+    all traffic moves) only once latency was judged, or when the step budget ran out without enough requests
+    to judge it."""
     if not healthy:
         if elapsed_s >= t.step_budget_s:
             return Decision(ROLLBACK, "replicas not healthy within the step budget, s:", elapsed_s, t.step_budget_s)
         return Decision(WAIT, "replicas not yet healthy")
     if new.errors > t.max_error_rate * max(new.requests, t.min_requests):
         return Decision(ROLLBACK, "error rate", round(new.errors / max(new.requests, 1), 4), t.max_error_rate)
-    if (previous is not None and new.p99_ms is not None and previous.p99_ms
-            and min(new.requests, previous.requests) >= t.min_requests):
+    judged = (previous is not None and new.p99_ms is not None and bool(previous.p99_ms)
+              and min(new.requests, previous.requests) >= t.min_requests)
+    if judged:
         ratio = new.p99_ms / previous.p99_ms
         if ratio > t.max_p99_ratio:
             return Decision(ROLLBACK, "p99 latency over the previous version's, x", round(ratio, 2), t.max_p99_ratio)
-    if elapsed_s >= t.watch_s:
+    if elapsed_s >= t.watch_s and (judged or not require_latency):
         return Decision(PROCEED, f"watched {elapsed_s:.0f} s: {new.errors} failed of {new.requests}")
+    if elapsed_s >= t.step_budget_s:
+        return Decision(PROCEED, f"latency not judged: {new.requests} and {previous.requests if previous else 0} "
+                                 f"requests of {t.min_requests} within the step budget; {new.errors} failed")
     return Decision(WAIT, "watching")

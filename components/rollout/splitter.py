@@ -20,7 +20,7 @@ import time
 from typing import Optional
 from urllib.parse import urlsplit
 
-__all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "hidden_route", "app"]
+__all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PATH", "hidden_route", "app"]
 
 STATS_HEADER = "x-rayserve-rollout"  # value "stats": the counters as JSON instead of a forwarded request
 NO_ROUTE = "no-route"  # this header value on the splitter's own 404: a target route not routable yet
@@ -28,6 +28,7 @@ FORWARDED = "forwarded"  # on a request the splitter sends to an application's o
 BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, math.inf)
 ROUTE_ROOT = "/_rollout"
 ROUTE_WAIT_S = 10  # how long a request waits for its target route to become routable
+SPLITTER_PATH = f"{ROUTE_ROOT}/splitter"  # with the stats header: what the splitter holds (no route is its own)
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade",
                 "proxy-connection", "te", "trailer"}
 
@@ -60,6 +61,7 @@ def _build():
             self.targets = {r: {w: base + hidden_route(w, r) for w in ("previous", "next")} for r in self.routes}
             self.stats = {r: {"previous": _empty(), "next": _empty()} for r in self.routes}
             self.next_percent = 0.0
+            self.in_flight, self.received = 0, 0
             self._session = None
 
         def _route(self, path: str) -> Optional[str]:
@@ -81,6 +83,16 @@ def _build():
 
         async def __call__(self, request: Request):
             path = request.url.path
+            if path == SPLITTER_PATH and request.headers.get(STATS_HEADER) == "stats":
+                return JSONResponse({"in_flight": self.in_flight, "received": self.received})
+            self.received += 1
+            self.in_flight += 1
+            try:
+                return await self._forward(request, path)
+            finally:
+                self.in_flight -= 1
+
+        async def _forward(self, request: Request, path: str):
             route = self._route(path)
             if route is None or request.headers.get(STATS_HEADER) == FORWARDED:  # nothing to forward it to
                 return Response("Not Found", status_code=404, headers={STATS_HEADER: NO_ROUTE})

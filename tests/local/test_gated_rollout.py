@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rollout_bench import ROLLOUT, own_app, variant as _code
+from bench.rollout_bench import ROLLOUT, SLOW_DELAY_S, own_app, variant as _code
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import procs, ray_ops
@@ -100,7 +100,7 @@ def test_a_version_never_healthy_is_rolled_back_within_the_budget_and_nothing_fa
 def test_a_version_three_times_slower_is_rolled_back_on_latency(shop):
     good = shop["echo"].read_text()
     try:
-        up, report = _roll_out(shop, _code("?", delay_s=0.075), ("hello, X?",), "3x slower")
+        up, report = _roll_out(shop, _code("?", delay_s=SLOW_DELAY_S), ("hello, X?",), "3x slower")
     finally:
         shop["echo"].write_text(good)
     assert up.returncode == 1, up.stderr[-3000:]

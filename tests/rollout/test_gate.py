@@ -75,6 +75,16 @@ def test_latency_is_not_judged_on_too_few_requests():
     assert decide(T, new, old, elapsed_s=T.watch_s, healthy=True).action == PROCEED
 
 
+def test_before_all_traffic_moves_latency_must_be_judged_or_the_step_budget_spent():
+    few, many = Window(10, 0, 30.0), Window(500, 0, 30.0)
+    assert decide(T, few, many, T.watch_s, True, require_latency=True).action == WAIT
+    assert decide(T, Window(500, 0, 35.0), many, T.watch_s, True, require_latency=True).action == PROCEED
+    spent = decide(T, few, many, T.step_budget_s, True, require_latency=True)
+    assert spent.action == PROCEED and spent.reason.startswith("latency not judged: 10 and 500 requests")
+    slow = decide(T, Window(500, 0, 95.0), many, T.watch_s + 1, True, require_latency=True)
+    assert slow.action == ROLLBACK and slow.observed == round(95 / 30, 2)
+
+
 def test_a_counter_reset_by_a_restarted_replica_counts_from_zero():
     before = _scrape(500, 5, FAST)
     after = _scrape(40, 1, FAST)  # the replica restarted: its counters started again
