@@ -149,3 +149,15 @@ def test_every_registered_platform_describes_itself():
         spec = platform(name)
         assert isinstance(spec, PlatformSpec) and spec.name == name
         assert platform_class(name).NAME == name
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """A folder of the package missing from pyproject's `packages` installs from a checkout (editable) and
+    fails from the wheel with ModuleNotFoundError: every folder with an __init__.py is listed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    package = ROOT / "components"
+    found = {"rayserve_pulumi." + ".".join(p.parent.relative_to(package).parts) if p.parent != package
+             else "rayserve_pulumi" for p in package.rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found - listed == set()

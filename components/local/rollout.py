@@ -12,8 +12,8 @@
    version back to its route, removes the new one and the splitter, and raises RolloutFailed naming the
    threshold and the observed value.
 3. Promote: at 100 %, each application gets the new code under its own name at its hidden route (Serve rolls
-   its replicas, with surge, while the splitter sends everything to the new version), takes its route back,
-   and the side versions and the splitter go.
+   its replicas while the splitter sends everything to the new version), takes its route back, and once the
+   splitter holds no request, it and the side versions go.
 """
 from __future__ import annotations
 

@@ -49,6 +49,15 @@ def _roll_out(shop, code: str, accepted: tuple[str, ...], name: str) -> tuple[su
     return result["up"], report
 
 
+def _roll_out_bad(shop, code: str, name: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`_roll_out` of a version that must be rolled back; the app's folder holds the serving code afterwards."""
+    good = shop["echo"].read_text()
+    try:
+        return _roll_out(shop, code, ("hello, X?",), name)
+    finally:
+        shop["echo"].write_text(good)
+
+
 def _previous_answers_every_request(shop, up: subprocess.CompletedProcess, answer: str) -> None:
     assert [post(shop["out"]["app_urls"]["echo"], "x") for _ in range(20)] == [answer] * 20
     names = set(ray_ops.applications(shop["out"]["dashboard"]))
@@ -71,11 +80,7 @@ def test_a_good_version_takes_every_request_in_steps_with_none_failed(shop):
 
 
 def test_a_version_failing_a_fifth_of_its_requests_is_rolled_back_on_its_error_rate(shop):
-    good = shop["echo"].read_text()
-    try:
-        up, report = _roll_out(shop, _code("?", fail_rate=0.2), ("hello, X?",), "20 % errors")
-    finally:
-        shop["echo"].write_text(good)
+    up, report = _roll_out_bad(shop, _code("?", fail_rate=0.2), "20 % errors")
     assert up.returncode == 1, up.stderr[-3000:]
     last = up.stderr.strip().splitlines()[-1]
     assert "rolled back at " in last and "%: echo: error rate" in last and "(threshold 0.01)" in last, last
@@ -85,11 +90,7 @@ def test_a_version_failing_a_fifth_of_its_requests_is_rolled_back_on_its_error_r
 
 
 def test_a_version_never_healthy_is_rolled_back_within_the_budget_and_nothing_fails(shop):
-    good = shop["echo"].read_text()
-    try:
-        up, report = _roll_out(shop, _code("?", unhealthy=True), ("hello, X?",), "never healthy")
-    finally:
-        shop["echo"].write_text(good)
+    up, report = _roll_out_bad(shop, _code("?", unhealthy=True), "never healthy")
     assert up.returncode == 1, up.stderr[-3000:]
     assert "the new version never became healthy" in up.stderr.strip().splitlines()[-1]
     assert report["failed"] == 0, report
@@ -98,11 +99,7 @@ def test_a_version_never_healthy_is_rolled_back_within_the_budget_and_nothing_fa
 
 
 def test_a_version_three_times_slower_is_rolled_back_on_latency(shop):
-    good = shop["echo"].read_text()
-    try:
-        up, report = _roll_out(shop, _code("?", delay_s=SLOW_DELAY_S), ("hello, X?",), "3x slower")
-    finally:
-        shop["echo"].write_text(good)
+    up, report = _roll_out_bad(shop, _code("?", delay_s=SLOW_DELAY_S), "3x slower")
     assert up.returncode == 1, up.stderr[-3000:]
     last = up.stderr.strip().splitlines()[-1]
     assert "p99 latency over the previous version's" in last and "(threshold 2)" in last, last
