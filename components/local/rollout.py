@@ -87,9 +87,9 @@ class Stepped:
                 "args": {"base_url": self.base_url, "routes": [self.routes[n] for n in self.names]},
                 "deployments": [{"name": "Splitter", "user_config": {"next_percent": percent}}]}
 
-    def _config(self, previous: str, percent: float = 0, current: Optional[str] = None) -> dict:
-        """The live applications, each stepped one as `previous` ("live" or "new" code) at its own route, or
-        at its hidden one with `current` unset; each new version at its hidden route; the splitter at `/`."""
+    def _config(self, previous: str, percent: float = 0, own_route: bool = False) -> dict:
+        """The live applications, each stepped one as `previous` ("live" or "new" code) at its own route
+        (`own_route`) or at its hidden one; each new version at its hidden route; the splitter at `/`."""
         apps = []
         for app in self.live["applications"]:
             name = app["name"]
@@ -97,7 +97,7 @@ class Stepped:
                 apps.append(app)
                 continue
             body = app if previous == "live" else self._new(name)
-            route = self.routes[name] if current else hidden_route("previous", self.routes[name])
+            route = self.routes[name] if own_route else hidden_route("previous", self.routes[name])
             apps += [{**body, "route_prefix": route},
                      {**self._new(name), "name": name + SIDE, "route_prefix": hidden_route("next", self.routes[name])}]
         return {**self.live, "applications": [*apps, self._splitter(percent)]}
@@ -107,10 +107,14 @@ class Stepped:
         ray_ops.deploy(self.dash, config)
         ray_ops.wait_running(self.dash, wait_for, timeout=timeout)
 
-    def _stats(self, name: str) -> dict:
-        req = urllib.request.Request(self.base_url + self.routes[name], headers={STATS_HEADER: "stats"})
+    def _counts(self, path: str) -> dict:
+        """What the splitter answers under `path` to a request for its counts."""
+        req = urllib.request.Request(self.base_url + path, headers={STATS_HEADER: "stats"})
         with urllib.request.urlopen(req, timeout=10) as answer:
             return json.loads(answer.read())
+
+    def _stats(self, name: str) -> dict:
+        return self._counts(self.routes[name])
 
     def _wait_stats(self, name: str, percent: float, timeout: float = 30) -> dict:
         """The splitter's counters once it serves the application's route at `percent`."""
@@ -130,11 +134,9 @@ class Stepped:
     def _idle(self, timeout: float = 60) -> None:
         """Wait until the splitter holds no request and has received none for a second: the applications' routes
         are back and every request it forwarded has its answer, so removing it drops nothing."""
-        req = urllib.request.Request(self.base_url + SPLITTER_PATH, headers={STATS_HEADER: "stats"})
         deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(req, timeout=10) as answer:
-                held = json.loads(answer.read())
+            held = self._counts(SPLITTER_PATH)
             if held["in_flight"] or held["received"] != last:
                 last, since = held["received"], time.monotonic()
             elif time.monotonic() - since >= 1:
@@ -188,7 +190,7 @@ class Stepped:
         budget, started = t.step_budget_s, time.monotonic()
         self.report(f"rollout: new version of {', '.join(names)} beside the running one")
         try:  # the running applications keep their routes: the splitter at / is under them
-            self._deploy(self._config("live", 0, current="own"), [n + SIDE for n in names] + [SPLIT], budget)
+            self._deploy(self._config("live", 0, own_route=True), [n + SIDE for n in names] + [SPLIT], budget)
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
             ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
             self._gone()
@@ -207,7 +209,7 @@ class Stepped:
         self.report(f"rollout: promoting the new version ({time.monotonic() - started:.1f} s)")
         self._deploy(self._config("new", 100), names, budget)
         self.report(f"rollout: {', '.join(names)} on the new code ({time.monotonic() - started:.1f} s)")
-        self._deploy(self._config("new", 100, current="own"), names, budget)
+        self._deploy(self._config("new", 100, own_route=True), names, budget)
         self._idle()
         self._deploy(self.target, [a["name"] for a in self.target["applications"]], budget)
         self._gone()
@@ -215,7 +217,7 @@ class Stepped:
 
     def _back(self) -> None:
         ray_ops.deploy(self.dash, self._config("live", 0))  # at once: no request to the new version
-        self._deploy(self._config("live", 0, current="own"), self.names, self.thresholds.step_budget_s)
+        self._deploy(self._config("live", 0, own_route=True), self.names, self.thresholds.step_budget_s)
         self._idle()
         self._deploy(self.live, self.names, self.thresholds.step_budget_s)
         self._gone()
