@@ -10,7 +10,8 @@
    user_config, applied in place) then goes through `rollout.steps`, each step watched by the gate
    (rollout.gate) on the splitter's per-version counters. A breach sets 0 % at once, moves the previous
    version back to its route, removes the new one and the splitter, and raises RolloutFailed naming the
-   threshold and the observed value.
+   threshold and the observed value. Whatever else stops the rollout midway (the splitter or the dashboard
+   not answering, a deploy refused) hands back the same way before it is raised.
 3. Promote: at 100 %, each application gets the new code under its own name at its hidden route (Serve rolls
    its replicas while the splitter sends everything to the new version), takes its route back, and once the
    splitter holds no request, it and the side versions go.
@@ -70,6 +71,7 @@ class Stepped:
         self.names = [a["name"] for a in target["applications"] if a["name"] in old]  # stepped; the rest at the end
         self.routes = {n: old[n].get("route_prefix") or f"/{n}" for n in self.names}
         self._origin: dict[str, dict] = {}  # each application's splitter counts when the first step began
+        self._percent: float = 0  # the step traffic is at
 
     @staticmethod
     def possible(live: dict) -> Optional[str]:
@@ -162,9 +164,9 @@ class Stepped:
         """Watch one step; the breaching decision, or None once every application's step may proceed. Counted
         from the first step (both versions served by then are the same code), so latency is judged on every
         request the rollout sent each version."""
+        step = {n: self._wait_stats(n, percent) for n in self.names}  # the splitter serves this step's percentage
         for n in self.names:
-            self._origin.setdefault(n, self._wait_stats(n, percent))
-        self._wait_stats(self.names[0], percent)  # the splitter serves this step's percentage
+            self._origin.setdefault(n, step[n])
         start = time.monotonic()
         while True:
             time.sleep(0.25)
@@ -172,9 +174,10 @@ class Stepped:
             decisions = []
             for n in self.names:
                 after, before = self._stats(n), self._origin[n]
-                new = gate.window_between(_sample(before["next"]), _sample(after["next"]))
-                old = gate.window_between(_sample(before["previous"]), _sample(after["previous"]))
-                decision = gate.decide(self.thresholds, new, old, elapsed, healthy, require_latency)
+                new, old = (gate.window_between(_sample(before[v]), _sample(after[v])) for v in ("next", "previous"))
+                rates = tuple(gate.window_between(_sample(step[n][v]), _sample(after[v])).requests / elapsed
+                              for v in ("next", "previous")) if require_latency else None
+                decision = gate.decide(self.thresholds, new, old, elapsed, healthy, require_latency, rates)
                 if decision.action == gate.ROLLBACK:
                     return gate.Decision(decision.action, f"{n}: {decision.reason}", decision.observed,
                                          decision.threshold)
@@ -184,28 +187,59 @@ class Stepped:
                 return None
 
     def run(self) -> None:
-        """Raise RolloutFailed, naming the breach, after putting the previous version back; return once the new
-        version serves every request."""
-        t, names = self.thresholds, self.names
-        budget, started = t.step_budget_s, time.monotonic()
+        """Return once the new version serves every request. Otherwise put the previous version back on every
+        request and raise RolloutFailed, naming the breach or whatever stopped the rollout; RuntimeError,
+        naming both causes, only when handing back failed too."""
+        started = time.monotonic()
+        self._beside()
+        try:
+            breach = self._steps(started)
+            if breach is None:
+                self._promote(started)
+                return
+            cause = (f"rolled back at {self._percent} %: {breach.reason} {breach.observed:g} "
+                     f"(threshold {breach.threshold:g})")
+        except Exception as exc:  # the splitter or the dashboard stopped answering, a deploy was refused...
+            cause = f"stopped at {self._percent} % by {type(exc).__name__}: {' '.join(str(exc).split())}"
+            self.report(f"rollout: {cause}; handing every request back to the previous version")
+        try:
+            self._back()
+        except Exception as exc:
+            raise RuntimeError(f"rollout {cause}; handing back failed too ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())}); the next up redeploys the last good config") from None
+        raise RolloutFailed(cause)
+
+    def _beside(self) -> None:
+        """The new versions and the splitter beside the running applications, which keep their routes (the
+        splitter at / is under them); a new version that never becomes healthy goes again, nothing else moved."""
+        budget, names = self.thresholds.step_budget_s, self.names
         self.report(f"rollout: new version of {', '.join(names)} beside the running one")
-        try:  # the running applications keep their routes: the splitter at / is under them
+        try:
             self._deploy(self._config("live", 0, own_route=True), [n + SIDE for n in names] + [SPLIT], budget)
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
             ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
             self._gone()
-            raise RolloutFailed(f"the new version never became healthy ({exc})") from None
+            why = (f"within the step budget of {budget:g} s" if isinstance(exc, TimeoutError)
+                   else f"and Serve gave up on it before the step budget of {budget:g} s ran out")
+            raise RolloutFailed(f"the new version never became healthy {why} ({exc})") from None
+
+    def _steps(self, started: float) -> Optional[gate.Decision]:
+        """Move traffic through the steps; the first breaching decision, or None at 100 %."""
         for step, percent in enumerate(self.steps):
+            self._percent = percent
             # the first step also hands the applications' routes to the splitter (they move to hidden ones)
             ray_ops.deploy(self.dash, self._config("live", percent))
             self.report(f"rollout: {percent} % of traffic on the new version ({time.monotonic() - started:.1f} s)")
             # all traffic moves only once latency was judged against the previous version's
             breach = self._watch(percent, require_latency=step == len(self.steps) - 2)
             if breach is not None:
-                self._back()
-                raise RolloutFailed(f"rolled back at {percent} %: {breach.reason} {breach.observed:g} "
-                                    f"(threshold {breach.threshold:g})")
-        # promote: the new code under each application's own name, still behind the splitter; then its route
+                return breach
+        return None
+
+    def _promote(self, started: float) -> None:
+        """The new code under each application's own name, still behind the splitter; then its route; then the
+        splitter and the side versions go once the splitter holds no request."""
+        budget, names = self.thresholds.step_budget_s, self.names
         self.report(f"rollout: promoting the new version ({time.monotonic() - started:.1f} s)")
         self._deploy(self._config("new", 100), names, budget)
         self.report(f"rollout: {', '.join(names)} on the new code ({time.monotonic() - started:.1f} s)")

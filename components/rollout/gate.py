@@ -109,13 +109,14 @@ def window_between(before: Sample, after: Sample) -> Window:
 
 
 def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: float, healthy: bool,
-           require_latency: bool = False) -> Decision:
+           require_latency: bool = False, rates: Optional[tuple[float, float]] = None) -> Decision:
     """The gate for one step, `elapsed_s` into it. Unhealthy replicas wait until the step's budget, then roll
     back. Failures roll back at once when they exceed the error rate of at least `min_requests` requests
     (so one failure among a few requests is enough at 1 %). Latency is judged once both versions served
     `min_requests`. A step watched for `watch_s` with neither proceeds; with `require_latency` (the step before
     all traffic moves) only once latency was judged, or when the step budget ran out without enough requests
-    to judge it."""
+    to judge it, or when at this step's `rates` (requests/s of the new and the previous version) the budget
+    would run out first: waiting for traffic that is not coming (an idle stack) changes nothing."""
     if not healthy:
         if elapsed_s >= t.step_budget_s:
             return Decision(ROLLBACK, "replicas not healthy within the step budget, s:", elapsed_s, t.step_budget_s)
@@ -130,7 +131,13 @@ def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: fl
             return Decision(ROLLBACK, "p99 latency over the previous version's, x", round(ratio, 2), t.max_p99_ratio)
     if elapsed_s >= t.watch_s and (judged or not require_latency):
         return Decision(PROCEED, f"watched {elapsed_s:.0f} s: {new.errors} failed of {new.requests}")
+    served = (new.requests, previous.requests if previous else 0)
+    if elapsed_s >= t.watch_s and rates is not None and any(
+            count + rate * max(t.step_budget_s - elapsed_s, 0) < t.min_requests for count, rate in zip(served, rates)):
+        return Decision(PROCEED, f"latency not judged: at {rates[0]:.1f} and {rates[1]:.1f} requests/s, "
+                                 f"{served[0]} and {served[1]} requests would not reach {t.min_requests} within the "
+                                 f"step budget; {new.errors} failed")
     if elapsed_s >= t.step_budget_s:
-        return Decision(PROCEED, f"latency not judged: {new.requests} and {previous.requests if previous else 0} "
-                                 f"requests of {t.min_requests} within the step budget; {new.errors} failed")
+        return Decision(PROCEED, f"latency not judged: {served[0]} and {served[1]} requests of {t.min_requests} "
+                                 f"within the step budget; {new.errors} failed")
     return Decision(WAIT, "watching")

@@ -1,5 +1,6 @@
 """A team's own project on the local platform, for real: `rayserve up` serves the own-app example (copied
-outside the checkout, on free ports), a change to its code is served by the next `up`, and a config whose
+outside the checkout, on free ports), a change to its code is served by the next `up` (a gated rollout that
+does not wait for traffic an idle stack does not get), and a config whose
 `reconfigure` raises is rolled back under load: `up` exits 1, the previous config keeps answering, and
 `status` and the state file say so."""
 from __future__ import annotations
@@ -32,6 +33,7 @@ def shop():
         doc = yaml.safe_load(stack.read_text())
         doc["config"]["rayserve:local"] = free_local_ports()
         doc["config"]["rayserve:serve"]["http_port"] = free_port()
+        doc["config"]["rayserve:rollout"] = {"watch_s": 3}  # the gated rollout's steps, each watched 3 s, not 10
         stack.write_text(yaml.safe_dump(doc))
         pid = project / RUN_DIR / "shop" / "ray-head.pid"
 
@@ -70,6 +72,9 @@ def test_a_code_change_is_served_by_the_next_up(shop):
     assert up.returncode == 0, up.stderr[-3000:]
     assert "local: updating Serve in place" in up.stderr and "starting the Ray head" not in up.stderr
     assert "plan: echo/Echo: replica roll (code)" in up.stderr  # the plan says the code rolls the replicas
+    # gated, with no traffic: the step before all traffic moves does not wait out its budget for requests
+    assert "rollout: the new version serves every request" in up.stderr, up.stderr[-3000:]
+    assert "latency not judged: at 0.0 and 0.0 requests/s" in up.stderr, up.stderr[-3000:]
     assert post(shop["out"]["app_urls"]["echo"], "hi") == "hello, HI?"
 
 

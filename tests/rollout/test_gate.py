@@ -85,6 +85,20 @@ def test_before_all_traffic_moves_latency_must_be_judged_or_the_step_budget_spen
     assert slow.action == ROLLBACK and slow.observed == round(95 / 30, 2)
 
 
+def test_before_all_traffic_moves_an_idle_stack_is_not_waited_for_until_the_budget():
+    few, many = Window(10, 0, 30.0), Window(500, 0, 30.0)
+    idle = decide(T, few, many, T.watch_s, True, require_latency=True, rates=(0.0, 0.0))
+    assert idle.action == PROCEED and idle.reason.startswith("latency not judged: at 0.0 and 0.0 requests/s")
+    # traffic that reaches min_requests before the budget runs out is waited for
+    steady = T.min_requests / (T.step_budget_s - T.watch_s)
+    assert decide(T, few, many, T.watch_s, True, require_latency=True, rates=(steady, steady)).action == WAIT
+    trickle = decide(T, few, many, T.watch_s, True, require_latency=True, rates=(steady / 2, steady))
+    assert trickle.action == PROCEED  # the new version would not get its requests within the budget
+    # before watch_s, and outside the step before all traffic moves, rates change nothing
+    assert decide(T, few, many, T.watch_s - 1, True, require_latency=True, rates=(0.0, 0.0)).action == WAIT
+    assert decide(T, few, many, T.watch_s - 1, True, rates=(0.0, 0.0)).action == WAIT
+
+
 def test_a_counter_reset_by_a_restarted_replica_counts_from_zero():
     before = _scrape(500, 5, FAST)
     after = _scrape(40, 1, FAST)  # the replica restarted: its counters started again
