@@ -16,7 +16,7 @@ __all__ = [
     "HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_PORT", "FALLBACK_PROXY_GRPC_PORT",
     "PROMETHEUS_PORT", "GRAFANA_PORT", "TLS_PORT", "TLS_POLICY", "INTERNAL_PORTS", "NODE_GROUP_LABEL",
     "ACCELERATOR_LABEL", "SERVICE_LABEL", "NODE_TYPE_LABEL", "GPU_RESOURCE", "MODEL_CACHE_PATH", "SERVE_PROXY_ENV",
-    "SERVE_THROUGHPUT_ENV", "WORKER_PORTS", "DIRECT_INGRESS_HTTP_PORTS", "DIRECT_INGRESS_GRPC_PORTS",
+    "SERVE_OWN_PROXY_DIRECT_INGRESS_ENV", "SERVE_THROUGHPUT_ENV", "WORKER_PORTS", "DIRECT_INGRESS_HTTP_PORTS", "DIRECT_INGRESS_GRPC_PORTS",
 ]
 
 RAY_VERSION = "2.60.0"
@@ -94,13 +94,13 @@ MODEL_CACHE_PATH = "/home/ray/model-cache"
 # HAProxy ingress), and Serve's throughput-optimized settings per `rayserve:serve.throughput_optimized`
 # (gRPC between deployments, direct ingress, GC frozen after start-up; user code stays on its own thread,
 # so a blocking replica never stalls its event loop). bench/serve_bench.py measures each.
+SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {}, "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
 # Under direct ingress Ray holds each stopping ingress replica open at least 30 s, for a load balancer in front
 # of the replicas' own ports to deregister them. Serve's own proxy never uses those ports (it reaches replicas
 # through Serve's routers, which drop a stopping replica at once), so with it the hold is 2 s: every code
 # update, rollout and rollback of an ingress deployment is 30 s shorter. A stopping replica still finishes
 # every request it holds (Serve's drain waits for them). HAProxy routes to those ports: Ray's hold stays.
-SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"},
-                                              "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"}}
+SERVE_OWN_PROXY_DIRECT_INGRESS_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 SERVE_THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
 
 # Ray's default port range for worker processes (`ray start --min-worker-port/--max-worker-port`).

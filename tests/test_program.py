@@ -49,7 +49,10 @@ def test_local_stack_declares_the_provider_with_validated_config(rendered):
     ({}, {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
           "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}),  # the defaults
     ({"proxy": "default", "throughput_optimized": False}, {}),
-], ids=["defaults", "serve-defaults"])
+    # direct ingress under Serve's own proxy: nothing uses the replicas' ports, so a stopping one is held 2 s
+    ({"proxy": "default"}, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1",
+                            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}),
+], ids=["defaults", "serve-defaults", "own-proxy-direct-ingress"])
 def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
     values = stack_values("prod")
     values["serve"] = {**values["serve"], **serve}
@@ -65,7 +68,7 @@ def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
     values = {**stack_values("local"), "serve": serve}
     haproxy = {"RAY_SERVE_HAPROXY_STATS_PORT": "8404", "RAY_SERVE_HAPROXY_METRICS_PORT": "9101",
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8500", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "9500",
-               "RAY_SERVE_HAPROXY_NBTHREAD": "1"} if env else {}
+               "RAY_SERVE_HAPROXY_NBTHREAD": "1"} if "RAY_SERVE_ENABLE_HA_PROXY" in env else {}
     assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
         **env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models")}
 
