@@ -32,7 +32,9 @@ def run(url: str, body, seconds: float = 10, connections: int = 16, threads: int
                               script.name, url], capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         Path(script.name).unlink()
-    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)[ \t]*$", out, re.M))  # wrk pads "1.11s "
+    if "50" not in pct or "99" not in pct:
+        raise RuntimeError(f"wrk printed no latency distribution for {url}: {out[-1500:]!r}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),

@@ -1,10 +1,11 @@
 """The rollout gate: whether a new version's traffic step may proceed, must wait, or must be rolled back,
 from what that version served during the step against what the previous version served.
 
-Standard library only, so the VM node agent can run it beside Ray. The figures come from Serve's own
-metrics (`ray_serve_num_http_requests_total`, `..._error_requests_total`, the latency histogram) as two
-scrapes of cumulative samples (`Sample`), whichever way they were read (the stack's Prometheus, or Serve's
-replica metrics where Prometheus is off).
+Standard library only, so it runs wherever a rollout is driven. The figures are two readings of one
+version's cumulative counters (`Sample`): requests, failures and a latency histogram. On `local` they are
+the rollout splitter's own per-version counts (rollout.splitter); Serve's metrics in a Prometheus
+(`ray_serve_num_http_requests_total`, `..._error_requests_total`, the latency histogram) have the same
+shape, and tests/rollout feeds the gate such series.
 """
 from __future__ import annotations
 
