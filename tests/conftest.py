@@ -1,6 +1,7 @@
 """Fixtures. Every fixture that starts Ray stops it again in its teardown."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -8,6 +9,17 @@ import pytest
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import provider_inputs
 from tests.helpers import ROOT, free_local_ports, free_port, local_head
+
+
+@pytest.fixture(autouse=True)
+def _an_event_loop():
+    """A current event loop for Pulumi's mocks: a test that ran `asyncio.run` (the Serve apps' tests) leaves
+    none, and `rayserve render` in-process would then fail for whichever test runs next."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,8 @@ __all__ = [
 
 
 # What serve_apps/Dockerfile copies into the image (a test reads its COPY lines against this).
-IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "constraints.txt", "config", "serve_apps")
+IMAGE_PATHS = ("__init__.py", "constants.py", "registry.py", "lazy.py", "constraints.txt", "config", "serve_apps",
+               "rollout", "node_agent")  # rollout + node_agent: the splitter, and the VM agent's gated rollout
 APP_HOME = "/home/ray/app"  # the apps' code in the image, on PYTHONPATH
 VALIDATOR_HOME = "/home/ray/rayserve"  # the package's IMAGE_PATHS beside a team's code (never inside it)
 PACKAGE_CONTEXT = "rayserve"  # the named build context holding them
@@ -69,13 +70,15 @@ def app_dockerfile(requirements: Optional[str]) -> str:
     pip = ("" if requirements is None else
            f"COPY --chown=ray:users {requirements} /tmp/app-requirements.txt\n"
            "RUN pip install --no-cache-dir -r /tmp/app-requirements.txt\n")
-    copies = " ".join(IMAGE_PATHS[:3])
+    copies = " ".join(p for p in IMAGE_PATHS if p.endswith(".py"))
     return (f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n"
             f"ENV {APP_DIR_ENV}={APP_HOME} PYTHONPATH={APP_HOME}:{VALIDATOR_HOME}\n"
             f"{pip}"
             f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users {copies} {VALIDATOR_HOME}/rayserve_pulumi/\n"
             f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users config {VALIDATOR_HOME}/rayserve_pulumi/config\n"
             f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users serve_apps {VALIDATOR_HOME}/rayserve_pulumi/serve_apps\n"
+            f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users rollout {VALIDATOR_HOME}/rayserve_pulumi/rollout\n"
+            f"COPY --from={PACKAGE_CONTEXT} --chown=ray:users node_agent {VALIDATOR_HOME}/rayserve_pulumi/node_agent\n"
             f"COPY --chown=ray:users . {APP_HOME}/\n"
             f"WORKDIR {APP_HOME}\n")
 

@@ -1,20 +1,19 @@
 """Shared config and validation: the stack config (`rayserve:*` keys) and the Serve config.
 
 Everything a user writes passes through here before any resource is declared; a bad value raises
-`ConfigError`, whose message names the key and what would be accepted.
+`ConfigError`, whose message names the key and what would be accepted. Names load on first use, so a module
+the stack config itself imports (rollout.settings) can be imported first.
 """
-from rayserve_pulumi.config.errors import ConfigError
-from rayserve_pulumi.config.serve import build_serve_config, serve_port
-from rayserve_pulumi.config.sources import load_stack_config, parse_stack_config, read_stack_file
-from rayserve_pulumi.config.stack import (
-    CheckpointSettings, DeploymentOverride, EksSettings, ExternalRedis, HeadSettings, ImageSettings, KubeRaySettings, LocalSettings,
-    MetricsSettings,
-    NodeGroup, PodResources, RayServiceSettings, ServeSettings, StackConfig, VmSettings, WorkerGroup,
-)
+from rayserve_pulumi.lazy import exports
 
-__all__ = [
-    "CheckpointSettings", "ConfigError", "DeploymentOverride", "EksSettings", "ExternalRedis", "HeadSettings", "ImageSettings",
-    "KubeRaySettings", "LocalSettings", "MetricsSettings", "NodeGroup", "PodResources", "RayServiceSettings", "ServeSettings",
-    "StackConfig", "VmSettings", "WorkerGroup", "build_serve_config", "load_stack_config", "parse_stack_config",
-    "read_stack_file", "serve_port",
-]
+_STACK = "rayserve_pulumi.config.stack"
+__all__, __getattr__ = exports(__name__, {
+    "ConfigError": "rayserve_pulumi.config.errors",
+    "build_serve_config": "rayserve_pulumi.config.serve", "serve_port": "rayserve_pulumi.config.serve",
+    **{name: "rayserve_pulumi.config.sources"
+       for name in ("load_stack_config", "parse_stack_config", "read_stack_file")},
+    **{name: _STACK for name in (
+        "CheckpointSettings", "DeploymentOverride", "EksSettings", "ExternalRedis", "HeadSettings", "ImageSettings",
+        "KubeRaySettings", "LocalSettings", "MetricsSettings", "NodeGroup", "PodResources", "RayServiceSettings",
+        "ServeSettings", "StackConfig", "VmSettings", "WorkerGroup")},
+})

@@ -308,7 +308,8 @@ class LocalServe:
     @staticmethod
     def _steppable(news: dict, olds: dict) -> bool:
         """A gated rollout needs the previous version's code copy (made when it was deployed) and the gate on."""
-        from rayserve_pulumi.local.rollout import Stepped, code_copy
+        from rayserve_pulumi.local.rollout import code_copy
+        from rayserve_pulumi.rollout.stepped import Stepped
 
         if not RolloutSettings.from_inputs(news.get("rollout")).enabled or not news.get("app_dir"):
             return False
@@ -323,8 +324,9 @@ class LocalServe:
         return True
 
     def _stepped(self, news: dict, olds: dict) -> dict:
-        """The new code beside the running one, traffic moved to it in steps, each gated (local.rollout)."""
-        from rayserve_pulumi.local.rollout import RolloutFailed, Stepped, snapshot
+        """The new code beside the running one, traffic moved to it in steps, each gated (rollout.stepped)."""
+        from rayserve_pulumi.local.rollout import snapshot
+        from rayserve_pulumi.rollout.stepped import RolloutFailed, Stepped
 
         settings = RolloutSettings.from_inputs(news.get("rollout"))
         snapshot(news["run_dir"], news["app_dir"], news["code_version"])

@@ -11,7 +11,8 @@ path); `--mode local` runs this interpreter's Ray, which imports the apps from t
   worker  join the head
   sync    validate the Serve config and redeploy it in place when it changed, keeping the last good one when
           it does not validate, and putting it back at once when the new one fails to deploy (DEPLOY_FAILED,
-          UNHEALTHY, a timeout) (a systemd timer runs this on EC2)
+          UNHEALTHY, a timeout) (a systemd timer runs this on EC2); with `--rollout`, applications whose code
+          changed (import path, runtime_env) go out gated in steps (rollout.stepped, run where the apps are)
   stop    stop Ray (and Redis, Prometheus, Grafana) on this machine: what this agent started, nothing else
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Optional
 
 from rayserve_pulumi.constants import (
     AUTOSCALER_METRICS_PORT, DASHBOARD_METRICS_PORT, DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT,
-    PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE,
+    PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE, ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK,
 )
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.observability import prometheus
@@ -42,8 +43,9 @@ __all__ = [
     "grafana_docker", "start_metrics", "stop_metrics", "docker_login", "docker_ray", "setup_auth",
     "container_token", "IMDS_ADDRESS", "CONTAINER_SLICE", "IMDS_UNIT", "docker_run", "redis_docker", "cmd_block_imds",
     "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "node_pid_file", "start_ray",
-    "validation_errors", "deploy_if_changed", "systemd_units", "install_units", "install_sync_timer", "cmd_head", "cmd_worker",
-    "cmd_sync", "cmd_stop", "sync_argv", "parser", "main",
+    "validation_errors", "roll_out", "deploy_if_changed", "systemd_word", "systemd_units", "install_units",
+    "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "rollout_json", "parser",
+    "main",
 ]
 
 MODULE = "rayserve_pulumi.node_agent"
@@ -378,6 +380,34 @@ def validation_errors(args, config: dict) -> list[str]:
     return lines or [f"the validator exited with status {proc.returncode}"]
 
 
+def roll_out(args, dash: str, previous: dict, config: dict) -> Optional[str]:
+    """The gated rollout of the applications whose code changed (rollout.stepped, run where the apps' code
+    and the splitter are: inside the head container (docker) or with this interpreter (local)): "rolled out",
+    "rolled back" (a line on stderr says why), or None when no application's code changed."""
+    python = ["docker", "exec", "-i", HEAD_CONTAINER, "python"] if args.mode == "docker" else [sys.executable]
+    port = (config.get("http_options") or {}).get("port", 8000)
+    request = {"dashboard": dash, "serve_url": f"http://127.0.0.1:{port}", "live": previous, "target": config,
+               "rollout": json.loads(args.rollout), "auth_token": ray_ops.auth_token()}
+    proc = subprocess.Popen([*python, "-m", "rayserve_pulumi.rollout.stepped"], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd="/")  # not the agent's folder: the full package
+    proc.stdin.write(json.dumps(request))
+    proc.stdin.close()
+    last = ""
+    for line in proc.stderr:  # progress as it comes
+        print(f"sync: {line.rstrip()}", file=sys.stderr, flush=True)
+        last = line.strip() or last
+    status = proc.wait()
+    if status == ROLLOUT_NOTHING_TO_STEP:
+        return None
+    if status == ROLLOUT_ROLLED_BACK:
+        print(f"sync: Serve config {ray_ops.config_hash(config)} was rolled back: {last}; the previous config "
+              f"{ray_ops.config_hash(previous)} is serving", file=sys.stderr, flush=True)
+        return "rolled back"
+    if status != 0:
+        raise RuntimeError(f"the gated rollout of Serve config {ray_ops.config_hash(config)} failed: {last}")
+    return "rolled out"
+
+
 def deploy_if_changed(args, force: bool = False) -> str:
     """Apply the config when its digest differs from the last applied one, or an app is missing; before
     applying, validate it as the program does. Returns "unchanged", "redeployed", "refused" (the applied
@@ -400,6 +430,14 @@ def deploy_if_changed(args, force: bool = False) -> str:
               f"{current or '(none)'}", file=sys.stderr, flush=True)
         return "refused"
     previous = json.loads(last_good.read_text()) if last_good.exists() else None
+    if getattr(args, "rollout", None) and previous is not None and ray_ops.config_hash(previous) != digest:
+        stepped = roll_out(args, dash, previous, config)
+        if stepped is not None:
+            state.mkdir(parents=True, exist_ok=True)
+            applied.write_text(digest)  # a rolled-back config is not retried every poll: a new one (digest) is
+            if stepped == "rolled out":
+                procs.write_private(last_good, json.dumps(config))
+            return stepped
     try:
         ray_ops.deploy(dash, config)
         ray_ops.wait_running(dash, names, timeout=args.timeout)
@@ -418,9 +456,17 @@ def deploy_if_changed(args, force: bool = False) -> str:
     return "redeployed"
 
 
+def systemd_word(word: str) -> str:
+    """One ExecStart argument as systemd reads it back: quoted, with its quotes, backslashes and `%` escaped,
+    unless it is plain (a JSON `--rollout` is not)."""
+    if word and all(c.isalnum() or c in "-_./:=,@+" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
 def systemd_units(install_dir: str, argv: list[str], period_s: int) -> dict[str, str]:
     """A oneshot service running `sync` with the head's arguments, and its timer."""
-    cmd = " ".join(["/usr/bin/python3", "-m", MODULE, "sync", *argv])
+    cmd = " ".join(systemd_word(w) for w in ["/usr/bin/python3", "-m", MODULE, "sync", *argv])
     return {
         f"{SYNC_UNIT}.service": f"[Unit]\nDescription=Apply the Ray Serve config\nAfter=docker.service\n\n"
                                 f"[Service]\nType=oneshot\nWorkingDirectory={install_dir}\n"
@@ -499,8 +545,19 @@ def cmd_stop(args) -> None:
 
 def sync_argv(args) -> list[str]:
     src = ["--config-file", args.config_file] if args.config_file else ["--config-ssm", args.config_ssm]
+    rollout = ["--rollout", args.rollout] if args.rollout else []
     return [*src, "--region", args.region, "--dashboard-port", str(args.dashboard_port),
-            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode]
+            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode, *rollout]
+
+
+def rollout_json(value: str) -> str:
+    """`--rollout`: a JSON object (its keys are checked by rollout.settings where the rollout runs)."""
+    try:
+        if isinstance(json.loads(value), dict):
+            return value
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"--rollout must be a JSON object (rayserve:rollout), not {value[:80]!r}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -526,6 +583,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
         sp.add_argument("--grafana-port", type=int, default=GRAFANA_PORT)
         if config:
+            sp.add_argument("--rollout", type=rollout_json, help="rayserve:rollout as JSON: applications whose "
+                            "code changed go out gated (rollout.stepped)")
             src = sp.add_mutually_exclusive_group(required=True)
             src.add_argument("--config-file")
             src.add_argument("--config-ssm")

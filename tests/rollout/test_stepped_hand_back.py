@@ -1,4 +1,4 @@
-"""The local rollout's hand-back, without Ray: whatever stops a rollout midway (the splitter or the dashboard
+"""The stepped rollout's hand-back, without Ray: whatever stops a rollout midway (the splitter or the dashboard
 not answering, a deploy refused) puts the running version back on every request before `up` fails, as a
 gate breach does. Serve is replaced by a record of the configs deployed; the real-Ray path is
 tests/local/test_gated_rollout.py."""
@@ -8,8 +8,8 @@ import urllib.error
 
 import pytest
 
-from rayserve_pulumi.local import rollout as stepped
-from rayserve_pulumi.local.rollout import SIDE, SPLIT, RolloutFailed, Stepped
+from rayserve_pulumi.rollout import stepped
+from rayserve_pulumi.rollout.stepped import SIDE, SPLIT, RolloutFailed, Stepped
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.rollout import gate
 
@@ -70,3 +70,17 @@ def test_a_hand_back_that_fails_too_names_both_causes(serve, monkeypatch):
     assert "stopped at 5 % by URLError" in message and "handing back failed too" in message
     assert "the dashboard is gone" in message and "\n" not in message
     assert any(a["name"] == "echo" + SIDE for a in serve[-1]["applications"])
+
+
+def test_only_applications_whose_code_changed_are_stepped():
+    other = {"name": "calc", "route_prefix": "/calc", "import_path": "shop.calc:app"}
+    live = {"applications": [*LIVE["applications"], other]}
+    target = {"applications": [*TARGET["applications"], {**other, "deployments": [{"name": "Calc", "num_replicas": 2}]},
+                               {"name": "new", "route_prefix": "/new", "import_path": "shop.new:app"}]}
+    assert stepped.code_changed(live, target) == ["echo"]  # calc's config alone changed; new is new
+    assert stepped.code_changed(live, {"applications": [{**other, "import_path": "shop.calc2:app"}]}) == ["calc"]
+    rollout = Stepped("d", "u", live, target, gate.Thresholds(), [100], print, stepped.code_changed(live, target))
+    assert rollout.names == ["echo"]
+    config = rollout._config("live", 5)
+    assert [a["name"] for a in config["applications"]] == ["echo", "echo" + SIDE, "calc", SPLIT]
+    assert next(a for a in config["applications"] if a["name"] == "calc") == other  # as it runs, at its route
