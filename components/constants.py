@@ -17,6 +17,7 @@ __all__ = [
     "PROMETHEUS_PORT", "GRAFANA_PORT", "TLS_PORT", "TLS_POLICY", "INTERNAL_PORTS", "NODE_GROUP_LABEL",
     "ACCELERATOR_LABEL", "SERVICE_LABEL", "NODE_TYPE_LABEL", "GPU_RESOURCE", "MODEL_CACHE_PATH", "SERVE_PROXY_ENV",
     "SERVE_OWN_PROXY_DIRECT_INGRESS_ENV", "SERVE_THROUGHPUT_ENV", "ROLLOUT_ROLLED_BACK", "ROLLOUT_NOTHING_TO_STEP",
+    "SPEC_VERSION_ANNOTATION", "ROLLOUT_VERDICT_ANNOTATION", "ROLLOUT_REASON_ANNOTATION",
     "WORKER_PORTS", "DIRECT_INGRESS_HTTP_PORTS", "DIRECT_INGRESS_GRPC_PORTS",
 ]
 
@@ -86,6 +87,11 @@ NODE_GROUP_LABEL = "rayserve.io/node-group"  # on every EKS node; Ray pods selec
 ACCELERATOR_LABEL = "rayserve.io/accelerator"
 SERVICE_LABEL = "rayserve.io/service"  # on every pod of one RayService
 NODE_TYPE_LABEL = "ray.io/node-type"  # KubeRay labels every pod it creates: head or worker
+# A gated RayService (kuberay.rollout_gate): the rendered spec's version, which `pulumi up` waits to see
+# "promoted-<version>" under the verdict, and why the gate rolled a version back
+SPEC_VERSION_ANNOTATION = "rayserve.io/spec-version"
+ROLLOUT_VERDICT_ANNOTATION = "rayserve.io/rollout"
+ROLLOUT_REASON_ANNOTATION = "rayserve.io/rollout-reason"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 # Where the Serve image keeps Hugging Face weights (the model-cache volume on EKS and VMs).

@@ -67,8 +67,8 @@ class PlatformSpec:
         if cfg.tags and not self.declares_aws:
             errors.append(f"tags are AWS resource tags; the {self.name} platform declares no AWS resource")
         if "rollout" in cfg.model_fields_set and not self.gated_rollouts:
-            errors.append(f"rollout steps new code's traffic on the local platform; the {self.name} platform does not "
-                          "read it yet (KubeRay platforms: ray_service.incremental_upgrade)")
+            errors.append(f"rollout gates new code where a platform runs two versions side by side; the {self.name} "
+                          "platform does not: drop the rollout section")
         return errors
 
     def reserved_ports(self, cfg: "StackConfig") -> dict[int, str]:

@@ -15,6 +15,7 @@ manifest dict out) so the rendered spec can be checked against the KubeRay CRD s
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ from rayserve_pulumi.kuberay.settings import AUTOSCALER_RESOURCES
 from rayserve_pulumi.config.types import AllowListCidr
 from rayserve_pulumi.inputs import checked
 from rayserve_pulumi.constants import (
-    CLIENT_PORT, DASHBOARD_PORT, DO_NOT_DISRUPT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, SERVICE_LABEL,
-    TLS_PORT,
+    CLIENT_PORT, DASHBOARD_PORT, DO_NOT_DISRUPT, GCS_PORT, GPU_RESOURCE, MODEL_CACHE_PATH, ROLLOUT_VERDICT_ANNOTATION,
+    SERVICE_LABEL, SPEC_VERSION_ANNOTATION, TLS_PORT,
 )
 from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.monitoring import HEAD_METRICS_PORTS, METRICS_PORTS, WORKER_METRICS_PORTS
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
+from rayserve_pulumi.rollout.kuberay_gate import PROMOTED
 
 __all__ = [
-    "API_VERSION", "WAIT_FOR", "wait_for", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
+    "API_VERSION", "WAIT_FOR", "wait_for", "spec_version", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
     "GPU_TOLERATION", "Placement", "render_head_pdb", "serve_service_name", "render_serve_service", "render_rayservice",
     "application_statuses", "GATEWAY_PORT", "gateway_name", "gateway_base", "GatewayRead", "RayServiceResource", "RayServiceArgs", "RayService",
 ]
@@ -48,13 +50,20 @@ WAIT_FOR = ("condition=Ready", "condition=UpgradeInProgress=False")  # KubeRay's
 APP_STATUS_PATH = ".status.activeServiceStatus.applicationStatuses"
 
 
-def wait_for(serve_config: dict) -> str:
+def wait_for(serve_config: dict, version: Optional[str] = None) -> str:
     """`pulumi.com/waitFor`: KubeRay's conditions, and each application RUNNING on the cluster that serves
-    (kubectl-wait JSONPath; names that are not plain identifiers in bracket form)."""
+    (kubectl-wait JSONPath; names that are not plain identifiers in bracket form); with the rollout gate's
+    spec `version`, also the gate's verdict that this version was promoted (a rolled-back one never is)."""
     def path(app: str) -> str:
         key = f".{app}" if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", app) else f"['{app}']"
         return f"jsonpath={{{APP_STATUS_PATH}{key}.status}}=RUNNING"
-    return json.dumps([*WAIT_FOR, *(path(a["name"]) for a in serve_config["applications"])])
+    verdict = [f"jsonpath={{.metadata.annotations['{ROLLOUT_VERDICT_ANNOTATION}']}}={PROMOTED}{version}"] if version else []
+    return json.dumps([*WAIT_FOR, *(path(a["name"]) for a in serve_config["applications"]), *verdict])
+
+
+def spec_version(spec: dict) -> str:
+    """A rendered spec's version for the rollout gate: the first 16 hex digits of its canonical JSON's SHA-256."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of rayproject/ray images
 # Ray runs unprivileged: not root, no privilege escalation, no Linux capabilities, the runtime's seccomp profile.
@@ -174,9 +183,11 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
                       placements: Optional[dict[str, Placement]] = None, storage: Optional[GcsStorageRef] = None,
                       serve_env: Optional[dict] = None, service_annotations: Optional[dict] = None,
                       head_env: Optional[dict] = None, tls: bool = False,
-                      allowed_cidrs: Optional[list[str]] = None) -> dict:
+                      allowed_cidrs: Optional[list[str]] = None, gated: bool = False) -> dict:
     """The full RayService manifest (plain values only). `placements` is keyed by HEAD and worker group names;
-    `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables."""
+    `service_annotations` are the platform's for a LoadBalancer Serve Service; `head_env` extra head variables.
+    `gated` (a rollout gate watches it): the spec's version is annotated, `pulumi up` waits for the gate to
+    promote it, and Pulumi takes back the fields the gate wrote when it rolled back (`pulumi.com/patchForce`)."""
     placements = placements or {}
     port = serve_port(serve_config)
     labels = {SERVICE_LABEL: s.name}
@@ -204,18 +215,19 @@ def render_rayservice(s: RayServiceSettings, serve_config: dict, image: str,
         upgrade["clusterUpgradeOptions"] = s.incremental_upgrade.options()
     else:
         spec["serveService"] = render_serve_service(s, port, service_annotations, tls, allowed_cidrs)
+    spec.update({"excludeHeadPodFromServeSvc": s.exclude_head_from_serve, "serveConfigV2": to_yaml(serve_config),
+                 "rayClusterConfig": cluster})
+    version = spec_version(spec) if gated else None
+    annotations = {"pulumi.com/waitFor": wait_for(serve_config, version),
+                   "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}
+    if version:
+        annotations.update({SPEC_VERSION_ANNOTATION: version, "pulumi.com/patchForce": "true"})
     return {
         "apiVersion": API_VERSION,
         "kind": "RayService",
         "metadata": {"name": s.name, "namespace": s.namespace, "labels": {"app.kubernetes.io/managed-by": "pulumi"},
-                     "annotations": {"pulumi.com/waitFor": wait_for(serve_config),
-                                     "pulumi.com/timeoutSeconds": str(s.ready_timeout_s)}},
-        "spec": {
-            **spec,
-            "excludeHeadPodFromServeSvc": s.exclude_head_from_serve,
-            "serveConfigV2": to_yaml(serve_config),
-            "rayClusterConfig": cluster,
-        },
+                     "annotations": annotations},
+        "spec": spec,
     }
 
 
@@ -287,6 +299,7 @@ class RayServiceArgs:
     egress: Optional[network.Egress] = arg("what leaves the namespace (the API server's addresses, HTTPS); None: "
                                            "egress not restricted", None)
     head_env: Optional[dict] = arg("extra environment of the head (e.g. where Prometheus and Grafana are)", None)
+    gated: bool = arg("a rollout gate (kuberay.rollout_gate) watches its upgrades: `up` waits for its verdict", False)
 
 
 class RayService(pulumi.ComponentResource):
@@ -306,7 +319,7 @@ class RayService(pulumi.ComponentResource):
             image, annotations, allowed, *storage = values
             plain = GcsStorageRef(storage[0], storage[1], ref.password_key, storage[2]) if ref else None
             return render_rayservice(s, args.serve_config, image, args.placements, plain, args.serve_env,
-                                     annotations, args.head_env, args.tls, allowed)
+                                     annotations, args.head_env, args.tls, allowed, args.gated)
 
         manifest = pulumi.Output.all(*parts).apply(render)
         self.resource = RayServiceResource(f"{name}-rayservice", manifest["metadata"], manifest["spec"],

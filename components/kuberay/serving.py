@@ -17,12 +17,15 @@ import pulumi_kubernetes as k8s
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings
-from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env
+from rayserve_pulumi.kuberay.settings import gate_errors, gate_needed
+from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env, service_urls
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
 from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.rayservice import RayService, RayServiceArgs
+from rayserve_pulumi.kuberay.rollout_gate import RolloutGate, RolloutGateArgs
 from rayserve_pulumi.kuberay.security import pod_security_labels
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs
+from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = ["KubeRayServeArgs", "KubeRayServe"]
 
@@ -51,6 +54,9 @@ class KubeRayServeArgs:
         "the Ray namespace is then contained to what Ray needs; None: egress is not restricted", None)
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
+    rollout: RolloutSettings = arg("the gate of an incremental upgrade (ray_service.upgrade_strategy "
+                                   "NewClusterWithIncrementalUpgrade; needs metrics with install_operator)",
+                                   default_factory=RolloutSettings)
     previous_parent: Optional[pulumi.Resource] = arg("the resource these children were declared under before "
                                                      "(EksPlatform): aliases keep them through an upgrade", None)
 
@@ -63,6 +69,8 @@ class KubeRayServe(pulumi.ComponentResource):
         rs = args.ray_service
         if (error := rs.open_endpoint_error("ray_service", cidrs_elsewhere=args.allowed_cidrs is not None)):
             raise ConfigError(f"rayserve: {error}")  # before any child exists
+        if (errors := gate_errors(rs, args.rollout, args.metrics, rollout_set=False)):
+            raise ConfigError(f"rayserve: {errors[0]}")
         super().__init__("rayserve:kuberay:KubeRayServe", name, None, opts)
         aliases = [pulumi.Alias(parent=args.previous_parent)] if args.previous_parent is not None else None
         child = pulumi.ResourceOptions(parent=self, aliases=aliases)
@@ -80,6 +88,8 @@ class KubeRayServe(pulumi.ComponentResource):
         if metrics.enabled:
             self.monitoring = RayMonitoring(f"{name}-monitoring", RayMonitoringArgs(
                 settings=metrics, service=rs.name, namespace=rs.namespace, storage_class=args.storage_class), child)
+        gated = gate_needed(rs, args.rollout, metrics)
+        egress = network.Egress(args.api_server_cidrs, https=rs.egress == "https") if args.api_server_cidrs else None
         self.service = RayService(
             f"{name}-rayservice",
             RayServiceArgs(settings=rs, serve_config=args.serve_config, image=args.image, placements=args.placements,
@@ -87,12 +97,17 @@ class KubeRayServe(pulumi.ComponentResource):
                            tls=args.tls, allowed_cidrs=args.allowed_cidrs,
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
-                           egress=network.Egress(args.api_server_cidrs, https=rs.egress == "https")
-                           if args.api_server_cidrs else None,
+                           egress=egress, gated=gated,
                            head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
             pulumi.ResourceOptions(parent=self, aliases=aliases, depends_on=[
                 *([self.operator] if self.operator else []), self.namespace, *([self.storage] if self.storage else [])]),
         )
+        self.gate = None
+        if gated:  # beside the RayService, not after it: `up` waits on the RayService for the gate's verdict
+            self.gate = RolloutGate(f"{name}-rollout-gate", RolloutGateArgs(
+                settings=rs, thresholds=args.rollout.thresholds(), image=args.image,
+                prometheus_url=service_urls(metrics.namespace)["prometheus"], monitoring_namespace=metrics.namespace,
+                egress=egress), pulumi.ResourceOptions(parent=self, aliases=aliases, depends_on=[self.namespace]))
         self.app_urls = self.service.app_urls
         self.dashboard_hint = self.service.dashboard_hint
         self.app_status = self.service.app_status

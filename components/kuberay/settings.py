@@ -14,6 +14,7 @@ from rayserve_pulumi.constants import KUBERAY_CHART_REPOSITORY, KUBERAY_CHART_VE
 __all__ = [
     "MAX_RAYSERVICE_NAME", "KubeRaySettings", "PodResources", "HeadSettings", "WorkerGroup", "ExternalRedis",
     "CheckpointSettings", "IncrementalUpgrade", "INCREMENTAL_UPGRADE", "INCREMENTAL_MIN_CHART", "RayServiceSettings",
+    "gate_needed", "gate_errors",
 ]
 
 # KubeRay derives Service and pod names from the RayService name; it must stay <= 47 characters.
@@ -198,3 +199,26 @@ class RayServiceSettings(LoadBalancerScope):
                              "incremental_upgrade.gateway_class (KubeRay ignores spec.serveService): set service_type "
                              "ClusterIP and expose the Gateway's class instead")
         return self
+
+
+def gate_needed(rs: RayServiceSettings, rollout, metrics) -> bool:
+    """Whether a rollout gate (kuberay.rollout_gate) watches the RayService: an incremental upgrade, `rollout`
+    on, and the stack's own Prometheus to read Serve's metrics from."""
+    return rs.incremental_upgrade is not None and rollout.enabled and metrics.enabled and metrics.install_operator
+
+
+def gate_errors(rs: RayServiceSettings, rollout, metrics, rollout_set: bool) -> list[str]:
+    """What a KubeRay stack's `rollout` cannot do (`rollout_set`: the stack wrote the section). The gate steps
+    nothing itself: KubeRay moves the traffic, so `rollout.steps` is not read here."""
+    errors = []
+    if "steps" in rollout.model_fields_set:
+        errors.append("rollout.steps: on KubeRay traffic moves by ray_service.incremental_upgrade.step_size_percent "
+                      "every interval_s")
+    if rs.upgrade_strategy == INCREMENTAL_UPGRADE and rollout.enabled and not (metrics.enabled and metrics.install_operator):
+        errors.append(f"ray_service.upgrade_strategy {INCREMENTAL_UPGRADE} is gated by `rollout` (on by default), "
+                      "which reads Serve's metrics from the stack's own Prometheus: set metrics.enabled (with "
+                      "metrics.install_operator), or rollout.enabled: false")
+    if rollout_set and rollout.enabled and rs.upgrade_strategy != INCREMENTAL_UPGRADE:
+        errors.append(f"rollout gates an incremental upgrade on KubeRay: set ray_service.upgrade_strategy "
+                      f"{INCREMENTAL_UPGRADE} (with incremental_upgrade), or rollout.enabled: false")
+    return errors

@@ -9,8 +9,9 @@ from typing import Optional
 from pydantic import Field
 
 from rayserve_pulumi.kuberay.settings import (
-    INCREMENTAL_MIN_CHART, INCREMENTAL_UPGRADE, KubeRaySettings, RayServiceSettings,
+    INCREMENTAL_MIN_CHART, INCREMENTAL_UPGRADE, KubeRaySettings, RayServiceSettings, gate_errors, gate_needed,
 )
+from rayserve_pulumi.constants import ROLLOUT_REASON_ANNOTATION, ROLLOUT_VERDICT_ANNOTATION
 from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport, cloud_documents, k8s_manifest
 
 __all__ = ["KubeRaySpec"]
@@ -33,6 +34,8 @@ def _changed_paths(old, new, path: str = "", depth: int = 6):
 class KubeRaySpec(PlatformSpec):
     """A platform whose Ray cluster is a KubeRay RayService (subclasses say how the cluster is reached)."""
 
+    gated_rollouts = True  # `rollout` gates an incremental upgrade (kuberay.rollout_gate)
+
     sections = {
         "kuberay": (KubeRaySettings, Field(KubeRaySettings(), description="platforms eks and kubernetes: the operator")),
         "ray_service": (RayServiceSettings, Field(RayServiceSettings(), description="platforms eks and kubernetes: "
@@ -49,6 +52,7 @@ class KubeRaySpec(PlatformSpec):
             errors.append(f"kuberay.chart_version {cfg.kuberay.chart_version}: upgrade_strategy {INCREMENTAL_UPGRADE} "
                           f"needs {floor} or later (earlier charts leave KubeRay's RayServiceIncrementalUpgrade "
                           "feature gate off)")
+        errors += gate_errors(cfg.ray_service, cfg.rollout, cfg.metrics, "rollout" in cfg.model_fields_set)
         return errors
 
     def placements(self, cfg) -> Optional[dict]:
@@ -90,9 +94,15 @@ class KubeRaySpec(PlatformSpec):
         if rs.incremental_upgrade is not None:
             up = rs.incremental_upgrade
             surge = 1 + math.ceil(sum(g.replicas for g in rs.worker_groups) * up.max_surge_percent / 100)
-            return [Change("cluster", INCREMENTAL, keys, surge, "pods", f"a new cluster beside the serving one, "
-                           f"{up.step_size_percent} % of traffic every {up.interval_s} s through Gateway class "
-                           f"{up.gateway_class}; its capacity grows by at most {up.max_surge_percent} % at a time")], False
+            note = (f"a new cluster beside the serving one, {up.step_size_percent} % of traffic every {up.interval_s} s "
+                    f"through Gateway class {up.gateway_class}; its capacity grows by at most {up.max_surge_percent} % "
+                    "at a time")
+            if gate_needed(rs, new.cfg.rollout, new.cfg.metrics):
+                r = new.cfg.rollout
+                note += (f"; gated: errors above {r.max_error_rate:g}, p99 over {r.max_p99_ratio:g}x the serving "
+                         f"cluster's, or not RUNNING within {r.step_budget_s:g} s returns the RayService to its last "
+                         "good spec")
+            return [Change("cluster", INCREMENTAL, keys, surge, "pods", note)], False
         return [Change("cluster", NEW_CLUSTER, keys, pods, "pods", "a whole new cluster beside the serving one; "
                        "traffic switches once it is ready, then the old one is deleted")], False
 
@@ -122,5 +132,10 @@ class KubeRaySpec(PlatformSpec):
             f"{kubectl} -n {rs.namespace} describe rayservice {rs.name}   # conditions and events",
             f"{kubectl} -n {rs.namespace} exec {head} -- serve status   # KubeRay gives the pods the Ray token",
         ]
+        if gate_needed(rs, cfg.rollout, cfg.metrics):  # kubectl's JSONPath: dots in a key escaped
+            verdict, reason = (key.replace(".", "\\.") for key in (ROLLOUT_VERDICT_ANNOTATION, ROLLOUT_REASON_ANNOTATION))
+            commands.append(f"{kubectl} -n {rs.namespace} get rayservice {rs.name} -o jsonpath='{{.metadata.annotations."
+                            f"{verdict}}}{{\"\\n\"}}{{.metadata.annotations.{reason}}}'   # the rollout gate's verdict "
+                            "(promoted- or rolled-back-<version>) and why")
         return StatusReport(0, [f"{self.name}: {intro}:", *(f"  {c}" for c in commands)],
                             {"platform": self.name, "live": None, "how": intro, "commands": commands})

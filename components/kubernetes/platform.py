@@ -19,6 +19,7 @@ from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RaySe
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.kubernetes.settings import KubernetesSettings
 from rayserve_pulumi.inputs import checked
+from rayserve_pulumi.rollout.settings import RolloutSettings
 from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["KubernetesPlatformArgs", "KubernetesPlatform"]
@@ -60,6 +61,8 @@ class KubernetesPlatformArgs:
                                     default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
+    rollout: RolloutSettings = arg("the gate of an incremental upgrade's traffic steps (thresholds; off switch)",
+                                   default_factory=RolloutSettings)
     program_dir: Optional[str] = arg("anchors a relative settings.kubeconfig (default: the working directory)", None)
 
 
@@ -88,7 +91,8 @@ class KubernetesPlatform(Platform):
             api_server_cidrs=list(s.api_server_cidrs) or None,
             storage_class=s.storage_class, model_cache_storage_class=s.model_cache_storage_class,
             kuberay=args.kuberay, install_operator=s.install_operator, service_annotations=s.service_annotations,
-            serve_env=args.serve_env, metrics=args.metrics), pulumi.ResourceOptions(parent=self, provider=provider))
+            serve_env=args.serve_env, metrics=args.metrics, rollout=args.rollout),
+            pulumi.ResourceOptions(parent=self, provider=provider))
         self.app_urls = self.serving.app_urls
         self.dashboard = self.serving.dashboard_hint
         self.finish()
@@ -102,5 +106,5 @@ class KubernetesPlatform(Platform):
                    inputs: Optional[dict] = None) -> "KubernetesPlatform":
         return cls(cfg.name, with_inputs(KubernetesPlatformArgs(
             ray_service=cfg.ray_service, serve_config=serve_config, image=cfg.image.uri, settings=cfg.kubernetes,
-            kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics,
+            kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, rollout=cfg.rollout,
             program_dir=str(program_dir) if program_dir else None), inputs), opts)

@@ -4,6 +4,8 @@ taking traffic.
 - `plan`  for each change between two stacks: in place, a replica roll, a new head or cluster, or an
           incremental upgrade, and the peak extra replicas or pods (`rayserve render --since`)
 - `gate`  proceed, wait or roll back, from what the new and the previous version served
+- `stepped`  a gated rollout on a running Serve (local, the VM agent): side by side, traffic in steps
+- `kuberay_gate`  the gate of a KubeRay incremental upgrade, run in the cluster (kuberay.rollout_gate)
 """
 
 __all__ = []

@@ -59,8 +59,8 @@ def eks_world(stack: str, rendered=None):
         world[f"{name} pool node"] = Endpoint(f"a Karpenter node of pool {name}", _ip(vpc, 60 + len(world)), groups)
     for sts in r.of_type("kubernetes:apps/v1:StatefulSet"):
         world["redis"] = pod("redis", 20, sts.inputs["metadata"]["namespace"], sts.inputs["spec"]["template"]["metadata"]["labels"])
-    service = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"]["serveService"]
-    annotations = service["metadata"].get("annotations") or {}
+    service = r.one("kubernetes:ray.io/v1:RayService").inputs["spec"].get("serveService")  # none: KubeRay's Gateway
+    annotations = (service or {}).get("metadata", {}).get("annotations") or {}
     if annotations.get("service.beta.kubernetes.io/aws-load-balancer-type") == "external":  # A5
         listener = service["spec"]["ports"][0]
         sources = service["spec"].get("loadBalancerSourceRanges") or [vpc]

@@ -216,8 +216,11 @@ STACK_CASES = [
     ("local", "rollout.max_error_rate", NAN, "rayserve:rollout.max_error_rate:"),
     ("local", "rollout.enabled", "yes", "rayserve:rollout.enabled:"),
     ("local", "rollout.steps", [5, 100.5], "rayserve:rollout.steps[1]: Input should be a valid integer"),
-    ("dev", "rollout.steps", [10, 100], "rollout steps new code's traffic on the local platform; the eks platform"),
-    ("vm", "rollout.enabled", False, "the vm platform does not read it yet"),
+    ("dev", "rollout.steps", [10, 100], "rollout.steps: on KubeRay traffic moves by "
+                                        "ray_service.incremental_upgrade.step_size_percent"),
+    ("dev", "rollout.max_error_rate", 0.05, "rollout gates an incremental upgrade on KubeRay: set "
+                                           "ray_service.upgrade_strategy NewClusterWithIncrementalUpgrade"),
+    ("vm", "rollout.enabled", False, "the vm platform does not: drop the rollout section"),
     ("dev", "kuberay.repository", "ftp://charts.example.com", "rayserve:kuberay.repository:"),
     # ports: with each other, with Ray's own and its worker port range
     ("vm", "serve.http_port", 8265, "serve config http_options.port: 8265 collides with the Ray dashboard port"),

@@ -19,9 +19,11 @@ OPTIONS = {"gateway_class": "eg", "step_size_percent": 25, "interval_s": 60, "ma
 
 
 def incremental(stack: str, **options) -> dict:
+    """The stack with an incremental upgrade, gated as by default: metrics on, for the gate's Prometheus."""
     values = copy.deepcopy(stack_values(stack))
     values["ray_service"] = {**values["ray_service"], "upgrade_strategy": INCREMENTAL_UPGRADE,
                              "incremental_upgrade": {**OPTIONS, **options}}
+    values["metrics"] = {**values.get("metrics", {}), "enabled": True}
     return values
 
 
@@ -107,6 +109,12 @@ BAD_INCREMENTAL = [
     ("ray_service.service_type", "LoadBalancer", "KubeRay ignores spec.serveService"),
     ("kuberay.chart_version", "1.6.2", "kuberay.chart_version 1.6.2: upgrade_strategy NewClusterWithIncrementalUpgrade "
                                        "needs 1.7.0 or later"),
+    # gated by default (kuberay.rollout_gate), which reads the stack's own Prometheus
+    ("metrics.enabled", False, "NewClusterWithIncrementalUpgrade is gated by `rollout` (on by default), which reads "
+                               "Serve's metrics from the stack's own Prometheus"),
+    ("metrics.install_operator", False, "set metrics.enabled (with metrics.install_operator), or rollout.enabled: false"),
+    ("rollout.steps", [50, 100], "rollout.steps: on KubeRay traffic moves by ray_service.incremental_upgrade"),
+    ("rollout.max_p99_ratio", 0.5, "max_p99_ratio must be at least 1"),
 ]
 
 

@@ -117,6 +117,7 @@ def test_render_since_on_kuberay_a_new_image_is_a_new_cluster_or_an_incremental_
                                                               "step_size_percent": 10})
     [step] = _plan(capsys, _stack(tmp_path, "inc", "kubernetes", incremental), old)["changes"]
     assert step.startswith("cluster: incremental upgrade") and "10 % of traffic every 30 s" in step
+    assert "gated: errors above 0.01, p99 over 2x the serving cluster's, or not RUNNING within 300 s" in step
     serve_only = _stack(tmp_path, "uc", "kubernetes", lambda c: c["rayserve:serve"].setdefault("overrides", {})
                         .setdefault("calc", {}).update(Adder={"user_config": {"increment": 4}}))
     assert _plan(capsys, serve_only, old)["changes"] == ["calc/Adder: in place (reconfigure) (user_config), peak +0 replicas"]

@@ -27,6 +27,7 @@ from rayserve_pulumi.constants import NODE_GROUP_LABEL, TLS_POLICY, TLS_PORT
 from rayserve_pulumi.kuberay import GPU_TOLERATION, HEAD, Placement
 from rayserve_pulumi.kuberay.serving import KubeRayServe, KubeRayServeArgs
 from rayserve_pulumi.inputs import checked_or_none
+from rayserve_pulumi.rollout.settings import RolloutSettings
 from rayserve_pulumi.platform import Platform, with_inputs
 
 __all__ = ["nlb_annotations", "placements", "EksPlatformArgs", "EksPlatform"]
@@ -68,6 +69,8 @@ class EksPlatformArgs:
                                     default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("kube-prometheus-stack, PodMonitors, alert rules, Ray's dashboards",
                                    default_factory=MetricsSettings)
+    rollout: RolloutSettings = arg("the gate of an incremental upgrade's traffic steps (thresholds; off switch)",
+                                   default_factory=RolloutSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
                         "default the bundled apps", default_factory=AppCode.bundled_apps)
@@ -110,7 +113,7 @@ class EksPlatform(Platform):
             service_annotations=nlb_annotations(rs.load_balancer_scheme, certificate),
             tls=certificate is not None, allowed_cidrs=args.allowed_cidrs,
             api_server_cidrs=[self.cluster.network.cidr_block],  # the private endpoint's ENIs are in the VPC
-            serve_env=args.serve_env, metrics=args.metrics, previous_parent=self),
+            serve_env=args.serve_env, metrics=args.metrics, rollout=args.rollout, previous_parent=self),
             pulumi.ResourceOptions(parent=self, provider=self.cluster.provider, depends_on=[
                 c for c in (self.cluster.load_balancer_controller, self.cluster.device_plugin) if c is not None]))
         self.app_urls = self.serving.app_urls
@@ -127,5 +130,5 @@ class EksPlatform(Platform):
                    inputs: Optional[dict] = None) -> "EksPlatform":
         return cls(cfg.name, with_inputs(EksPlatformArgs(eks=cfg.eks, ray_service=cfg.ray_service, serve_config=serve_config,
                                              image=cfg.image, kuberay=cfg.kuberay, serve_env=cfg.serve.runtime_env(),
-                                             metrics=cfg.metrics, tags=cfg.tags,
+                                             metrics=cfg.metrics, rollout=cfg.rollout, tags=cfg.tags,
                                              code=app_code(cfg.serve, program_dir)), inputs), opts)
