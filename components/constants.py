@@ -9,7 +9,8 @@ __all__ = [
     "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBE_PROMETHEUS_STACK_CHART", "KUBE_PROMETHEUS_STACK_VERSION",
     "KUBE_PROMETHEUS_STACK_REPOSITORY", "NVIDIA_DEVICE_PLUGIN_CHART", "NVIDIA_DEVICE_PLUGIN_VERSION",
     "NVIDIA_DEVICE_PLUGIN_REPOSITORY", "LB_CONTROLLER_CHART", "LB_CONTROLLER_VERSION", "EKS_CHARTS_REPOSITORY",
-    "KARPENTER_CHART_REPOSITORY", "KARPENTER_VERSION", "KARPENTER_K8S_VERSIONS", "KARPENTER_AMI_ALIAS",
+    "KARPENTER_CHART_REPOSITORY", "ENVOY_GATEWAY_CHART", "ENVOY_GATEWAY_VERSION", "ENVOY_GATEWAY_REPOSITORY",
+    "ENVOY_GATEWAY_CONTROLLER", "KARPENTER_VERSION", "KARPENTER_K8S_VERSIONS", "KARPENTER_AMI_ALIAS",
     "DO_NOT_DISRUPT", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE", "GCS_PORT", "DASHBOARD_PORT",
     "CLIENT_PORT", "METRICS_PORT", "AUTOSCALER_METRICS_PORT", "DASHBOARD_METRICS_PORT", "RAY_METRICS_PORTS",
     "SERVE_PORT", "GCS_REDIS_PORT", "REDIS_PORT",
@@ -46,6 +47,12 @@ EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
 # (the CRDs as templates, so a version bump upgrades them) come from the same OCI repository. The Kubernetes
 # versions are those both its compatibility matrix and the pinned AMI release cover.
 KARPENTER_CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+# Envoy Gateway (a Gateway API controller for KubeRay's incremental upgrade, where the cluster has none): its
+# chart and the controllerName its values.yaml sets (config.envoyGateway.gateway.controllerName)
+ENVOY_GATEWAY_CHART = "gateway-helm"
+ENVOY_GATEWAY_VERSION = "v1.8.3"
+ENVOY_GATEWAY_REPOSITORY = "oci://docker.io/envoyproxy"
+ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
 KARPENTER_VERSION = "1.14.1"
 KARPENTER_K8S_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
 KARPENTER_AMI_ALIAS = "al2023@v20260714"

@@ -18,6 +18,7 @@ from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings
 from rayserve_pulumi.kuberay.settings import gate_errors, gate_needed
+from rayserve_pulumi.kuberay.gateway import EnvoyGateway, EnvoyGatewayArgs
 from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env, service_urls
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
 from rayserve_pulumi.kuberay import network
@@ -88,6 +89,10 @@ class KubeRayServe(pulumi.ComponentResource):
         if metrics.enabled:
             self.monitoring = RayMonitoring(f"{name}-monitoring", RayMonitoringArgs(
                 settings=metrics, service=rs.name, namespace=rs.namespace, storage_class=args.storage_class), child)
+        self.gateway = None
+        if rs.incremental_upgrade is not None and rs.incremental_upgrade.install_gateway_controller:
+            self.gateway = EnvoyGateway(f"{name}-envoy-gateway", EnvoyGatewayArgs(
+                gateway_class=rs.incremental_upgrade.gateway_class), child)
         gated = gate_needed(rs, args.rollout, metrics)
         egress = network.Egress(args.api_server_cidrs, https=rs.egress == "https") if args.api_server_cidrs else None
         self.service = RayService(
@@ -100,7 +105,8 @@ class KubeRayServe(pulumi.ComponentResource):
                            egress=egress, gated=gated,
                            head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
             pulumi.ResourceOptions(parent=self, aliases=aliases, depends_on=[
-                *([self.operator] if self.operator else []), self.namespace, *([self.storage] if self.storage else [])]),
+                *([self.operator] if self.operator else []), self.namespace, *([self.storage] if self.storage else []),
+                *([self.gateway] if self.gateway else [])]),
         )
         self.gate = None
         if gated:  # beside the RayService, not after it: `up` waits on the RayService for the gate's verdict

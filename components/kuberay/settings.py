@@ -113,6 +113,9 @@ class IncrementalUpgrade(Strict):
     interval_s: int = Field(30, ge=1, le=3600, description="seconds between steps (KubeRay's intervalSeconds)")
     max_surge_percent: int = Field(100, ge=1, le=100, description="capacity the new cluster may add beyond the "
                                    "serving one's, in percent of it (KubeRay's maxSurgePercent)")
+    install_gateway_controller: bool = Field(False, description="install Envoy Gateway (pinned chart, with the "
+                                             "Gateway API CRDs) and a GatewayClass gateway_class owned by it; false: "
+                                             "a controller of the cluster owns the class")
 
     @field_validator("gateway_class")
     @classmethod

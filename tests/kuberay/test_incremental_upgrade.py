@@ -126,3 +126,26 @@ def test_half_an_incremental_upgrade_is_one_line(stack, path, value, expected, t
 @pytest.mark.parametrize("path,value,expected", BAD_INCREMENTAL, ids=[f"{c[0]}={c[1]!r}" for c in BAD_INCREMENTAL])
 def test_what_kuberay_cannot_do_is_one_line_and_declares_nothing(path, value, expected, tmp_path, capsys):
     _expect_failure(_set(incremental("kubernetes"), path, value), "kubernetes", expected, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("stack", ["kubernetes", "dev"])
+def test_the_package_installs_envoy_gateway_and_the_class_where_asked(stack):
+    """Envoy Gateway's pinned chart in a restricted namespace, the GatewayClass owned by the controllerName the
+    chart's values set, and the RayService after both (KubeRay's Gateway names the class)."""
+    from rayserve_pulumi.constants import ENVOY_GATEWAY_CONTROLLER, ENVOY_GATEWAY_VERSION
+    from tests.kuberay.test_pod_security import _restricted_namespaces
+
+    plain = render(incremental(stack), stack)
+    assert not [r for r in plain.resources if r.type == "rayserve:kuberay:EnvoyGateway"]
+    r = render(incremental(stack, install_gateway_controller=True), stack)
+    release = r.one("kubernetes:helm.sh/v3:Release", "envoy-gateway")
+    assert (release.inputs["chart"], release.inputs["version"]) == ("oci://docker.io/envoyproxy/gateway-helm",
+                                                                    ENVOY_GATEWAY_VERSION)
+    assert release.inputs["namespace"] == "envoy-gateway-system" in _restricted_namespaces(r)
+    controller = release.inputs["values"]["config"]["envoyGateway"]["gateway"]["controllerName"]
+    cls = r.one("kubernetes:gateway.networking.k8s.io/v1:GatewayClass")
+    assert cls.inputs["metadata"]["name"] == OPTIONS["gateway_class"]
+    assert cls.inputs["spec"]["controllerName"] == controller == ENVOY_GATEWAY_CONTROLLER
+    # the RayService component waits for the class (its dependencies: the EnvoyGateway's children)
+    after = r.one("rayserve:kuberay:RayService").dependencies
+    assert any(d.endswith(f"GatewayClass::{cls.name}") for d in after) and any(d.endswith(f"::{release.name}") for d in after)
