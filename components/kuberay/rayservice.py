@@ -40,7 +40,8 @@ from rayserve_pulumi.kuberay.storage import CheckpointStorage, GcsStorageRef
 from rayserve_pulumi.rollout.kuberay_gate import PROMOTED
 
 __all__ = [
-    "API_VERSION", "WAIT_FOR", "wait_for", "spec_version", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY", "CONTAINER_SECURITY",
+    "API_VERSION", "WAIT_FOR", "wait_for", "spec_version", "HEAD", "AUTOSCALER_RESOURCES", "POD_SECURITY",
+    "CONTAINER_SECURITY",
     "GPU_TOLERATION", "Placement", "render_head_pdb", "serve_service_name", "render_serve_service", "render_rayservice",
     "application_statuses", "GATEWAY_PORT", "gateway_name", "gateway_base", "GatewayRead", "RayServiceResource", "RayServiceArgs", "RayService",
 ]
@@ -64,6 +65,8 @@ def wait_for(serve_config: dict, version: Optional[str] = None) -> str:
 def spec_version(spec: dict) -> str:
     """A rendered spec's version for the rollout gate: the first 16 hex digits of its canonical JSON's SHA-256."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 HEAD = "head"  # the placements key of the head group (worker groups use their names)
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user and `users` group of rayproject/ray images
 # Ray runs unprivileged: not root, no privilege escalation, no Linux capabilities, the runtime's seccomp profile.

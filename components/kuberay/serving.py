@@ -17,7 +17,6 @@ import pulumi_kubernetes as k8s
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.errors import ConfigError
 from rayserve_pulumi.config.stack import KubeRaySettings, MetricsSettings, RayServiceSettings
-from rayserve_pulumi.kuberay.settings import gate_errors, gate_needed
 from rayserve_pulumi.kuberay.gateway import EnvoyGateway, EnvoyGatewayArgs
 from rayserve_pulumi.kuberay.monitoring import RayMonitoring, RayMonitoringArgs, head_env, service_urls
 from rayserve_pulumi.kuberay.operator import KubeRayOperator, KubeRayOperatorArgs
@@ -25,6 +24,7 @@ from rayserve_pulumi.kuberay import network
 from rayserve_pulumi.kuberay.rayservice import RayService, RayServiceArgs
 from rayserve_pulumi.kuberay.rollout_gate import RolloutGate, RolloutGateArgs
 from rayserve_pulumi.kuberay.security import pod_security_labels
+from rayserve_pulumi.kuberay.settings import gate_errors, gate_needed
 from rayserve_pulumi.kuberay.storage import CheckpointStorage, CheckpointStorageArgs
 from rayserve_pulumi.rollout.settings import RolloutSettings
 

@@ -69,6 +69,7 @@ class World:
         self.counters = {OLD: Counters(), NEW: Counters()}
         self.percent, self.moved_at, self.active, self.pending, self.rollback = 0, None, OLD, NEW, False
         self.events, self.patches, self.race_next_patch, self.prometheus_down = [], 0, False, False
+        self.tokens: set = set()  # the Authorization headers the API server saw
         self.lock = threading.Lock()
         self._status()
 
@@ -172,6 +173,8 @@ def _serve(world: World):
 
         def do_GET(self):
             url = urllib.parse.urlsplit(self.path)
+            if not url.path.startswith("/api/v1/query"):
+                world.tokens.add(self.headers.get("Authorization"))
             if url.path == rs_path:
                 return self._send(200, world.rs)
             if url.path == cm_path:
@@ -185,6 +188,7 @@ def _serve(world: World):
             self._send(404, {})
 
         def do_PATCH(self):
+            world.tokens.add(self.headers.get("Authorization"))
             path = urllib.parse.urlsplit(self.path).path
             kind = self.headers["Content-Type"]
             if path == rs_path and kind == "application/json-patch+json":
@@ -241,6 +245,7 @@ def _annotations(world: World) -> dict:
 def test_a_good_version_is_promoted_and_kept_as_the_last_good_spec(run):
     world = World()
     said, _ = run(world)
+    assert world.tokens == {"Bearer a-token"}  # the service account's token, on every call to the API server
     assert "rolled back" not in said and world.events == []
     assert world.active == NEW and world.rs["spec"] == SPEC[V_NEW]
     assert _annotations(world)[ROLLOUT_VERDICT_ANNOTATION] == PROMOTED + V_NEW  # what `pulumi up` waits for
