@@ -3,7 +3,9 @@
 # process groups recorded there are stopped (what the tests started, nothing else). "No tests ran" fails.
 # Two pytest processes side by side: the real-Ray tests one after the other (two Ray heads starting at once
 # on two cores time out), and the mock tests, which need no Ray, beside them; each draws test ports from its
-# own share. Naming tests, or -m, -k, -n, runs one process with those arguments.
+# own share. The mock tests run at a lower CPU priority (nice 10): the real-Ray tests are the longer stream, and
+# while both run they would otherwise share two saturated cores; the mock tests take what the Ray tests leave
+# idle while they wait on Ray. Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -34,8 +36,8 @@ if [ "$split" -eq 0 ]; then
   exit $?
 fi
 
-RAYSERVE_TEST_SHARE=1/2 .venv/bin/python -m pytest -p no:cacheprovider --basetemp=test-results/tmp-mock -m "not ray" "$@" \
-  > test-results/mock-tests.log 2>&1 &
+RAYSERVE_TEST_SHARE=1/2 nice -n 10 .venv/bin/python -m pytest -p no:cacheprovider --basetemp=test-results/tmp-mock \
+  -m "not ray" "$@" > test-results/mock-tests.log 2>&1 &
 mock_pid=$!
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m ray "$@"
 ray_rc=$?
