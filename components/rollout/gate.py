@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK", "histogram_quantile",
-           "window_between", "decide"]
+           "window_between", "decide", "cause"]
 
 PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 
@@ -142,3 +142,8 @@ def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: fl
         return Decision(PROCEED, f"latency not judged: {served[0]} and {served[1]} requests of {t.min_requests} "
                                  f"within the step budget; {new.errors} failed")
     return Decision(WAIT, "watching")
+
+
+def cause(exc: BaseException) -> str:
+    """An exception as one line, for a rollout's messages: its type and its message, whitespace folded."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -60,7 +60,6 @@ class Observed:
     """What one read of the RayService says."""
 
     version: Optional[str]
-    verdict: Optional[str]
     generation: int
     observed_generation: int
     upgrading: bool
@@ -99,7 +98,7 @@ def observe(rs: dict) -> Observed:
     version = annotations.get(SPEC_VERSION_ANNOTATION)
     return Observed(
         version=version if isinstance(version, str) and _VERSION.match(version) else None,
-        verdict=annotations.get(ROLLOUT_VERDICT_ANNOTATION), generation=int(meta.get("generation") or 0),
+        generation=int(meta.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
         upgrading=conditions.get("UpgradeInProgress") == "True", rolling_back=conditions.get("RollbackInProgress") == "True",
         active=_cluster(active.get("rayClusterName")), pending=_cluster(pending.get("rayClusterName")),
@@ -173,7 +172,7 @@ class Gate:
             w.unreadable_since = w.unreadable_since if w.unreadable_since is not None else now
             if now - w.unreadable_since >= self.t.step_budget_s:
                 return self._roll_back(obs, last, f"Serve's metrics unreadable for {now - w.unreadable_since:.0f} s "
-                                                  f"(step budget {self.t.step_budget_s:g} s): {type(exc).__name__}: {exc}")
+                                                  f"(step budget {self.t.step_budget_s:g} s): {gate.cause(exc)}")
             return "metrics unreadable"
         w.unreadable_since = None
         if obs.percent != w.percent or w.base is None:
@@ -316,7 +315,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             said = g.poll()
         except (OSError, ValueError, KeyError) as exc:  # the API server or Prometheus between two polls
-            said = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            said = gate.cause(exc)
         if said != last:
             print(said, flush=True)
             last = said

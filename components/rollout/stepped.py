@@ -39,11 +39,6 @@ SPLIT = "rayserve--rollout"  # the splitter's application name
 _SPLITTER = "rayserve_pulumi.rollout.splitter:app"
 
 
-def _cause(exc: Exception) -> str:
-    """An exception as one line: its type and its message, whitespace folded."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
 def _sample(counters: dict) -> gate.Sample:
     return gate.Sample(requests=float(counters["requests"]), errors=float(counters["errors"]),
                        buckets={float(k): float(v) for k, v in counters["buckets"].items()})
@@ -192,12 +187,12 @@ class Stepped:
             cause = (f"rolled back at {self._percent} %: {breach.reason} {breach.observed:g} "
                      f"(threshold {breach.threshold:g})")
         except Exception as exc:  # the splitter or the dashboard stopped answering, a deploy was refused...
-            cause = f"stopped at {self._percent} % by {_cause(exc)}"
+            cause = f"stopped at {self._percent} % by {gate.cause(exc)}"
             self.report(f"rollout: {cause}; handing every request back to the previous version")
         try:
             self._back()
         except Exception as exc:
-            raise RuntimeError(f"rollout {cause}; handing back failed too ({_cause(exc)}); the next up redeploys "
+            raise RuntimeError(f"rollout {cause}; handing back failed too ({gate.cause(exc)}); the next up redeploys "
                                "the last good config") from None
         raise RolloutFailed(cause)
 
@@ -291,7 +286,7 @@ def main() -> int:
         report(str(exc))
         return ROLLOUT_ROLLED_BACK
     except Exception as exc:  # one line, with its cause
-        report(f"rollout failed: {_cause(exc)}")
+        report(f"rollout failed: {gate.cause(exc)}")
         return 1
     return 0
 

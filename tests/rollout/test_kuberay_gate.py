@@ -214,17 +214,30 @@ def _serve(world: World):
 
 
 @pytest.fixture
-def run(tmp_path):
+def gate_for(tmp_path):
+    """A Gate watching `world` through its HTTP servers (the service account's token in tmp_path)."""
     servers = []
 
-    def go(world: World, max_s: float = 900.0) -> tuple[list[str], Gate]:
+    def make(world: World, log=lambda _: None) -> Gate:
         server = _serve(world)
         servers.append(server)
         base = f"http://127.0.0.1:{server.server_address[1]}"
         (tmp_path / "token").write_text("a-token\n")
+        return Gate(THRESHOLDS, KubeApi(NS, NAME, base=base, sa_dir=str(tmp_path)), Prometheus(base),
+                    clock=lambda: world.t, log=log)
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def run(gate_for):
+    """Polls `world` every POLL_S until it settles with no upgrade left (or `max_s`): what the gate said."""
+    def go(world: World, max_s: float = 900.0) -> tuple[list[str], Gate]:
         said = []
-        g = Gate(THRESHOLDS, KubeApi(NS, NAME, base=base, sa_dir=str(tmp_path)), Prometheus(base),
-                 clock=lambda: world.t, log=said.append)
+        g = gate_for(world, log=said.append)
         while world.t < max_s:
             said.append(g.poll())
             if world.pending is None and not world.rollback and said[-1] in ("settled", "promoted"):
@@ -232,10 +245,7 @@ def run(tmp_path):
             world.advance(POLL_S)
         return said, g
 
-    yield go
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return go
 
 
 def _annotations(world: World) -> dict:
@@ -276,23 +286,16 @@ def test_a_bad_version_is_returned_to_the_last_good_spec_and_kuberay_rolls_back(
     assert said[-1] == "settled"
 
 
-def test_a_rollback_on_errors_comes_before_much_traffic_failed():
+def test_a_rollback_on_errors_comes_before_much_traffic_failed(gate_for):
     """The 20 % errors case stopped at the first step: few of all the requests failed."""
     world = World(error_rate=0.2)
-    server = _serve(world)
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        g = Gate(THRESHOLDS, KubeApi(NS, NAME, base=base, sa_dir="/nonexistent"), Prometheus(base),
-                 clock=lambda: world.t, log=lambda _: None)
-        while g.poll() != "rolled back":
-            world.advance(POLL_S)
-            assert world.t < 300
-        failed = world.counters[NEW].errors
-        sent = world.counters[NEW].requests + world.counters[OLD].requests
-        assert 0 < failed / sent < 0.01, (failed, sent)
-    finally:
-        server.shutdown()
-        server.server_close()
+    g = gate_for(world)
+    while g.poll() != "rolled back":
+        world.advance(POLL_S)
+        assert world.t < 300
+    failed = world.counters[NEW].errors
+    sent = world.counters[NEW].requests + world.counters[OLD].requests
+    assert 0 < failed / sent < 0.01, (failed, sent)
 
 
 def test_metrics_unreadable_for_the_step_budget_roll_back_naming_it(run):
@@ -304,26 +307,19 @@ def test_metrics_unreadable_for_the_step_budget_roll_back_naming_it(run):
         _annotations(world)[ROLLOUT_REASON_ANNOTATION]
 
 
-def test_a_newer_spec_applied_meanwhile_is_never_overwritten(run):
+def test_a_newer_spec_applied_meanwhile_is_never_overwritten(gate_for):
     """The rollback's JSON Patch tests the version it read: a `pulumi up` that got there first wins."""
     world = World(error_rate=0.2)
     world.race_next_patch = True
-    server = _serve(world)
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        g = Gate(THRESHOLDS, KubeApi(NS, NAME, base=base, sa_dir="/nonexistent"), Prometheus(base),
-                 clock=lambda: world.t, log=lambda _: None)
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            while True:
-                g.poll()
-                world.advance(POLL_S)
-                assert world.t < 300
-        assert refused.value.code == 422
-        assert world.rs["spec"] == SPEC[V_NEWER] and _annotations(world)[SPEC_VERSION_ANNOTATION] == V_NEWER
-        assert world.events == []
-    finally:
-        server.shutdown()
-        server.server_close()
+    g = gate_for(world)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        while True:
+            g.poll()
+            world.advance(POLL_S)
+            assert world.t < 300
+    assert refused.value.code == 422
+    assert world.rs["spec"] == SPEC[V_NEWER] and _annotations(world)[SPEC_VERSION_ANNOTATION] == V_NEWER
+    assert world.events == []
 
 
 def test_without_a_last_good_spec_the_upgrade_is_watched_but_not_gated(run):
