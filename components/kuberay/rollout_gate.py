@@ -52,15 +52,15 @@ def gate_labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "rayserve-rollout-gate", "app.kubernetes.io/instance": service}
 
 
-
 def gate_files() -> dict[str, str]:
     """The ConfigMap's data: the gate's modules as this package has them (empty package markers first)."""
     return {key: (_PACKAGE / source).read_text() if source else "" for key, (_, source) in _FILES.items()}
 
 
-def render_gate(s: RayServiceSettings, thresholds: Thresholds, image: str, prometheus_url: str,
+def render_gate(s: RayServiceSettings, thresholds: Thresholds, image: pulumi.Input[str], prometheus_url: str,
                 poll_s: float = 5.0) -> list[dict]:
-    """ServiceAccount, Role, RoleBinding, the code and last-good ConfigMaps, and the Deployment."""
+    """ServiceAccount, Role, RoleBinding, the code and last-good ConfigMaps, and the Deployment (`image` as
+    given: a plain value, or an Output Pulumi resolves inside the Deployment's spec)."""
     name, ns, labels = gate_name(s.name), s.namespace, gate_labels(s.name)
     files = gate_files()
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
@@ -138,10 +138,8 @@ class RolloutGate(pulumi.ComponentResource):
     def __init__(self, name: str, args: RolloutGateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("rayserve:kuberay:RolloutGate", name, None, opts)
         s, child = args.settings, pulumi.ResourceOptions(parent=self)
-        manifests = pulumi.Output.from_input(args.image).apply(
-            lambda image: render_gate(s, args.thresholds, image, args.prometheus_url))
-        static = render_gate(s, args.thresholds, "image", args.prometheus_url)  # all but the Deployment are plain
-        account, role, binding, code, last_good, _ = static
+        account, role, binding, code, last_good, deployment = render_gate(s, args.thresholds, args.image,
+                                                                          args.prometheus_url)
         k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=account["metadata"], opts=child)
         k8s.rbac.v1.Role(f"{name}-role", metadata=role["metadata"], rules=role["rules"], opts=child)
         k8s.rbac.v1.RoleBinding(f"{name}-binding", metadata=binding["metadata"], role_ref=binding["roleRef"],
@@ -150,8 +148,8 @@ class RolloutGate(pulumi.ComponentResource):
         # the gate writes the last good spec; Pulumi only creates (and deletes) the ConfigMap
         k8s.core.v1.ConfigMap(f"{name}-last-good", metadata=last_good["metadata"],
                               opts=pulumi.ResourceOptions(parent=self, ignore_changes=["data"]))
-        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=static[-1]["metadata"],
-                               spec=manifests.apply(lambda m: m[-1]["spec"]), opts=child)
+        k8s.apps.v1.Deployment(f"{name}-deployment", metadata=deployment["metadata"], spec=deployment["spec"],
+                               opts=child)
         if args.egress is not None:
             network.declare(name, render_gate_policies(s, args.monitoring_namespace, args.egress), child)
         self.logs = pulumi.Output.from_input(f"kubectl -n {s.namespace} logs deploy/{gate_name(s.name)}")
