@@ -126,6 +126,12 @@ class MetricsSettings(Strict):
     def _label(cls, v: str) -> str:
         return kubernetes.label_value(v)
 
+    @property
+    def own_prometheus(self) -> bool:
+        """On Kubernetes: whether the stack runs a Prometheus of its own (kube-prometheus-stack), which the
+        rollout gate reads and Ray's dashboard is pointed at."""
+        return self.enabled and self.install_operator
+
     @model_validator(mode="after")
     def _ports(self):
         if self.prometheus_port == self.grafana_port:

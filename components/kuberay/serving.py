@@ -103,7 +103,7 @@ class KubeRayServe(pulumi.ComponentResource):
                            operator_namespace=args.kuberay.namespace,
                            metrics_namespace=metrics.namespace if metrics.enabled else None,
                            egress=egress, gated=gated,
-                           head_env=head_env(metrics.namespace) if metrics.enabled and metrics.install_operator else None),
+                           head_env=head_env(metrics.namespace) if metrics.own_prometheus else None),
             pulumi.ResourceOptions(parent=self, aliases=aliases, depends_on=[
                 *([self.operator] if self.operator else []), self.namespace, *([self.storage] if self.storage else []),
                 *([self.gateway] if self.gateway else [])]),

@@ -207,7 +207,7 @@ class RayServiceSettings(LoadBalancerScope):
 def gate_needed(rs: RayServiceSettings, rollout, metrics) -> bool:
     """Whether a rollout gate (kuberay.rollout_gate) watches the RayService: an incremental upgrade, `rollout`
     on, and the stack's own Prometheus to read Serve's metrics from."""
-    return rs.incremental_upgrade is not None and rollout.enabled and metrics.enabled and metrics.install_operator
+    return rs.incremental_upgrade is not None and rollout.enabled and metrics.own_prometheus
 
 
 def gate_errors(rs: RayServiceSettings, rollout, metrics, rollout_set: bool) -> list[str]:
@@ -217,7 +217,7 @@ def gate_errors(rs: RayServiceSettings, rollout, metrics, rollout_set: bool) -> 
     if "steps" in rollout.model_fields_set:
         errors.append("rollout.steps: on KubeRay traffic moves by ray_service.incremental_upgrade.step_size_percent "
                       "every interval_s")
-    if rs.upgrade_strategy == INCREMENTAL_UPGRADE and rollout.enabled and not (metrics.enabled and metrics.install_operator):
+    if rs.upgrade_strategy == INCREMENTAL_UPGRADE and rollout.enabled and not metrics.own_prometheus:
         errors.append(f"ray_service.upgrade_strategy {INCREMENTAL_UPGRADE} is gated by `rollout` (on by default), "
                       "which reads Serve's metrics from the stack's own Prometheus: set metrics.enabled (with "
                       "metrics.install_operator), or rollout.enabled: false")
