@@ -192,7 +192,8 @@ def one_round(a) -> dict:
 
 def summarise(rounds: list[dict]) -> dict:
     """Each numeric figure of each variant and each ratio as its median over the rounds, with `<key>_range`
-    (min, max) beside it; `rounds` keeps every round."""
+    (min, max) beside it; a table of figures (CPU ms per request by process) as each entry's median, over
+    the rounds that have it; `rounds` keeps every round."""
     import statistics
 
     out: dict = {"rounds": rounds}
@@ -205,6 +206,10 @@ def summarise(rounds: list[dict]) -> dict:
             if values and len(values) == len(rounds):
                 merged[key] = statistics.median(values)
                 merged[f"{key}_range"] = [min(values), max(values)]
+            elif isinstance(value, dict):
+                tables = [r[name][key] for r in rounds if isinstance(r[name].get(key), dict)]
+                merged[key] = {k: round(statistics.median(t[k] for t in tables if k in t), 3)
+                               for k in dict.fromkeys(k for t in tables for k in t)}
             else:
                 merged[key] = value
         out[name] = merged
