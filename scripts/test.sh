@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Set up, then run every test. Test files and PID files live under test-results/ (ignored); on exit the
 # process groups recorded there are stopped (what the tests started, nothing else). "No tests ran" fails.
-# Two streams side by side: the real-Ray tests in two pytest-xdist workers (by module, so a module's Ray head
-# starts once; one worker alone leaves most of the two cores idle while its tests wait on Ray), and the mock
-# tests, which need no Ray, in one process beside them; each draws test ports from its own share. The mock
-# tests run at a lower CPU priority (nice 10): the real-Ray tests are the longer stream (the critical path).
-# Naming tests, or -m, -k, -n, runs one process with those arguments.
+# Two pytest processes side by side: the real-Ray tests one after the other (two Ray heads starting at once
+# on two cores time out), and the mock tests, which need no Ray, beside them; each draws test ports from its
+# own share. The mock tests run at a lower CPU priority (nice 10): the real-Ray tests are the longer stream, and
+# while both run they would otherwise share two saturated cores; the mock tests take what the Ray tests leave
+# idle while they wait on Ray. Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -39,8 +39,7 @@ fi
 RAYSERVE_TEST_SHARE=1/2 nice -n 10 .venv/bin/python -m pytest -p no:cacheprovider --basetemp=test-results/tmp-mock \
   -m "not ray" "$@" > test-results/mock-tests.log 2>&1 &
 mock_pid=$!
-RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest -p no:cacheprovider --basetemp=test-results/tmp-ray -m ray \
-  -n 2 --dist loadscope "$@"
+RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m ray "$@"
 ray_rc=$?
 wait "$mock_pid"
 mock_rc=$?

@@ -98,7 +98,7 @@ def test_the_head_runs_prometheus_on_loopback_scraping_its_nodes_with_the_alert_
     assert ray_ops.http_ok(vm["prometheus"] + "/-/ready")
     head = ray_ops.api_get(vm["dash"], "/api/prometheus_health")
     assert head.get("result") is True, head  # RAY_PROMETHEUS_HOST points the dashboard at it
-    deadline = time.monotonic() + 180  # a state, waited for: the real-Ray tests run two at once on two cores
+    deadline = time.monotonic() + 180  # a state, waited for: the mock tests share the two cores
     while time.monotonic() < deadline:
         targets = requests.get(vm["prometheus"] + "/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
         if targets and all(t["health"] == "up" for t in targets):
