@@ -30,8 +30,8 @@ def _scalar(prom: str, expr: str) -> float:
 
 
 def _wait(what: str, condition, timeout: float = 240):
-    """Poll `condition` until it returns a true value. On two saturated cores (the real-Ray tests run beside each
-    other) a replaced replica's gauge can linger for minutes; the error names what was expected."""
+    """Poll `condition` until it returns a true value. On two saturated cores (the mock tests run beside these)
+    a deployment's gauge has taken minutes to reach Prometheus; the error names what was expected."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (value := condition()):
