@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import statistics
 from functools import lru_cache
 
 from rayserve_pulumi.config import LocalSettings
@@ -72,3 +73,8 @@ def free_local_ports() -> dict[str, int]:
     """Free ports for every listener of a local head (LocalSettings' port keys): a head started by a test
     or a bench never meets the one your stack runs."""
     return {key: free_port() for key in LocalSettings.PORT_KEYS}
+
+
+def spread(values: list[float]) -> str:
+    """A figure over several runs as the benchmarks print it: 'median (min-max)'."""
+    return f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from bench import rollout_bench
+from bench.common import spread
 
 OUT = rollout_bench.OUT
 ANSWER = "hello, X!"  # the own-app Echo's answer to "x", as rollout_bench's first version gives it
@@ -56,51 +56,42 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 180) -> No
 
 
 def one_round(proxy: str) -> dict:
-    from rayserve_pulumi.node_agent import procs, ray_ops
+    from rayserve_pulumi.node_agent import ray_ops
     from rayserve_pulumi.rollout.splitter import SPLITTER_ROUTE, hidden_route
 
     rollout_bench.PROXY = proxy
-    with tempfile.TemporaryDirectory(prefix="handoff-bench-") as folder:
-        app = rollout_bench.own_app(Path(folder))
-        first = app["run"]("up")
-        if first.returncode:
-            raise RuntimeError(f"the first up failed: {first.stderr[-2000:]}")
-        outs = json.loads(first.stdout)
-        url, dash = outs["app_urls"]["echo"], outs["dashboard"]
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-") as folder, \
+            rollout_bench.own_app_up(Path(folder)) as app:
+        url, dash = app["out"]["app_urls"]["echo"], app["out"]["dashboard"]
         base = url.rsplit("/echo", 1)[0]
-        try:
-            live = ray_ops.applications(dash)["echo"]["deployed_app_config"]
-            hidden = hidden_route("previous", live["route_prefix"])
-            splitter = {"name": "split", "route_prefix": SPLITTER_ROUTE,
-                        "import_path": "rayserve_pulumi.rollout.splitter:app",
-                        "args": {"base_url": base, "routes": [live["route_prefix"]]},
-                        "deployments": [{"name": "Splitter", "user_config": {"next_percent": 0}}]}
-            moved = {**copy.deepcopy(live), "route_prefix": hidden}
-            side = {**copy.deepcopy(live), "name": "echo--previous", "route_prefix": hidden}
-            http = {"host": "127.0.0.1", "port": int(base.rsplit(":", 1)[1])}
+        live = ray_ops.applications(dash)["echo"]["deployed_app_config"]
+        hidden = hidden_route("previous", live["route_prefix"])
+        splitter = {"name": "split", "route_prefix": SPLITTER_ROUTE,
+                    "import_path": "rayserve_pulumi.rollout.splitter:app",
+                    "args": {"base_url": base, "routes": [live["route_prefix"]]},
+                    "deployments": [{"name": "Splitter", "user_config": {"next_percent": 0}}]}
+        moved = {**copy.deepcopy(live), "route_prefix": hidden}
+        side = {**copy.deepcopy(live), "name": "echo--previous", "route_prefix": hidden}
+        http = {"host": "127.0.0.1", "port": int(base.rsplit(":", 1)[1])}
 
-            def deploy(*apps: dict) -> None:
-                ray_ops.deploy(dash, {"http_options": http, "applications": list(apps)})
+        def deploy(*apps: dict) -> None:
+            ray_ops.deploy(dash, {"http_options": http, "applications": list(apps)})
 
-            def listed() -> set:
-                return set(ray_ops.applications(dash))
+        def listed() -> set:
+            return set(ray_ops.applications(dash))
 
-            deploy(live, splitter)
-            ray_ops.wait_running(dash, ["split"], timeout=180)
-            res = {"move": _under_load(url, lambda: deploy(moved, splitter)),
-                   "move back": _under_load(url, lambda: deploy(live, splitter))}
-            deploy(live, side, splitter)
-            ray_ops.wait_running(dash, ["echo--previous"], timeout=180)
-            res["delete"] = _under_load(url, lambda: (deploy(side, splitter),
-                                                      _until(lambda: "echo" not in listed(), "echo deleted")))
-            res["restore"] = _under_load(url, lambda: (deploy(live, side, splitter),
-                                                       ray_ops.wait_running(dash, ["echo"], timeout=180)))
-            res["clean up"] = _under_load(url, lambda: (deploy(live), _until(
-                lambda: not {"echo--previous", "split"} & listed(), "the copy and the splitter deleted")))
-        finally:
-            app["run"]("destroy")
-            ray_ops.stop(app["pid"])
-            procs.stop(app["pid"].with_name("prometheus.pid"))
+        deploy(live, splitter)
+        ray_ops.wait_running(dash, ["split"], timeout=180)
+        res = {"move": _under_load(url, lambda: deploy(moved, splitter)),
+               "move back": _under_load(url, lambda: deploy(live, splitter))}
+        deploy(live, side, splitter)
+        ray_ops.wait_running(dash, ["echo--previous"], timeout=180)
+        res["delete"] = _under_load(url, lambda: (deploy(side, splitter),
+                                                  _until(lambda: "echo" not in listed(), "echo deleted")))
+        res["restore"] = _under_load(url, lambda: (deploy(live, side, splitter),
+                                                   ray_ops.wait_running(dash, ["echo"], timeout=180)))
+        res["clean up"] = _under_load(url, lambda: (deploy(live), _until(
+            lambda: not {"echo--previous", "split"} & listed(), "the copy and the splitter deleted")))
     return res
 
 
@@ -116,11 +107,7 @@ def main() -> dict:
               flush=True)
     summary = {}
     for phase in PHASES:
-        figures = {}
-        for key in ("s", "sent", "failed"):
-            values = [r[phase][key] for r in rounds]
-            figures[key] = f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
-        summary[phase] = figures
+        summary[phase] = {key: spread([r[phase][key] for r in rounds]) for key in ("s", "sent", "failed")}
     OUT.mkdir(exist_ok=True)
     (OUT / "handoff_bench.json").write_text(json.dumps({"proxy": a.proxy, "rounds": rounds, "summary": summary},
                                                        indent=2))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from bench.common import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -43,7 +44,7 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, str]]:
             values = [r[scenario][key] for r in runs if isinstance((r.get(scenario) or {}).get(key), (int, float))
                       and not isinstance(r[scenario][key], bool)]
             if len(values) == len(runs) and not isinstance(value, bool):
-                figures[key] = f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
+                figures[key] = spread(values)
         out[scenario] = figures
     return out
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
+
+from bench.common import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
@@ -101,29 +104,37 @@ def roll_out(app: dict, url: str, code: str, accepted: tuple[str, ...]) -> dict:
             "said": up.stderr.strip().splitlines()[-1] if up.returncode else "", "errors": dict(load.result.errors)}
 
 
-def one_round() -> dict:
+@contextmanager
+def own_app_up(folder: Path) -> Iterator[dict]:
+    """The own-app example (own_app) brought up by `rayserve up`: its paths, `run`, and `out` (the outputs). On the
+    way out, whatever happened (a first `up` that failed included), it is destroyed and its head and Prometheus
+    stopped by their PID files."""
     from rayserve_pulumi.node_agent import procs, ray_ops
 
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder:
-        app = own_app(Path(folder))
+    app = own_app(folder)
+    try:
         first = app["run"]("up")
         if first.returncode:
-            raise RuntimeError(f"the first up failed: {first.stderr[-2000:]}")
-        url = json.loads(first.stdout)["app_urls"]["echo"]
+            raise RuntimeError(f"the first up failed: {first.stderr[-3000:]}")
+        yield {**app, "out": json.loads(first.stdout)}
+    finally:
+        app["run"]("destroy")
+        ray_ops.stop(app["pid"])
+        procs.stop(app["pid"].with_name("prometheus.pid"))
+
+
+def one_round() -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder, own_app_up(Path(folder)) as app:
+        url = app["out"]["app_urls"]["echo"]
         good = None
-        try:
-            for name, (code, accepted) in SCENARIOS.items():
-                results[name] = roll_out(app, url, code(), accepted)
-                if name == "good version":
-                    good = app["echo"].read_text()
-                else:
-                    app["echo"].write_text(good)  # the version that serves
-                print(f"  {name:<14} {results[name]}", flush=True)
-        finally:
-            app["run"]("destroy")
-            ray_ops.stop(app["pid"])
-            procs.stop(app["pid"].with_name("prometheus.pid"))
+        for name, (code, accepted) in SCENARIOS.items():
+            results[name] = roll_out(app, url, code(), accepted)
+            if name == "good version":
+                good = app["echo"].read_text()
+            else:
+                app["echo"].write_text(good)  # the version that serves
+            print(f"  {name:<14} {results[name]}", flush=True)
     return results
 
 
@@ -140,8 +151,7 @@ def main() -> dict:
         runs = [r[name] for r in rounds]
         figures = {}
         for key in ("up_s", "sent", "failed", "failed_percent"):
-            values = [r[key] for r in runs]
-            figures[key] = f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
+            figures[key] = spread([r[key] for r in runs])
         figures["exit"] = sorted({r["exit"] for r in runs})
         figures["said"] = sorted({r["said"].split("RolledBack: ", 1)[-1][:120] for r in runs if r["said"]})
         summary[name] = figures

@@ -6,7 +6,6 @@ their own, `up` exits 1 naming the threshold and the value, and the previous ver
 afterwards."""
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 import time
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.rollout_bench import ROLLOUT, SLOW_DELAY_S, own_app, variant as _code
+from bench.rollout_bench import ROLLOUT, SLOW_DELAY_S, own_app_up, variant as _code
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.local.cli import State
-from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.node_agent import ray_ops
 from tests.helpers import REPORTS, post, under_load
 
 pytestmark = pytest.mark.ray
@@ -25,16 +24,8 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def shop():
-    with tempfile.TemporaryDirectory(prefix="shop-rollout-") as folder:
-        app = own_app(Path(folder))
-        try:
-            up = app["run"]("up")
-            assert up.returncode == 0, up.stderr[-3000:]
-            yield {**app, "out": json.loads(up.stdout), "state": app["project"] / ".pulumi-state" / "local-direct.json"}
-        finally:
-            app["run"]("destroy")
-            ray_ops.stop(app["pid"])
-            procs.stop(app["pid"].with_name("prometheus.pid"))
+    with tempfile.TemporaryDirectory(prefix="shop-rollout-") as folder, own_app_up(Path(folder)) as app:
+        yield {**app, "state": app["project"] / ".pulumi-state" / "local-direct.json"}
 
 
 def _roll_out(shop, code: str, accepted: tuple[str, ...], name: str) -> tuple[subprocess.CompletedProcess, dict]:
