@@ -104,12 +104,15 @@ def pytest_runtest_logreport(report):
 
 def pytest_terminal_summary(terminalreporter):
     """Print the reliability and failure-recovery reports (requests sent/failed, recovery time per
-    scenario) at the end of the run, and write them to test-results/reliability.json (ignored by git)."""
+    scenario) at the end of the run, and add them to test-results/reliability.json (ignored by git): merged, as
+    scripts/test.sh runs the real-Ray tests in two pytest sessions (it removes the file before the first)."""
     from tests.helpers import REPORTS, RESULTS
 
     if REPORTS:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "reliability.json").write_text(json.dumps(REPORTS, indent=2))
+        file = RESULTS / "reliability.json"
+        earlier = json.loads(file.read_text()) if file.exists() else {}
+        file.write_text(json.dumps({**earlier, **REPORTS}, indent=2))
         terminalreporter.section("reliability and failure recovery under load")
         for name, report in REPORTS.items():
             terminalreporter.write_line(f"{name}: {report}")

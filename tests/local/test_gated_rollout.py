@@ -19,7 +19,7 @@ from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import ray_ops
 from tests.helpers import REPORTS, post, under_load
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timed]  # judges p99 against the previous version's
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from rayserve_pulumi.node_agent import ray_ops
 from tests.helpers import REPORTS, free_port, post, under_load
 from tests.node_agent.test_vm_bootstrap import unpack_user_data_agent
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timed]  # its gate judges p99 against the previous version's
 
 ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
 

@@ -13,7 +13,7 @@ from rayserve_pulumi.local.lifecycle import prometheus_pid_file, ray_temp_dir
 from rayserve_pulumi.node_agent import procs, ray_ops
 from tests.helpers import free_local_ports, free_port, local_head, post
 
-pytestmark = [pytest.mark.ray,
+pytestmark = [pytest.mark.ray, pytest.mark.timed,  # a gauge must reach Prometheus by a deadline
               pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (scripts/setup.sh installs it)")]
 REQUESTS = 40
 
