@@ -16,7 +16,7 @@ cleanup() {
   .venv/bin/python -m rayserve_pulumi.node_agent.procs stop-all test-results || true
 }
 trap cleanup EXIT
-for stack in stacks/Pulumi.*.yaml; do .venv/bin/rayserve validate "$stack" || exit 1; done
+printf '%s\n' stacks/Pulumi.*.yaml | xargs -P 2 -n 1 .venv/bin/rayserve validate || exit 1  # two at a time
 mkdir -p test-results
 rm -f test-results/reliability.json  # each real-Ray session adds its scenarios' reports
 

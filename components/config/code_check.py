@@ -1,7 +1,10 @@
 """The Serve config checked against the apps' code, in a child interpreter.
 
-The program never imports a team's code itself: `run` starts `python -m rayserve_pulumi.config.code_check`
-with the code's folder first on its import path, under a timeout, and reads back one JSON answer. The child
+The program never imports a team's code itself: `run` asks `python -m rayserve_pulumi.config.code_check`,
+started with the code's folder first on its import path, one JSON request per line under a timeout, and reads
+back one JSON answer per line. The child stays up for more requests about the same code (at the same digest),
+so a process that validates many configs (a program validating then declaring, `render`, the tests) pays for
+importing Ray and the apps once; it exits when this process closes its stdin, and is stopped at exit. The child
 (`check`) runs the strict pass, Ray's own schema (some of whose validators import paths of the config), and
 what only the code can tell: every import path anywhere resolves inside the code's folder, applications name
 a Serve Application, the deployments the config names exist, and each `user_config` fits the pydantic model
@@ -14,12 +17,17 @@ The VM head runs the same check inside its container before every deploy (`confi
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import traceback
 import typing
 from pathlib import Path
@@ -62,23 +70,81 @@ def _child(request: dict, code: AppCode, timeout_s: float) -> dict:
     return copy.deepcopy(answer)
 
 
+class _Checker:
+    """One child interpreter answering requests about one code folder at one digest, one at a time. Its
+    stderr goes to a file (a pipe nobody reads would fill and block it); its answers come on their own line."""
+
+    def __init__(self, code: AppCode):
+        self.digest = code.digest()
+        self.stderr = tempfile.TemporaryFile()
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the team's folder
+        self.proc = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env, cwd=str(code.root), start_new_session=True)
+
+    def ask(self, request: dict, code: AppCode, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            return self._failed(code)
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                self.close()
+                raise ConfigError(f"rayserve:serve.import_timeout_s: importing the apps' code from {code.root} took "
+                                  f"longer than {timeout_s:g} s (a module that blocks at import?); raise the timeout "
+                                  "or fix the module")
+        line = self.proc.stdout.readline()  # the child writes each answer whole, in one line
+        try:
+            return json.loads(line)
+        except ValueError:
+            return self._failed(code)
+
+    def _failed(self, code: AppCode) -> dict:
+        self.close()
+        self.stderr.seek(0)
+        err = self.stderr.read().decode(errors="replace")
+        last = (err.strip().splitlines() or [f"exit status {self.proc.returncode}"])[-1]
+        raise ConfigError(f"{WHERE.strip()}: the code check of {code.root} failed: {last}")
+
+    def close(self) -> None:
+        """Stop the child's session (what it started, nothing else)."""
+        _CHECKERS.pop(next((k for k, v in _CHECKERS.items() if v is self), None), None)
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+_CHECKERS: dict[str, _Checker] = {}  # code folder -> the child answering about it, least recently asked first
+_KEPT = 2  # children kept at once (each holds Ray and the apps imported): the bundled apps and a team's
+_LOCK = threading.Lock()
+
+
 def _ask(request: dict, code: AppCode, timeout_s: float) -> dict:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the team's folder
-    proc = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(code.root), start_new_session=True)
-    try:
-        out, err = proc.communicate(json.dumps(request), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: what it started, nothing else
-        proc.communicate()
-        raise ConfigError(f"rayserve:serve.import_timeout_s: importing the apps' code from {code.root} took longer "
-                          f"than {timeout_s:g} s (a module that blocks at import?); raise the timeout or fix the "
-                          "module") from None
-    try:
-        return json.loads(out.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        last = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        raise ConfigError(f"{WHERE.strip()}: the code check of {code.root} failed: {last}") from None
+    with _LOCK:
+        checker = _CHECKERS.pop(str(code.root), None)
+        if checker is not None and checker.digest != code.digest():
+            checker.close()  # the code changed: a fresh interpreter imports it again
+            checker = None
+        _CHECKERS[str(code.root)] = checker = checker or _Checker(code)
+        while len(_CHECKERS) > _KEPT:
+            next(iter(_CHECKERS.values())).close()
+        return checker.ask(request, code, timeout_s)
+
+
+@atexit.register
+def _close_checkers() -> None:
+    for checker in list(_CHECKERS.values()):
+        checker.close()
 
 
 def run(config: dict, code: AppCode, timeout_s: float, added: Optional[dict[str, list[str]]] = None) -> dict:
@@ -343,12 +409,18 @@ def check_typed(items: list[dict], app_dir: Optional[str]) -> dict:
 
 
 def main() -> int:
-    request = json.loads(sys.stdin.read())
-    if request.get("mode") == "models":
-        answer = check_typed(request["items"], request.get("app_dir"))
-    else:
-        answer = check(request["config"], request.get("app_dir"), request.get("added"))
-    sys.stdout.write("\n" + json.dumps(answer, default=repr) + "\n")
+    """Answer each request line on stdin with one answer line, until stdin closes. Anything the code prints
+    goes to stderr: stdout carries the answers only."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("mode") == "models":
+            answer = check_typed(request["items"], request.get("app_dir"))
+        else:
+            answer = check(request["config"], request.get("app_dir"), request.get("added"))
+        answers.write(json.dumps(answer, default=repr) + "\n")
+        answers.flush()
     return 0
 
 
