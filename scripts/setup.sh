@@ -30,14 +30,16 @@ if [ -n "$missing" ]; then
 fi
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv and installing the locked dependencies (ray, pulumi, CPU torch, transformers, ...):" \
-      "about 20 s with uv, 2 minutes with pip, on a fresh 2-core machine"
+      "about 1 minute with uv, 2 with pip, on a fresh 2-core machine"
   "$PY" -m venv .venv
 elif [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   say "the locked dependencies changed: updating .venv (under a minute when most are installed)"
 fi
-# uv installs the same locked set as pip in a fraction of the time (about 15 s against 90 s here, both with
-# empty caches); it reads no pip configuration, so pip's find-links (where a machine keeps wheels such as a
-# CPU-only torch) are passed on. Where uv cannot be installed or fails, pip does the install.
+# uv installs the same locked set as pip, faster; like pip it compiles the modules' bytecode at install
+# (uv does not by default, and then every process of the first test run compiled what it imported: the
+# run's real-Ray tests took twice as long). It reads no pip configuration, so pip's find-links (where a
+# machine keeps wheels such as a CPU-only torch) are passed on. Where uv cannot be installed or fails, pip
+# does the install.
 UV_VERSION=0.13.9
 pip_find_links() {
   { printf '%s\n' ${PIP_FIND_LINKS:-}; .venv/bin/python -m pip config get global.find-links 2>/dev/null | tr ' ' '\n'; } \
@@ -47,7 +49,7 @@ install_with_uv() {
   .venv/bin/python -m pip install -q "uv==$UV_VERSION" 2>/dev/null || return 1
   local links=() link
   while read -r link; do links+=(--find-links "$link"); done < <(pip_find_links)
-  .venv/bin/uv pip install -q --python .venv/bin/python "${links[@]}" -c components/constraints.txt -e ".[test,ml]"
+  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python "${links[@]}" -c components/constraints.txt -e ".[test,ml]"
 }
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   if ! install_with_uv; then
