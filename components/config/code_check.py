@@ -102,13 +102,14 @@ class _Checker:
             return self._failed(code)
 
     def _failed(self, code: AppCode) -> dict:
-        self.close()
+        self.close(keep_stderr=True)
         self.stderr.seek(0)
         err = self.stderr.read().decode(errors="replace")
+        self.stderr.close()
         last = (err.strip().splitlines() or [f"exit status {self.proc.returncode}"])[-1]
         raise ConfigError(f"{WHERE.strip()}: the code check of {code.root} failed: {last}")
 
-    def close(self) -> None:
+    def close(self, keep_stderr: bool = False) -> None:
         """Stop the child's session (what it started, nothing else)."""
         _CHECKERS.pop(next((k for k, v in _CHECKERS.items() if v is self), None), None)
         if self.proc.poll() is None:
@@ -117,9 +118,9 @@ class _Checker:
             except ProcessLookupError:
                 pass
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, None if keep_stderr else self.stderr):
             try:
-                stream.close()
+                stream and stream.close()
             except OSError:
                 pass
 

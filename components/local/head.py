@@ -34,7 +34,7 @@ from rayserve_pulumi.constants import WORKER_PORTS
 from rayserve_pulumi.node_agent import procs, ray_ops
 
 __all__ = [
-    "OPTIONS", "LAUNCHER_ENV", "NODE_METHODS", "START_ENV", "launcher_file", "node_api_missing", "taken_ports", "spawn",
+    "OPTIONS", "LAUNCHER_ENV", "NODE_METHODS", "launcher_file", "node_api_missing", "taken_ports", "spawn",
     "start_with_cli", "launch", "start", "node_class", "main",
 ]
 
@@ -42,10 +42,6 @@ OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus"
            "temp_dir")
 LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
 NODE_API, RAY_START = "the node API", "ray start"
-# The raylet waits 20 s for its dashboard agent's port files, then aborts the node (Ray's "unexpected system
-# state"; the head fails with "The current node timed out during startup"). On two busy cores an agent took
-# 22 s to start (importing Ray). With 60 s, the bound is Ray's own 30 s wait for the raylet to register.
-START_ENV = {"RAY_agent_register_timeout_ms": "60000"}
 # what of ray._private.node.Node the launcher calls or overrides
 NODE_METHODS = ("start_head_processes", "start_ray_processes", "start_gcs_server", "_write_cluster_info_to_kv",
                 "start_monitor", "start_ray_client_server", "start_api_server", "address_info")
@@ -100,7 +96,7 @@ def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
                            "Ray head or program); give rayserve:local free ports")
     if auth_mode == "token":
         ray_ops.ensure_auth_token()
-    env = ray_ops.ray_env({**START_ENV, **ray_ops.auth_env(auth_mode), **extra_env})
+    env = ray_ops.ray_env({**ray_ops.auth_env(auth_mode), **extra_env})
     request = {**{key: opts.get(key) for key in OPTIONS}, "launcher_file": str(launcher_file(pid_file))}
     procs.spawn([sys.executable, "-m", __name__, json.dumps(request)], Path(pid_file), env=env, name="the Ray head",
                 secrets=[ray_ops.auth_token() or ""])

@@ -1,6 +1,7 @@
 """The code check's child interpreter (config.code_check), without Ray running: one child answers every
 request about the same code, a change to the code gets a fresh child that imports the new code, what the code
-prints never reaches the answers, and the child is gone when the process that asked exits."""
+prints never reaches the answers, a child that dies is one line with its last words, and the child is gone
+when the process that asked exits."""
 from __future__ import annotations
 
 import json
@@ -44,6 +45,17 @@ def test_what_the_code_prints_stays_out_of_the_answers(project):
     module.write_text('print("{not json")\nimport os\nos.write(1, b"raw bytes\\n")\n' + module.read_text())
     _, config = validate_stack(values(project), project)
     assert config["applications"][0]["import_path"] == "shop.echo:app"
+
+
+def test_a_child_that_dies_is_one_line_with_its_last_words_and_the_next_check_gets_a_new_one(project):
+    module = project / "src" / "shop" / "echo.py"
+    good = module.read_text()
+    module.write_text('import os, sys\nsys.stderr.write("the greeting table is gone\\n")\nsys.stderr.flush()\n'
+                      'os._exit(3)\n' + good)
+    lines = errors_of(values(project), project)
+    assert lines == [f"serve config: the code check of {(project / 'src').resolve()} failed: the greeting table is gone"]
+    module.write_text(good)
+    validate_stack(values(project), project)
 
 
 def test_the_child_is_gone_when_the_process_that_asked_exits(project):

@@ -1,6 +1,5 @@
 """local.head, the local platform's Ray head launcher (`ray start --head` without Ray's CLI): its argument
-checks, a port already taken failing at once by name, the Ray Client server only when asked for, and the
-raylet's budget for its agents' start (START_ENV)."""
+checks, a port already taken failing at once by name, and the Ray Client server only when asked for."""
 from __future__ import annotations
 
 import json
@@ -60,15 +59,11 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
     try:
         head.spawn(pid_file, extra_env={}, auth_mode="token", **opts)
         ray_ops.wait_dashboard(f"http://127.0.0.1:{opts['dashboard_port']}")
-        members = procs.members(procs.read(pid_file)["sid"])
-        commands = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in members]
+        commands = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in procs.members(procs.read(pid_file)["sid"])]
         assert any(b"ray.util.client.server" in c and f"--port={client}".encode() in c for c in commands), commands
         with socket.create_connection(("127.0.0.1", client), timeout=10):
             pass  # it listens
         assert head.launcher_file(pid_file).read_text() == head.NODE_API  # the pinned Ray: the fast path ran
-        raylet = next(pid for pid, c in zip(members, commands) if c.split(b"\0")[0].endswith(b"/raylet"))
-        environ = open(f"/proc/{raylet}/environ", "rb").read().split(b"\0")
-        assert all(f"{k}={v}".encode() in environ for k, v in head.START_ENV.items())  # its agent's start budget
     finally:
         ray_ops.stop(pid_file)
 
