@@ -36,8 +36,8 @@ elif [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   say "the locked dependencies changed: updating .venv (under a minute when most are installed)"
 fi
 # uv installs the same locked set as pip, faster; like pip it compiles the modules' bytecode at install
-# (uv does not by default, and then every process of the first test run compiled what it imported: the
-# run's real-Ray tests took twice as long). It reads no pip configuration, so pip's find-links (where a
+# (uv does not by default, and then every process of the first test run compiled what it imported: that
+# run was minutes slower). It reads no pip configuration, so pip's find-links (where a
 # machine keeps wheels such as a CPU-only torch) are passed on. Where uv cannot be installed or fails, pip
 # does the install.
 UV_VERSION=0.13.9
