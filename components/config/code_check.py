@@ -61,10 +61,11 @@ def _child(request: dict, code: AppCode, timeout_s: float) -> dict:
     """One answer of `python -m rayserve_pulumi.config.code_check` for `request`, the code's folder first on its
     path; ConfigError with its errors, or a timeout's. An answer is kept for the same request and code."""
     request = {**request, "app_dir": None if code.bundled else str(code.root)}
-    key = (json.dumps(request, sort_keys=True), str(code.root), code.digest())
+    digest = code.digest()  # reads every file of the code: once per request
+    key = (json.dumps(request, sort_keys=True), str(code.root), digest)
     answer = _ANSWERS.get(key)
     if answer is None:
-        answer = _ANSWERS[key] = _ask(request, code, timeout_s)
+        answer = _ANSWERS[key] = _ask(request, code, digest, timeout_s)
     if answer.get("errors"):
         raise ConfigError(*answer["errors"])
     return copy.deepcopy(answer)
@@ -74,8 +75,8 @@ class _Checker:
     """One child interpreter answering requests about one code folder at one digest, one at a time. Its
     stderr goes to a file (a pipe nobody reads would fill and block it); its answers come on their own line."""
 
-    def __init__(self, code: AppCode):
-        self.digest = code.digest()
+    def __init__(self, code: AppCode, digest: str):
+        self.folder, self.digest = str(code.root), digest
         self.stderr = tempfile.TemporaryFile()
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the team's folder
         self.proc = subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -111,7 +112,8 @@ class _Checker:
 
     def close(self, keep_stderr: bool = False) -> None:
         """Stop the child's session (what it started, nothing else)."""
-        _CHECKERS.pop(next((k for k, v in _CHECKERS.items() if v is self), None), None)
+        if _CHECKERS.get(self.folder) is self:
+            del _CHECKERS[self.folder]
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -130,13 +132,13 @@ _KEPT = 2  # children kept at once (each holds Ray and the apps imported): the b
 _LOCK = threading.Lock()
 
 
-def _ask(request: dict, code: AppCode, timeout_s: float) -> dict:
+def _ask(request: dict, code: AppCode, digest: str, timeout_s: float) -> dict:
     with _LOCK:
         checker = _CHECKERS.pop(str(code.root), None)
-        if checker is not None and checker.digest != code.digest():
+        if checker is not None and checker.digest != digest:
             checker.close()  # the code changed: a fresh interpreter imports it again
             checker = None
-        _CHECKERS[str(code.root)] = checker = checker or _Checker(code)
+        _CHECKERS[str(code.root)] = checker = checker or _Checker(code, digest)
         while len(_CHECKERS) > _KEPT:
             next(iter(_CHECKERS.values())).close()
         return checker.ask(request, code, timeout_s)

@@ -5,12 +5,12 @@ when the process that asked exits."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 from rayserve_pulumi.config import code_check
 from rayserve_pulumi.config.validate import validate_stack
+from rayserve_pulumi.node_agent import procs
 from tests.config.test_own_apps import echo, edit_config, errors_of, project, values  # noqa: F401 (fixture)
 from tests.pulumi_harness import ROOT
 
@@ -37,7 +37,7 @@ def test_changed_code_gets_a_fresh_child_that_imports_it(project):
     module.write_text(module.read_text().replace("max_length: int = Field(100, ge=1,", "max_length: int = Field(100, ge=90,"))
     assert any("max_length" in line for line in errors_of(values(project), project))  # 80 is now too small
     assert _child_pid(project) != old
-    assert not _alive(old)
+    assert not procs.members(old)  # the old child's session (it leads its own) is gone
 
 
 def test_what_the_code_prints_stays_out_of_the_answers(project):
@@ -70,14 +70,5 @@ def test_the_child_is_gone_when_the_process_that_asked_exits(project):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pids = json.loads(proc.stdout)
-    assert len(pids) == 1 and not _alive(pids[0])
+    assert len(pids) == 1 and not procs.members(pids[0])
 
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie, exited but not reaped, is not)."""
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return False
