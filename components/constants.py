@@ -12,7 +12,8 @@ __all__ = [
     "KARPENTER_CHART_REPOSITORY", "ENVOY_GATEWAY_CHART", "ENVOY_GATEWAY_VERSION", "ENVOY_GATEWAY_REPOSITORY",
     "ENVOY_GATEWAY_CONTROLLER", "KARPENTER_VERSION", "KARPENTER_K8S_VERSIONS", "KARPENTER_AMI_ALIAS",
     "DO_NOT_DISRUPT", "PROMETHEUS_IMAGE", "GRAFANA_IMAGE", "GCS_PORT", "DASHBOARD_PORT",
-    "CLIENT_PORT", "METRICS_PORT", "AUTOSCALER_METRICS_PORT", "DASHBOARD_METRICS_PORT", "RAY_METRICS_PORTS",
+    "CLIENT_PORT", "METRICS_PORT", "DASHBOARD_AGENT_LISTEN_PORT", "DASHBOARD_AGENT_GRPC_PORT",
+    "RUNTIME_ENV_AGENT_PORT", "AUTOSCALER_METRICS_PORT", "DASHBOARD_METRICS_PORT", "RAY_METRICS_PORTS",
     "SERVE_PORT", "GCS_REDIS_PORT", "REDIS_PORT",
     "HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_PORT", "FALLBACK_PROXY_GRPC_PORT",
     "PROMETHEUS_PORT", "GRAFANA_PORT", "TLS_PORT", "TLS_POLICY", "INTERNAL_PORTS", "NODE_GROUP_LABEL",
@@ -65,6 +66,12 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 CLIENT_PORT = 10001
 METRICS_PORT = 8080
+DASHBOARD_AGENT_LISTEN_PORT = 52365  # the dashboard agent's HTTP port (Ray's default)
+# The dashboard agent's gRPC port and the runtime-env agent's: Ray picks free ones by default, and then the
+# raylet waits a fixed 15 s for each agent to publish its port in a file before it gives up and the node fails
+# to start (Ray 2.60's NodeManager); a loaded machine's agent can need longer to import Ray. Given ports, the
+# raylet starts at once. The local head's (rayserve:local); outside the kernel's ephemeral range.
+DASHBOARD_AGENT_GRPC_PORT, RUNTIME_ENV_AGENT_PORT = 8266, 8267
 # The head's autoscaler and dashboard export metrics on these fixed ports (Ray's defaults; its environment
 # variables AUTOSCALER_METRIC_PORT and DASHBOARD_METRIC_PORT move them): two heads on one machine need others.
 AUTOSCALER_METRICS_PORT, DASHBOARD_METRICS_PORT = 44217, 44227

@@ -14,6 +14,7 @@ import pytest
 import rayserve_pulumi
 from rayserve_pulumi import constants
 from rayserve_pulumi.args import describe
+from rayserve_pulumi.pysource import parse
 from tests.helpers import ROOT
 
 MODULES = [m.name for m in pkgutil.walk_packages(rayserve_pulumi.__path__, "rayserve_pulumi.")
@@ -70,7 +71,7 @@ FACTS = {str(v) for v in (constants.GCS_PORT, constants.DASHBOARD_PORT, constant
 
 @pytest.mark.parametrize("name", [m for m in MODULES if m != "rayserve_pulumi.constants"])
 def test_facts_are_defined_once_in_constants(name):
-    tree = ast.parse(open(importlib.import_module(name).__file__).read())
+    tree = parse(open(importlib.import_module(name).__file__).read())
     literals = {str(n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and not isinstance(n.value, bool)}
     assert literals & FACTS == set()
 
@@ -79,7 +80,7 @@ def test_node_agent_imports_only_the_standard_library_and_constants():
     import sys
     allowed = set(sys.stdlib_module_names) | {"rayserve_pulumi"}
     for path in (ROOT / "components" / "node_agent").glob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = parse(path.read_text())
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
@@ -92,14 +93,14 @@ def test_node_agent_imports_only_the_standard_library_and_constants():
 
 
 def test_the_package_root_imports_nothing():
-    tree = ast.parse((ROOT / "components" / "__init__.py").read_text())
+    tree = parse((ROOT / "components" / "__init__.py").read_text())
     assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def test_serve_apps_import_nothing_of_the_package_but_themselves():
     """The apps stand alone in the image beside the validator (see its Dockerfile)."""
     for path in (ROOT / "serve_apps").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rayserve_pulumi"):
                 assert node.module.startswith("rayserve_pulumi.serve_apps"), f"{path.name} imports {node.module}"
 

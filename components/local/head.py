@@ -11,14 +11,16 @@ sidecar autoscales. VMs and EKS keep `ray start` (`ray_ops.head_args`).
 The steps are `ray start --head`'s for these options (ray/scripts/scripts.py, Ray pinned in requirements.txt):
 the node IP resolved as the CLI resolves it (127.0.0.1 becomes the machine's address, which drivers look
 for), usage stats off, token auth per $RAY_AUTH_MODE, then `ray._private.node.Node(head=True)` with no
-fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. One step differs:
-the raylet starts while the dashboard starts (`node_class`). Every real-Ray test of the local platform
-starts its head through here.
+fate-sharing: the head outlives this process, in the session `procs.spawn` recorded. Every agent gets the
+port the stack gives it (`AGENT_PORTS`). Two steps differ (`node_class`): the raylet starts while the
+dashboard starts, and it is told the dashboard agent's HTTP port, so it waits for no agent. Every real-Ray
+test of the local platform starts its head through here.
 
 These are Ray's private APIs, and this module is the only one that uses them. When the installed Ray
 does not have them as the pinned one does (`node_api_missing`), or $RAYSERVE_HEAD_LAUNCHER is `ray start`,
 the head is started by Ray's own `ray start --head` instead (slower, and with its Ray Client server);
-which one ran is written beside the PID file (`launcher_file`) and reported by `up`.
+which one ran is written beside the PID file (`launcher_file`) and reported by `up`. That raylet still
+waits up to 15 s for the dashboard agent to publish its HTTP port.
 """
 from __future__ import annotations
 
@@ -34,17 +36,22 @@ from rayserve_pulumi.constants import WORKER_PORTS
 from rayserve_pulumi.node_agent import procs, ray_ops
 
 __all__ = [
-    "OPTIONS", "LAUNCHER_ENV", "NODE_METHODS", "launcher_file", "node_api_missing", "taken_ports", "spawn",
-    "start_with_cli", "launch", "start", "node_class", "main",
+    "OPTIONS", "AGENT_PORTS", "LAUNCHER_ENV", "NODE_METHODS", "launcher_file", "node_api_missing", "taken_ports",
+    "spawn", "start_with_cli", "launch", "start", "node_class", "main",
 ]
 
 OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port",
+           "metrics_export_port", "dashboard_agent_listen_port", "dashboard_agent_grpc_port", "runtime_env_agent_port",
            "temp_dir")
+# the agents' ports: given, so the raylet never waits for an agent to publish a port it picked (LocalSettings)
+AGENT_PORTS = ("metrics_export_port", "dashboard_agent_listen_port", "dashboard_agent_grpc_port",
+               "runtime_env_agent_port")
 LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
 NODE_API, RAY_START = "the node API", "ray start"
 # what of ray._private.node.Node the launcher calls or overrides
-NODE_METHODS = ("start_head_processes", "start_ray_processes", "start_gcs_server", "_write_cluster_info_to_kv",
-                "start_monitor", "start_ray_client_server", "start_api_server", "address_info")
+NODE_METHODS = ("start_head_processes", "start_ray_processes", "start_raylet", "start_gcs_server",
+                "_write_cluster_info_to_kv", "start_monitor", "start_ray_client_server", "start_api_server",
+                "address_info")
 
 
 def launcher_file(pid_file: Path) -> Path:
@@ -66,14 +73,19 @@ def node_api_missing() -> Optional[str]:
     except ImportError as exc:
         return str(exc)
     missing = [m for m in NODE_METHODS if not hasattr(ray._private.node.Node, m)]
-    return f"ray._private.node.Node has no {', '.join(missing)}" if missing else None
+    if missing:
+        return f"ray._private.node.Node has no {', '.join(missing)}"
+    if not hasattr(services, "start_ray_process") or not hasattr(ray_constants, "PROCESS_TYPE_RAYLET"):
+        return "ray._private.services has no start_ray_process"
+    return None
 
 
 def taken_ports(opts: dict) -> list[str]:
-    """`key port` for each port the head binds at its start that something already listens on (GCS: every
-    interface; the dashboard: its host). Probed with SO_REUSEADDR, as Ray binds: a port a stopped head left in
-    TIME_WAIT is free."""
-    wanted = {"gcs_port": "0.0.0.0", "dashboard_port": opts["dashboard_host"], "ray_client_port": "0.0.0.0"}
+    """`key port` for each port the head binds at its start that something already listens on (GCS, the Ray
+    Client server and the agents: every interface; the dashboard: its host). Probed with SO_REUSEADDR, as Ray
+    binds: a port a stopped head left in TIME_WAIT is free."""
+    wanted = {"gcs_port": "0.0.0.0", "dashboard_port": opts["dashboard_host"], "ray_client_port": "0.0.0.0",
+              **dict.fromkeys(AGENT_PORTS, "0.0.0.0")}
     taken = []
     for key, host in wanted.items():
         if opts.get(key) is None:
@@ -109,6 +121,10 @@ def start_with_cli(opts: dict[str, Any]) -> str:
                              dashboard_host=opts["dashboard_host"], num_cpus=opts["num_cpus"],
                              num_gpus=opts["num_gpus"], node_ip=opts["node_ip"], temp_dir=opts["temp_dir"])
     args += [f"--min-worker-port={WORKER_PORTS.start}", f"--max-worker-port={WORKER_PORTS.stop - 1}"]
+    args += [f"--metrics-export-port={opts['metrics_export_port']}",
+             f"--dashboard-agent-listen-port={opts['dashboard_agent_listen_port']}",
+             f"--dashboard-agent-grpc-port={opts['dashboard_agent_grpc_port']}",
+             f"--runtime-env-agent-port={opts['runtime_env_agent_port']}"]
     if opts.get("ray_client_port"):
         args.append(f"--ray-client-server-port={opts['ray_client_port']}")
     proc = subprocess.run([ray_ops.ray_executable(), *args], capture_output=True, text=True)
@@ -131,7 +147,7 @@ def start(opts: dict[str, Any]) -> str:
     import ray._private.node
     import ray._private.parameter
     from ray._common.usage import usage_lib
-    from ray._private import ray_constants, services
+    from ray._private import services
     from ray._private.authentication.authentication_token_setup import (
         ensure_token_if_auth_enabled, maybe_enable_token_auth_if_token_available,
     )
@@ -143,7 +159,9 @@ def start(opts: dict[str, Any]) -> str:
         max_worker_port=WORKER_PORTS.stop - 1,
         ray_client_server_port=opts["ray_client_port"], num_cpus=opts["num_cpus"], num_gpus=opts["num_gpus"],
         labels={}, huge_pages=False, dashboard_host=opts["dashboard_host"], dashboard_port=opts["dashboard_port"],
-        dashboard_agent_listen_port=ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT,
+        dashboard_agent_listen_port=opts["dashboard_agent_listen_port"],
+        metrics_export_port=opts["metrics_export_port"], metrics_agent_port=opts["dashboard_agent_grpc_port"],
+        runtime_env_agent_port=opts["runtime_env_agent_port"],
         no_monitor=True, include_log_monitor=False, temp_dir=opts["temp_dir"])
     params.gcs_server_port = opts["gcs_port"]
     params.update_if_absent(redis_shard_ports=None, num_redis_shards=None, redis_max_clients=None)
@@ -189,6 +207,24 @@ def node_class() -> type:
 
             self._dashboard_start = threading.Thread(target=start_dashboard, name="dashboard-start", daemon=True)
             self._dashboard_start.start()
+
+        def start_raylet(self, *args, **kwargs):  # Node.start_raylet, the agent's HTTP port given
+            """Ray hands the agent's HTTP port to the agent alone: the raylet, told nothing, waits for the agent
+            to publish it (15 s at most, then the node fails). The raylet has the flag; Ray does not pass it."""
+            from ray._private import ray_constants, services
+
+            start_ray_process, port = services.start_ray_process, self._ray_params.dashboard_agent_listen_port
+
+            def with_listen_port(command, process_type, *rest, **options):
+                if process_type == ray_constants.PROCESS_TYPE_RAYLET and port:
+                    command = [*command, f"--dashboard_agent_listen_port={port}"]
+                return start_ray_process(command, process_type, *rest, **options)
+
+            services.start_ray_process = with_listen_port
+            try:
+                return super().start_raylet(*args, **kwargs)
+            finally:
+                services.start_ray_process = start_ray_process
 
         def start_ray_processes(self) -> None:
             super().start_ray_processes()

@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 # Inputs whose change needs a new Ray head (everything else is a Serve redeploy in place).
-RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port", "auth_mode", "ray_env",
-                "metrics", "app_dir")
+RESTART_KEYS = ("host", "gcs_port", "dashboard_port", "num_cpus", "num_gpus", "ray_client_port", *head.AGENT_PORTS,
+                "auth_mode", "ray_env", "metrics", "app_dir")
 DRIFTED = "drifted"  # config_hash after a read that found other applications than the applied ones
 # in every application's runtime_env once the apps' code changed under a running head: Serve then starts
 # replicas that import it anew. Not on a fresh head: a runtime_env costs every worker a round trip through
@@ -180,6 +180,7 @@ def spawn_head(props: dict, extra_env: dict[str, str]) -> None:
                dashboard_port=int(props["dashboard_port"]), dashboard_host=props["host"],
                num_cpus=int(props["num_cpus"]), num_gpus=int(props.get("num_gpus", 0)),
                ray_client_port=props.get("ray_client_port"), temp_dir=ray_temp_dir(props),
+               **{key: int(props[key]) for key in head.AGENT_PORTS},
                auth_mode=props.get("auth_mode", "token"), extra_env=extra_env)
 
 
@@ -398,6 +399,7 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
         "num_cpus": settings.num_cpus,
         "num_gpus": settings.num_gpus,
         "ray_client_port": settings.ray_client_port,
+        **{key: getattr(settings, key) for key in head.AGENT_PORTS},
         "deploy_timeout_s": settings.deploy_timeout_s,
         "auth_mode": settings.auth_mode,
         "metrics": {"enabled": metrics.enabled, "port": metrics.prometheus_port,

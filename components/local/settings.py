@@ -8,8 +8,9 @@ from pydantic import Field, field_validator, model_validator
 
 from rayserve_pulumi.config.types import Strict
 from rayserve_pulumi.constants import (
-    DASHBOARD_METRICS_PORT, DASHBOARD_PORT, FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT,
-    HAPROXY_STATS_PORT,
+    DASHBOARD_AGENT_GRPC_PORT, DASHBOARD_AGENT_LISTEN_PORT, DASHBOARD_METRICS_PORT, DASHBOARD_PORT,
+    FALLBACK_PROXY_GRPC_PORT, FALLBACK_PROXY_PORT, GCS_PORT, HAPROXY_METRICS_PORT, HAPROXY_STATS_PORT, METRICS_PORT,
+    RUNTIME_ENV_AGENT_PORT,
 )
 
 __all__ = ["LocalSettings"]
@@ -34,6 +35,17 @@ class LocalSettings(Strict):
                                      "(with one port, one stack's HAProxy could fall back to the other's apps)")
     fallback_proxy_grpc_port: int = Field(FALLBACK_PROXY_GRPC_PORT, ge=1024, le=65535, description="its gRPC port "
                                           "(bound only when the Serve config turns gRPC on)")
+    metrics_export_port: int = Field(METRICS_PORT, ge=1024, le=65535, description="where the head's metrics agent "
+                                     "serves Ray's and Serve's metrics to Prometheus")
+    dashboard_agent_listen_port: int = Field(DASHBOARD_AGENT_LISTEN_PORT, ge=1024, le=65535, description="the "
+                                             "dashboard agent's HTTP port (Ray's default); two local stacks need "
+                                             "different ports, or one's dashboard reaches the other's agent")
+    dashboard_agent_grpc_port: int = Field(DASHBOARD_AGENT_GRPC_PORT, ge=1024, le=65535, description="the dashboard "
+                                           "agent's gRPC port. Given, like every agent port: with a port Ray picks, "
+                                           "the raylet gives the agent 15 s to publish it, which an agent starting "
+                                           "on a loaded machine misses, and the head fails")
+    runtime_env_agent_port: int = Field(RUNTIME_ENV_AGENT_PORT, ge=1024, le=65535, description="the runtime-env "
+                                        "agent's port")
     ray_client_port: Optional[int] = Field(None, ge=1024, le=65535, description="the Ray Client server's port "
                                            "(ray://); unset: no Ray Client server (nothing of the stack uses it)")
     haproxy_threads: int = Field(1, ge=1, le=64, description="threads of Ray's HAProxy ingress (Ray's default 4): on one "
@@ -48,7 +60,9 @@ class LocalSettings(Strict):
 
     # the ports this machine's Ray head always listens on by the stack's choice (ray_client_port: when set)
     PORT_KEYS: ClassVar[tuple[str, ...]] = ("gcs_port", "dashboard_port", "dashboard_metrics_port", "haproxy_stats_port",
-                                            "haproxy_metrics_port", "fallback_proxy_port", "fallback_proxy_grpc_port")
+                                            "haproxy_metrics_port", "fallback_proxy_port", "fallback_proxy_grpc_port",
+                                            "metrics_export_port", "dashboard_agent_listen_port",
+                                            "dashboard_agent_grpc_port", "runtime_env_agent_port")
 
     def listening_ports(self) -> dict[str, int]:
         """Every port the head listens on by the stack's choice, by key."""

@@ -7,7 +7,6 @@ from typing import Optional
 
 from pydantic import Field
 
-from rayserve_pulumi.constants import METRICS_PORT
 from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.platform_spec import Node, PlatformSpec, StatusReport
 
@@ -16,7 +15,9 @@ __all__ = ["PORT_NAMES", "LocalSpec", "SPEC"]
 PORT_NAMES = {"gcs_port": "GCS", "dashboard_port": "dashboard", "dashboard_metrics_port": "dashboard metrics",
               "haproxy_stats_port": "HAProxy stats",
               "haproxy_metrics_port": "HAProxy metrics", "fallback_proxy_port": "Serve fallback proxy",
-              "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "ray_client_port": "Ray client"}
+              "fallback_proxy_grpc_port": "Serve fallback proxy gRPC", "metrics_export_port": "metrics",
+              "dashboard_agent_listen_port": "dashboard agent", "dashboard_agent_grpc_port": "dashboard agent gRPC",
+              "runtime_env_agent_port": "runtime-env agent", "ray_client_port": "Ray client"}
 
 
 class LocalSpec(PlatformSpec):
@@ -27,7 +28,7 @@ class LocalSpec(PlatformSpec):
     gated_rollouts = True
 
     def reserved_ports(self, cfg) -> dict[int, str]:
-        return {METRICS_PORT: "metrics", **{port: PORT_NAMES[key] for key, port in cfg.local.listening_ports().items()}}
+        return {port: PORT_NAMES[key] for key, port in cfg.local.listening_ports().items()}
 
     def nodes(self, cfg) -> list[Node]:
         return [("rayserve:local", float(cfg.local.num_cpus), float(cfg.local.num_gpus))]

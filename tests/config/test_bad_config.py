@@ -237,6 +237,10 @@ STACK_CASES = [
     ("local", "local.ray_client_port", 30000, "rayserve:local.ray_client_port: 30000 lies in Serve's direct-ingress"),
     ("local", "local.fallback_proxy_port", 8404, "rayserve:local: haproxy_stats_port and fallback_proxy_port are both 8404"),
     ("local", "local.fallback_proxy_grpc_port", 15000, "rayserve:local.fallback_proxy_grpc_port: 15000 lies in Ray's worker port range"),
+    ("local", "local.dashboard_agent_grpc_port", 8265, "rayserve:local: dashboard_port and dashboard_agent_grpc_port are both 8265"),
+    ("local", "local.runtime_env_agent_port", 15000, "rayserve:local.runtime_env_agent_port: 15000 lies in Ray's worker port range"),
+    ("local", "local.dashboard_agent_listen_port", 80, "rayserve:local.dashboard_agent_listen_port: Input should be greater than or equal to 1024"),
+    ("local", "serve.http_port", 8266, "serve config http_options.port: 8266 collides with the Ray dashboard agent gRPC port"),
     # direct ingress (the HAProxy ingress, throughput-optimized Serve: the defaults) binds replica ports from ranges
     ("local", "local.haproxy_metrics_port", 30100, "rayserve:local.haproxy_metrics_port: 30100 lies in Serve's "
      "direct-ingress replica HTTP ports 30000-31000"),

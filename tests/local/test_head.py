@@ -3,6 +3,7 @@ checks, a port already taken failing at once by name, and the Ray Client server 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -16,7 +17,8 @@ from tests.helpers import free_port
 
 def _opts(**overrides) -> dict:
     return {"node_ip": "127.0.0.1", "gcs_port": free_port(), "dashboard_host": "127.0.0.1",
-            "dashboard_port": free_port(), "num_cpus": 1, "num_gpus": 0, "ray_client_port": None, **overrides}
+            "dashboard_port": free_port(), "num_cpus": 1, "num_gpus": 0, "ray_client_port": None,
+            **{key: free_port() for key in head.AGENT_PORTS}, **overrides}
 
 
 @pytest.mark.parametrize("argv", [[], ["not json"], ["[1]"], [json.dumps({"node_ip": "127.0.0.1"})],
@@ -26,7 +28,7 @@ def test_the_launcher_refuses_anything_but_its_options(argv, capsys):
     assert capsys.readouterr().err.startswith("usage: python -m rayserve_pulumi.local.head")
 
 
-@pytest.mark.parametrize("key", ["gcs_port", "dashboard_port", "ray_client_port"])
+@pytest.mark.parametrize("key", ["gcs_port", "dashboard_port", "ray_client_port", *head.AGENT_PORTS])
 def test_a_port_already_listened_on_fails_at_once_by_name(key, tmp_path):
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
@@ -64,6 +66,56 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
         with socket.create_connection(("127.0.0.1", client), timeout=10):
             pass  # it listens
         assert head.launcher_file(pid_file).read_text() == head.NODE_API  # the pinned Ray: the fast path ran
+    finally:
+        ray_ops.stop(pid_file)
+
+
+# Played by each agent's interpreter before it imports Ray: an agent as slow to start as one seen on a loaded
+# two-core machine (16-22 s), past the 15 s a raylet waits for an agent to publish a port Ray picked.
+_SLOW_AGENT = """import os, sys, time
+if sys.argv[0].endswith(("dashboard/agent.py", "runtime_env/agent/main.py")):
+    time.sleep(float(os.environ["SLOW_AGENT_S"]))
+"""
+
+
+def _listening(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+@pytest.mark.ray
+def test_a_head_whose_agents_start_slowly_still_starts(tmp_path):
+    """With Ray's random agent ports this head fails ("The current node timed out during startup"): its raylet
+    stops waiting for the agents' port files after 15 s. With the stack's ports it does not wait for them."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(_SLOW_AGENT)
+    opts, pid_file = _opts(), tmp_path / "head.pid"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])), "SLOW_AGENT_S": "20"}
+    try:
+        head.spawn(pid_file, extra_env=env, auth_mode="token", **opts)
+        dashboard = f"http://127.0.0.1:{opts['dashboard_port']}"
+        ray_ops.wait_dashboard(dashboard)
+        raylet = [c for pid in procs.members(procs.read(pid_file)["sid"])
+                  if b"raylet" in (c := open(f"/proc/{pid}/cmdline", "rb").read()).split(b"\0")[0]]
+        assert len(raylet) == 1
+        args = raylet[0].decode().split("\0")
+        node_ip = next(a.split("=", 1)[1] for a in args if a.startswith("--node_ip_address="))
+        for flag, key in [("--metrics-agent-port", "dashboard_agent_grpc_port"),
+                          ("--dashboard_agent_listen_port", "dashboard_agent_listen_port"),
+                          ("--metrics_export_port", "metrics_export_port"),
+                          ("--runtime_env_agent_port", "runtime_env_agent_port")]:
+            assert f"{flag}={opts[key]}" in args, (flag, args)
+        for key in head.AGENT_PORTS:  # the agents came up after all, on the stack's ports (the node's address)
+            assert _listening(node_ip, opts[key], timeout=90), key
+        nodes = ray_ops.api_get(dashboard, "/nodes?view=summary")["data"]["summary"]
+        assert [n["raylet"]["state"] for n in nodes] == ["ALIVE"]
     finally:
         ray_ops.stop(pid_file)
 

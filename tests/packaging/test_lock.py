@@ -11,6 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from rayserve_pulumi.pysource import parse
 from tests.helpers import ROOT
 
 LOCK = ROOT / "components" / "constraints.txt"
@@ -56,7 +57,7 @@ MODULES = sorted(p.relative_to(ROOT / "components").with_suffix("") for p in (RO
 def test_every_module_says_what_it_exports(module):
     path = ROOT / "components" / (module.removeprefix("rayserve_pulumi").lstrip(".").replace(".", "/") or "__init__")
     path = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
-    tree = ast.parse(path.read_text())
+    tree = parse(path.read_text())
     assert any("__all__" in ast.dump(node) for node in tree.body if isinstance(node, ast.Assign)), module
     mod = importlib.import_module(module)
     missing = [name for name in mod.__all__ if not hasattr(mod, name)]

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 import rayserve_pulumi
+from rayserve_pulumi.pysource import parse
 
 __all__ = [
     "PACKAGE_ROOT", "AGENT_FILES", "AGENT_MODULE", "INSTALL_DIR", "EC2_USER_DATA_LIMIT", "without_docstrings",
@@ -37,7 +38,7 @@ EC2_USER_DATA_LIMIT = 16384
 
 def without_docstrings(source: str) -> str:
     """The module's code with docstrings and comments dropped (what runs is unchanged)."""
-    tree = ast.parse(source)
+    tree = parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
