@@ -24,8 +24,8 @@ from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT
 from rayserve_pulumi.node_agent import procs
 
 __all__ = [
-    "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ray_executable",
-    "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret", "ensure_secret",
+    "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ServeApiError",
+    "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret", "ensure_secret",
     "ensure_auth_token", "config_hash", "auth_env", "head_args", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
@@ -44,6 +44,10 @@ DEAD_CONTROLLER = re.compile(r"ActorDiedError|ActorUnavailableError|The actor is
 
 class ServeDeployError(RuntimeError):
     """The Serve controller rejected the config or an application failed to start."""
+
+
+class ServeApiError(RuntimeError):
+    """The dashboard's Serve API refused a read."""
 
 
 def ray_executable() -> str:
@@ -275,9 +279,22 @@ def api_get(dashboard_url: str, path: str):
     return _request("GET", dashboard_url.rstrip("/") + path)
 
 
-def status(dashboard_url: str) -> dict:
-    """The Serve details document (applications, their status and deployments)."""
-    return api_get(dashboard_url, SERVE_API) or {}
+def status(dashboard_url: str, settle_timeout: float = 30) -> dict:
+    """The Serve details document (applications, their status and deployments). Right after Serve's shutdown
+    the dashboard can still hold the controller it killed and answer a read with a 500 naming the dead actor
+    (a CI run's drift repair failed on it); it lets go of it on a later request, so that answer is asked
+    again for up to `settle_timeout`. Any other refusal raises with its cause, in one line."""
+    deadline = time.monotonic() + settle_timeout
+    while True:
+        try:
+            return api_get(dashboard_url, SERVE_API) or {}
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")
+            if DEAD_CONTROLLER.search(body) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            raise ServeApiError(f"the dashboard's Serve API answered {exc.code}: "
+                                f"{failure_cause(body) or exc.reason}") from None
 
 
 def applications(dashboard_url: str) -> dict:

@@ -32,7 +32,11 @@ class _Dashboard(BaseHTTPRequestHandler):
     as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "dead": a 500
     naming the killed controller; "take")."""
 
-    def do_GET(self):
+    def do_GET(self):  # `server.gets`: answers to the next GETs ("dead", "refuse"), then the applications
+        what = self.server.gets.pop(0) if self.server.gets else None
+        if what in ("refuse", "dead"):
+            self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
+            return
         apps = {"fruit": {"status": "DEPLOYING"}} if self.server.taken else {}
         self._answer(200, json.dumps({"applications": apps}).encode())
 
@@ -60,7 +64,7 @@ class _Dashboard(BaseHTTPRequestHandler):
 def dashboard(monkeypatch):
     monkeypatch.setattr(ray_ops, "auth_token", lambda: None)
     server = HTTPServer(("127.0.0.1", 0), _Dashboard)
-    server.puts, server.sent, server.taken = [], 0, False
+    server.puts, server.gets, server.sent, server.taken = [], [], 0, False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -119,3 +123,29 @@ def test_a_dead_controller_that_stays_dead_fails_with_its_cause(dashboard):
     with pytest.raises(ray_ops.ServeDeployError, match="ActorDiedError: The actor died unexpectedly"):
         ray_ops.deploy(dashboard.url, {"applications": [{"name": "fruit"}]}, settle_timeout=1.5, taken_within=1)
 
+
+
+def test_a_read_that_meets_the_killed_controller_is_asked_again(dashboard):
+    dashboard.gets, dashboard.taken = ["dead", "dead"], True
+    assert ray_ops.applications(dashboard.url) == {"fruit": {"status": "DEPLOYING"}}
+    assert dashboard.gets == []
+
+
+def test_a_deploy_whose_reads_meet_the_killed_controller_goes_on(dashboard):
+    dashboard.puts, dashboard.gets = ["take"], ["dead"]  # the DELETING check, right after Serve's shutdown
+    ray_ops.deploy(dashboard.url, CONFIG, settle_timeout=30, taken_within=2)
+    assert dashboard.sent == 1 and dashboard.gets == []
+
+
+def test_a_refused_read_is_one_line_with_the_cause(dashboard):
+    dashboard.gets = ["refuse"]
+    with pytest.raises(ray_ops.ServeApiError) as raised:
+        ray_ops.status(dashboard.url)
+    assert str(raised.value).startswith("the dashboard's Serve API answered 500: RuntimeError: HAProxy crashed")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_controller_that_stays_dead_fails_the_read_with_its_cause(dashboard):
+    dashboard.gets = ["dead"] * 100
+    with pytest.raises(ray_ops.ServeApiError, match="500: ray.exceptions.ActorDiedError: The actor died unexpectedly"):
+        ray_ops.status(dashboard.url, settle_timeout=1)
