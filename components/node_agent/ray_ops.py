@@ -25,8 +25,8 @@ from rayserve_pulumi.node_agent import procs
 
 __all__ = [
     "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ServeApiError",
-    "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret", "ensure_secret",
-    "ensure_auth_token", "config_hash", "auth_env", "head_args", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
+    "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret",
+    "ensure_secret", "ensure_auth_token", "config_hash", "auth_env", "head_args", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
     "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
@@ -37,8 +37,9 @@ SERVE_API = "/api/serve/applications/"
 # exists); the dashboard then wants `Authorization: Bearer <token>`.
 DEFAULT_TOKEN_PATH = os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
 TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
-# A dashboard answering with these reached a Serve controller that is gone (shut down, or killed): it starts
-# one anew on a later request, so the config is sent again (a CI run once failed a drift repair on it).
+# A dashboard answering with these reached a Serve controller that is gone (shut down, or killed): it lets go
+# of it on a later request (and a deploy starts one anew), so the request is made again (CI runs failed a
+# drift repair on it, once in the deploy, once in a read).
 DEAD_CONTROLLER = re.compile(r"ActorDiedError|ActorUnavailableError|The actor is dead")
 
 
