@@ -43,6 +43,16 @@ TERMINAL_FAILURES = {"DEPLOY_FAILED", "UNHEALTHY"}
 DEAD_CONTROLLER = re.compile(r"ActorDiedError|ActorUnavailableError|The actor is dead")
 
 
+def _refusal(exc: urllib.error.HTTPError, deadline: float, pause_s: float) -> str | None:
+    """The body of a refused Serve API request; None, after `pause_s`, when it names a controller that is gone
+    (DEAD_CONTROLLER) and `deadline` is ahead: then the request is to be made again."""
+    body = exc.read().decode(errors="replace")
+    if DEAD_CONTROLLER.search(body) and time.monotonic() < deadline:
+        time.sleep(pause_s)
+        return None
+    return body
+
+
 class ServeDeployError(RuntimeError):
     """The Serve controller rejected the config or an application failed to start."""
 
@@ -259,10 +269,8 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_
         try:
             _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
         except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")
-            if DEAD_CONTROLLER.search(body) and time.monotonic() < deadline:
-                time.sleep(0.5)  # the next request finds Serve started anew
-                continue
+            if (body := _refusal(exc, deadline, pause_s=0.5)) is None:
+                continue  # the next request finds Serve started anew
             # the dashboard answers a traceback: its exception line is the cause, in one line
             raise ServeDeployError(f"Serve rejected the config: {exc.code} {failure_cause(body)}") from exc
         taken_by = min(deadline, time.monotonic() + taken_within)
@@ -290,9 +298,7 @@ def status(dashboard_url: str, settle_timeout: float = 30) -> dict:
         try:
             return api_get(dashboard_url, SERVE_API) or {}
         except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")
-            if DEAD_CONTROLLER.search(body) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            if (body := _refusal(exc, deadline, pause_s=0.2)) is None:
                 continue
             raise ServeApiError(f"the dashboard's Serve API answered {exc.code}: "
                                 f"{failure_cause(body) or exc.reason}") from None
