@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import ast
 import gc
+import threading
 
 __all__ = ["parse"]
+
+# Parses in two threads take turns: otherwise one could pause the collector after the other resumed it, and
+# leave it paused for good (it saw it paused, so it does not resume it).
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def parse(source: str) -> ast.Module:
     """`ast.parse(source)` with the cyclic garbage collector paused."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return ast.parse(source)
-    finally:
-        if paused:
-            gc.enable()
+    with _ONE_AT_A_TIME:
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return ast.parse(source)
+        finally:
+            if paused:
+                gc.enable()
