@@ -98,17 +98,12 @@ def pinned(config: dict, version: str, code_dir: str) -> dict:
 
 
 def deployed_config(props: dict) -> dict:
-    """The Serve config exactly as `_deploy` sends it for these inputs: a team's apps (app_dir) pinned to the
-    copy of their code's version; the bundled apps as they are, or with the code marker once their code changed
-    under a running head."""
+    """The Serve config exactly as `_deploy` sends it for these inputs: the apps (a team's app_dir, or the
+    bundled apps) pinned to the copy of their code's version."""
     from rayserve_pulumi.local.rollout import code_copy
 
-    config = json.loads(props["serve_config_json"])
-    if props.get("app_dir"):
-        version = props["code_version"]
-        return pinned(config, version, str(code_copy(props["run_dir"], version)))
-    marker = props.get("code_marker")
-    return with_code_version(config, marker) if marker else config
+    version = props["code_version"]
+    return pinned(json.loads(props["serve_config_json"]), version, str(code_copy(props["run_dir"], version)))
 
 
 def report(message: str) -> None:
@@ -226,10 +221,10 @@ class LocalServe:
         names = [a["name"] for a in config["applications"]]
         start = time.monotonic()
         report(f"serve: deploying {len(names)} application(s): {', '.join(names)}")
-        if props.get("app_dir"):  # the copy the config pins (local.rollout: what a rollback imports)
-            from rayserve_pulumi.local.rollout import snapshot
+        from rayserve_pulumi.local.rollout import snapshot
 
-            snapshot(props["run_dir"], props["app_dir"], props["code_version"])
+        # the copy the config pins (local.rollout: what a rollback imports)
+        snapshot(props["run_dir"], props.get("app_dir"), props["code_version"])
         ray_ops.deploy(dash, deployed_config(props))
         ray_ops.wait_running(dash, names, timeout=float(props.get("deploy_timeout_s", 300)),
                              on_progress=lambda line: report(f"serve: {line}"))
@@ -287,15 +282,15 @@ class LocalServe:
 
     def update(self, news: dict[str, Any], olds: Optional[dict[str, Any]] = None) -> dict:
         """Redeploy in place (the same head and, for a user_config change, the same replica processes). New code
-        of a team's apps goes out gated (`_stepped`) unless `rollout.enabled` is false. When the new config
+        of the apps (a team's, or the bundled apps after a package upgrade) goes out gated (`_stepped`) unless
+        `rollout.enabled` is false. When the new config
         fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within deploy_timeout_s) and `olds` was applied, `olds`
         is deployed again at once and RolledBack says so with the failure's cause."""
-        old_marker = (olds or {}).get("code_marker")
         changed = olds is not None and olds.get("code_version") != news.get("code_version")
         if changed and self._steppable(news, olds):
             return self._stepped(news, olds)
         try:
-            return self._deploy({**news, "code_marker": news.get("code_version") if changed else old_marker})
+            return self._deploy(news)
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
             if not olds or not olds.get("serve_config_json"):
                 raise
@@ -312,7 +307,7 @@ class LocalServe:
         from rayserve_pulumi.local.rollout import code_copy
         from rayserve_pulumi.rollout.stepped import Stepped
 
-        if not RolloutSettings.from_inputs(news.get("rollout")).enabled or not news.get("app_dir"):
+        if not RolloutSettings.from_inputs(news.get("rollout")).enabled:
             return False
         if olds.get("app_dir") != news.get("app_dir") or olds.get("config_hash") == DRIFTED:
             return False
@@ -330,7 +325,7 @@ class LocalServe:
         from rayserve_pulumi.rollout.stepped import RolloutFailed, Stepped
 
         settings = RolloutSettings.from_inputs(news.get("rollout"))
-        snapshot(news["run_dir"], news["app_dir"], news["code_version"])
+        snapshot(news["run_dir"], news.get("app_dir"), news["code_version"])
         config = json.loads(news["serve_config_json"])
         rollout = Stepped(dashboard_url(news), serve_base_url(news, config), deployed_config(olds),
                           deployed_config(news), settings.thresholds(), settings.steps, report)

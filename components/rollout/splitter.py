@@ -2,7 +2,8 @@
 
 It is deployed at `/`, under every application's own route (Serve routes a request to the longest route
 prefix that matches), so moving an application to a route of its own (`/_rollout/previous<route>`) hands its
-traffic to the splitter with no moment where nothing serves the route, and moving it back takes it again. For
+traffic to the splitter with no moment where nothing serves the route, and moving it back takes it again (an
+application at `/` itself hands `/` over in one deploy: rollout.stepped). For
 each request under a rolled-out route, the splitter picks the new version (`/_rollout/next<route>`) with
 probability `next_percent` (its `user_config`, changed in place step by step), else the previous one, and
 forwards it through Serve's own HTTP ingress on this host. It counts, per route and version, requests,
@@ -20,7 +21,8 @@ import time
 from typing import Optional
 from urllib.parse import urlsplit
 
-__all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PATH", "hidden_route", "app"]
+__all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PARKED", "SPLITTER_PATH",
+           "hidden_route", "app"]
 
 STATS_HEADER = "x-rayserve-rollout"  # value "stats": the counters as JSON instead of a forwarded request
 NO_ROUTE = "no-route"  # this header value on the splitter's own 404: a target route not routable yet
@@ -34,11 +36,16 @@ _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length
 
 
 def hidden_route(which: str, route: str) -> str:
-    """Where version `which` ("previous" or "next") of the application at `route` serves during a rollout."""
-    return f"{ROUTE_ROOT}/{which}{'' if route == '/' else route}"
+    """Where version `which` ("previous" or "next") of the application at `route` serves during a rollout. The
+    application at `/` gets a route that is no other's prefix: a request for another's hidden route that Serve
+    no longer routes must never reach it."""
+    return f"{ROUTE_ROOT}/{which}{'-root' if route == '/' else route}"
 
 
 SPLITTER_ROUTE = "/"  # under every route: see the module's docstring
+# where the splitter waits while a rolled-out application holds `/`: under it fall the hidden routes Serve no
+# longer routes, which it answers with NO_ROUTE (never the application at `/`)
+SPLITTER_PARKED = ROUTE_ROOT
 
 
 def _empty() -> dict:
@@ -62,9 +69,15 @@ def _build():
             self.stats = {r: {"previous": _empty(), "next": _empty()} for r in self.routes}
             self.next_percent = 0.0
             self.in_flight, self.received = 0, 0
+            self.in_flight_by_route = {r: 0 for r in self.routes}
             self._session = None
 
         def _route(self, path: str) -> Optional[str]:
+            """The rolled-out route `path` falls under. None under ROUTE_ROOT: that is a request this splitter
+            sent to a version's hidden route before Serve's proxy routed it (never one for an application at
+            `/`, whose version would get a path it does not serve)."""
+            if path == ROUTE_ROOT or path.startswith(ROUTE_ROOT + "/"):
+                return None
             return next((r for r in self.routes if r == "/" or path == r or path.startswith(r + "/")), None)
 
         def reconfigure(self, config: dict) -> None:
@@ -84,16 +97,21 @@ def _build():
         async def __call__(self, request: Request):
             path = request.url.path
             if path == SPLITTER_PATH and request.headers.get(STATS_HEADER) == "stats":
-                return JSONResponse({"in_flight": self.in_flight, "received": self.received})
+                return JSONResponse({"in_flight": self.in_flight, "received": self.received,
+                                     "in_flight_by_route": self.in_flight_by_route})
+            route = self._route(path)
             self.received += 1
             self.in_flight += 1
+            if route is not None:
+                self.in_flight_by_route[route] += 1
             try:
-                return await self._forward(request, path)
+                return await self._forward(request, path, route)
             finally:
                 self.in_flight -= 1
+                if route is not None:
+                    self.in_flight_by_route[route] -= 1
 
-        async def _forward(self, request: Request, path: str):
-            route = self._route(path)
+        async def _forward(self, request: Request, path: str, route: Optional[str]):
             if route is None or request.headers.get(STATS_HEADER) == FORWARDED:  # nothing to forward it to
                 return Response("Not Found", status_code=404, headers={STATS_HEADER: NO_ROUTE})
             if request.headers.get(STATS_HEADER) == "stats":

@@ -16,6 +16,15 @@ local platform's `up`, and by the VM node agent's `sync` through `python -m rays
 3. Promote: at 100 %, each application gets the new code under its own name at its hidden route (Serve rolls
    its replicas while the splitter sends everything to the new version), takes its route back, and once the
    splitter holds no request, it and the side versions go.
+
+An application at `/` is stepped too: while it holds `/`, the splitter waits at a route of its own
+(SPLITTER_PARKED). Its hand-over comes first: one deploy moves it to its hidden route and gives `/` to the
+splitter, and only once Serve's proxy routes `/` to the splitter do the other applications move (a route
+left while `/` is still that application's would reach it: Serve applies one deploy's route changes
+application by application). The hand-back runs in the opposite order, and `/` goes back only once the
+splitter holds no request of another route (one it forwarded to a hidden route Serve no longer routes would
+fall under `/`). Every deploy that moves a route waits until the proxy on this host routes as it says
+(`/-/routes`).
 """
 from __future__ import annotations
 
@@ -24,12 +33,13 @@ import os
 import sys
 import time
 import urllib.request
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 from rayserve_pulumi.constants import ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.rollout import gate
-from rayserve_pulumi.rollout.splitter import SPLITTER_PATH, SPLITTER_ROUTE, STATS_HEADER, hidden_route
+from rayserve_pulumi.rollout.splitter import (ROUTE_ROOT, SPLITTER_PARKED, SPLITTER_PATH, SPLITTER_ROUTE,
+                                              STATS_HEADER, hidden_route)
 
 __all__ = ["SIDE", "SPLIT", "Stepped", "RolloutFailed", "code_changed", "main"]
 
@@ -57,28 +67,35 @@ class Stepped:
         self.names = [a["name"] for a in target["applications"]
                       if a["name"] in old and (names is None or a["name"] in names)]
         self.routes = {n: old[n].get("route_prefix") or f"/{n}" for n in self.names}
+        self._root = next((n for n in self.names if self.routes[n] == SPLITTER_ROUTE), None)  # stepped, at `/`
         self._origin: dict[str, dict] = {}  # each application's splitter counts when the first step began
         self._percent: float = 0  # the step traffic is at
 
     @staticmethod
-    def possible(live: dict) -> Optional[str]:
-        """Why a stepped rollout cannot run on this config, or None."""
-        if any(a.get("route_prefix") == SPLITTER_ROUTE for a in live["applications"]):
-            return f"an application serves {SPLITTER_ROUTE}, where the splitter goes during a rollout"
+    def possible(live: dict, names: Optional[list[str]] = None) -> Optional[str]:
+        """Why a stepped rollout of `names` (default every application) cannot run on this config, or None."""
+        for app in live["applications"]:
+            route = app.get("route_prefix") or ""
+            if route == ROUTE_ROOT or route.startswith(ROUTE_ROOT + "/"):
+                return f"application {app['name']} serves {route}, under the rollout's own {ROUTE_ROOT}"
+            if route == SPLITTER_ROUTE and names is not None and app["name"] not in names:
+                return (f"application {app['name']} serves {SPLITTER_ROUTE} and its code is unchanged: the splitter "
+                        "needs that route during a rollout")
         return None
 
     # the configs of each phase -------------------------------------------------------------------------
     def _new(self, name: str) -> dict:
         return next(a for a in self.target["applications"] if a["name"] == name)
 
-    def _splitter(self, percent: float) -> dict:
-        return {"name": SPLIT, "route_prefix": SPLITTER_ROUTE, "import_path": _SPLITTER,
+    def _splitter(self, percent: float, parked: bool) -> dict:
+        """The splitter at `/`, or at SPLITTER_PARKED (`parked`) while a stepped application at `/` holds it."""
+        return {"name": SPLIT, "route_prefix": SPLITTER_PARKED if parked else SPLITTER_ROUTE, "import_path": _SPLITTER,
                 "args": {"base_url": self.base_url, "routes": [self.routes[n] for n in self.names]},
                 "deployments": [{"name": "Splitter", "user_config": {"next_percent": percent}}]}
 
-    def _config(self, previous: str, percent: float = 0, own_route: bool = False) -> dict:
-        """The live applications, each stepped one as `previous` ("live" or "new" code) at its own route
-        (`own_route`) or at its hidden one; each new version at its hidden route; the splitter at `/`."""
+    def _config(self, previous: str, percent: float = 0, own: Collection[str] = ()) -> dict:
+        """The live applications, each stepped one as `previous` ("live" or "new" code) at its own route (those
+        in `own`) or at its hidden one; each new version at its hidden route; the splitter (_splitter)."""
         apps = []
         for app in self.live["applications"]:
             name = app["name"]
@@ -86,15 +103,61 @@ class Stepped:
                 apps.append(app)
                 continue
             body = app if previous == "live" else self._new(name)
-            route = self.routes[name] if own_route else hidden_route("previous", self.routes[name])
+            route = self.routes[name] if name in own else hidden_route("previous", self.routes[name])
             apps += [{**body, "route_prefix": route},
                      {**self._new(name), "name": name + SIDE, "route_prefix": hidden_route("next", self.routes[name])}]
-        return {**self.live, "applications": [*apps, self._splitter(percent)]}
+        return {**self.live, "applications": [*apps, self._splitter(percent, self._root in own)]}
 
     # the steps ---------------------------------------------------------------------------------------
     def _deploy(self, config: dict, wait_for: list[str], timeout: float) -> None:
         ray_ops.deploy(self.dash, config)
         ray_ops.wait_running(self.dash, wait_for, timeout=timeout)
+
+    def _wait_routes(self, config: dict, timeout: float = 30) -> None:
+        """Until Serve's proxy on this host routes every application's route of `config` to it."""
+        wanted = {a["route_prefix"]: a["name"] for a in config["applications"]}
+        deadline, routed = time.monotonic() + timeout, {}
+        while True:
+            try:
+                with urllib.request.urlopen(self.base_url + "/-/routes", timeout=10) as answer:
+                    routed = json.loads(answer.read())
+            except (OSError, ValueError):
+                pass
+            if isinstance(routed, dict) and all(routed.get(r) == n for r, n in wanted.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Serve's proxy did not route {wanted} within {timeout:.0f} s (it routes {routed})")
+            time.sleep(0.1)
+
+    def _move(self, previous: str, percent: float, own: Collection[str]) -> None:
+        """Deploy with the applications in `own` at their own routes (the others at their hidden ones), then
+        wait until the proxy routes so."""
+        config = self._config(previous, percent, own)
+        ray_ops.deploy(self.dash, config)
+        self._wait_routes(config)
+
+    def _hand_over(self, percent: float) -> None:
+        """Every stepped application's route to the splitter: the one at `/` first (see the module's docstring)."""
+        if self._root is not None:
+            self._move("live", percent, set(self.names) - {self._root})
+        self._move("live", percent, ())
+
+    def _hand_back(self, previous: str, percent: float) -> None:
+        """Every stepped application back at its own route (as `previous`): the one at `/` last."""
+        if self._root is not None:
+            others = set(self.names) - {self._root}
+            self._move(previous, percent, others)
+            self._drained([self.routes[n] for n in others])
+        self._move(previous, percent, self.names)
+
+    def _drained(self, routes: list[str], timeout: float = 60) -> None:
+        """Wait until the splitter holds no request under `routes` (no new one comes: they are routed again)."""
+        deadline = time.monotonic() + timeout
+        while any(self._counts(SPLITTER_PATH)["in_flight_by_route"].get(r) for r in routes):
+            if time.monotonic() > deadline:
+                self.report(f"rollout: the splitter still held requests of {routes} after {timeout:.0f} s")
+                return
+            time.sleep(0.05)
 
     def _counts(self, path: str) -> dict:
         """What the splitter answers under `path` to a request for its counts."""
@@ -110,8 +173,8 @@ class Stepped:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                stats = self._stats(name)
-                if stats.get("next_percent") == percent:
+                stats = self._stats(name)  # until the route is the splitter's, the application answers
+                if isinstance(stats, dict) and stats.get("next_percent") == percent:
                     return stats
             except (OSError, ValueError):
                 pass
@@ -198,11 +261,12 @@ class Stepped:
 
     def _beside(self) -> None:
         """The new versions and the splitter beside the running applications, which keep their routes (the
-        splitter at / is under them); a new version that never becomes healthy goes again, nothing else moved."""
+        splitter at `/` is under them, or parked while one of them holds `/`); a new version that never becomes
+        healthy goes again, nothing else moved."""
         budget, names = self.thresholds.step_budget_s, self.names
         self.report(f"rollout: new version of {', '.join(names)} beside the running one")
         try:
-            self._deploy(self._config("live", 0, own_route=True), [n + SIDE for n in names] + [SPLIT], budget)
+            self._deploy(self._config("live", 0, names), [n + SIDE for n in names] + [SPLIT], budget)
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
             ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
             self._gone()
@@ -214,8 +278,10 @@ class Stepped:
         """Move traffic through the steps; the first breaching decision, or None at 100 %."""
         for step, percent in enumerate(self.steps):
             self._percent = percent
-            # the first step also hands the applications' routes to the splitter (they move to hidden ones)
-            ray_ops.deploy(self.dash, self._config("live", percent))
+            if step == 0:  # the applications' routes go to the splitter (they move to hidden ones)
+                self._hand_over(percent)
+            else:
+                ray_ops.deploy(self.dash, self._config("live", percent))
             self.report(f"rollout: {percent} % of traffic on the new version ({time.monotonic() - started:.1f} s)")
             # all traffic moves only once latency was judged against the previous version's
             breach = self._watch(percent, require_latency=step == len(self.steps) - 2)
@@ -230,7 +296,7 @@ class Stepped:
         self.report(f"rollout: promoting the new version ({time.monotonic() - started:.1f} s)")
         self._deploy(self._config("new", 100), names, budget)
         self.report(f"rollout: {', '.join(names)} on the new code ({time.monotonic() - started:.1f} s)")
-        self._deploy(self._config("new", 100, own_route=True), names, budget)
+        self._hand_back("new", 100)
         self._idle()
         self._deploy(self.target, [a["name"] for a in self.target["applications"]], budget)
         self._gone()
@@ -238,7 +304,7 @@ class Stepped:
 
     def _back(self) -> None:
         ray_ops.deploy(self.dash, self._config("live", 0))  # at once: no request to the new version
-        self._deploy(self._config("live", 0, own_route=True), self.names, self.thresholds.step_budget_s)
+        self._hand_back("live", 0)
         self._idle()
         self._deploy(self.live, self.names, self.thresholds.step_budget_s)
         self._gone()
@@ -276,7 +342,7 @@ def main() -> int:
         names = code_changed(request["live"], request["target"])
         if not names:
             return ROLLOUT_NOTHING_TO_STEP
-        reason = Stepped.possible(request["live"])
+        reason = Stepped.possible(request["live"], names)
         if reason:
             report(f"rollout: {reason}; updating in place without a gated rollout")
             return ROLLOUT_NOTHING_TO_STEP

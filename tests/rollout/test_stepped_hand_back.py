@@ -9,6 +9,7 @@ import urllib.error
 import pytest
 
 from rayserve_pulumi.rollout import stepped
+from rayserve_pulumi.rollout.splitter import SPLITTER_PARKED
 from rayserve_pulumi.rollout.stepped import SIDE, SPLIT, RolloutFailed, Stepped
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.rollout import gate
@@ -30,13 +31,15 @@ def serve(monkeypatch):
     return deployed
 
 
-def _rollout(monkeypatch, stats) -> Stepped:
-    rollout = Stepped("http://127.0.0.1:1", "http://127.0.0.1:2", LIVE, TARGET,
+def _rollout(monkeypatch, stats, live: dict = LIVE, target: dict = TARGET) -> Stepped:
+    rollout = Stepped("http://127.0.0.1:1", "http://127.0.0.1:2", live, target,
                       gate.Thresholds(watch_s=0.5, step_budget_s=5, min_requests=1), [5, 100], lambda line: None)
     monkeypatch.setattr(rollout, "_wait_stats", lambda name, percent, timeout=30: {
         "next_percent": percent, "next": COUNTS, "previous": COUNTS})
     monkeypatch.setattr(rollout, "_stats", stats)
     monkeypatch.setattr(rollout, "_idle", lambda timeout=60: None)
+    monkeypatch.setattr(rollout, "_wait_routes", lambda config, timeout=30: None)  # no proxy to ask
+    monkeypatch.setattr(rollout, "_drained", lambda routes, timeout=60: None)
     monkeypatch.setattr(stepped.time, "sleep", lambda s: None)
     return rollout
 
@@ -84,3 +87,59 @@ def test_only_applications_whose_code_changed_are_stepped():
     config = rollout._config("live", 5)
     assert [a["name"] for a in config["applications"]] == ["echo", "echo" + SIDE, "calc", SPLIT]
     assert next(a for a in config["applications"] if a["name"] == "calc") == other  # as it runs, at its route
+
+
+ROOT_LIVE = {"applications": [{"name": "home", "route_prefix": "/", "import_path": "shop.home:app",
+                               "runtime_env": {"env_vars": {"PYTHONPATH": "/run/code/v1"}}}, *LIVE["applications"]]}
+ROOT_TARGET = {"applications": [{**a, "runtime_env": {"env_vars": {"PYTHONPATH": "/run/code/v2"}}}
+                                for a in ROOT_LIVE["applications"]]}
+
+
+def _routes(config: dict) -> dict[str, str]:
+    routes = {a["name"]: a["route_prefix"] for a in config["applications"]}
+    assert len(set(routes.values())) == len(routes), routes  # Serve refuses a config with a route twice
+    assert "/" in routes.values(), routes  # some application always serves what falls under `/`
+    return routes
+
+
+@pytest.mark.parametrize("stats", ["answering", "unreachable"])
+def test_an_application_at_the_root_route_is_stepped_with_the_splitter_parked_while_it_holds_it(serve, monkeypatch, stats):
+    """The splitter takes `/` in the deploy that moves the application off it, before any other route moves,
+    and gives it back after every other route is back: every config Serve is given has one application at
+    `/`, none has two, and no application is off its route while `/` is the application's."""
+    def answering(name):
+        return {"next_percent": 5, "next": COUNTS, "previous": COUNTS}
+
+    def unreachable(name):
+        raise urllib.error.URLError("connection refused")
+
+    rollout = _rollout(monkeypatch, answering if stats == "answering" else unreachable, ROOT_LIVE, ROOT_TARGET)
+    assert Stepped.possible(ROOT_LIVE) is None
+    if stats == "answering":
+        rollout.run()
+        assert serve[-1] == ROOT_TARGET
+    else:
+        with pytest.raises(RolloutFailed):
+            rollout.run()
+        assert serve[-1] == ROOT_LIVE
+    routes = [_routes(config) for config in serve]
+    assert routes[0] == {"home": "/", "home" + SIDE: "/_rollout/next-root", "echo": "/echo",
+                         "echo" + SIDE: "/_rollout/next/echo", SPLIT: SPLITTER_PARKED}  # beside: parked
+    assert routes[1] == {"home": "/_rollout/previous-root", "home" + SIDE: "/_rollout/next-root", "echo": "/echo",
+                         "echo" + SIDE: "/_rollout/next/echo", SPLIT: "/"}  # the first step: one deploy swaps both
+    assert routes[2] == {**routes[1], "echo": "/_rollout/previous/echo"}  # then the others move
+    back = next(i for i in range(2, len(routes)) if routes[i].get("home") == "/")  # handed back, parked again
+    assert routes[back][SPLIT] == SPLITTER_PARKED and routes[back - 1]["echo"] == "/echo"
+    assert routes[back - 1][SPLIT] == "/" and routes[back - 1]["home"] == "/_rollout/previous-root"
+    for r in routes:  # wherever `/` is the application's, every other application is at its own route
+        assert r.get("home") != "/" or r["echo"] == "/echo", r
+
+
+def test_an_unchanged_application_at_the_root_route_stops_a_rollout_of_the_others():
+    assert "application home serves / and its code is unchanged" in Stepped.possible(ROOT_LIVE, ["echo"])
+    assert Stepped.possible(ROOT_LIVE, ["home", "echo"]) is None
+
+
+def test_an_application_under_the_rollouts_own_routes_stops_a_rollout():
+    live = {"applications": [{**LIVE["applications"][0], "route_prefix": "/_rollout/echo"}]}
+    assert Stepped.possible(live) == "application echo serves /_rollout/echo, under the rollout's own /_rollout"
