@@ -283,9 +283,9 @@ class LocalServe:
     def update(self, news: dict[str, Any], olds: Optional[dict[str, Any]] = None) -> dict:
         """Redeploy in place (the same head and, for a user_config change, the same replica processes). New code
         of the apps (a team's, or the bundled apps after a package upgrade) goes out gated (`_stepped`) unless
-        `rollout.enabled` is false. When the new config
-        fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within deploy_timeout_s) and `olds` was applied, `olds`
-        is deployed again at once and RolledBack says so with the failure's cause."""
+        `rollout.enabled` is false. When the new config fails (DEPLOY_FAILED, UNHEALTHY, or not RUNNING within
+        deploy_timeout_s) and `olds` was applied, `olds` is deployed again at once and RolledBack says so with
+        the failure's cause."""
         changed = olds is not None and olds.get("code_version") != news.get("code_version")
         if changed and self._steppable(news, olds):
             return self._stepped(news, olds)

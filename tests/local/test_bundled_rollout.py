@@ -1,10 +1,10 @@
 """The bundled apps' gated rollout, for real: a package upgrade that changes their code (here the installed
-serve_apps swapped for a changed copy) goes out beside the running version as a team's apps do, gated, and
-a bad version is rolled back to the previous bundled code, kept as a copy; a good one takes every request
-with none failed. calc serves `/`, where the
-splitter goes: its traffic passes to the splitter and back without a failed request. Serve's own proxy, as in
+serve_apps swapped for a changed copy) goes out beside the running version as a team's apps do, gated; a bad
+version is rolled back to the previous bundled code, kept as a copy, and a good one takes every request with
+none failed. calc serves `/`, where the splitter goes: its traffic passes to the splitter and back without a
+failed request, and no request of /fruit ever reaches it. Serve's own proxy, as in
 tests/local/test_gated_rollout.py (under the HAProxy ingress a moved route answers 404 to requests in flight,
-README "Safe rollouts")."""
+README "Rollouts: gated, and what a change will do")."""
 from __future__ import annotations
 
 import shutil
