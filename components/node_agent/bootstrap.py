@@ -42,7 +42,8 @@ __all__ = [
     "redis_pid_file", "start_redis", "stop_redis", "prometheus_pid_file", "metrics_env", "prometheus_docker",
     "grafana_docker", "start_metrics", "stop_metrics", "docker_login", "docker_ray", "setup_auth",
     "container_token", "IMDS_ADDRESS", "CONTAINER_SLICE", "IMDS_UNIT", "docker_run", "redis_docker", "cmd_block_imds",
-    "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "node_pid_file", "start_ray",
+    "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "STARTUP_TIMED_OUT", "START_ATTEMPTS",
+    "node_pid_file", "start_ray",
     "validation_errors", "roll_out", "deploy_if_changed", "systemd_word", "systemd_units", "install_units",
     "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "rollout_json", "parser",
     "main",
@@ -339,6 +340,13 @@ def install_imds_block() -> None:
     sh(["systemctl", "enable", "--now", f"{IMDS_UNIT}.service"])
 
 
+# The raylet of `ray start` waits 15 s for each agent to publish its port, then fails the node with this; an
+# agent loading its modules on a busy machine can take longer. On a VM the container's restart policy starts
+# it again; the local mode does the same, at most START_ATTEMPTS times.
+STARTUP_TIMED_OUT = "The current node timed out during startup"
+START_ATTEMPTS = 3
+
+
 def node_pid_file(args, container: str) -> Path:
     return Path(args.state_dir) / f"{container}.pid"
 
@@ -364,8 +372,18 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
                       container_token(args, token_file) if token_file else None, share_tmp))
     else:
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
-        procs.spawn(ray_ops.ray_command(sys.executable, ray_args), node_pid_file(args, container),
-                    env=ray_ops.ray_env(env), secrets=[redis_password or ""], name=" ".join(["ray", *ray_args[:2]]))
+        pid_file = node_pid_file(args, container)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                procs.spawn(ray_ops.ray_command(sys.executable, ray_args), pid_file, env=ray_ops.ray_env(env),
+                            secrets=[redis_password or ""], name=" ".join(["ray", *ray_args[:2]]))
+                return
+            except RuntimeError as exc:
+                if STARTUP_TIMED_OUT not in str(exc) or attempt == START_ATTEMPTS:
+                    raise
+                ray_ops.stop(pid_file)  # what this start left: its session only
+                print(f"{container}: Ray's node timed out during startup (attempt {attempt} of {START_ATTEMPTS}); "
+                      "starting it again, as Docker's restart policy does on a VM", file=sys.stderr, flush=True)
 
 
 def validation_errors(args, config: dict) -> list[str]:
