@@ -70,7 +70,7 @@ DASHBOARD_AGENT_LISTEN_PORT = 52365  # the dashboard agent's HTTP port (Ray's de
 # The dashboard agent's gRPC port and the runtime-env agent's: Ray picks free ones by default, and then the
 # raylet waits a fixed 15 s for each agent to publish its port in a file before it gives up and the node fails
 # to start (Ray 2.60's NodeManager); a loaded machine's agent can need longer to import Ray. Given ports, the
-# raylet starts at once. The local head's (rayserve:local); outside the kernel's ephemeral range.
+# raylet starts at once. The local head's (rayserve:local) and a VM node's; outside the kernel's ephemeral range.
 DASHBOARD_AGENT_GRPC_PORT, RUNTIME_ENV_AGENT_PORT = 8266, 8267
 # The head's autoscaler and dashboard export metrics on these fixed ports (Ray's defaults; its environment
 # variables AUTOSCALER_METRIC_PORT and DASHBOARD_METRIC_PORT move them): two heads on one machine need others.
@@ -94,7 +94,8 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"  # the AWS load balancers' TL
 # Ports that stay inside a cluster: never opened to the world, never a Serve port.
 INTERNAL_PORTS = {GCS_PORT: "GCS", DASHBOARD_PORT: "dashboard", CLIENT_PORT: "Ray client",
                   GCS_REDIS_PORT: "GCS Redis", METRICS_PORT: "metrics", PROMETHEUS_PORT: "Prometheus",
-                  GRAFANA_PORT: "Grafana"}
+                  GRAFANA_PORT: "Grafana", DASHBOARD_AGENT_LISTEN_PORT: "dashboard agent",
+                  DASHBOARD_AGENT_GRPC_PORT: "dashboard agent gRPC", RUNTIME_ENV_AGENT_PORT: "runtime-env agent"}
 
 # Labels and the Kubernetes resource name of a GPU.
 NODE_GROUP_LABEL = "rayserve.io/node-group"  # on every EKS node; Ray pods select their group by it

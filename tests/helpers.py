@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import requests
@@ -30,6 +31,29 @@ def local_head(props: dict):
         provider.delete(result.id, result.outs)
     finally:
         stop_started(props)
+
+
+def agent_port_options() -> list[str]:
+    """The node agent's options giving a node's agents free ports of a test's own (its defaults are Ray's and the
+    package's fixed ports: another node on this machine, a parallel test's or the user's, may hold them)."""
+    return [arg for flag in ray_ops.AGENT_PORT_FLAGS.values() for arg in (flag, str(free_port()))]
+
+
+# Played by each agent's interpreter before it imports Ray: an agent as slow to start as one seen on a loaded
+# two-core machine (16-22 s), past the 15 s a raylet waits for an agent to publish a port Ray picked.
+_SLOW_AGENT = """import os, sys, time
+if sys.argv[0].endswith(("dashboard/agent.py", "runtime_env/agent/main.py")):
+    time.sleep(float(os.environ["SLOW_AGENT_S"]))
+"""
+
+
+def slow_agents_env(folder: Path, seconds: float) -> dict[str, str]:
+    """Environment for a Ray node whose dashboard and runtime-env agents each take `seconds` to start (a
+    `sitecustomize` in `folder`, on PYTHONPATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_SLOW_AGENT)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])),
+            "SLOW_AGENT_S": str(seconds)}
 
 
 def post(url: str, body, timeout: float = 30):

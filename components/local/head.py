@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +43,7 @@ OPTIONS = ("node_ip", "gcs_port", "dashboard_host", "dashboard_port", "num_cpus"
            "metrics_export_port", "dashboard_agent_listen_port", "dashboard_agent_grpc_port", "runtime_env_agent_port",
            "temp_dir")
 # the agents' ports: given, so the raylet never waits for an agent to publish a port it picked (LocalSettings)
-AGENT_PORTS = ("metrics_export_port", "dashboard_agent_listen_port", "dashboard_agent_grpc_port",
-               "runtime_env_agent_port")
+AGENT_PORTS = tuple(ray_ops.AGENT_PORT_FLAGS)
 LAUNCHER_ENV = "RAYSERVE_HEAD_LAUNCHER"  # `ray start`: Ray's CLI even where the node API is there
 NODE_API, RAY_START = "the node API", "ray start"
 # what of ray._private.node.Node the launcher calls or overrides
@@ -82,21 +80,10 @@ def node_api_missing() -> Optional[str]:
 
 def taken_ports(opts: dict) -> list[str]:
     """`key port` for each port the head binds at its start that something already listens on (GCS, the Ray
-    Client server and the agents: every interface; the dashboard: its host). Probed with SO_REUSEADDR, as Ray
-    binds: a port a stopped head left in TIME_WAIT is free."""
+    Client server and the agents: every interface; the dashboard: its host)."""
     wanted = {"gcs_port": "0.0.0.0", "dashboard_port": opts["dashboard_host"], "ray_client_port": "0.0.0.0",
               **dict.fromkeys(AGENT_PORTS, "0.0.0.0")}
-    taken = []
-    for key, host in wanted.items():
-        if opts.get(key) is None:
-            continue
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, opts[key]))
-            except OSError:
-                taken.append(f"{key} {opts[key]}")
-    return taken
+    return ray_ops.taken_ports({key: (host, opts.get(key)) for key, host in wanted.items()})
 
 
 def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
@@ -119,12 +106,9 @@ def start_with_cli(opts: dict[str, Any]) -> str:
     Ray's CLI always starts its Ray Client server (`ray_client_port`, else Ray's default port)."""
     args = ray_ops.head_args(gcs_port=opts["gcs_port"], dashboard_port=opts["dashboard_port"],
                              dashboard_host=opts["dashboard_host"], num_cpus=opts["num_cpus"],
-                             num_gpus=opts["num_gpus"], node_ip=opts["node_ip"], temp_dir=opts["temp_dir"])
+                             num_gpus=opts["num_gpus"], node_ip=opts["node_ip"], temp_dir=opts["temp_dir"],
+                             agent_ports={key: opts[key] for key in AGENT_PORTS})
     args += [f"--min-worker-port={WORKER_PORTS.start}", f"--max-worker-port={WORKER_PORTS.stop - 1}"]
-    args += [f"--metrics-export-port={opts['metrics_export_port']}",
-             f"--dashboard-agent-listen-port={opts['dashboard_agent_listen_port']}",
-             f"--dashboard-agent-grpc-port={opts['dashboard_agent_grpc_port']}",
-             f"--runtime-env-agent-port={opts['runtime_env_agent_port']}"]
     if opts.get("ray_client_port"):
         args.append(f"--ray-client-server-port={opts['ray_client_port']}")
     proc = subprocess.run([ray_ops.ray_executable(), *args], capture_output=True, text=True)

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Optional
 
 from rayserve_pulumi.constants import (
-    AUTOSCALER_METRICS_PORT, DASHBOARD_METRICS_PORT, DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT,
-    PROMETHEUS_IMAGE, PROMETHEUS_PORT, REDIS_IMAGE, ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK,
+    AUTOSCALER_METRICS_PORT, DASHBOARD_AGENT_GRPC_PORT, DASHBOARD_AGENT_LISTEN_PORT, DASHBOARD_METRICS_PORT,
+    DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT, METRICS_PORT, PROMETHEUS_IMAGE,
+    PROMETHEUS_PORT, REDIS_IMAGE, ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK, RUNTIME_ENV_AGENT_PORT,
 )
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.observability import prometheus
@@ -45,7 +46,8 @@ __all__ = [
     "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "STARTUP_TIMED_OUT", "START_ATTEMPTS",
     "node_pid_file", "start_ray",
     "validation_errors", "roll_out", "deploy_if_changed", "systemd_word", "systemd_units", "install_units",
-    "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "rollout_json", "parser",
+    "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "agent_ports", "node_ports", "port_number",
+    "AGENT_PORT_DEFAULTS", "rollout_json", "parser",
     "main",
 ]
 
@@ -340,9 +342,11 @@ def install_imds_block() -> None:
     sh(["systemctl", "enable", "--now", f"{IMDS_UNIT}.service"])
 
 
-# The raylet of `ray start` waits 15 s for each agent to publish its port, then fails the node with this; an
-# agent loading its modules on a busy machine can take longer. On a VM the container's restart policy starts
-# it again; the local mode does the same, at most START_ATTEMPTS times.
+# The raylet of `ray start` waits 15 s for each agent to publish a port it picked, then fails the node with
+# this; an agent loading its modules on a busy machine can take longer. The agent gives every agent its port
+# (`agent_ports`), so the raylet waits for none; should one still time out (a Ray without the private API the
+# launcher uses), a VM container's restart policy starts it again, and the local mode does the same, at most
+# START_ATTEMPTS times.
 STARTUP_TIMED_OUT = "The current node timed out during startup"
 START_ATTEMPTS = 3
 
@@ -371,6 +375,9 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
         sh(docker_ray(container, args.image, ray_args, str(env_file), args.mount,
                       container_token(args, token_file) if token_file else None, share_tmp))
     else:
+        if taken := ray_ops.taken_ports(node_ports(args, head=container == HEAD_CONTAINER)):
+            raise SystemExit(f"cannot start the Ray node {container}: {', '.join(taken)} already in use on this "
+                             "machine (another Ray node or program); give it free ports")
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
         pid_file = node_pid_file(args, container)
         for attempt in range(1, START_ATTEMPTS + 1):
@@ -523,7 +530,7 @@ def cmd_head(args) -> None:
         env.update(metrics_env(args))
     ray_args = ray_ops.head_args(gcs_port=args.gcs_port, dashboard_port=args.dashboard_port,
                                  dashboard_host=args.dashboard_host, num_cpus=args.num_cpus,
-                                 temp_dir=own_temp_dir(args))
+                                 temp_dir=own_temp_dir(args), agent_ports=agent_ports(args))
     start_ray(args, ray_args, env, HEAD_CONTAINER, token_file, password)
     ray_ops.wait_dashboard(f"http://127.0.0.1:{args.dashboard_port}", timeout=args.timeout)
     if args.no_deploy:  # a restart: with --gcs-redis, Serve recovers its apps from the GCS by itself
@@ -536,7 +543,8 @@ def cmd_head(args) -> None:
 
 def cmd_worker(args) -> None:
     token_file = setup_auth(args, create=False)
-    start_ray(args, ray_ops.worker_args(args.head_address, num_cpus=args.num_cpus), {}, WORKER_CONTAINER, token_file)
+    start_ray(args, ray_ops.worker_args(args.head_address, num_cpus=args.num_cpus, agent_ports=agent_ports(args)),
+              {}, WORKER_CONTAINER, token_file)
 
 
 def cmd_sync(args) -> None:
@@ -568,6 +576,37 @@ def sync_argv(args) -> list[str]:
             "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode, *rollout]
 
 
+def agent_ports(args) -> dict[str, int]:
+    """The node's agents' ports from its command line (ray_ops.AGENT_PORT_FLAGS' keywords)."""
+    return {key: getattr(args, key) for key in ray_ops.AGENT_PORT_FLAGS}
+
+
+def node_ports(args, head: bool) -> dict[str, tuple[str, int]]:
+    """The ports a node binds at its start, by option: (host, port) for ray_ops.taken_ports."""
+    ports = {flag: ("0.0.0.0", getattr(args, key)) for key, flag in ray_ops.AGENT_PORT_FLAGS.items()}
+    if head:
+        ports.update({"--gcs-port": ("0.0.0.0", args.gcs_port),
+                      "--dashboard-port": (args.dashboard_host, args.dashboard_port)})
+    return ports
+
+
+def port_number(value: str) -> int:
+    """A TCP port a Ray process binds: an integer from 1024 to 65535."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        number = 0
+    if not 1024 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is an integer from 1024 to 65535, not {value[:40]!r}")
+    return number
+
+
+# each agent's default port: one node per machine on a VM; nodes sharing a machine give each its own
+AGENT_PORT_DEFAULTS = {"metrics_export_port": METRICS_PORT, "dashboard_agent_listen_port": DASHBOARD_AGENT_LISTEN_PORT,
+                       "dashboard_agent_grpc_port": DASHBOARD_AGENT_GRPC_PORT,
+                       "runtime_env_agent_port": RUNTIME_ENV_AGENT_PORT}
+
+
 def rollout_json(value: str) -> str:
     """`--rollout`: a JSON object (its keys are checked by rollout.settings where the rollout runs)."""
     try:
@@ -589,17 +628,17 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--num-cpus", type=int)
         sp.add_argument("--mount", default="/mnt/ray-checkpoint")
         sp.add_argument("--state-dir", default="/mnt/ray-checkpoint/rayserve")
-        sp.add_argument("--redis-port", type=int, default=GCS_REDIS_PORT)
+        sp.add_argument("--redis-port", type=port_number, default=GCS_REDIS_PORT)
         sp.add_argument("--timeout", type=float, default=600)
-        sp.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT)
+        sp.add_argument("--dashboard-port", type=port_number, default=DASHBOARD_PORT)
         sp.add_argument("--auth-mode", choices=["token", "disabled"], default="token")
         sp.add_argument("--serve-env", action="append", default=[], type=ray_ops.serve_env_pair,
                         help="RAY_SERVE_<NAME>=<value> for every Ray process (Serve's ingress and tuning)")
         sp.add_argument("--auth-token-ssm", help="SecureString parameter holding the cluster's Ray auth token")
         sp.add_argument("--block-imds", action="store_true",
                         help="docker mode: refuse every container the instance metadata service, across reboots")
-        sp.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
-        sp.add_argument("--grafana-port", type=int, default=GRAFANA_PORT)
+        sp.add_argument("--prometheus-port", type=port_number, default=PROMETHEUS_PORT)
+        sp.add_argument("--grafana-port", type=port_number, default=GRAFANA_PORT)
         if config:
             sp.add_argument("--rollout", type=rollout_json, help="rayserve:rollout as JSON: applications whose "
                             "code changed go out gated (rollout.stepped)")
@@ -607,9 +646,15 @@ def parser() -> argparse.ArgumentParser:
             src.add_argument("--config-file")
             src.add_argument("--config-ssm")
 
+    def node(sp):
+        for key, flag in ray_ops.AGENT_PORT_FLAGS.items():
+            sp.add_argument(flag, dest=key, type=port_number, default=AGENT_PORT_DEFAULTS[key],
+                            help=f"`ray start {flag}` (given, so the raylet waits for no agent to publish one)")
+
     head = sub.add_parser("head")
     common(head)
-    head.add_argument("--gcs-port", type=int, default=GCS_PORT)
+    node(head)
+    head.add_argument("--gcs-port", type=port_number, default=GCS_PORT)
     head.add_argument("--dashboard-host", default="0.0.0.0")
     head.add_argument("--volume-id")
     head.add_argument("--gcs-redis", action="store_true", help="GCS fault tolerance with Redis on the volume")
@@ -618,13 +663,14 @@ def parser() -> argparse.ArgumentParser:
     head.add_argument("--no-deploy", action="store_true", help="(re)start the head only; do not deploy")
     head.add_argument("--metrics", action="store_true", help="Prometheus (+ Grafana in docker mode) on 127.0.0.1")
     head.add_argument("--scrape-interval", type=int, default=15, help="seconds between Prometheus scrapes")
-    head.add_argument("--autoscaler-metrics-port", type=int, default=AUTOSCALER_METRICS_PORT,
+    head.add_argument("--autoscaler-metrics-port", type=port_number, default=AUTOSCALER_METRICS_PORT,
                       help="where Ray's autoscaler exports metrics (Ray's default; another head on the machine: another)")
-    head.add_argument("--dashboard-metrics-port", type=int, default=DASHBOARD_METRICS_PORT,
+    head.add_argument("--dashboard-metrics-port", type=port_number, default=DASHBOARD_METRICS_PORT,
                       help="where the dashboard exports metrics (Ray's default; another head on the machine: another)")
     head.set_defaults(func=cmd_head)
     worker = sub.add_parser("worker")
     common(worker, config=False)
+    node(worker)
     worker.add_argument("--head-address", required=True)
     worker.set_defaults(func=cmd_worker)
     sync = sub.add_parser("sync")

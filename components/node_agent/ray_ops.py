@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import stat
 import sys
 import time
@@ -26,7 +27,8 @@ from rayserve_pulumi.node_agent import procs
 __all__ = [
     "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ServeApiError",
     "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret",
-    "ensure_secret", "ensure_auth_token", "config_hash", "auth_env", "head_args", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
+    "ensure_secret", "ensure_auth_token", "config_hash", "auth_env", "head_args", "AGENT_PORT_FLAGS",
+    "agent_port_args", "taken_ports", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
     "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
@@ -151,7 +153,7 @@ def auth_env(mode: str) -> dict[str, str]:
 
 def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT, dashboard_host: str = "127.0.0.1",
               num_cpus: int | None = None, num_gpus: int | None = None, node_ip: str | None = None,
-              temp_dir: str | None = None) -> list[str]:
+              temp_dir: str | None = None, agent_ports: dict[str, int] | None = None) -> list[str]:
     """Arguments after `ray` for a VM's head container (the local platform starts its head with
     `local.head`). A Redis password is never among them: `ray_command` passes it through the environment."""
     args = ["start", "--head", f"--port={gcs_port}", f"--dashboard-host={dashboard_host}",
@@ -164,16 +166,68 @@ def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT,
         args.append(f"--num-gpus={num_gpus}")
     if temp_dir:
         args.append(f"--temp-dir={temp_dir}")
-    return args
+    return args + agent_port_args(agent_ports)
+
+
+# A node's agents' ports, by keyword, and `ray start`'s flag for each. Ray picks free ones by default, and its
+# raylet then waits a fixed 15 s for each agent to publish the one it took before it fails the node ("The
+# current node timed out during startup"); an agent importing Ray on a busy machine can take longer. Given
+# ports, the raylet waits for none (the dashboard agent's HTTP port: see RAY_LAUNCHER).
+AGENT_PORT_FLAGS = {"metrics_export_port": "--metrics-export-port",
+                    "dashboard_agent_listen_port": "--dashboard-agent-listen-port",
+                    "dashboard_agent_grpc_port": "--dashboard-agent-grpc-port",
+                    "runtime_env_agent_port": "--runtime-env-agent-port"}
+
+
+def taken_ports(wanted: dict[str, tuple[str, int | None]]) -> list[str]:
+    """`name port` for each of `wanted` (name -> (host, port); port None: not wanted) that something already
+    listens on, probed with SO_REUSEADDR as Ray binds: a port a stopped node left in TIME_WAIT is free. A node
+    asked for a taken port fails slowly and names none (Ray's GCS gives up after 40 s)."""
+    taken = []
+    for name, (host, port) in wanted.items():
+        if port is None:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                taken.append(f"{name} {port}")
+    return taken
+
+
+def agent_port_args(ports: dict[str, int] | None) -> list[str]:
+    """`ray start` flags for the agents' ports given (AGENT_PORT_FLAGS' keywords; None or absent: Ray picks)."""
+    return [f"{flag}={ports[key]}" for key, flag in AGENT_PORT_FLAGS.items() if (ports or {}).get(key) is not None]
 
 
 # `ray <args>` run by a Python launcher that appends `--redis-password` from the environment, so the
-# password is on no command line of ours (Ray itself still hands it to gcs_server as a flag).
+# password is on no command line of ours (Ray itself still hands it to gcs_server as a flag). It also tells the
+# raylet the dashboard agent's HTTP port when `--dashboard-agent-listen-port` gives one: Ray hands that port
+# to the agent alone, and the raylet, told nothing, waits for the agent to publish it (the other agents' ports
+# Ray does pass on). That is Ray's private `services.start_ray_process`; where the installed Ray lacks it, the
+# raylet waits as it does under `ray start` (local.head does the same for the local platform's head).
 REDIS_PASSWORD_ENV = "RAYSERVE_REDIS_PASSWORD"
-RAY_LAUNCHER = ("import os, sys; from ray.scripts.scripts import main; "
-                f"pw = os.environ.pop({REDIS_PASSWORD_ENV!r}, ''); "
-                "sys.argv = ['ray', *sys.argv[1:], *(['--redis-password', pw, '--redis-username', 'default'] if pw else [])]; "
-                "main()")
+RAY_LAUNCHER = f"""\
+import os, sys
+pw = os.environ.pop({REDIS_PASSWORD_ENV!r}, '')
+sys.argv = ['ray', *sys.argv[1:], *(['--redis-password', pw, '--redis-username', 'default'] if pw else [])]
+listen = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--dashboard-agent-listen-port=')]
+try:
+    from ray._private import ray_constants, services
+    start = services.start_ray_process
+    raylet = ray_constants.PROCESS_TYPE_RAYLET
+except (ImportError, AttributeError):
+    listen = []
+if listen:
+    def start_ray_process(command, process_type, *rest, **options):
+        if process_type == raylet:
+            command = [*command, '--dashboard_agent_listen_port=' + listen[0]]
+        return start(command, process_type, *rest, **options)
+    services.start_ray_process = start_ray_process
+from ray.scripts.scripts import main
+main()
+"""
 
 
 def ray_command(python: str, ray_args: list[str]) -> list[str]:
@@ -191,12 +245,13 @@ def ray_env(extra: dict | None = None) -> dict:
     return dict(os.environ, **(extra or {}))
 
 
-def worker_args(head_address: str, *, num_cpus: int | None = None) -> list[str]:
+def worker_args(head_address: str, *, num_cpus: int | None = None,
+                agent_ports: dict[str, int] | None = None) -> list[str]:
     """Arguments after `ray` for a worker joining `head_address` (host:gcs_port)."""
     args = ["start", f"--address={head_address}", "--disable-usage-stats"]
     if num_cpus is not None:
         args.append(f"--num-cpus={num_cpus}")
-    return args
+    return args + agent_port_args(agent_ports)
 
 
 def stop(pid_file: str | Path, grace_s: float = 2) -> bool:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 
-
+from rayserve_pulumi.node_agent import bootstrap
+from rayserve_pulumi.rollout.settings import RolloutSettings
 from tests.pulumi_harness import mock_arn, render, stack_values, user_data, with_user_config
 
 
@@ -124,3 +126,23 @@ def test_vm_metrics_run_on_the_heads_loopback_and_are_reached_through_session_ma
     ports = [(i.inputs.get("fromPort"), i.inputs.get("toPort")) for i in
              r.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") if i.inputs.get("cidrIpv4")]
     assert all(not (lo <= p <= hi) for lo, hi in ports for p in (3000, 9090))  # no CIDR reaches them
+
+
+def test_vm_heads_sync_gates_a_config_whose_code_changed_by_the_stacks_rollout_settings(rendered):
+    """The head's agent gets `rollout` as `--rollout` JSON, which its own parser takes and its sync timer keeps;
+    `rollout.enabled: false` leaves it out (Serve rolls the replicas in place)."""
+    def invocation(r) -> list[str]:
+        return shlex.split([line for line in user_data(r, "head").splitlines() if line][-1])[3:]  # after -m module
+
+    argv = invocation(rendered["vm"])
+    assert RolloutSettings(**json.loads(argv[argv.index("--rollout") + 1])) == RolloutSettings()  # the defaults
+    args = bootstrap.parser().parse_args(argv)
+    assert bootstrap.sync_argv(args)[-2:] == ["--rollout", args.rollout]
+    assert "--rollout" not in user_data(rendered["vm"], "worker")
+    values = stack_values("vm")
+    values["rollout"] = {"steps": [10, 100], "max_error_rate": 0.05}
+    argv = invocation(render(values, "vm"))
+    assert json.loads(argv[argv.index("--rollout") + 1]) == \
+        RolloutSettings(steps=[10, 100], max_error_rate=0.05).model_dump(exclude={"enabled"})
+    values["rollout"] = {"enabled": False}
+    assert "--rollout" not in invocation(render(values, "vm"))

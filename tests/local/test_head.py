@@ -3,7 +3,6 @@ checks, a port already taken failing at once by name, and the Ray Client server 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ import pytest
 
 from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
-from tests.helpers import free_port
+from tests.helpers import free_port, slow_agents_env
 
 
 def _opts(**overrides) -> dict:
@@ -70,14 +69,6 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
         ray_ops.stop(pid_file)
 
 
-# Played by each agent's interpreter before it imports Ray: an agent as slow to start as one seen on a loaded
-# two-core machine (16-22 s), past the 15 s a raylet waits for an agent to publish a port Ray picked.
-_SLOW_AGENT = """import os, sys, time
-if sys.argv[0].endswith(("dashboard/agent.py", "runtime_env/agent/main.py")):
-    time.sleep(float(os.environ["SLOW_AGENT_S"]))
-"""
-
-
 def _listening(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,11 +84,8 @@ def _listening(host: str, port: int, timeout: float) -> bool:
 def test_a_head_whose_agents_start_slowly_still_starts(tmp_path):
     """With Ray's random agent ports this head fails ("The current node timed out during startup"): its raylet
     stops waiting for the agents' port files after 15 s. With the stack's ports it does not wait for them."""
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "sitecustomize.py").write_text(_SLOW_AGENT)
     opts, pid_file = _opts(), tmp_path / "head.pid"
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])), "SLOW_AGENT_S": "20"}
+    env = slow_agents_env(tmp_path / "slow", 20)
     try:
         head.spawn(pid_file, extra_env=env, auth_mode="token", **opts)
         dashboard = f"http://127.0.0.1:{opts['dashboard_port']}"

@@ -20,7 +20,7 @@ from rayserve_pulumi.aws.vm import user_data as vm_user_data
 from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
 from rayserve_pulumi.node_agent import ray_ops
-from tests.helpers import REPORTS, free_port, post, under_load
+from tests.helpers import REPORTS, agent_port_options, free_port, post, under_load
 from tests.node_agent.test_vm_bootstrap import unpack_user_data_agent
 
 pytestmark = [pytest.mark.ray, pytest.mark.timed]  # its gate judges p99 against the previous version's
@@ -65,7 +65,8 @@ def agent(tmp_path_factory):
     try:
         head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
                    "--dashboard-host", "127.0.0.1", "--num-cpus", "2",
-                   "--autoscaler-metrics-port", str(free_port()), "--dashboard-metrics-port", str(free_port()))
+                   "--autoscaler-metrics-port", str(free_port()), "--dashboard-metrics-port", str(free_port()),
+                   *agent_port_options())
         assert head.returncode == 0, head.stderr[-3000:]
         yield {"sync": lambda config: _sync(run, common, config_file, config), "http_port": http_port,
                "url": f"http://127.0.0.1:{http_port}/echo", "dash": f"http://127.0.0.1:{dash}", "state": base / "state"}

@@ -15,7 +15,7 @@ from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import free_port, post, ray_answers, replica_pids, under_load
+from tests.helpers import agent_port_options, free_port, post, ray_answers, replica_pids, under_load
 from tests.helpers import REPORTS
 
 pytestmark = [pytest.mark.ray,
@@ -57,7 +57,8 @@ class _Head:
                        "--redis-port", str(self.redis_port), "--timeout", "300"]
         self.head = ["head", *self.common, "--config-file", str(self.config_file), "--gcs-port", str(gcs),
                      "--gcs-redis", "--cluster-name", "ft-test", "--dashboard-host", "127.0.0.1", "--num-cpus", "4",
-                     "--autoscaler-metrics-port", str(free_port()), "--dashboard-metrics-port", str(free_port())]
+                     "--autoscaler-metrics-port", str(free_port()), "--dashboard-metrics-port", str(free_port()),
+                     *agent_port_options()]
         self.config_file.write_text(json.dumps(_config(self.http, price)))
         self.head_pid = vm_bootstrap.node_pid_file(self.redis_args(), vm_bootstrap.HEAD_CONTAINER)
 

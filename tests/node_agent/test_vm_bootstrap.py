@@ -5,14 +5,11 @@ folder as working directory, as on EC2), not from the installed package."""
 from __future__ import annotations
 
 import argparse
-import base64
-import gzip
-import io
 import json
 import os
+import shlex
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -20,10 +17,11 @@ import pytest
 
 from rayserve_pulumi.aws.vm import user_data as vm_user_data
 from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
-from rayserve_pulumi.node_agent import ray_ops
+from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import free_port, post, ray_answers, replica_pids
+from rayserve_pulumi.constants import DASHBOARD_AGENT_LISTEN_PORT, METRICS_PORT, RUNTIME_ENV_AGENT_PORT
+from tests.helpers import agent_port_options, free_port, post, ray_answers, replica_pids, slow_agents_env
 
 pytestmark = pytest.mark.ray
 
@@ -31,9 +29,11 @@ pytestmark = pytest.mark.ray
 def unpack_user_data_agent(dest):
     """Extract the archive embedded in rendered user data, exactly as cloud-init would."""
     script = vm_user_data.decode(vm_user_data.encode(vm_user_data.render("head", ["--mode", "docker"])))  # cloud-init gunzips
-    blob = next(line.split("'")[1] for line in script.splitlines() if line.startswith("echo '"))
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(base64.b64decode(blob)))) as tar:
-        tar.extractall(dest)
+    unpack = vm_user_data.unpack_command(vm_user_data.INSTALL_DIR)
+    assert unpack in script.splitlines()
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    line = unpack.replace(f" {vm_user_data.INSTALL_DIR}", f" {shlex.quote(str(dest))}").replace("python3 ", f"{sys.executable} ", 1)
+    subprocess.run(["bash", "-c", f"set -euo pipefail; {line}"], check=True, timeout=60)
     return dest
 
 
@@ -68,13 +68,16 @@ def vm(tmp_path_factory):
         # the head's autoscaler and dashboard export metrics on ports of this test's own (Ray's fixed defaults
         # are another parallel test's head's)
         metrics_ports = {"--autoscaler-metrics-port": free_port(), "--dashboard-metrics-port": free_port()}
+        agents = agent_port_options()
         head = run("head", *common, "--config-file", str(config_file), "--gcs-port", str(gcs),
                    "--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--metrics", "--scrape-interval", "2",
-                   *[str(x) for pair in metrics_ports.items() for x in pair])
+                   *[str(x) for pair in metrics_ports.items() for x in pair], *agents)
         assert head.returncode == 0, head.stderr[-3000:]
-        yield {"run": run, "common": common, "config_file": config_file, "dash": f"http://127.0.0.1:{dash}",
+        yield {"run": run, "common": common, "agent_dir": agent_dir, "config_file": config_file,
+               "dash": f"http://127.0.0.1:{dash}",
                "base": f"http://127.0.0.1:{http_port}", "gcs": gcs, "state": base / "state",
-               "prometheus": f"http://127.0.0.1:{prom}", "metrics_ports": metrics_ports}
+               "prometheus": f"http://127.0.0.1:{prom}", "metrics_ports": metrics_ports,
+               "agent_ports": dict(zip(agents[::2], map(int, agents[1::2])))}
     finally:
         run("stop", *common)
         ray_ops.stop(base / "state" / "ray-head.pid")  # in case the agent could not: only this head's group
@@ -90,6 +93,22 @@ def test_head_boot_deploys_both_apps_that_answer_over_http(vm):
     assert post(vm["base"] + "/fruit", ["MANGO", 2]) == 6
     assert post(vm["base"] + "/calc", ["MUL", 3]) == "15 pizzas please!"
     assert (vm["state"] / vm_bootstrap.APPLIED_FILE).read_text() == ray_ops.config_hash(json.loads(vm["config_file"].read_text()))
+
+
+def test_the_heads_agents_listen_on_the_ports_given_and_the_raylet_is_told_each(vm):
+    """Told every agent's port, the raylet waits for none to publish one (a busy machine's agent may take over
+    the 15 s it would wait)."""
+    ports = vm["agent_ports"]
+    assert ray_ops.taken_ports({flag: ("0.0.0.0", port) for flag, port in ports.items()}) == [
+        f"{flag} {port}" for flag, port in ports.items()]  # each agent listens there
+    session = procs.read(vm_bootstrap.node_pid_file(argparse.Namespace(state_dir=str(vm["state"])),
+                                                    vm_bootstrap.HEAD_CONTAINER))["sid"]
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") for pid in procs.members(session)]
+    raylet = next(command for command in commands if command[0].endswith("/raylet"))
+    assert {f"--dashboard_agent_listen_port={ports['--dashboard-agent-listen-port']}",
+            f"--metrics_export_port={ports['--metrics-export-port']}",
+            f"--metrics-agent-port={ports['--dashboard-agent-grpc-port']}",
+            f"--runtime_env_agent_port={ports['--runtime-env-agent-port']}"} <= set(raylet)
 
 
 def test_the_head_runs_prometheus_on_loopback_scraping_its_nodes_with_the_alert_rules(vm):
@@ -126,12 +145,25 @@ def test_docker_mode_prometheus_and_grafana_listen_on_loopback_only():
     assert "GF_PATHS_PROVISIONING=/tmp/ray/session_latest/metrics/grafana/provisioning" in grafana  # Ray's dashboards
 
 
-def test_worker_joins_the_head(vm):
-    result = vm["run"]("worker", *vm["common"], "--head-address", f"127.0.0.1:{vm['gcs']}", "--num-cpus", "1")
+def test_worker_joins_the_head_though_its_agents_take_longer_than_a_raylet_waits_for_one(vm, tmp_path):
+    """The worker's agents take 20 s to start (as seen on a loaded two-core machine): told their ports, its
+    raylet waits for none, where with ports Ray picked it gives up after 15 s ("The current node timed out
+    during startup"), at every attempt."""
+    agents = agent_port_options()
+    result = subprocess.run([sys.executable, "-m", vm_user_data.AGENT_MODULE, "worker", *vm["common"],
+                             "--head-address", f"127.0.0.1:{vm['gcs']}", "--num-cpus", "1", *agents],
+                            cwd=vm["agent_dir"], env={**os.environ, **slow_agents_env(tmp_path / "slow", 20)},
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "timed out during startup" not in result.stderr  # started at the first attempt
     nodes = ray_ops.api_get(vm["dash"], "/nodes?view=summary")["data"]["summary"]
     alive = [n for n in nodes if n["raylet"]["state"] == "ALIVE"]
     assert len(alive) == 2
+    wanted = {flag: ("0.0.0.0", int(port)) for flag, port in zip(agents[::2], agents[1::2])}
+    deadline = time.monotonic() + 120  # its agents come up after all, on the ports given (the next tests use them)
+    while len(ray_ops.taken_ports(wanted)) < len(wanted) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(ray_ops.taken_ports(wanted)) == len(wanted), ray_ops.taken_ports(wanted)
 
 
 def test_sync_redeploys_a_changed_config_in_place_and_only_then(vm):
@@ -237,6 +269,53 @@ def test_the_launcher_hands_ray_the_redis_password_from_the_environment_only(tmp
     assert argv == str(["ray", "start", "--head", "--redis-password", "s3cret", "--redis-username", "default"])
     assert leaked == "False"  # popped: Ray's children do not inherit it
     assert "s3cret" not in " ".join(ray_ops.ray_command(sys.executable, ["start", "--head"]))
+
+
+def test_the_launcher_tells_the_raylet_the_dashboard_agents_port_when_one_is_given(tmp_path):
+    """Ray hands `--dashboard-agent-listen-port` to the agent alone; the launcher adds it to the raylet's command
+    (Ray's private `services.start_ray_process`, faked here as Ray 2.60 has it), and to no other process's."""
+    private, scripts = tmp_path / "ray" / "_private", tmp_path / "ray" / "scripts"
+    for folder in (private, scripts):
+        folder.mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+    (tmp_path / "ray" / "__init__.py").write_text("")
+    (private / "ray_constants.py").write_text("PROCESS_TYPE_RAYLET = 'raylet'\n")
+    (private / "services.py").write_text("def start_ray_process(command, process_type, *rest, **options):\n"
+                                         "    print(process_type, command)\n")
+    (scripts / "scripts.py").write_text("from ray._private import services\ndef main():\n"
+                                        "    services.start_ray_process(['gcs_server'], 'gcs_server')\n"
+                                        "    services.start_ray_process(['raylet', '--x=1'], 'raylet', 'more', a=1)\n")
+
+    def launched(*args: str) -> list[str]:
+        proc = subprocess.run(ray_ops.ray_command(sys.executable, ["start", "--head", *args]),
+                              env={"PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    assert launched("--dashboard-agent-listen-port=52399") == [
+        "gcs_server ['gcs_server']", "raylet ['raylet', '--x=1', '--dashboard_agent_listen_port=52399']"]
+    assert launched() == ["gcs_server ['gcs_server']", "raylet ['raylet', '--x=1']"]  # none given: Ray's way
+
+
+def test_every_node_gives_its_agents_the_ports_of_its_command_line():
+    head = vm_bootstrap.parser().parse_args(["head", "--config-file", "c.json", "--metrics-export-port", "18080",
+                                             "--dashboard-agent-grpc-port", "18266"])
+    args = ray_ops.head_args(agent_ports=vm_bootstrap.agent_ports(head))
+    assert {"--metrics-export-port=18080", "--dashboard-agent-grpc-port=18266",  # given, and the defaults:
+            f"--dashboard-agent-listen-port={DASHBOARD_AGENT_LISTEN_PORT}",
+            f"--runtime-env-agent-port={RUNTIME_ENV_AGENT_PORT}"} <= set(args)
+    worker = vm_bootstrap.parser().parse_args(["worker", "--head-address", "10.0.0.5:6379",
+                                               "--runtime-env-agent-port", "18267"])
+    args = ray_ops.worker_args(worker.head_address, agent_ports=vm_bootstrap.agent_ports(worker))
+    assert f"--metrics-export-port={METRICS_PORT}" in args and "--runtime-env-agent-port=18267" in args
+    assert ray_ops.agent_port_args({"metrics_export_port": None}) == []  # None: Ray picks
+
+
+@pytest.mark.parametrize("value", ["80", "65536", "8o80", "", "1e4", "-1"])
+def test_a_port_outside_what_a_node_may_bind_is_refused_by_its_option(value, capsys):
+    with pytest.raises(SystemExit):
+        vm_bootstrap.parser().parse_args(["worker", "--head-address", "h:1", "--metrics-export-port", value])
+    assert "--metrics-export-port: a port is an integer from 1024 to 65535" in capsys.readouterr().err
 
 
 def test_checkpoint_volume_is_found_by_its_nvme_id_first():

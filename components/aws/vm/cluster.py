@@ -32,6 +32,7 @@ from rayserve_pulumi.config.serve import ValidatedServeConfig, app_urls, serve_p
 from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
 from rayserve_pulumi.config.types import AllowListCidr
 from rayserve_pulumi.inputs import checked, checked_or_none
+from rayserve_pulumi.rollout.settings import RolloutSettings
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
 
 __all__ = [
@@ -105,14 +106,22 @@ def _env(serve_env: dict) -> list[str]:
     return [x for k, v in sorted(serve_env.items()) for x in ("--serve-env", f"{k}={v}")]
 
 
+def _rollout(r: RolloutSettings) -> list[str]:
+    """The head's sync steps a Serve config whose applications' code changed (import path, runtime_env) by `r`."""
+    return ["--rollout", json.dumps(r.model_dump(exclude={"enabled"}), sort_keys=True, separators=(",", ":"))] \
+        if r.enabled else []
+
+
 def head_args(s: VmSettings, name: str, serve_env: dict, image: str, parameter: str, token_parameter: str, region: str,
-              volume_id: str, metrics: Optional[MetricsSettings] = None) -> list[str]:
+              volume_id: str, metrics: Optional[MetricsSettings] = None,
+              rollout: Optional[RolloutSettings] = None) -> list[str]:
     return ["--mode", "docker", "--image", image, "--region", region, "--config-ssm", parameter,
             *_env(serve_env),
             "--auth-token-ssm", token_parameter,
             "--volume-id", volume_id, "--gcs-redis", "--cluster-name", name,
             "--gcs-port", str(GCS_PORT), "--dashboard-port", str(DASHBOARD_PORT),
-            "--poll-seconds", str(s.config_poll_seconds), *_imds(s), *_metrics(metrics or MetricsSettings())]
+            "--poll-seconds", str(s.config_poll_seconds), *_imds(s), *_metrics(metrics or MetricsSettings()),
+            *_rollout(rollout or RolloutSettings())]
 
 
 def worker_args(s: VmSettings, serve_env: dict, image: str, region: str, token_parameter: str,
@@ -138,6 +147,8 @@ class RayVmClusterArgs:
     serve_env: dict = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                           default_factory=dict)
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head's loopback", default_factory=MetricsSettings)
+    rollout: RolloutSettings = arg("how the head's sync steps a Serve config whose applications' code changed "
+                                   "(import path, runtime_env), and when it rolls it back", default_factory=RolloutSettings)
 
 
 class RayVmCluster(pulumi.ComponentResource):
@@ -188,7 +199,8 @@ class RayVmCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
         head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
                                            self.checkpoint_volume.id).apply(
-            lambda a: user_data.render("head", head_args(s, name, args.serve_env, *a, metrics=args.metrics)))
+            lambda a: user_data.render("head", head_args(s, name, args.serve_env, *a, metrics=args.metrics,
+                                                            rollout=args.rollout)))
         self.head = aws.ec2.Instance(
             f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,

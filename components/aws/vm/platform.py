@@ -14,6 +14,7 @@ from rayserve_pulumi.aws.network import ExistingNetwork
 from rayserve_pulumi.aws.vm.cluster import RayVmCluster, RayVmClusterArgs, check_serve_port
 from rayserve_pulumi.config.stack import ImageSettings, MetricsSettings, ServeSettings, StackConfig, VmSettings
 from rayserve_pulumi.platform import Platform, with_inputs
+from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = ["VmPlatformArgs", "VmPlatform"]
 
@@ -26,6 +27,8 @@ class VmPlatformArgs:
     serve_env: dict[str, str] = arg("Serve's ingress and tuning as Ray environment (ServeSettings.runtime_env)",
                                     default_factory=lambda: ServeSettings().runtime_env())
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head", default_factory=MetricsSettings)
+    rollout: RolloutSettings = arg("gated rollouts of a Serve config whose applications' code changed",
+                                   default_factory=RolloutSettings)
     tags: dict[str, str] = arg("AWS tags", default_factory=dict)
     code: AppCode = arg("the apps' code the image carries (AppCode.locate(app_dir, requirements, program_dir)); "
                         "default the bundled apps", default_factory=AppCode.bundled_apps)
@@ -54,7 +57,8 @@ class VmPlatform(Platform):
             f"{name}-vm",
             RayVmClusterArgs(settings=args.vm, serve_config=args.serve_config, image=self.image.image_ref,
                              image_repository_arn=self.image.repository_arn, tags=args.tags, serve_env=args.serve_env,
-                             metrics=args.metrics, network=args.network, tls_certificate_arn=args.tls_certificate_arn,
+                             metrics=args.metrics, rollout=args.rollout, network=args.network,
+                             tls_certificate_arn=args.tls_certificate_arn,
                              allowed_cidrs=args.allowed_cidrs),
             child,
         )
@@ -71,5 +75,6 @@ class VmPlatform(Platform):
     def from_stack(cls, cfg: StackConfig, serve_config: dict, opts=None, program_dir=None,
                    inputs: Optional[dict] = None) -> "VmPlatform":
         return cls(cfg.name, with_inputs(VmPlatformArgs(vm=cfg.vm, serve_config=serve_config, image=cfg.image,
-                                            serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, tags=cfg.tags,
+                                            serve_env=cfg.serve.runtime_env(), metrics=cfg.metrics, rollout=cfg.rollout,
+                                            tags=cfg.tags,
                                             code=app_code(cfg.serve, program_dir)), inputs), opts)

@@ -24,6 +24,7 @@ class VmSpec(PlatformSpec):
     required_sections = ("vm",)
     needs_image = True
     declares_aws = True
+    gated_rollouts = True  # the head's sync steps a config whose applications' import path or runtime_env changed
 
     def section_errors(self, cfg, supplied: frozenset = frozenset()) -> list[str]:
         errors = super().section_errors(cfg, supplied)

@@ -4,13 +4,15 @@ The archive holds the standard-library-only part of the package (the node agent 
 shares), built byte-for-byte reproducibly, so user data only changes when the image, the agent's
 code or the node's arguments change (the Serve config is not in it: it lives in SSM and is applied
 in place by the sync timer). EC2 caps user data at 16 KiB, so the modules travel without docstrings
-and comments (an `ast` round trip: the same code) and the script itself is gzipped (`encode`), which
-cloud-init undoes.
+and comments (an `ast` round trip: the same code), the archive is bzip2'd (a sixth smaller than gzip; the
+node's python3 unpacks it, as bzip2 the program may be missing) and the script itself is gzipped (`encode`),
+which cloud-init undoes.
 """
 from __future__ import annotations
 
 import ast
 import base64
+import bz2
 import functools
 import gzip
 import io
@@ -24,7 +26,8 @@ from rayserve_pulumi.pysource import parse
 
 __all__ = [
     "PACKAGE_ROOT", "AGENT_FILES", "AGENT_MODULE", "INSTALL_DIR", "EC2_USER_DATA_LIMIT", "without_docstrings",
-    "agent_archive", "render", "encode", "decode",
+    "SHARED_CONSTANTS", "imported_from", "only",
+    "agent_archive", "unpack_command", "render", "encode", "decode",
 ]
 
 PACKAGE_ROOT = Path(rayserve_pulumi.__file__).resolve().parent
@@ -47,12 +50,44 @@ def without_docstrings(source: str) -> str:
     return ast.unparse(tree) + "\n"
 
 
+SHARED_CONSTANTS = "constants.py"  # shipped with only the names the agent's modules import from it
+
+
+def imported_from(module: str, sources: list[str]) -> set[str]:
+    """The names `sources` import with `from <module> import ...`."""
+    return {alias.name for source in sources for node in ast.walk(parse(source))
+            if isinstance(node, ast.ImportFrom) and node.module == module for alias in node.names}
+
+
+def only(source: str, names: set[str]) -> str:
+    """The module's top-level assignments that define `names` or what those read (its imports kept, its
+    `__all__` dropped), so the constants the agent needs travel without the rest of the package's."""
+    tree = parse(source)
+    defines = {id(node): {t.id for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                          for t in ast.walk(target) if isinstance(t, ast.Name)}
+               for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))}
+    wanted, kept = set(names), set()
+    while True:
+        more = [node for node in tree.body if id(node) in defines and id(node) not in kept
+                and defines[id(node)] & wanted and "__all__" not in defines[id(node)]]
+        if not more:
+            break
+        for node in more:
+            kept.add(id(node))
+            wanted |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    missing = set(names) - {name for node in tree.body if id(node) in kept for name in defines[id(node)]}
+    if missing:
+        raise ValueError(f"the agent imports {sorted(missing)}, which the module does not define")
+    tree.body = [node for node in tree.body if id(node) in kept or isinstance(node, (ast.Import, ast.ImportFrom))]
+    return ast.unparse(tree) + "\n"
+
+
 _ARCHIVE_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
 def agent_archive() -> str:
-    """base64 of a reproducible .tar.gz holding rayserve_pulumi/{__init__,constants}.py and node_agent/.
+    """base64 of a reproducible .tar.bz2 holding rayserve_pulumi/{__init__,constants}.py and node_agent/.
     Built once per process, under a lock: Pulumi runs the head's and the workers' user data in threads of
     its own, and CPython 3.11's `ast` parser is not safe to run in two threads at once ("AST constructor
     recursion depth mismatch")."""
@@ -61,14 +96,23 @@ def agent_archive() -> str:
 
 
 def _archive() -> str:
+    sources = {name: (PACKAGE_ROOT / name).read_text() for name in AGENT_FILES}
+    shared = imported_from(f"rayserve_pulumi.{SHARED_CONSTANTS[:-3]}", list(sources.values()))
+    sources[SHARED_CONSTANTS] = only(sources[SHARED_CONSTANTS], shared)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name in AGENT_FILES:
-            data = without_docstrings((PACKAGE_ROOT / name).read_text()).encode()
+            data = without_docstrings(sources[name]).encode()
             info = tarfile.TarInfo(f"rayserve_pulumi/{name}")
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))
-    return base64.b64encode(gzip.compress(raw.getvalue(), mtime=0)).decode()
+    return base64.b64encode(bz2.compress(raw.getvalue(), 9)).decode()
+
+
+def unpack_command(folder: str) -> str:
+    """The shell line that unpacks the agent archive into `folder`."""
+    unpack = "import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode='r|bz2').extractall(sys.argv[1])"
+    return f"echo '{agent_archive()}' | base64 -d | python3 -c {shlex.quote(unpack)} {shlex.quote(folder)}"
 
 
 def render(command: str, args: list[str]) -> str:
@@ -78,7 +122,7 @@ def render(command: str, args: list[str]) -> str:
         "#!/bin/bash",
         "set -euo pipefail",
         f"mkdir -p {INSTALL_DIR}",
-        f"echo '{agent_archive()}' | base64 -d | tar -xz -C {INSTALL_DIR}",
+        unpack_command(INSTALL_DIR),
         "systemctl enable --now docker",
         f"cd {INSTALL_DIR}",
         invocation,
