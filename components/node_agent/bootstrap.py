@@ -46,8 +46,8 @@ __all__ = [
     "imds_block_rule", "block_imds", "imds_units", "install_imds_block", "STARTUP_TIMED_OUT", "START_ATTEMPTS",
     "node_pid_file", "start_ray",
     "validation_errors", "roll_out", "deploy_if_changed", "systemd_word", "systemd_units", "install_units",
-    "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "agent_ports", "node_ports", "port_number",
-    "AGENT_PORT_DEFAULTS", "rollout_json", "parser",
+    "install_sync_timer", "cmd_head", "cmd_worker", "cmd_sync", "cmd_stop", "sync_argv", "agent_ports",
+    "node_ports", "port_number", "AGENT_PORT_DEFAULTS", "rollout_json", "parser",
     "main",
 ]
 

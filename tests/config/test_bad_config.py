@@ -221,7 +221,8 @@ STACK_CASES = [
     ("dev", "rollout.max_error_rate", 0.05, "rollout gates an incremental upgrade on KubeRay: set "
                                            "ray_service.upgrade_strategy NewClusterWithIncrementalUpgrade"),
     ("vm", "rollout.watch_s", 400, "watch_s must be above 0 and at most step_budget_s (300"),
-    ("vm", "serve.http_port", 8266, "serve config http_options.port: 8266 collides with the Ray dashboard agent gRPC port"),
+    ("vm", "serve.http_port", 8266,
+     "serve config http_options.port: 8266 collides with the Ray dashboard agent gRPC port"),
     ("dev", "kuberay.repository", "ftp://charts.example.com", "rayserve:kuberay.repository:"),
     # ports: with each other, with Ray's own and its worker port range
     ("vm", "serve.http_port", 8265, "serve config http_options.port: 8265 collides with the Ray dashboard port"),

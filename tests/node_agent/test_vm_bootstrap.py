@@ -32,7 +32,8 @@ def unpack_user_data_agent(dest):
     unpack = vm_user_data.unpack_command(vm_user_data.INSTALL_DIR)
     assert unpack in script.splitlines()
     Path(dest).mkdir(parents=True, exist_ok=True)
-    line = unpack.replace(f" {vm_user_data.INSTALL_DIR}", f" {shlex.quote(str(dest))}").replace("python3 ", f"{sys.executable} ", 1)
+    line = unpack.replace(f" {vm_user_data.INSTALL_DIR}", f" {shlex.quote(str(dest))}")
+    line = line.replace("python3 ", f"{sys.executable} ", 1)  # this interpreter, as the node's python3
     subprocess.run(["bash", "-c", f"set -euo pipefail; {line}"], check=True, timeout=60)
     return dest
 

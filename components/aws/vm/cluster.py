@@ -32,8 +32,8 @@ from rayserve_pulumi.config.serve import ValidatedServeConfig, app_urls, serve_p
 from rayserve_pulumi.config.stack import MetricsSettings, VmSettings
 from rayserve_pulumi.config.types import AllowListCidr
 from rayserve_pulumi.inputs import checked, checked_or_none
-from rayserve_pulumi.rollout.settings import RolloutSettings
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, TLS_POLICY, TLS_PORT
+from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = [
     "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "check_serve_port", "SESSION_MANAGER_ACTIONS", "metadata_options",
@@ -148,7 +148,8 @@ class RayVmClusterArgs:
                           default_factory=dict)
     metrics: MetricsSettings = arg("Prometheus and Grafana on the head's loopback", default_factory=MetricsSettings)
     rollout: RolloutSettings = arg("how the head's sync steps a Serve config whose applications' code changed "
-                                   "(import path, runtime_env), and when it rolls it back", default_factory=RolloutSettings)
+                                   "(import path, runtime_env), and when it rolls it back",
+                                   default_factory=RolloutSettings)
 
 
 class RayVmCluster(pulumi.ComponentResource):
