@@ -77,7 +77,11 @@ class Load:
         except urllib.error.HTTPError as exc:
             kind = f"HTTP {exc.code}"
             if kind not in self.result.error_samples:  # what the first of its kind said, for the report
-                self.result.error_samples[kind] = exc.read(200).decode(errors="replace") + \
+                try:
+                    said = exc.read(200).decode(errors="replace")
+                except (OSError, http.client.HTTPException) as cut:  # a server that died mid-answer
+                    said = f"(its body was cut off: {type(cut).__name__})"
+                self.result.error_samples[kind] = said + \
                     "".join(f" [{k}: {v}]" for k, v in exc.headers.items() if k.lower().startswith("x-"))
             return False, kind
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:

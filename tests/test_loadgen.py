@@ -64,3 +64,39 @@ def test_wait_answered_fails_when_nothing_answers_as_checked(echo):
         with pytest.raises(TimeoutError, match="0 of 2 requests answered"):
             load.wait_answered(2, timeout_s=1)
         load.finish_in(0)
+
+
+class _CutOff(BaseHTTPRequestHandler):
+    """Answers 500 with a chunked body, and closes the connection before the first chunk: a server killed
+    mid-answer (a Ray head stopped under load)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(500)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_error_whose_body_is_cut_off_is_counted_and_every_connection_keeps_sending():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutOff)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors: list = []
+    previous, threading.excepthook = threading.excepthook, errors.append  # a connection's thread that died
+    try:
+        with Load(f"http://127.0.0.1:{server.server_address[1]}/", [1], connections=2, max_requests=20) as load:
+            load.finish_in(30)
+    finally:
+        threading.excepthook = previous
+        server.shutdown()
+        server.server_close()
+    assert errors == []
+    assert load.result.failed == load.result.sent == 20 and load.result.errors == {"HTTP 500": 20}
+    assert load.result.error_samples["HTTP 500"].startswith("(its body was cut off: IncompleteRead)")
