@@ -169,10 +169,8 @@ def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT,
     return args + agent_port_args(agent_ports)
 
 
-# A node's agents' ports, by keyword, and `ray start`'s flag for each. Ray picks free ones by default, and its
-# raylet then waits a fixed 15 s for each agent to publish the one it took before it fails the node ("The
-# current node timed out during startup"); an agent importing Ray on a busy machine can take longer. Given
-# ports, the raylet waits for none (the dashboard agent's HTTP port: see RAY_LAUNCHER).
+# A node's agents' ports, by keyword, and `ray start`'s flag for each: given, the raylet waits for no agent to
+# publish one (why: constants.DASHBOARD_AGENT_GRPC_PORT; the dashboard agent's HTTP port: RAY_LAUNCHER).
 AGENT_PORT_FLAGS = {"metrics_export_port": "--metrics-export-port",
                     "dashboard_agent_listen_port": "--dashboard-agent-listen-port",
                     "dashboard_agent_grpc_port": "--dashboard-agent-grpc-port",
