@@ -14,6 +14,10 @@ __all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_a
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
+# Requests a second each connection of a scenario's load sends at most: 16 connections then send a few
+# hundred a second, enough to find a failing moment (a change, a kill) within milliseconds, without the
+# saturating load's CPU, which slows the recovery under test and every test running beside it.
+LOAD_RATE = 20
 REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
 
 
@@ -77,7 +81,7 @@ def ray_answers(dashboard_url: str) -> bool:
 
 
 def under_load(url: str, body, check, action, recovered, bound_s: float = 90, connections: int = 16,
-               tail_s: float = 3) -> dict:
+               tail_s: float = 3, rate: float | None = LOAD_RATE) -> dict:
     """Run `action` under bounded loopback load on `url` once every connection has had an answer, then wait
     (at most `bound_s`) until `recovered()`, and keep the load on for `tail_s` more: what fails then fails
     after the outage. The load is capped in time (a minute for the warm-up, the bound and the tail).
@@ -88,7 +92,7 @@ def under_load(url: str, body, check, action, recovered, bound_s: float = 90, co
 
     from bench.loadgen import Load
 
-    with Load(url, body, connections=connections, duration_s=60 + bound_s + tail_s, check=check) as load:
+    with Load(url, body, connections=connections, duration_s=60 + bound_s + tail_s, check=check, rate=rate) as load:
         load.wait_answered(connections, timeout_s=60)
         start = time.monotonic()
         action()

@@ -100,3 +100,18 @@ def test_an_error_whose_body_is_cut_off_is_counted_and_every_connection_keeps_se
     assert errors == []
     assert load.result.failed == load.result.sent == 20 and load.result.errors == {"HTTP 500": 20}
     assert load.result.error_samples["HTTP 500"].startswith("(its body was cut off: IncompleteRead)")
+
+
+def test_a_paced_load_sends_no_more_than_its_rate_on_any_connection(echo):
+    """Each connection waits out its interval, answered or not: a slower machine only sends fewer."""
+    with Load(echo, [1], connections=2, duration_s=1.5, rate=10) as load:
+        load.wait_answered(2, timeout_s=30)
+    result = load.result
+    assert result.failed == 0 and result.sent >= 2
+    assert result.sent <= 2 * (10 * result.wall_s + 1), result.summary()  # unpaced, this echo answers hundreds
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])
+def test_a_rate_that_is_not_a_finite_positive_number_is_refused(rate):
+    with pytest.raises(ValueError, match="rate must be a finite number"):
+        Load("http://127.0.0.1:9/", [1], rate=rate)

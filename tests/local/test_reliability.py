@@ -18,7 +18,7 @@ from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.config import build_serve_config
-from tests.helpers import REPORTS, free_local_ports, free_port, local_head, post, replica_pids
+from tests.helpers import LOAD_RATE, REPORTS, free_local_ports, free_port, local_head, post, replica_pids
 
 pytestmark = pytest.mark.ray
 SECONDS = float(os.environ.get("RELIABILITY_SECONDS", "10"))
@@ -50,7 +50,7 @@ def _apply(cluster, mango_replicas: int, price: int) -> None:
 
 def _load(cluster, name: str, action, check=None) -> dict:
     url = cluster["outs"]["app_urls"]["fruit"]
-    with Load(url, ["MANGO", 1], connections=CONNECTIONS, duration_s=SECONDS, check=check) as load:
+    with Load(url, ["MANGO", 1], connections=CONNECTIONS, duration_s=SECONDS, check=check, rate=LOAD_RATE) as load:
         load.wait_answered(CONNECTIONS)  # every connection is being answered before the change
         action()
     REPORTS[name] = load.result.summary()

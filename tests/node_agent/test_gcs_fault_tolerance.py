@@ -16,7 +16,7 @@ from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import ServeSettings
 from rayserve_pulumi.config import build_serve_config
 from tests.helpers import agent_port_options, free_port, post, ray_answers, replica_pids, under_load
-from tests.helpers import REPORTS
+from tests.helpers import LOAD_RATE, REPORTS
 
 pytestmark = [pytest.mark.ray,
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server (scripts/setup.sh installs it)")]
@@ -157,7 +157,8 @@ def test_a_restarted_redis_keeps_serve_answering_and_the_head_recovers_without_a
         holders = _command_lines_holding(password, [vm_bootstrap.redis_pid_file(head.redis_args()), head.head_pid])
         assert set(holders) <= {"gcs_server", "raylet"} and "gcs_server" in holders, holders
         applied = (head.state / vm_bootstrap.APPLIED_FILE).read_text()
-        with Load(head.url, ["MANGO", 1], connections=16, duration_s=60, check=lambda a: a == 3) as load:
+        with Load(head.url, ["MANGO", 1], connections=16, duration_s=60, check=lambda a: a == 3,
+                  rate=LOAD_RATE) as load:
             load.wait_answered(16)
             head.stop_redis()
             vm_bootstrap.start_redis(head.redis_args(), vm_bootstrap.redis_password(head.state))  # same data, same password
