@@ -192,23 +192,14 @@ def node_class() -> type:
             self._dashboard_start = threading.Thread(target=start_dashboard, name="dashboard-start", daemon=True)
             self._dashboard_start.start()
 
-        def start_raylet(self, *args, **kwargs):  # Node.start_raylet, the agent's HTTP port given
-            """Ray hands the agent's HTTP port to the agent alone: the raylet, told nothing, waits for the agent
-            to publish it (15 s at most, then the node fails). The raylet has the flag; Ray does not pass it."""
-            from ray._private import ray_constants, services
-
-            start_ray_process, port = services.start_ray_process, self._ray_params.dashboard_agent_listen_port
-
-            def with_listen_port(command, process_type, *rest, **options):
-                if process_type == ray_constants.PROCESS_TYPE_RAYLET and port:
-                    command = [*command, f"--dashboard_agent_listen_port={port}"]
-                return start_ray_process(command, process_type, *rest, **options)
-
-            services.start_ray_process = with_listen_port
+        def start_raylet(self, *args, **kwargs):  # Node.start_raylet, told the agent's HTTP port
+            port = self._ray_params.dashboard_agent_listen_port
+            undo = ray_ops.raylet_told_listen_port(port) if port else None
             try:
                 return super().start_raylet(*args, **kwargs)
             finally:
-                services.start_ray_process = start_ray_process
+                if undo:
+                    undo()
 
         def start_ray_processes(self) -> None:
             super().start_ray_processes()

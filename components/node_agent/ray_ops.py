@@ -7,6 +7,7 @@ dashboard's REST API (PUT /api/serve/applications/), the same call `serve deploy
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -28,7 +29,7 @@ __all__ = [
     "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ServeApiError",
     "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret",
     "ensure_secret", "ensure_auth_token", "config_hash", "auth_env", "head_args", "AGENT_PORT_FLAGS",
-    "agent_port_args", "taken_ports", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
+    "agent_port_args", "taken_ports", "raylet_told_listen_port", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
     "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
@@ -170,7 +171,7 @@ def head_args(*, gcs_port: int = GCS_PORT, dashboard_port: int = DASHBOARD_PORT,
 
 
 # A node's agents' ports, by keyword, and `ray start`'s flag for each: given, the raylet waits for no agent to
-# publish one (why: constants.DASHBOARD_AGENT_GRPC_PORT; the dashboard agent's HTTP port: RAY_LAUNCHER).
+# publish one (why: constants.DASHBOARD_AGENT_GRPC_PORT; the dashboard agent's HTTP port: raylet_told_listen_port).
 AGENT_PORT_FLAGS = {"metrics_export_port": "--metrics-export-port",
                     "dashboard_agent_listen_port": "--dashboard-agent-listen-port",
                     "dashboard_agent_grpc_port": "--dashboard-agent-grpc-port",
@@ -199,30 +200,40 @@ def agent_port_args(ports: dict[str, int] | None) -> list[str]:
     return [f"{flag}={ports[key]}" for key, flag in AGENT_PORT_FLAGS.items() if (ports or {}).get(key) is not None]
 
 
+def raylet_told_listen_port(port):
+    """Make Ray's start of a raylet pass it the dashboard agent's HTTP port too: Ray hands that port to the
+    agent alone, and the raylet, told nothing, waits for the agent to publish it (15 s at most, then the node
+    fails; the other agents' ports Ray does pass on). Patches Ray's private `services.start_ray_process` and
+    returns what undoes it; None where the installed Ray lacks it (the raylet then waits, as under `ray start`).
+    Plain Python that imports nothing of this package: RAY_LAUNCHER carries its source into Ray's images."""
+    try:
+        from ray._private import ray_constants, services
+        start, raylet = services.start_ray_process, ray_constants.PROCESS_TYPE_RAYLET
+    except (ImportError, AttributeError):
+        return None
+
+    def start_ray_process(command, process_type, *rest, **options):
+        if process_type == raylet:
+            command = [*command, "--dashboard_agent_listen_port=" + str(port)]
+        return start(command, process_type, *rest, **options)
+
+    services.start_ray_process = start_ray_process
+    return lambda: setattr(services, "start_ray_process", start)
+
+
 # `ray <args>` run by a Python launcher that appends `--redis-password` from the environment, so the
-# password is on no command line of ours (Ray itself still hands it to gcs_server as a flag). It also tells the
-# raylet the dashboard agent's HTTP port when `--dashboard-agent-listen-port` gives one: Ray hands that port
-# to the agent alone, and the raylet, told nothing, waits for the agent to publish it (the other agents' ports
-# Ray does pass on). That is Ray's private `services.start_ray_process`; where the installed Ray lacks it, the
-# raylet waits as it does under `ray start` (local.head does the same for the local platform's head).
+# password is on no command line of ours (Ray itself still hands it to gcs_server as a flag), and that tells
+# the raylet the dashboard agent's HTTP port when `--dashboard-agent-listen-port` gives one
+# (raylet_told_listen_port, whose source it carries: it runs in images that lack this package).
 REDIS_PASSWORD_ENV = "RAYSERVE_REDIS_PASSWORD"
 RAY_LAUNCHER = f"""\
 import os, sys
 pw = os.environ.pop({REDIS_PASSWORD_ENV!r}, '')
 sys.argv = ['ray', *sys.argv[1:], *(['--redis-password', pw, '--redis-username', 'default'] if pw else [])]
+{inspect.getsource(raylet_told_listen_port)}
 listen = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--dashboard-agent-listen-port=')]
-try:
-    from ray._private import ray_constants, services
-    start = services.start_ray_process
-    raylet = ray_constants.PROCESS_TYPE_RAYLET
-except (ImportError, AttributeError):
-    listen = []
 if listen:
-    def start_ray_process(command, process_type, *rest, **options):
-        if process_type == raylet:
-            command = [*command, '--dashboard_agent_listen_port=' + listen[0]]
-        return start(command, process_type, *rest, **options)
-    services.start_ray_process = start_ray_process
+    raylet_told_listen_port(listen[0])
 from ray.scripts.scripts import main
 main()
 """

@@ -1,4 +1,5 @@
-"""ray_ops against a stand-in dashboard (a local HTTP server): what a refused deploy reports."""
+"""ray_ops without a Ray cluster: what a refused deploy reports (against a stand-in dashboard, a local HTTP server),
+and the patch that tells a raylet the dashboard agent's port."""
 from __future__ import annotations
 
 import json
@@ -149,3 +150,20 @@ def test_a_controller_that_stays_dead_fails_the_read_with_its_cause(dashboard):
     dashboard.gets = ["dead"] * 100
     with pytest.raises(ray_ops.ServeApiError, match="500: ray.exceptions.ActorDiedError: The actor died unexpectedly"):
         ray_ops.status(dashboard.url, settle_timeout=1)
+
+
+def test_the_raylet_port_patch_touches_the_raylet_only_is_undone_and_is_skipped_without_rays_api(monkeypatch):
+    """The one definition both the local head (in process) and RAY_LAUNCHER (as source) use."""
+    from ray._private import ray_constants, services
+
+    started = []
+    monkeypatch.setattr(services, "start_ray_process", lambda command, kind, *rest, **options: started.append(command))
+    original = services.start_ray_process
+    undo = ray_ops.raylet_told_listen_port(52399)
+    services.start_ray_process(["gcs_server"], ray_constants.PROCESS_TYPE_GCS_SERVER)
+    services.start_ray_process(["raylet", "--x=1"], ray_constants.PROCESS_TYPE_RAYLET, "more", a=1)
+    undo()
+    assert started == [["gcs_server"], ["raylet", "--x=1", "--dashboard_agent_listen_port=52399"]]
+    assert services.start_ray_process is original
+    monkeypatch.delattr(services, "start_ray_process")
+    assert ray_ops.raylet_told_listen_port(52399) is None  # an installed Ray without it: the raylet waits
