@@ -583,7 +583,7 @@ def agent_ports(args) -> dict[str, int]:
 
 def node_ports(args, head: bool) -> dict[str, tuple[str, int]]:
     """The ports a node binds at its start, by option: (host, port) for ray_ops.taken_ports."""
-    ports = {flag: ("0.0.0.0", getattr(args, key)) for key, flag in ray_ops.AGENT_PORT_FLAGS.items()}
+    ports = {ray_ops.AGENT_PORT_FLAGS[key]: ("0.0.0.0", port) for key, port in agent_ports(args).items()}
     if head:
         ports.update({"--gcs-port": ("0.0.0.0", args.gcs_port),
                       "--dashboard-port": (args.dashboard_host, args.dashboard_port)})
