@@ -5,7 +5,8 @@
 # tests in two phases: first those marked `timed`, whose verdict is relative to an unsaturated machine (a
 # rollout gate's p99 ratio, a metric's scrape deadline), one at a time (the nice mock tests take only what
 # they leave idle); then the others, which judge outcomes (answers, failed-request counts, state), in two
-# pytest-xdist workers split by module (a module's head starts once; the workers draw disjoint test ports).
+# pytest-xdist workers split by module, or by package where its modules share one stack (tests/conftest.py):
+# a head starts once; the workers draw disjoint test ports.
 # Each stream draws test ports from its own share.
 # Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail

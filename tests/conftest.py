@@ -6,9 +6,6 @@ import json
 
 import pytest
 
-from rayserve_pulumi.config.validate import validate_stack
-from rayserve_pulumi.local import provider_inputs
-from tests.helpers import ROOT, free_local_ports, free_port, local_head
 
 
 @pytest.fixture(autouse=True)
@@ -40,23 +37,6 @@ def with_override(props: dict, app: str, deployment: str, **fields) -> dict:
     return {**props, "serve_config_json": json.dumps(config, sort_keys=True)}
 
 
-@pytest.fixture(scope="module")
-def local_serve(tiny_models, tmp_path_factory):
-    """The quick start: stacks/Pulumi.local.yaml (on free ports) created through the local provider, every
-    bundled app included; the text app loads tiny-t5. Module-scoped: other modules' teardown stops Ray."""
-    from tests.pulumi_harness import stack_values
-
-    values = stack_values("local")
-    values["local"] = {**values["local"], **free_local_ports()}
-    values["serve"] = {**values["serve"], "http_port": free_port()}
-    values["metrics"] = {**values.get("metrics", {}), "prometheus_port": free_port()}
-    cfg, serve_config = validate_stack(values, ROOT)
-    props = provider_inputs(cfg.local, serve_config, str(tmp_path_factory.mktemp("run")), cfg.serve.runtime_env(),
-                            str(tiny_models), cfg.metrics)
-    with local_head(props) as head:
-        yield head
-
-
 @pytest.fixture(scope="session")
 def rendered():
     """Every stack in stacks/, rendered once under Pulumi mocks."""
@@ -69,6 +49,28 @@ def pytest_collection_modifyitems(items):
     """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
     tests fill the other process meanwhile. A stable sort: each module's order is kept."""
     items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+
+
+# Packages whose modules share one Ray stack (a package-scoped fixture in the package's conftest).
+SHARED_STACK_PACKAGES = ("tests/local_stack/",)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope`, with each package of SHARED_STACK_PACKAGES one unit of work: a worker runs its
+    modules one after the other, so its stack starts once (split by module, each worker would start its own).
+    pytest-xdist's own `loadgroup` would do this by mark, but its marks are lost under pytest 9.2. This uses
+    xdist's documented extension point, `_split_scope`; without it, plain loadscope (a stack per worker)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") != "loadscope" or not hasattr(LoadScopeScheduling, "_split_scope"):
+        return None
+
+    class SharedStackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            shared = [package for package in SHARED_STACK_PACKAGES if nodeid.startswith(package)]
+            return shared[0] if shared else super()._split_scope(nodeid)
+
+    return SharedStackScheduling(config, log)
 
 
 _SEEN = pytest.StashKey[dict]()

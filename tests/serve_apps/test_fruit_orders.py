@@ -1,5 +1,6 @@
 """The fruit market's coalescing of orders (`price_orders`, behind its `@serve.batch` method), in-process with
-stand handles that record their calls; the real-Ray tests (test_serving) send concurrent mixed orders."""
+stand handles that record their calls; the real-Ray tests (tests/local_stack/test_serving.py) send concurrent
+mixed orders."""
 from __future__ import annotations
 
 import asyncio
