@@ -5,8 +5,8 @@
 # tests in two phases: first those marked `timed`, whose verdict is relative to an unsaturated machine (a
 # rollout gate's p99 ratio, a metric's scrape deadline), one at a time (the nice mock tests take only what
 # they leave idle); then the others, which judge outcomes (answers, failed-request counts, state), in two
-# pytest-xdist workers split by module, or by package where its modules share one stack, the longest first
-# (tests/conftest.py): a head starts once; the workers draw disjoint test ports.
+# pytest-xdist workers split by module, or by package where its modules share one stack (tests/conftest.py):
+# a head starts once; the workers draw disjoint test ports.
 # Each stream draws test ports from its own share.
 # Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail
@@ -46,7 +46,7 @@ mock_pid=$!
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-timed -m "ray and timed" "$@"
 pytest_rc $? "timed real-Ray tests"; timed_rc=$?
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m "ray and not timed" \
-  -n 2 --dist loadscope --no-loadscope-reorder "$@"
+  -n 2 --dist loadscope "$@"
 pytest_rc $? "real-Ray tests"; ray_rc=$?
 wait "$mock_pid"
 mock_rc=$?

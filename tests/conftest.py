@@ -45,22 +45,10 @@ def rendered():
     return {stack: render(stack_values(stack), stack) for stack in all_stacks()}
 
 
-# The real-Ray modules (or shared-stack packages) that take longest on a fresh clone, longest first: they start
-# first, so the two workers finish together instead of one running a long module alone at the end.
-LONGEST_FIRST = ("tests/node_agent/test_gcs_fault_tolerance.py", "tests/local/test_fallback_cli.py",
-                 "tests/local/test_bundled_rollout.py", "tests/local_stack/")
-
-
-def _start_rank(item) -> tuple[bool, int]:
-    longest = [i for i, path in enumerate(LONGEST_FIRST) if item.nodeid.startswith(path)]
-    return item.get_closest_marker("ray") is None, longest[0] if longest else len(LONGEST_FIRST)
-
-
 def pytest_collection_modifyitems(items):
-    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope
-    --no-loadscope-reorder`, which keeps this order) the mock tests fill the other process meanwhile; and of
-    those the longest first. A stable sort: each module's order is kept."""
-    items.sort(key=_start_rank)
+    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
+    tests fill the other process meanwhile. A stable sort: each module's order is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
 
 
 # Packages whose modules share one Ray stack (a package-scoped fixture in the package's conftest).

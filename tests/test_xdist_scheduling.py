@@ -1,5 +1,5 @@
 """The real-Ray tests' split between pytest-xdist workers (tests/conftest.py): by module, and a package whose
-modules share one stack as one unit, so that stack starts once; the longest units start first."""
+modules share one stack as one unit, so that stack starts once."""
 from __future__ import annotations
 
 import pytest
@@ -29,10 +29,3 @@ def test_each_shared_stack_package_is_a_package_whose_conftest_starts_the_stack(
 @pytest.mark.parametrize("dist", ["load", "loadfile", "no"])
 def test_other_modes_keep_pytest_xdists_own_scheduler(pytestconfig, monkeypatch, dist):
     assert _scheduler(pytestconfig, monkeypatch, dist) is None
-
-
-def test_the_modules_started_first_exist_and_start_real_ray():
-    """A renamed module would silently drop out of the order (and the run lose its balance)."""
-    for path in conftest.LONGEST_FIRST:
-        modules = [ROOT / path] if path.endswith(".py") else sorted((ROOT / path).glob("test_*.py"))
-        assert modules and all("pytest.mark.ray" in module.read_text() for module in modules), path
