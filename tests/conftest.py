@@ -7,7 +7,6 @@ import json
 import pytest
 
 
-
 @pytest.fixture(autouse=True)
 def _an_event_loop():
     """A current event loop for Pulumi's mocks: a test that ran `asyncio.run` (the Serve apps' tests) leaves
@@ -58,8 +57,9 @@ SHARED_STACK_PACKAGES = ("tests/local_stack/",)
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadscope`, with each package of SHARED_STACK_PACKAGES one unit of work: a worker runs its
     modules one after the other, so its stack starts once (split by module, each worker would start its own).
-    pytest-xdist's own `loadgroup` would do this by mark, but its marks are lost under pytest 9.2. This uses
-    xdist's documented extension point, `_split_scope`; without it, plain loadscope (a stack per worker)."""
+    pytest-xdist's own `loadgroup` would do this by mark, but its marks are lost under pytest 9.2. This
+    overrides `_split_scope`, private, as xdist's own loadfile and loadgroup schedulers do; without it, plain
+    loadscope (a stack per worker)."""
     from xdist.scheduler import LoadScopeScheduling
 
     if config.getvalue("dist") != "loadscope" or not hasattr(LoadScopeScheduling, "_split_scope"):

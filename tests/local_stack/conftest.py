@@ -9,6 +9,7 @@ from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import provider_inputs
 from tests.helpers import ROOT, free_local_ports, free_port, local_head
 
+
 @pytest.fixture(scope="package")
 def local_serve(tiny_models, tmp_path_factory):
     """stacks/Pulumi.local.yaml (on free ports) created through the local provider, every bundled app
