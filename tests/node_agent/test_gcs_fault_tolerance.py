@@ -93,9 +93,13 @@ class _Head:
         if not ray_answers(self.dash):
             self.run(*self.head)
         self.config_file.write_text(json.dumps(_config(self.http, price)))
-        said = self.run("sync", *self.common, "--config-file", str(self.config_file)).strip()
+        said = self.sync()
         _wait_answers(self.url, price)
         return said
+
+    def sync(self) -> str:
+        """What the sync timer does within config_poll_seconds on a VM: what it said."""
+        return self.run("sync", *self.common, "--config-file", str(self.config_file)).strip()
 
     def close(self) -> None:
         subprocess.run([*AGENT, "stop", *self.common], capture_output=True, timeout=120)
@@ -205,8 +209,7 @@ def test_a_lost_redis_loses_the_apps_until_the_sync_redeploys_them(head):
         shutil.rmtree(head.state / "redis")  # the volume's Redis data is gone
         head.restart_head()  # starts an empty Redis and a head that finds nothing to recover
         seen["apps_after_head_restart"] = sorted(ray_ops.applications(head.dash))
-        # what the sync timer does within config_poll_seconds on a VM
-        seen["sync"] = head.run("sync", *head.common, "--config-file", str(head.config_file)).strip()
+        seen["sync"] = head.sync()
 
     load = under_load(head.url, ["MANGO", 1], lambda a: a == 3, lose_redis, lambda: _answers(head.url, 3),
                       bound_s=RECOVERY_BOUND_S)
