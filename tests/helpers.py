@@ -14,11 +14,10 @@ __all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_a
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
-# Requests a second each connection of a scenario's load sends at most: 16 connections then send 160 a
-# second, one every 6 ms, enough to find a failing moment (a change, a kill), without the saturating load's
-# CPU, which slows the recovery under test and every test running beside it (at 20 a second, 320 in all,
-# the load and the stack serving it took half of this machine's two cores; at 10, a quarter).
-LOAD_RATE = 10
+# Requests a second each connection of a scenario's load sends at most: 16 connections then send a few
+# hundred a second, enough to find a failing moment (a change, a kill) within milliseconds, without the
+# saturating load's CPU, which slows the recovery under test and every test running beside it.
+LOAD_RATE = 20
 REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
 
 
