@@ -356,10 +356,14 @@ class LocalServe:
         return Applied(id_, props)
 
     def delete(self, props: dict[str, Any]) -> None:
-        """Stop the head's session and Prometheus'. Serve is not shut down application by application
-        first: nothing of it outlives Ray here, and that alone took 10-30 s."""
+        """Stop the head's session and Prometheus', then remove the head's own Ray temp dir (its logs with it: a
+        failed create keeps them). Serve is not shut down application by application first: nothing of it
+        outlives Ray here, and that alone took 10-30 s."""
+        from rayserve_pulumi.observability import prometheus
+
         start = time.monotonic()
         stop_started(props)
+        prometheus.remove_ray_temp_dir(ray_temp_dir(props))
         report(f"local: Serve and the Ray head stopped in {time.monotonic() - start:.1f} s")
 
 

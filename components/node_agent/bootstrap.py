@@ -565,6 +565,7 @@ def cmd_stop(args) -> None:
     else:
         for container in (HEAD_CONTAINER, WORKER_CONTAINER):
             ray_ops.stop(node_pid_file(args, container))
+        prometheus.remove_ray_temp_dir(own_temp_dir(args))
     stop_metrics(args)
     stop_redis(args)
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["SD_FILE", "RAY_TEMP_DIR", "RAY_SD_FILE", "RULES_FILE", "CONFIG_FILE", "JOB", "ray_temp_dir", "sd_file",
+__all__ = ["SD_FILE", "RAY_TEMP_DIR", "RAY_SD_FILE", "RULES_FILE", "CONFIG_FILE", "JOB", "ray_temp_dir",
+           "remove_ray_temp_dir", "sd_file",
            "config", "write", "start"]
 
 SD_FILE = "prom_metrics_service_discovery.json"
@@ -24,6 +27,15 @@ def ray_temp_dir(owner: str) -> str:
     default is one per machine, and the service-discovery file there is the last head's: two heads'
     Prometheus would scrape one cluster. Short, as Ray's Unix sockets live beneath it (107 bytes at most)."""
     return f"{RAY_TEMP_DIR}-{hashlib.sha256(owner.encode()).hexdigest()[:12]}"
+
+
+def remove_ray_temp_dir(temp_dir: str) -> None:
+    """Remove a head's own temp dir (a `ray_temp_dir`: sessions, logs, spilled objects) once that head has
+    stopped: ups and deletes of a stack otherwise leave its sessions piling up in /tmp. Refuses any other path,
+    Ray's shared default included."""
+    if not re.fullmatch(re.escape(RAY_TEMP_DIR) + r"-[0-9a-f]{12}", temp_dir):
+        raise ValueError(f"not a head's own Ray temp dir: {temp_dir!r}")
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def sd_file(temp_dir: str) -> str:

@@ -3,6 +3,7 @@ stopping Ray, Serve and HAProxy."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -12,7 +13,7 @@ from pathlib import Path
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.lifecycle import head_pid_file
+from rayserve_pulumi.local.lifecycle import head_pid_file, ray_temp_dir
 from rayserve_pulumi.config import build_serve_config
 from tests.helpers import free_local_ports, free_port, post, ray_answers
 
@@ -33,11 +34,14 @@ def _rendered_config(props: dict) -> str:
 
 def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp_path):
     """Two local heads with HAProxy at once (each with its own HAProxy stats and metrics ports, which Ray binds on
-    every interface: with Ray's fixed defaults the second HAProxy could not start), then one deleted alone."""
+    every interface: with Ray's fixed defaults the second HAProxy could not start), the second serving its app at
+    `/` (HAProxy routes by path prefix: `/` takes every path), then one deleted alone."""
     env = ServeSettings(proxy="haproxy").runtime_env()
     provider, heads, settings = LocalServeProvider(), [], {}
     for name in ("one", "two"):
         config = build_serve_config(ServeSettings(applications=["calc"], http_port=free_port()))
+        if name == "two":
+            config["applications"][0]["route_prefix"] = "/"
         settings[name] = LocalSettings(**free_local_ports(), num_cpus=2)
         heads.append(provider_inputs(settings[name], config, str(tmp_path / name), env))
     try:
@@ -49,10 +53,16 @@ def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp
             assert "nbthread 1\n" in config, config  # local.haproxy_threads' default, not Ray's 4
             port = settings[name].fallback_proxy_port  # each HAProxy falls back to its own stack's proxy
             assert re.search(rf"server \S+ [\d.]+:{port} check backup\n", config), config
+        assert urlsplit(two.outs["app_urls"]["calc"]).path == "/"
         for result in (one, two):
             assert post(result.outs["app_urls"]["calc"], ["MUL", 3]) == "15 pizzas please!"
+        with pytest.raises(requests.HTTPError, match="404"):  # `/` is the second stack's only: the first has none
+            post(one.outs["app_urls"]["calc"].rsplit("/", 1)[0] + "/", ["MUL", 3])
+        temp_dirs = [Path(ray_temp_dir(props)) for props in heads]
+        assert all((d / "session_latest").exists() for d in temp_dirs), temp_dirs
         provider.delete(one.id, one.outs)
         assert procs.members(sid) == []  # Ray, Serve and HAProxy: the whole session, and only it
+        assert not temp_dirs[0].exists() and temp_dirs[1].exists()  # the deleted head's own temp dir, only it
         assert not head_pid_file(heads[0]).exists()
         assert not ray_answers(one.outs["dashboard_url"])  # delete stopped Ray, and Serve with it
         with pytest.raises(requests.ConnectionError):

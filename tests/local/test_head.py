@@ -6,11 +6,13 @@ import json
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
 from rayserve_pulumi.local import head
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.observability import prometheus
 from tests.helpers import free_port, slow_agents_env
 
 
@@ -52,21 +54,31 @@ def test_a_port_left_in_time_wait_is_free():
     assert head.taken_ports(_opts(gcs_port=port)) == []
 
 
+@contextmanager
+def _spawned(pid_file, opts: dict, extra_env: dict):
+    """A head started with `opts` in a Ray temp dir of its own (not the machine's /tmp/ray, which a developer's
+    own Ray uses), stopped and its temp dir removed afterwards."""
+    temp_dir = prometheus.ray_temp_dir(str(pid_file))
+    try:
+        head.spawn(pid_file, extra_env=extra_env, auth_mode="token", **{**opts, "temp_dir": temp_dir})
+        yield
+    finally:
+        ray_ops.stop(pid_file)
+        prometheus.remove_ray_temp_dir(temp_dir)
+
+
 @pytest.mark.ray
 def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
     client = free_port()
     opts = _opts(ray_client_port=client)
     pid_file = tmp_path / "head.pid"
-    try:
-        head.spawn(pid_file, extra_env={}, auth_mode="token", **opts)
+    with _spawned(pid_file, opts, {}):
         ray_ops.wait_dashboard(f"http://127.0.0.1:{opts['dashboard_port']}")
         commands = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in procs.members(procs.read(pid_file)["sid"])]
         assert any(b"ray.util.client.server" in c and f"--port={client}".encode() in c for c in commands), commands
         with socket.create_connection(("127.0.0.1", client), timeout=10):
             pass  # it listens
         assert head.launcher_file(pid_file).read_text() == head.NODE_API  # the pinned Ray: the fast path ran
-    finally:
-        ray_ops.stop(pid_file)
 
 
 def _listening(host: str, port: int, timeout: float) -> bool:
@@ -86,8 +98,7 @@ def test_a_head_whose_agents_start_slowly_still_starts(tmp_path):
     stops waiting for the agents' port files after 15 s. With the stack's ports it does not wait for them."""
     opts, pid_file = _opts(), tmp_path / "head.pid"
     env = slow_agents_env(tmp_path / "slow", 20)
-    try:
-        head.spawn(pid_file, extra_env=env, auth_mode="token", **opts)
+    with _spawned(pid_file, opts, env):
         dashboard = f"http://127.0.0.1:{opts['dashboard_port']}"
         ray_ops.wait_dashboard(dashboard)
         raylet = [c for pid in procs.members(procs.read(pid_file)["sid"])
@@ -104,8 +115,6 @@ def test_a_head_whose_agents_start_slowly_still_starts(tmp_path):
             assert _listening(node_ip, opts[key], timeout=90), key
         nodes = ray_ops.api_get(dashboard, "/nodes?view=summary")["data"]["summary"]
         assert [n["raylet"]["state"] for n in nodes] == ["ALIVE"]
-    finally:
-        ray_ops.stop(pid_file)
 
 
 def test_the_pinned_ray_has_the_private_api_the_launcher_uses():
@@ -139,14 +148,11 @@ def test_the_launcher_falls_back_to_ray_start(monkeypatch, forced, missing, expe
 def test_the_ray_start_fallback_starts_a_head_that_serves(tmp_path):
     opts = _opts(ray_client_port=free_port())  # Ray's CLI always starts its Ray Client server
     pid_file = tmp_path / "head.pid"
-    try:
-        head.spawn(pid_file, extra_env={head.LAUNCHER_ENV: head.RAY_START}, auth_mode="token", **opts)
+    with _spawned(pid_file, opts, {head.LAUNCHER_ENV: head.RAY_START}):
         ray_ops.wait_dashboard(f"http://127.0.0.1:{opts['dashboard_port']}")
         assert head.launcher_file(pid_file).read_text() == f"{head.RAY_START} (forced by ${head.LAUNCHER_ENV})"
         nodes = ray_ops.api_get(f"http://127.0.0.1:{opts['dashboard_port']}", "/nodes?view=summary")["data"]["summary"]
         assert [n["raylet"]["state"] for n in nodes] == ["ALIVE"]
-    finally:
-        ray_ops.stop(pid_file)
 
 
 class _Params:

@@ -2,6 +2,10 @@
 service-discovery file Ray keeps there is the last head's, so two stacks' Prometheus would both scrape it."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import head, lifecycle, provider_inputs
 from rayserve_pulumi.node_agent import ray_ops
@@ -49,3 +53,15 @@ def test_the_dashboards_metrics_port_is_the_stacks_and_rays_default_adds_nothing
     config = build_serve_config(ServeSettings(applications=["fruit"], http_port=free_port()))
     kept = provider_inputs(LocalSettings(), config, str(tmp_path / "b"))
     assert "DASHBOARD_METRIC_PORT" not in kept["ray_env"]  # a stack on Ray's defaults keeps its inputs
+
+
+def test_only_a_heads_own_temp_dir_can_be_removed(tmp_path):
+    own = lifecycle.ray_temp_dir(_props(tmp_path / "run"))
+    (Path(own) / "session_x" / "logs").mkdir(parents=True)
+    prometheus.remove_ray_temp_dir(own)
+    assert not Path(own).exists()
+    prometheus.remove_ray_temp_dir(own)  # already gone: nothing to do
+    for other in (prometheus.RAY_TEMP_DIR, str(tmp_path), f"{own}/..", f"{own}x", "/tmp/ray-0123456789AB"):
+        with pytest.raises(ValueError, match="not a head's own Ray temp dir"):
+            prometheus.remove_ray_temp_dir(other)
+    assert tmp_path.exists()

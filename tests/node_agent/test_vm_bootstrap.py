@@ -231,8 +231,11 @@ def test_sync_rolls_back_a_config_that_fails_to_deploy(vm):
 
 
 def test_stop_stops_ray(vm):
+    own = vm_bootstrap.own_temp_dir(argparse.Namespace(mode="local", state_dir=str(vm["state"])))
+    assert Path(own, "session_latest").exists()  # the head's sessions, before the stop
     vm["run"]("stop", *vm["common"])
     assert not ray_answers(vm["dash"])
+    assert not Path(own).exists()  # its own Ray temp dir removed with it
     assert not ray_ops.http_ok(vm["prometheus"] + "/-/ready")  # Prometheus stopped by its PID file
 
 
