@@ -13,6 +13,7 @@ from rayserve_pulumi import cli as rayserve_cli
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.observability import prometheus
 from tests.helpers import free_local_ports, free_port, post, replica_pids
 from tests.pulumi_harness import stack_values
 
@@ -43,9 +44,10 @@ def stack(tmp_path_factory):
     try:
         yield files
     finally:
-        run("destroy")
+        run("destroy")  # removes the head's Ray temp dir too, if a head is still recorded
         ray_ops.stop(files["pid"])
         procs.stop(files["pid"].with_name("prometheus.pid"))
+        prometheus.remove_ray_temp_dir(prometheus.ray_temp_dir(str(files["pid"])))  # a head that refresh forgot
 
 
 def _with(values: dict, **local) -> dict:

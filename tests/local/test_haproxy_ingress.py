@@ -11,6 +11,7 @@ import requests
 from pathlib import Path
 
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.observability import prometheus
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
 from rayserve_pulumi.local.lifecycle import head_pid_file, ray_temp_dir
@@ -71,3 +72,4 @@ def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp
     finally:
         for props in heads:
             ray_ops.stop(head_pid_file(props))
+            prometheus.remove_ray_temp_dir(ray_temp_dir(props))
