@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from rayserve_pulumi.local import lifecycle
 from rayserve_pulumi.registry import PLATFORMS, platform_class
 from tests.pulumi_harness import ROOT, all_stacks, render, stack_values, user_data
 
@@ -69,8 +70,10 @@ def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
     haproxy = {"RAY_SERVE_HAPROXY_STATS_PORT": "8404", "RAY_SERVE_HAPROXY_METRICS_PORT": "9101",
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": "8500", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": "9500",
                "RAY_SERVE_HAPROXY_NBTHREAD": "1"} if "RAY_SERVE_ENABLE_HA_PROXY" in env else {}
-    assert render(values, "local").one("pulumi-python:dynamic:Resource").inputs["ray_env"] == {
-        **env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models")}
+    inputs = render(values, "local").one("pulumi-python:dynamic:Resource").inputs
+    if haproxy:  # its files in the head's own Ray temp dir
+        haproxy.update(lifecycle.haproxy_files_env(lifecycle.ray_temp_dir(inputs)))
+    assert inputs["ray_env"] == {**env, **haproxy, "RAYSERVE_MODELS": str(ROOT / ".models")}
 
 
 def test_the_node_agent_takes_only_serve_settings_as_environment():

@@ -31,7 +31,7 @@ from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 __all__ = [
     "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "pinned", "deployed_config", "planned_changes", "plan_lines",
     "RolledBack", "with_code_version", "report", "head_pid_file",
-    "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "head_env", "spawn_head",
+    "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "haproxy_files_env", "head_env", "spawn_head",
     "stop_started", "wait_prometheus", "dashboard_url", "serve_base_url", "Applied", "LocalServe",
     "provider_inputs",
 ]
@@ -147,6 +147,20 @@ def ray_temp_dir(props: dict) -> str:
     from rayserve_pulumi.observability import prometheus
 
     return prometheus.ray_temp_dir(str(head_pid_file(props)))
+
+
+def haproxy_files_env(temp_dir: str) -> dict[str, str]:
+    """Serve's HAProxy files (config, admin and metrics sockets, server state) in the head's own Ray temp dir,
+    where Ray keeps one folder per node beneath the given paths: Ray's default, /tmp/haproxy-serve, is shared
+    by every head on the machine and outlives them; this one goes with the head (`delete`). Short, as HAProxy
+    takes a log socket path of 97 bytes at most: the temp dir, `/hap/`, a 56-character node ID and
+    `/metrics.sock` take 95."""
+    base = f"{temp_dir}/hap"
+    return {"RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": f"{base}/haproxy.cfg",
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": f"{base}/admin.sock",
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": base,
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": f"{base}/server-state",
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": f"{base}/metrics.sock"}
 
 
 # A Ray process connecting to a local socket that is not there yet (the raylet to its own object store,
@@ -384,7 +398,8 @@ def provider_inputs(settings: LocalSettings, serve_config: dict, run_dir: str, s
                "RAY_SERVE_HAPROXY_METRICS_PORT": str(settings.haproxy_metrics_port),
                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(settings.fallback_proxy_port),
                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(settings.fallback_proxy_grpc_port),
-               "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads)}
+               "RAY_SERVE_HAPROXY_NBTHREAD": str(settings.haproxy_threads),
+               **haproxy_files_env(ray_temp_dir({"run_dir": run_dir}))}
     # Ray's own default needs no variable (and a stack that keeps it keeps its inputs, so no new head)
     moved = {} if settings.dashboard_metrics_port == DASHBOARD_METRICS_PORT else {
         "DASHBOARD_METRIC_PORT": str(settings.dashboard_metrics_port)}

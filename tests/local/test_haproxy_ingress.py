@@ -26,11 +26,11 @@ def _haproxy_in(sid: int) -> list[int]:
     return [pid for pid in procs.members(sid) if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def _rendered_config(props: dict) -> str:
-    """The config Ray rendered for the HAProxy of the head started with `props`."""
+def _config_file(props: dict) -> Path:
+    """The config file Ray rendered for the HAProxy of the head started with `props`."""
     pid = _haproxy_in(procs.read(head_pid_file(props))["sid"])[0]
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    return Path(argv[argv.index("-f") + 1]).read_text()
+    return Path(argv[argv.index("-f") + 1])
 
 
 def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp_path):
@@ -50,7 +50,9 @@ def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp
         sid = procs.read(head_pid_file(heads[0]))["sid"]
         assert _haproxy_in(sid), "HAProxy ingress not running in the head's session"
         for props, name in zip(heads, ("one", "two")):
-            config = _rendered_config(props)
+            config_file = _config_file(props)
+            assert config_file.is_relative_to(ray_temp_dir(props)), config_file  # not the machine's /tmp/haproxy-serve
+            config = config_file.read_text()
             assert "nbthread 1\n" in config, config  # local.haproxy_threads' default, not Ray's 4
             port = settings[name].fallback_proxy_port  # each HAProxy falls back to its own stack's proxy
             assert re.search(rf"server \S+ [\d.]+:{port} check backup\n", config), config

@@ -65,3 +65,15 @@ def test_only_a_heads_own_temp_dir_can_be_removed(tmp_path):
         with pytest.raises(ValueError, match="not a head's own Ray temp dir"):
             prometheus.remove_ray_temp_dir(other)
     assert tmp_path.exists()
+
+
+def test_serves_haproxy_files_live_in_the_heads_temp_dir_within_haproxys_socket_limit(tmp_path):
+    props = _props(tmp_path / "run")
+    own = lifecycle.ray_temp_dir(props)
+    files = {k: v for k, v in props["ray_env"].items() if k.startswith("RAY_SERVE_HAPROXY_") and "/" in v}
+    assert files == lifecycle.haproxy_files_env(own) and len(files) == 5
+    assert all(v.startswith(f"{own}/") for v in files.values()), files
+    node_id = "0" * 56  # Ray puts each node's files in a folder named by its ID beneath the given paths
+    for key in ("RAY_SERVE_HAPROXY_SOCKET_PATH", "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"):
+        folder, name = files[key].rsplit("/", 1)
+        assert len(f"{folder}/{node_id}/{name}") <= 97, key  # HAProxy refuses a longer log socket path
