@@ -31,7 +31,8 @@ from rayserve_pulumi.serve_apps.seq2seq import MODELS_ENV
 __all__ = [
     "RESTART_KEYS", "DRIFTED", "CODE_VERSION_ENV", "pinned", "deployed_config", "planned_changes", "plan_lines",
     "RolledBack", "with_code_version", "report", "head_pid_file",
-    "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "haproxy_files_env", "head_env", "spawn_head",
+    "prometheus_pid_file", "prometheus_url", "start_prometheus", "IPC_CONNECT_RETRY", "haproxy_files_env", "head_env",
+    "spawn_head",
     "stop_started", "wait_prometheus", "dashboard_url", "serve_base_url", "Applied", "LocalServe",
     "provider_inputs",
 ]
