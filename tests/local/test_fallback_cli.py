@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from rayserve_pulumi import cli as rayserve_cli
+from rayserve_pulumi.local import lifecycle
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import procs, ray_ops
@@ -47,7 +48,8 @@ def stack(tmp_path_factory):
         run("destroy")  # removes the head's Ray temp dir too, if a head is still recorded
         ray_ops.stop(files["pid"])
         procs.stop(files["pid"].with_name("prometheus.pid"))
-        prometheus.remove_ray_temp_dir(prometheus.ray_temp_dir(str(files["pid"])))  # a head that refresh forgot
+        # a head that refresh forgot: destroy had nothing recorded to remove
+        prometheus.remove_ray_temp_dir(lifecycle.ray_temp_dir({"run_dir": str(files["pid"].parent)}))
 
 
 def _with(values: dict, **local) -> dict:

@@ -10,11 +10,10 @@ import requests
 
 from pathlib import Path
 
-from rayserve_pulumi.node_agent import procs, ray_ops
-from rayserve_pulumi.observability import prometheus
+from rayserve_pulumi.node_agent import procs
 from rayserve_pulumi.config import LocalSettings, ServeSettings
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
-from rayserve_pulumi.local.lifecycle import head_pid_file, ray_temp_dir
+from rayserve_pulumi.local.lifecycle import LocalServe, head_pid_file, ray_temp_dir
 from rayserve_pulumi.config import build_serve_config
 from tests.helpers import free_local_ports, free_port, post, ray_answers
 
@@ -72,6 +71,5 @@ def test_haproxy_ingress_serves_beside_another_stack_and_is_stopped_with_ray(tmp
             requests.post(one.outs["app_urls"]["calc"], json=["MUL", 1], timeout=5)
         assert post(two.outs["app_urls"]["calc"], ["MUL", 2]) == "10 pizzas please!"  # the other stack: untouched
     finally:
-        for props in heads:
-            ray_ops.stop(head_pid_file(props))
-            prometheus.remove_ray_temp_dir(ray_temp_dir(props))
+        for props in heads:  # what destroy does: stop by the PID file, remove the head's temp dir
+            LocalServe().delete(props)
