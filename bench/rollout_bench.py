@@ -1,13 +1,15 @@
 """Gated rollouts on the local platform, measured: each scenario of README "Rollouts" run `--rounds` times on a
 real local head, under 8 connections of loopback load, loopback only.
 
-  bash bench/setup.sh && .venv/bin/python -m bench.rollout_bench [--rounds 3]
+  bash bench/setup.sh && .venv/bin/python -m bench.rollout_bench [--rounds 3] [--steps 50,100] [--only "20 % errors"]
 
 The own-app example (copied to a temporary folder, free ports, `serve.proxy: default`) is deployed once per
 round; then, one after the other, new code is rolled out with `rayserve up`: a good version, one failing 20 %
 of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s exit status and
 seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median (min-max) over
-rounds; results in .bench/rollout_bench.json (ignored).
+rounds; results in .bench/rollout_bench.json (ignored). `--steps` replaces the rollout's steps (say, a first
+step at half the traffic, where a bad version's failures come fastest); `--only` runs the named scenarios alone
+(the good version first whenever it runs).
 """
 from __future__ import annotations
 
@@ -57,16 +59,16 @@ def variant(suffix: str = "?", delay_s: float = BASE_DELAY_S, fail_rate: float =
     return code
 
 
-SCENARIOS = {  # name -> (the new code, the answers accepted during the rollout)
-    "good version": (lambda: variant("?"), ("hello, X!", "hello, X?")),
-    "20 % errors": (lambda: variant("?", fail_rate=0.2), ("hello, X?",)),
-    "never healthy": (lambda: variant("?", unhealthy=True), ("hello, X?",)),
-    "3x slower": (lambda: variant("?", delay_s=SLOW_DELAY_S), ("hello, X?",)),
+SCENARIOS = {  # name -> the new code: the good version answers "hello, X?", every bad one too
+    "good version": lambda: variant("?"),
+    "20 % errors": lambda: variant("?", fail_rate=0.2),
+    "never healthy": lambda: variant("?", unhealthy=True),
+    "3x slower": lambda: variant("?", delay_s=SLOW_DELAY_S),
 }
 
 
-def own_app(folder: Path) -> dict:
-    """The own-app example in `folder`, on free ports, with the rollout settings above: its paths and `run`."""
+def own_app(folder: Path, rollout: dict = ROLLOUT) -> dict:
+    """The own-app example in `folder`, on free ports, with `rollout` (the settings above): its paths and `run`."""
     from bench.common import free_local_ports, free_port
 
     project = folder / "own-app"
@@ -77,7 +79,7 @@ def own_app(folder: Path) -> dict:
     doc = yaml.safe_load(stack.read_text())
     doc["config"]["rayserve:local"] = free_local_ports()
     doc["config"]["rayserve:serve"].update(http_port=free_port(), proxy=PROXY)
-    doc["config"]["rayserve:rollout"] = ROLLOUT
+    doc["config"]["rayserve:rollout"] = rollout
     stack.write_text(yaml.safe_dump(doc))
 
     def run(action: str) -> subprocess.CompletedProcess:
@@ -105,13 +107,13 @@ def roll_out(app: dict, url: str, code: str, accepted: tuple[str, ...]) -> dict:
 
 
 @contextmanager
-def own_app_up(folder: Path) -> Iterator[dict]:
+def own_app_up(folder: Path, rollout: dict = ROLLOUT) -> Iterator[dict]:
     """The own-app example (own_app) brought up by `rayserve up`: its paths, `run`, and `out` (the outputs). On the
     way out, whatever happened (a first `up` that failed included), it is destroyed and its head and Prometheus
     stopped by their PID files."""
     from rayserve_pulumi.node_agent import procs, ray_ops
 
-    app = own_app(folder)
+    app = own_app(folder, rollout)
     try:
         first = app["run"]("up")
         if first.returncode:
@@ -123,17 +125,18 @@ def own_app_up(folder: Path) -> Iterator[dict]:
         procs.stop(app["pid"].with_name("prometheus.pid"))
 
 
-def one_round() -> dict:
+def one_round(scenarios: list[str], rollout: dict) -> dict:
     results = {}
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder, own_app_up(Path(folder)) as app:
+    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as folder, own_app_up(Path(folder), rollout) as app:
         url = app["out"]["app_urls"]["echo"]
-        good = None
-        for name, (code, accepted) in SCENARIOS.items():
-            results[name] = roll_out(app, url, code(), accepted)
+        serving, answer = app["echo"].read_text(), "hello, X!"
+        for name in scenarios:
+            accepted = (answer, "hello, X?")  # the serving version's answer, or the new one's (each says "?")
+            results[name] = roll_out(app, url, SCENARIOS[name](), accepted)
             if name == "good version":
-                good = app["echo"].read_text()
+                serving, answer = app["echo"].read_text(), "hello, X?"
             else:
-                app["echo"].write_text(good)  # the version that serves
+                app["echo"].write_text(serving)  # the version that serves
             print(f"  {name:<14} {results[name]}", flush=True)
     return results
 
@@ -141,13 +144,24 @@ def one_round() -> dict:
 def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", help=f"the rollout's steps, comma-separated (default {ROLLOUT['steps']})")
+    parser.add_argument("--only", help=f"comma-separated scenarios of {list(SCENARIOS)}")
     a = parser.parse_args()
+    try:
+        rollout = {**ROLLOUT, **({"steps": [int(x) for x in a.steps.split(",")]} if a.steps else {})}
+    except ValueError:
+        parser.error(f"--steps: whole percentages, comma-separated (say 50,100), not {a.steps!r}")
+    scenarios = [n.strip() for n in a.only.split(",")] if a.only else list(SCENARIOS)
+    if unknown := [n for n in scenarios if n not in SCENARIOS]:
+        parser.error(f"--only: no scenario {unknown}; the scenarios are {list(SCENARIOS)}")
+    scenarios.sort(key=lambda n: n != "good version")
+    print(f"rollout settings: {rollout}", flush=True)
     rounds = []
     for i in range(1, a.rounds + 1):
         print(f"round {i}", flush=True)
-        rounds.append(one_round())
+        rounds.append(one_round(scenarios, rollout))
     summary = {}
-    for name in SCENARIOS:
+    for name in scenarios:
         runs = [r[name] for r in rounds]
         figures = {}
         for key in ("up_s", "sent", "failed", "failed_percent"):

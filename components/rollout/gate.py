@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK", "histogram_quantile",
-           "window_between", "decide", "cause"]
+           "window_between", "error_rate_breached", "decide", "cause"]
 
 PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 
@@ -109,6 +109,13 @@ def window_between(before: Sample, after: Sample) -> Window:
                   p99_ms=histogram_quantile(0.99, buckets))
 
 
+def error_rate_breached(errors: float, requests: float, max_error_rate: float, min_requests: int) -> bool:
+    """More failures than `max_error_rate` of the requests, judged against at least `min_requests` (so one
+    failure among a few requests is enough at 1 %): the gate's rule, and the splitter's for cutting a new
+    version off at once."""
+    return errors > max_error_rate * max(requests, min_requests)
+
+
 def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: float, healthy: bool,
            require_latency: bool = False, rates: Optional[tuple[float, float]] = None) -> Decision:
     """The gate for one step, `elapsed_s` into it. Unhealthy replicas wait until the step's budget, then roll
@@ -122,7 +129,7 @@ def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: fl
         if elapsed_s >= t.step_budget_s:
             return Decision(ROLLBACK, "replicas not healthy within the step budget, s:", elapsed_s, t.step_budget_s)
         return Decision(WAIT, "replicas not yet healthy")
-    if new.errors > t.max_error_rate * max(new.requests, t.min_requests):
+    if error_rate_breached(new.errors, new.requests, t.max_error_rate, t.min_requests):
         return Decision(ROLLBACK, "error rate", round(new.errors / max(new.requests, 1), 4), t.max_error_rate)
     judged = (previous is not None and new.p99_ms is not None and bool(previous.p99_ms)
               and min(new.requests, previous.requests) >= t.min_requests)

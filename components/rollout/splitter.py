@@ -8,9 +8,11 @@ each request under a rolled-out route, the splitter picks the new version (`/_ro
 probability `next_percent` (its `user_config`, changed in place step by step), else the previous one, and
 forwards it through Serve's own HTTP ingress on this host. It counts, per route and version, requests,
 failures (5xx or no answer) and a latency histogram, cumulative, which the rollout gate reads with a request
-under the route carrying `X-Rayserve-Rollout: stats`. Why a splitter and not weights in a proxy: Serve routes
-one route to one application, and neither its proxy nor its HAProxy ingress weighs two; this uses only Serve's
-public API.
+under the route carrying `X-Rayserve-Rollout: stats`. Given the gate's error-rate threshold, it also cuts a
+route's new version off itself, at the failure that breaches it (`tripped`, in its counts): the gate, polling,
+would otherwise let a step's share of requests fail until its rollback reaches the splitter. Why a splitter
+and not weights in a proxy: Serve routes one route to one application, and neither its proxy nor its HAProxy
+ingress weighs two; this uses only Serve's public API.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import random
 import time
 from typing import Optional
 from urllib.parse import urlsplit
+
+from rayserve_pulumi.rollout.gate import error_rate_breached
 
 __all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PARKED", "SPLITTER_PATH",
            "hidden_route", "app"]
@@ -61,8 +65,11 @@ def _build():
     class Splitter:
         """Forwards the application's requests to the previous or the next version, and counts both."""
 
-        def __init__(self, base_url: str, routes: list[str]):
+        def __init__(self, base_url: str, routes: list[str], max_error_rate: Optional[float] = None,
+                     min_requests: int = 1):
             base = self.base = base_url.rstrip("/")
+            self.max_error_rate, self.min_requests = max_error_rate, min_requests
+            self.tripped = {r: False for r in routes}  # the new version cut off: its failures breached the rate
             # longest first: the route a path falls under, as Serve's proxy picks it
             self.routes = sorted(routes, key=len, reverse=True)
             self.targets = {r: {w: base + hidden_route(w, r) for w in ("previous", "next")} for r in self.routes}
@@ -93,6 +100,9 @@ def _build():
             for bound in BUCKETS_MS:
                 if elapsed_ms <= bound:
                     counters["buckets"][str(bound)] += 1
+            if which == "next" and failed and self.max_error_rate is not None and error_rate_breached(
+                    counters["errors"], counters["requests"], self.max_error_rate, self.min_requests):
+                self.tripped[route] = True
 
         async def __call__(self, request: Request):
             path = request.url.path
@@ -115,7 +125,8 @@ def _build():
             if route is None or request.headers.get(STATS_HEADER) == FORWARDED:  # nothing to forward it to
                 return Response("Not Found", status_code=404, headers={STATS_HEADER: NO_ROUTE})
             if request.headers.get(STATS_HEADER) == "stats":
-                return JSONResponse({"route": route, "next_percent": self.next_percent, **self.stats[route]})
+                return JSONResponse({"route": route, "next_percent": self.next_percent,
+                                     "tripped": self.tripped[route], **self.stats[route]})
             import aiohttp
 
             if self._session is None:
@@ -123,7 +134,7 @@ def _build():
                 # which after Serve reloads HAProxy (a route moved) still routes by the previous table
                 self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
                                                       connector=aiohttp.TCPConnector(force_close=True))
-            which = "next" if random.random() * 100 < self.next_percent else "previous"
+            which = "next" if not self.tripped[route] and random.random() * 100 < self.next_percent else "previous"
             rest = path[len(route):] if route != "/" else path
             query = f"?{request.url.query}" if request.url.query else ""
             # the previous version may be back at the application's own route (a rollback hands it back): tried
@@ -166,6 +177,7 @@ def _build():
 
 def app(args: Optional[dict] = None):
     """Serve's application builder: `args` = {"base_url": Serve on this host, "routes": the rolled-out
-    applications' routes}."""
+    applications' routes, and optionally the gate's "max_error_rate" and "min_requests"}."""
     args = dict(args or {})
-    return _build().bind(args["base_url"], list(args["routes"]))
+    return _build().bind(args["base_url"], list(args["routes"]), args.get("max_error_rate"),
+                         int(args.get("min_requests", 1)))

@@ -9,10 +9,11 @@ local platform's `up`, and by the VM node agent's `sync` through `python -m rays
 2. Steps: the first moves each running application to its hidden "previous" route (a route change: the same
    replicas), which hands its route to the splitter with no gap; the splitter's `next_percent` (its
    user_config, applied in place) then goes through `rollout.steps`, each step watched by the gate
-   (rollout.gate) on the splitter's per-version counters. A breach sets 0 % at once, moves the previous
-   version back to its route, removes the new one and the splitter, and raises RolloutFailed naming the
-   threshold and the observed value. Whatever else stops the rollout midway (the splitter or the dashboard
-   not answering, a deploy refused) hands back the same way before it is raised.
+   (rollout.gate) on the splitter's per-version counters (the splitter itself stops sending an application's
+   requests to its new version at the failure that breaches the error rate). A breach sets 0 % at once,
+   moves the previous version back to its route, removes the new one and the splitter, and raises
+   RolloutFailed naming the threshold and the observed value. Whatever else stops the rollout midway (the
+   splitter or the dashboard not answering, a deploy refused) hands back the same way before it is raised.
 3. Promote: at 100 %, each application gets the new code under its own name at its hidden route (Serve rolls
    its replicas while the splitter sends everything to the new version), takes its route back, and once the
    splitter holds no request, it and the side versions go.
@@ -23,7 +24,7 @@ splitter, and only once Serve's proxy routes `/` to the splitter do the other ap
 left while `/` is still that application's would reach it: Serve applies one deploy's route changes
 application by application). The hand-back runs in the opposite order, and `/` goes back only once the
 splitter holds no request of another route (one it forwarded to a hidden route Serve no longer routes would
-fall under `/`). Every deploy that moves a route waits until the proxy on this host routes as it says
+fall under `/`). Every deploy that moves a route waits until Serve's ingress on every node routes as it says
 (`/-/routes`).
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sys
 import time
 import urllib.request
 from typing import Callable, Collection, Optional
+from urllib.parse import urlsplit
 
 from rayserve_pulumi.constants import ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK
 from rayserve_pulumi.node_agent import ray_ops
@@ -90,7 +92,9 @@ class Stepped:
     def _splitter(self, percent: float, parked: bool) -> dict:
         """The splitter at `/`, or at SPLITTER_PARKED (`parked`) while a stepped application at `/` holds it."""
         return {"name": SPLIT, "route_prefix": SPLITTER_PARKED if parked else SPLITTER_ROUTE, "import_path": _SPLITTER,
-                "args": {"base_url": self.base_url, "routes": [self.routes[n] for n in self.names]},
+                "args": {"base_url": self.base_url, "routes": [self.routes[n] for n in self.names],
+                         "max_error_rate": self.thresholds.max_error_rate,
+                         "min_requests": self.thresholds.min_requests},
                 "deployments": [{"name": "Splitter", "user_config": {"next_percent": percent}}]}
 
     def _config(self, previous: str, percent: float = 0, own: Collection[str] = ()) -> dict:
@@ -113,20 +117,35 @@ class Stepped:
         ray_ops.deploy(self.dash, config)
         ray_ops.wait_running(self.dash, wait_for, timeout=timeout)
 
+    def _ingresses(self) -> list[str]:
+        """Serve's ingress on this host (base_url: the rollout runs on the head, by `up` on local and by the head's
+        sync on a VM) and on every other node whose proxy Serve lists as healthy, by the node's IP and Serve's
+        port. A VM's balancer sends requests to every node's, and each node's proxy learns a route change on its
+        own: a route has moved only once each of them routes it so. The head is the node of Serve's controller
+        (Serve keeps it there); its proxy may listen on the loopback address only, as on local."""
+        port, details = urlsplit(self.base_url).port, ray_ops.status(self.dash)
+        head = (details.get("controller_info") or {}).get("node_id")
+        ips = sorted({p["node_ip"] for node, p in (details.get("proxies") or {}).items()
+                      if node != head and p.get("status") == "HEALTHY" and p.get("node_ip")})
+        return [self.base_url, *(f"http://{f'[{ip}]' if ':' in ip else ip}:{port}" for ip in ips)]
+
     def _wait_routes(self, config: dict, timeout: float = 30) -> None:
-        """Until Serve's proxy on this host routes every application's route of `config` to it."""
+        """Until Serve's ingress on every node (_ingresses) routes every application's route of `config` to it."""
         wanted = {a["route_prefix"]: a["name"] for a in config["applications"]}
-        deadline, routed = time.monotonic() + timeout, {}
-        while True:
+        deadline, pending = time.monotonic() + timeout, self._ingresses()
+        while pending:
             try:
-                with urllib.request.urlopen(self.base_url + "/-/routes", timeout=10) as answer:
+                with urllib.request.urlopen(pending[0] + "/-/routes", timeout=10) as answer:
                     routed = json.loads(answer.read())
-            except (OSError, ValueError):
-                pass
+                said = f"it routes {routed}"
+            except (OSError, ValueError) as exc:
+                routed, said = None, f"no answer: {gate.cause(exc)}"
             if isinstance(routed, dict) and all(routed.get(r) == n for r, n in wanted.items()):
-                return
+                pending.pop(0)
+                continue
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Serve's proxy did not route {wanted} within {timeout:.0f} s (it routes {routed})")
+                raise TimeoutError(f"Serve's ingress at {pending[0]} did not route {wanted} within {timeout:.0f} s "
+                                   f"({said})")
             time.sleep(0.1)
 
     def _move(self, previous: str, percent: float, own: Collection[str]) -> None:
@@ -224,6 +243,10 @@ class Stepped:
             decisions = []
             for n in self.names:
                 after, before = self._stats(n), self._origin[n]
+                if after.get("tripped"):  # the splitter cut the new version off at the failure that breached the rate
+                    new = after["next"]
+                    return gate.Decision(gate.ROLLBACK, f"{n}: error rate", round(new["errors"] / new["requests"], 4),
+                                         self.thresholds.max_error_rate)
                 new, old = (gate.window_between(_sample(before[v]), _sample(after[v])) for v in ("next", "previous"))
                 rates = tuple(gate.window_between(_sample(step[n][v]), _sample(after[v])).requests / elapsed
                               for v in ("next", "previous")) if require_latency else None

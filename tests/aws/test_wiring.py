@@ -142,6 +142,7 @@ def test_the_vm_stack_admits_its_clients_through_the_nlb_only():
     outsider, ecr = Endpoint("anyone else", "192.0.2.1"), Endpoint("ECR", "52.94.0.10")
     for src, dst, port in [(client, lb, 443), (lb, head, SERVE_PORT), (lb, worker, SERVE_PORT),
                            (head, worker, RAY_WORKER_PORT), (worker, head, GCS_PORT), (worker, head, DASHBOARD_PORT),
+                           (head, worker, SERVE_PORT),  # a rollout asks each node's ingress for its routes
                            (head, ecr, 443)]:
         assert net.allows(src, dst, port), (src.name, dst.name, port)
     for src, dst, port in [(outsider, lb, 443), (client, head, SERVE_PORT), (client, head, DASHBOARD_PORT),

@@ -143,3 +143,15 @@ def test_an_unchanged_application_at_the_root_route_stops_a_rollout_of_the_other
 def test_an_application_under_the_rollouts_own_routes_stops_a_rollout():
     live = {"applications": [{**LIVE["applications"][0], "route_prefix": "/_rollout/echo"}]}
     assert Stepped.possible(live) == "application echo serves /_rollout/echo, under the rollout's own /_rollout"
+
+
+def test_a_splitter_that_cut_the_new_version_off_rolls_the_step_back_on_the_error_rate(serve, monkeypatch):
+    """The splitter's own cut-off (rollout.splitter) is a breach of the error rate, whatever the gate's window
+    from the step's start holds (here: nothing yet)."""
+    tripped = {"next_percent": 5, "tripped": True, "next": {**COUNTS, "requests": 2, "errors": 1}, "previous": COUNTS}
+    rollout = _rollout(monkeypatch, lambda name: tripped)
+    with pytest.raises(RolloutFailed, match=r"rolled back at 5 %: echo: error rate 0\.5 \(threshold 0\.01\)"):
+        rollout.run()
+    assert serve[-1] == LIVE
+    splitter = next(a for a in serve[0]["applications"] if a["name"] == SPLIT)
+    assert (splitter["args"]["max_error_rate"], splitter["args"]["min_requests"]) == (0.01, 1)  # the gate's

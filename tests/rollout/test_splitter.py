@@ -1,0 +1,92 @@
+"""The rollout splitter in-process, its versions stand-in HTTP servers on 127.0.0.1: it sends the step's share
+to the new version and counts both, and given the gate's error rate it cuts the new version off at the failure
+that breaches it, so a bad version's failures stop there rather than when the gate's rollback arrives. The
+real-Ray path is tests/local/test_gated_rollout.py."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rayserve_pulumi.rollout import splitter
+from tests.helpers import free_port
+
+
+@pytest.fixture()
+def serve_on_this_host():
+    """Serve's ingress on this host as the splitter sees it: the previous version answers "old", the new one
+    fails every request with a 500."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            failing = self.path.startswith(splitter.hidden_route("next", "/echo"))
+            body = json.dumps({"error": "injected"} if failing else "old").encode()
+            self.send_response(500 if failing else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def _splitter(base_url: str, **thresholds):
+    """The deployment's class, built with what splitter.app hands it from the Serve config's args."""
+    return splitter._build().func_or_class(base_url, ["/echo"], thresholds.get("max_error_rate"),
+                                            thresholds.get("min_requests", 1))
+
+
+async def _post(target, path: str, headers: dict | None = None):
+    from starlette.requests import Request
+
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": b'"x"', "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+    return await target(Request(scope, receive))
+
+
+def _run(base_url: str, requests: int, **thresholds) -> tuple[list[int], dict]:
+    async def main():
+        s = _splitter(base_url, **thresholds)
+        s.reconfigure({"next_percent": 100})
+        statuses = [(await _post(s, "/echo")).status_code for _ in range(requests)]
+        stats = json.loads((await _post(s, "/echo", {splitter.STATS_HEADER: "stats"})).body)
+        await s._session.close()
+        return statuses, stats
+
+    return asyncio.run(main())
+
+
+def test_the_failure_that_breaches_the_error_rate_cuts_the_new_version_off(serve_on_this_host):
+    statuses, stats = _run(serve_on_this_host, 20, max_error_rate=0.01, min_requests=50)
+    assert statuses == [500] + [200] * 19  # one failure among the 50 judged breaches 1 %: the rest go to "old"
+    assert stats["tripped"] is True and stats["next_percent"] == 100
+    assert (stats["next"]["requests"], stats["next"]["errors"]) == (1, 1)
+    assert (stats["previous"]["requests"], stats["previous"]["errors"]) == (19, 0)
+
+
+def test_failures_within_the_error_rate_keep_the_new_version_on_its_share(serve_on_this_host):
+    statuses, stats = _run(serve_on_this_host, 4, max_error_rate=0.5, min_requests=10)  # up to 5 of 10
+    assert statuses == [500] * 4 and stats["tripped"] is False
+
+
+def test_without_a_threshold_the_splitter_only_counts(serve_on_this_host):
+    statuses, stats = _run(serve_on_this_host, 5)
+    assert statuses == [500] * 5 and stats["tripped"] is False and stats["next"]["errors"] == 5
