@@ -145,7 +145,7 @@ def main() -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", help=f"the rollout's steps, comma-separated (default {ROLLOUT['steps']})")
-    parser.add_argument("--only", help=f"comma-separated scenarios of {list(SCENARIOS)}")
+    parser.add_argument("--only", help="comma-separated scenarios of " + ", ".join(SCENARIOS).replace("%", "%%"))
     a = parser.parse_args()
     try:
         rollout = {**ROLLOUT, **({"steps": [int(x) for x in a.steps.split(",")]} if a.steps else {})}
