@@ -44,25 +44,10 @@ def rendered():
     return {stack: render(stack_values(stack), stack) for stack in all_stacks()}
 
 
-# The real-Ray modules (or shared-stack packages) that take longest, longest first: two to four minutes each
-# beside another worker's tests in a fresh-clone run (`--durations`), against well under two for the rest.
-# pytest-xdist hands out modules in collection order, so one of these handed out last would run alone at the
-# end while the other worker had nothing left.
-LONGEST_FIRST = ("tests/node_agent/test_gcs_fault_tolerance.py", "tests/local/test_fallback_cli.py",
-                 "tests/local/test_bundled_rollout.py", "tests/local/test_failure_recovery.py", "tests/local_stack/",
-                 "tests/node_agent/test_vm_bootstrap.py", "tests/local/test_own_app_up.py")
-
-
-def collection_rank(nodeid: str, is_ray: bool) -> tuple[int, int]:
-    """The real-Ray tests first (they are the long ones: run in parallel, the mock tests fill the other process
-    meanwhile), among them LONGEST_FIRST in its order."""
-    long = next((i for i, prefix in enumerate(LONGEST_FIRST) if nodeid.startswith(prefix)), len(LONGEST_FIRST))
-    return (0, long) if is_ray else (1, 0)
-
-
 def pytest_collection_modifyitems(items):
-    """Tests in collection_rank's order; a stable sort, so each module's own order is kept."""
-    items.sort(key=lambda item: collection_rank(item.nodeid, item.get_closest_marker("ray") is not None))
+    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
+    tests fill the other process meanwhile. A stable sort: each module's order is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
 
 
 # Packages whose modules share one Ray stack (a package-scoped fixture in the package's conftest).

@@ -29,13 +29,3 @@ def test_each_shared_stack_package_is_a_package_whose_conftest_starts_the_stack(
 @pytest.mark.parametrize("dist", ["load", "loadfile", "no"])
 def test_other_modes_keep_pytest_xdists_own_scheduler(pytestconfig, monkeypatch, dist):
     assert _scheduler(pytestconfig, monkeypatch, dist) is None
-
-
-def test_the_longest_real_ray_modules_are_handed_out_first_and_each_names_a_real_ray_module():
-    rank = conftest.collection_rank
-    assert rank("tests/node_agent/test_gcs_fault_tolerance.py::test_a", True) < rank("tests/local/test_head.py::t", True)
-    assert rank("tests/local_stack/test_serving.py::t", True) < rank("tests/local/test_head.py::t", True)
-    assert rank("tests/local/test_head.py::t", True) < rank("tests/node_agent/test_gcs_fault_tolerance.py::t", False)
-    for prefix in conftest.LONGEST_FIRST:  # a renamed module would silently lose its place
-        modules = [ROOT / prefix] if prefix.endswith(".py") else sorted((ROOT / prefix).glob("test_*.py"))
-        assert modules and all(m.exists() and "pytest.mark.ray" in m.read_text() for m in modules), prefix
