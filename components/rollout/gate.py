@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 __all__ = ["Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK", "histogram_quantile",
-           "window_between", "error_rate_breached", "decide", "cause"]
+           "window_between", "error_rate_breached", "error_rate_rollback", "decide", "cause"]
 
 PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 
@@ -116,6 +116,11 @@ def error_rate_breached(errors: float, requests: float, max_error_rate: float, m
     return errors > max_error_rate * max(requests, min_requests)
 
 
+def error_rate_rollback(errors: float, requests: float, max_error_rate: float) -> Decision:
+    """The rollback for a breached error rate, with the rate observed."""
+    return Decision(ROLLBACK, "error rate", round(errors / max(requests, 1), 4), max_error_rate)
+
+
 def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: float, healthy: bool,
            require_latency: bool = False, rates: Optional[tuple[float, float]] = None) -> Decision:
     """The gate for one step, `elapsed_s` into it. Unhealthy replicas wait until the step's budget, then roll
@@ -130,7 +135,7 @@ def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: fl
             return Decision(ROLLBACK, "replicas not healthy within the step budget, s:", elapsed_s, t.step_budget_s)
         return Decision(WAIT, "replicas not yet healthy")
     if error_rate_breached(new.errors, new.requests, t.max_error_rate, t.min_requests):
-        return Decision(ROLLBACK, "error rate", round(new.errors / max(new.requests, 1), 4), t.max_error_rate)
+        return error_rate_rollback(new.errors, new.requests, t.max_error_rate)
     judged = (previous is not None and new.p99_ms is not None and bool(previous.p99_ms)
               and min(new.requests, previous.requests) >= t.min_requests)
     if judged:

@@ -244,13 +244,14 @@ class Stepped:
             for n in self.names:
                 after, before = self._stats(n), self._origin[n]
                 if after.get("tripped"):  # the splitter cut the new version off at the failure that breached the rate
-                    new = after["next"]
-                    return gate.Decision(gate.ROLLBACK, f"{n}: error rate", round(new["errors"] / new["requests"], 4),
-                                         self.thresholds.max_error_rate)
-                new, old = (gate.window_between(_sample(before[v]), _sample(after[v])) for v in ("next", "previous"))
-                rates = tuple(gate.window_between(_sample(step[n][v]), _sample(after[v])).requests / elapsed
-                              for v in ("next", "previous")) if require_latency else None
-                decision = gate.decide(self.thresholds, new, old, elapsed, healthy, require_latency, rates)
+                    decision = gate.error_rate_rollback(after["next"]["errors"], after["next"]["requests"],
+                                                        self.thresholds.max_error_rate)
+                else:
+                    new, old = (gate.window_between(_sample(before[v]), _sample(after[v]))
+                                for v in ("next", "previous"))
+                    rates = tuple(gate.window_between(_sample(step[n][v]), _sample(after[v])).requests / elapsed
+                                  for v in ("next", "previous")) if require_latency else None
+                    decision = gate.decide(self.thresholds, new, old, elapsed, healthy, require_latency, rates)
                 if decision.action == gate.ROLLBACK:
                     return gate.Decision(decision.action, f"{n}: {decision.reason}", decision.observed,
                                          decision.threshold)
