@@ -2,15 +2,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import requests
 
 from bench.common import free_local_ports, free_port
 from rayserve_pulumi.node_agent import ray_ops
 
-__all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_answers", "replica_pids", "under_load"]
+__all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_answers", "replica_pids",
+           "stand_in_http", "under_load"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
@@ -19,6 +24,34 @@ RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
 # saturating load's CPU, which slows the recovery under test and every test running beside it.
 LOAD_RATE = 20
 REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
+
+
+@contextlib.contextmanager
+def stand_in_http(host: str, port: int, answer: Callable[[str, str], tuple[int, object]]):
+    """A threaded HTTP server on host:port standing in for one of Serve's: every GET and POST (its body read)
+    gets `answer(method, path)` = (status, a JSON body). Yields its base URL; shut down on the way out."""
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, body = answer(self.command, self.path)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager

@@ -6,37 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rayserve_pulumi.rollout import splitter
-from tests.helpers import free_port
+from tests.helpers import free_port, stand_in_http
 
 
 @pytest.fixture()
 def serve_on_this_host():
     """Serve's ingress on this host as the splitter sees it: the previous version answers "old", the new one
     fails every request with a 500."""
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            failing = self.path.startswith(splitter.hidden_route("next", "/echo"))
-            body = json.dumps({"error": "injected"} if failing else "old").encode()
-            self.send_response(500 if failing else 200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(method: str, path: str):
+        return (500, {"error": "injected"}) if path.startswith(splitter.hidden_route("next", "/echo")) else (200, "old")
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with stand_in_http("127.0.0.1", free_port(), answer) as url:
+        yield url
 
 
 def _splitter(base_url: str, **thresholds):

@@ -5,17 +5,15 @@ port, as two nodes' proxies listen on one Serve port; the dashboard's proxy list
 A real cluster of several nodes is not run here (one machine)."""
 from __future__ import annotations
 
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rayserve_pulumi.node_agent import ray_ops
 from rayserve_pulumi.rollout import gate
 from rayserve_pulumi.rollout.stepped import Stepped
-from tests.helpers import free_port
+from tests.helpers import free_port, stand_in_http
 
 OLD = {"/echo": "echo", "/": "rayserve--rollout"}
 NEW = {"/_rollout/previous/echo": "echo", "/": "rayserve--rollout"}
@@ -23,30 +21,14 @@ CONFIG = {"applications": [{"name": n, "route_prefix": r} for r, n in NEW.items(
 
 
 class _Ingress:
-    """`/-/routes` on one address: `routes`, counting the requests for it."""
+    """What one node's ingress answers to `/-/routes`: `routes`, counting the requests for it."""
 
-    def __init__(self, host: str, port: int, routes: dict):
+    def __init__(self, routes: dict):
         self.routes, self.asked = routes, 0
-        ingress = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                ingress.asked += 1
-                body = json.dumps(ingress.routes).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def __call__(self, method: str, path: str):
+        self.asked += 1
+        return 200, self.routes
 
 
 @pytest.fixture()
@@ -55,7 +37,7 @@ def nodes(monkeypatch):
     both proxies as healthy (the head's by the node's own IP, where it does not listen: it is asked through
     this host's address) and a third, on a node being drained, that nothing answers for."""
     port = free_port()
-    head, worker = _Ingress("127.0.0.1", port, NEW), _Ingress("127.0.0.2", port, OLD)
+    head, worker = _Ingress(NEW), _Ingress(OLD)
     proxies = {"head": {"node_ip": "192.0.2.2", "status": "HEALTHY"},  # listening on the loopback address only
                "worker": {"node_ip": "127.0.0.2", "status": "HEALTHY"},
                "leaving": {"node_ip": "127.0.0.3", "status": "DRAINING"}}
@@ -63,9 +45,8 @@ def nodes(monkeypatch):
                                                          "applications": {}})
     rollout = Stepped("http://127.0.0.1:1", f"http://127.0.0.1:{port}", {"applications": []}, {"applications": []},
                       gate.Thresholds(), [100], lambda line: None)
-    yield rollout, head, worker
-    head.close()
-    worker.close()
+    with stand_in_http("127.0.0.1", port, head), stand_in_http("127.0.0.2", port, worker):
+        yield rollout, head, worker
 
 
 def test_a_route_move_waits_until_the_worker_nodes_proxy_routes_it_too(nodes):
