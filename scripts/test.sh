@@ -11,13 +11,20 @@
 # Naming tests, or -m, -k, -n, runs one process with those arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+phase_start=$SECONDS
+took() {  # one line per phase, so a CI log shows where its minutes went
+  echo "===== $1: $((SECONDS - phase_start)) s =====" >&2
+  phase_start=$SECONDS
+}
 bash scripts/setup.sh || exit 1
+took "set-up"
 cleanup() {
   [ -n "${mock_pid:-}" ] && kill "$mock_pid" 2>/dev/null
   .venv/bin/python -m rayserve_pulumi.node_agent.procs stop-all test-results || true
 }
 trap cleanup EXIT
 printf '%s\n' stacks/Pulumi.*.yaml | xargs -P 2 -n 1 .venv/bin/rayserve validate || exit 1  # two at a time
+took "validating the shipped stacks"
 mkdir -p test-results
 rm -f test-results/reliability.json  # each real-Ray session adds its scenarios' reports
 
@@ -45,12 +52,15 @@ RAYSERVE_TEST_SHARE=1/2 nice -n 10 .venv/bin/python -m pytest -p no:cacheprovide
 mock_pid=$!
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-timed -m "ray and timed" "$@"
 pytest_rc $? "timed real-Ray tests"; timed_rc=$?
+took "the timed real-Ray tests"
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m "ray and not timed" \
   -n 2 --dist loadscope "$@"
 pytest_rc $? "real-Ray tests"; ray_rc=$?
+took "the other real-Ray tests"
 wait "$mock_pid"
 mock_rc=$?
 mock_pid=
+took "the mock tests' remainder"
 echo "===== the mock tests (run beside the real-Ray tests) ====="
 cat test-results/mock-tests.log
 pytest_rc "$mock_rc" "mock tests"; mock_rc=$?
