@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = [
     "RAY_VERSION", "RAY_CPU_IMAGE", "RAY_GPU_IMAGE", "KUBERAY_CHART", "KUBERAY_CHART_VERSION",
-    "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBE_PROMETHEUS_STACK_CHART", "KUBE_PROMETHEUS_STACK_VERSION",
+    "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBERAY_OPERATOR_DIGESTS", "KUBE_PROMETHEUS_STACK_CHART", "KUBE_PROMETHEUS_STACK_VERSION",
     "KUBE_PROMETHEUS_STACK_REPOSITORY", "NVIDIA_DEVICE_PLUGIN_CHART", "NVIDIA_DEVICE_PLUGIN_VERSION",
     "NVIDIA_DEVICE_PLUGIN_REPOSITORY", "LB_CONTROLLER_CHART", "LB_CONTROLLER_VERSION", "EKS_CHARTS_REPOSITORY",
     "KARPENTER_CHART_REPOSITORY", "ENVOY_GATEWAY_CHART", "ENVOY_GATEWAY_VERSION", "ENVOY_GATEWAY_REPOSITORY",
@@ -29,7 +29,13 @@ RAY_GPU_IMAGE = f"rayproject/ray:{RAY_VERSION}-py311-gpu"
 KUBERAY_CHART = "kuberay-operator"
 KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
-REDIS_IMAGE = "redis:7.4.2-alpine"
+# Images the package runs itself are pinned by digest (the tag stays for the reader; a digest wins where both
+# are given): the multi-arch index digests of those tags, which `docker buildx imagetools inspect IMAGE` prints.
+# Ray's images are the base of the Serve image the stack builds (that image is pinned by its own digest).
+REDIS_IMAGE = "redis:7.4.2-alpine@sha256:02419de7eddf55aa5bcf49efb74e88fa8d931b4d77c07eff8a6b2144472b6952"
+# The KubeRay operator's image by chart version (its chart names the image by tag only; the tag value carries
+# the digest). A chart version not listed runs its tag.
+KUBERAY_OPERATOR_DIGESTS = {"1.7.0": "sha256:4a779237ef1c5262a63840ccf42d0d67f0b74e911158fbcaee4478fb1560bce6"}
 # Monitoring: the kube-prometheus-stack chart (EKS) and the images a VM head runs.
 KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 KUBE_PROMETHEUS_STACK_VERSION = "91.5.0"
@@ -58,8 +64,8 @@ KARPENTER_VERSION = "1.14.1"
 KARPENTER_K8S_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
 KARPENTER_AMI_ALIAS = "al2023@v20260714"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"  # a pod annotation: Karpenter never drains its node voluntarily
-PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"
-GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1"
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0@sha256:63805ebb8d2b3920190daf1cb14a60871b16fd38bed42b857a3182bc621f4996"
+GRAFANA_IMAGE = "grafana/grafana-oss:12.1.1@sha256:a1701c2180249361737a99a01bc770db39381640e4d631825d38ff4535efa47d"
 
 # Ray's ports (Ray defaults; the stacks keep them).
 GCS_PORT = 6379

@@ -14,10 +14,10 @@ import pulumi_kubernetes as k8s
 
 from rayserve_pulumi.args import arg
 from rayserve_pulumi.config.stack import KubeRaySettings
-from rayserve_pulumi.constants import KUBERAY_CHART as CHART
+from rayserve_pulumi.constants import KUBERAY_CHART as CHART, KUBERAY_OPERATOR_DIGESTS
 from rayserve_pulumi.kuberay.security import pod_security_labels
 
-__all__ = ["CRDS", "crd_urls", "operator_values", "KubeRayOperatorArgs", "KubeRayOperator"]
+__all__ = ["CRDS", "crd_urls", "operator_image_tag", "operator_values", "KubeRayOperatorArgs", "KubeRayOperator"]
 
 CRDS = ("rayclusters", "rayjobs", "rayservices")  # the ray.io CRDs of a KubeRay release
 
@@ -28,6 +28,13 @@ def crd_urls(version: str) -> list[str]:
             f"ray.io_{crd}.yaml" for crd in CRDS]
 
 
+def operator_image_tag(version: str) -> str:
+    """The chart's `image.tag`: the release's tag, with its digest where the package knows it (the chart writes
+    `repository:tag`, so `v1.7.0@sha256:...` pins the image)."""
+    digest = KUBERAY_OPERATOR_DIGESTS.get(version)
+    return f"v{version}@{digest}" if digest else f"v{version}"
+
+
 def operator_values(settings: KubeRaySettings, watch_namespaces: Sequence[str] = ()) -> dict:
     """Helm values: bounded resources, and the namespaces the operator watches (Roles there, no ClusterRole)."""
     watch = {"watchNamespace": list(watch_namespaces), "singleNamespaceInstall": True} if watch_namespaces else {}
@@ -36,7 +43,7 @@ def operator_values(settings: KubeRaySettings, watch_namespaces: Sequence[str] =
             "requests": {"cpu": "100m", "memory": "256Mi"},
             "limits": {"cpu": "500m", "memory": "512Mi"},
         },
-        "image": {"tag": f"v{settings.chart_version}"},
+        "image": {"tag": operator_image_tag(settings.chart_version)},
     }
 
 

@@ -140,7 +140,7 @@ def test_docker_mode_prometheus_and_grafana_listen_on_loopback_only():
     args = argparse.Namespace(prometheus_port=9090, grafana_port=3000)
     prom = vm_bootstrap.prometheus_docker(args, Path("/mnt/ckpt/rayserve/prometheus"))
     assert "--web.listen-address=127.0.0.1:9090" in prom and "--network" in prom
-    assert f"{vm_bootstrap.RAY_TMP_HOST}:/tmp/ray:ro" in prom and "prom/prometheus:v3.5.0" in prom
+    assert f"{vm_bootstrap.RAY_TMP_HOST}:/tmp/ray:ro" in prom and vm_bootstrap.PROMETHEUS_IMAGE in prom
     grafana = vm_bootstrap.grafana_docker(args)
     assert "GF_SERVER_HTTP_ADDR=127.0.0.1" in grafana and "GF_SERVER_HTTP_PORT=3000" in grafana
     assert "GF_PATHS_PROVISIONING=/tmp/ray/session_latest/metrics/grafana/provisioning" in grafana  # Ray's dashboards
