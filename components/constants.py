@@ -6,7 +6,8 @@ from __future__ import annotations
 
 __all__ = [
     "RAY_VERSION", "RAY_CPU_IMAGE", "RAY_GPU_IMAGE", "KUBERAY_CHART", "KUBERAY_CHART_VERSION",
-    "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBERAY_OPERATOR_DIGESTS", "KUBE_PROMETHEUS_STACK_CHART", "KUBE_PROMETHEUS_STACK_VERSION",
+    "KUBERAY_CHART_REPOSITORY", "REDIS_IMAGE", "KUBERAY_OPERATOR_DIGESTS", "KUBE_PROMETHEUS_STACK_CHART",
+    "KUBE_PROMETHEUS_STACK_VERSION",
     "KUBE_PROMETHEUS_STACK_REPOSITORY", "NVIDIA_DEVICE_PLUGIN_CHART", "NVIDIA_DEVICE_PLUGIN_VERSION",
     "NVIDIA_DEVICE_PLUGIN_REPOSITORY", "LB_CONTROLLER_CHART", "LB_CONTROLLER_VERSION", "EKS_CHARTS_REPOSITORY",
     "KARPENTER_CHART_REPOSITORY", "ENVOY_GATEWAY_CHART", "ENVOY_GATEWAY_VERSION", "ENVOY_GATEWAY_REPOSITORY",
@@ -30,8 +31,9 @@ KUBERAY_CHART = "kuberay-operator"
 KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPOSITORY = "https://ray-project.github.io/kuberay-helm/"
 # Images the package runs itself are pinned by digest (the tag stays for the reader; a digest wins where both
-# are given): the multi-arch index digests of those tags, which `docker buildx imagetools inspect IMAGE` prints.
-# Ray's images are the base of the Serve image the stack builds (that image is pinned by its own digest).
+# are given), as public pins of those tags give them; not checked against the registries from here
+# (`docker buildx imagetools inspect IMAGE` prints a tag's). Ray's images above, the base of the Serve image
+# the stack builds (pinned by its own digest), are pinned by version.
 REDIS_IMAGE = "redis:7.4.2-alpine@sha256:02419de7eddf55aa5bcf49efb74e88fa8d931b4d77c07eff8a6b2144472b6952"
 # The KubeRay operator's image by chart version (its chart names the image by tag only; the tag value carries
 # the digest). A chart version not listed runs its tag.
