@@ -1,6 +1,6 @@
 """The images the package runs itself are pinned by digest: every container the EKS stacks declare (the built
-Serve image, the rollout gate, Redis), the KubeRay operator its chart runs, and a VM head's Redis, Prometheus
-and Grafana containers."""
+Serve image in every Ray pod, prod's Redis), the KubeRay operator its chart runs, and a VM head's Redis,
+Prometheus and Grafana containers."""
 from __future__ import annotations
 
 import argparse
