@@ -10,6 +10,8 @@ each phase is one Serve config, and its requests sent and failed are counted fro
   move      the application moves to its hidden route (what rollout.stepped's first step does); the
             splitter takes its route
   move back the application takes its route back
+  held move the move again, with the application's replicas first held off HAProxy (rollout.ingress_hold,
+            what the rollout does) until HAProxy routes as the move says; then it takes its route back
   delete    a copy of the application serves at the hidden route, and the application is deleted (until
             Serve no longer lists it); the splitter takes its route
   restore   the application is deployed again at its route (until RUNNING)
@@ -23,6 +25,7 @@ import copy
 import json
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +34,7 @@ from bench.common import spread
 
 OUT = rollout_bench.OUT
 ANSWER = "hello, X!"  # the own-app Echo's answer to "x", as rollout_bench's first version gives it
-PHASES = ("move", "move back", "delete", "restore", "clean up")
+PHASES = ("move", "move back", "held move", "delete", "restore", "clean up")
 
 
 def _under_load(url: str, action: Callable[[], None]) -> dict:
@@ -56,7 +59,9 @@ def _until(condition: Callable[[], bool], what: str, timeout: float = 180) -> No
 
 
 def one_round(proxy: str) -> dict:
+    from rayserve_pulumi.local.lifecycle import haproxy_files_env, ray_temp_dir
     from rayserve_pulumi.node_agent import ray_ops
+    from rayserve_pulumi.rollout import ingress_hold
     from rayserve_pulumi.rollout.splitter import SPLITTER_ROUTE, hidden_route
 
     rollout_bench.PROXY = proxy
@@ -82,8 +87,24 @@ def one_round(proxy: str) -> dict:
 
         deploy(live, splitter)
         ray_ops.wait_running(dash, ["split"], timeout=180)
+        def routed(app: dict) -> bool:
+            with urllib.request.urlopen(base + "/-/routes", timeout=10) as answer:
+                return json.loads(answer.read()).get(app["route_prefix"]) == app["name"]
+
+        def held_move() -> None:
+            template = haproxy_files_env(ray_temp_dir({"run_dir": str(app["pid"].parent)}))[ingress_hold.SOCKET_ENV]
+            sockets = ingress_hold.node_sockets(template, ray_ops.status(dash).get("proxies") or {})
+            held = ingress_hold.hold(sockets, ["echo"], print)
+            deploy(moved, splitter)
+            _until(lambda: routed(moved), "the move routed")
+            ingress_hold.release(held, print)
+
         res = {"move": _under_load(url, lambda: deploy(moved, splitter)),
                "move back": _under_load(url, lambda: deploy(live, splitter))}
+        _until(lambda: routed(live), "the move back routed")
+        res["held move"] = _under_load(url, held_move)
+        deploy(live, splitter)
+        _until(lambda: routed(live), "the move back routed")
         deploy(live, side, splitter)
         ray_ops.wait_running(dash, ["echo--previous"], timeout=180)
         res["delete"] = _under_load(url, lambda: (deploy(side, splitter),

@@ -2,10 +2,11 @@
 real local head, under 8 connections of loopback load, loopback only.
 
   bash bench/setup.sh && .venv/bin/python -m bench.rollout_bench [--rounds 3] [--steps 50,100] [--only "20 % errors"]
+      [--proxy haproxy]
 
-The own-app example (copied to a temporary folder, free ports, `serve.proxy: default`) is deployed once per
-round; then, one after the other, new code is rolled out with `rayserve up`: a good version, one failing 20 %
-of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s exit status and
+The own-app example (copied to a temporary folder, free ports, `serve.proxy: default` unless `--proxy`) is
+deployed once per round; then, one after the other, new code is rolled out with `rayserve up`: a good
+version, one failing 20 % of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s exit status and
 seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median (min-max) over
 rounds; results in .bench/rollout_bench.json (ignored). `--steps` replaces the rollout's steps (say, a first
 step at half the traffic, where a bad version's failures come fastest); `--only` runs the named scenarios alone
@@ -31,7 +32,7 @@ from bench.common import spread
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
 ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
-PROXY = "default"  # Serve's proxy: under the HAProxy ingress, a route handed over answers 404 to requests in flight
+PROXY = "default"  # `serve.proxy`: Serve's own (under HAProxy a rollout takes a minute longer: README "Rollouts")
 # Every version's handler waits BASE_DELAY_S; at 8 connections on two cores a request then takes about 140 ms
 # (the hops and queueing add about 90 ms), and one whose handler waits SLOW_DELAY_S about 3x that.
 BASE_DELAY_S, SLOW_DELAY_S = 0.05, 0.3
@@ -142,11 +143,14 @@ def one_round(scenarios: list[str], rollout: dict) -> dict:
 
 
 def main() -> dict:
+    global PROXY
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", help=f"the rollout's steps, comma-separated (default {ROLLOUT['steps']})")
     parser.add_argument("--only", help="comma-separated scenarios of " + ", ".join(SCENARIOS).replace("%", "%%"))
+    parser.add_argument("--proxy", choices=["default", "haproxy"], default=PROXY, help="the stack's serve.proxy")
     a = parser.parse_args()
+    PROXY = a.proxy
     try:
         rollout = {**ROLLOUT, **({"steps": [int(x) for x in a.steps.split(",")]} if a.steps else {})}
     except ValueError:

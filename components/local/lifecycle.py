@@ -343,7 +343,8 @@ class LocalServe:
         snapshot(news["run_dir"], news.get("app_dir"), news["code_version"])
         config = json.loads(news["serve_config_json"])
         rollout = Stepped(dashboard_url(news), serve_base_url(news, config), deployed_config(olds),
-                          deployed_config(news), settings.thresholds(), settings.steps, report)
+                          deployed_config(news), settings.thresholds(), settings.steps, report,
+                          haproxy_socket=haproxy_files_env(ray_temp_dir(news))["RAY_SERVE_HAPROXY_SOCKET_PATH"])
         try:
             rollout.run()
         except RolloutFailed as exc:

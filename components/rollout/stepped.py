@@ -7,7 +7,8 @@ local platform's `up`, and by the VM node agent's `sync` through `python -m rays
    running applications are not touched: a new version that never becomes healthy within `step_budget_s` is
    removed and nothing else happened.
 2. Steps: the first moves each running application to its hidden "previous" route (a route change: the same
-   replicas), which hands its route to the splitter with no gap; the splitter's `next_percent` (its
+   replicas), which hands its route to the splitter with no gap (under Serve's HAProxy ingress, with the
+   application's replicas held off HAProxy meanwhile: rollout.ingress_hold); the splitter's `next_percent` (its
    user_config, applied in place) then goes through `rollout.steps`, each step watched by the gate
    (rollout.gate) on the splitter's per-version counters (the splitter itself stops sending an application's
    requests to its new version at the failure that breaches the error rate). A breach sets 0 % at once,
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 
 from rayserve_pulumi.constants import ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK
 from rayserve_pulumi.node_agent import ray_ops
-from rayserve_pulumi.rollout import gate
+from rayserve_pulumi.rollout import gate, ingress_hold
 from rayserve_pulumi.rollout.splitter import (ROUTE_ROOT, SPLITTER_PARKED, SPLITTER_PATH, SPLITTER_ROUTE,
                                               STATS_HEADER, hidden_route)
 
@@ -61,8 +62,10 @@ class Stepped:
     application pinned to the new code's copy) on the head at `dash`, Serve at `base_url`."""
 
     def __init__(self, dash: str, base_url: str, live: dict, target: dict, thresholds: gate.Thresholds,
-                 steps: list[int], report: Callable[[str], None], names: Optional[list[str]] = None):
+                 steps: list[int], report: Callable[[str], None], names: Optional[list[str]] = None,
+                 haproxy_socket: Optional[str] = None):
         self.dash, self.base_url, self.live, self.target = dash, base_url.rstrip("/"), live, target
+        self.haproxy_socket = ingress_hold.socket_template(haproxy_socket)  # Serve's HAProxy ingress, if it runs
         self.thresholds, self.steps, self.report = thresholds, steps, report
         old = {a["name"]: a for a in live["applications"]}
         # stepped: `names` (default: every application of both); the others change at the end, in place
@@ -148,26 +151,38 @@ class Stepped:
                                    f"({said})")
             time.sleep(0.1)
 
-    def _move(self, previous: str, percent: float, own: Collection[str]) -> None:
+    def _move(self, previous: str, percent: float, own: Collection[str], leaving: Collection[str] = ()) -> None:
         """Deploy with the applications in `own` at their own routes (the others at their hidden ones), then
-        wait until the proxy routes so."""
+        wait until the proxy routes so. The applications `leaving` their own routes are held off Serve's HAProxy
+        ingress on this host meanwhile (rollout.ingress_hold)."""
         config = self._config(previous, percent, own)
-        ray_ops.deploy(self.dash, config)
-        self._wait_routes(config)
+        held = ingress_hold.hold(self._haproxy_sockets(), leaving, self.report) if leaving else []
+        try:
+            ray_ops.deploy(self.dash, config)
+            self._wait_routes(config)
+        finally:
+            ingress_hold.release(held, self.report)
+
+    def _haproxy_sockets(self) -> list[str]:
+        """The admin sockets of this cluster's HAProxy ingresses on this host (none under Serve's own proxy)."""
+        return ingress_hold.node_sockets(self.haproxy_socket, (ray_ops.status(self.dash).get("proxies") or {}))
 
     def _hand_over(self, percent: float) -> None:
         """Every stepped application's route to the splitter: the one at `/` first (see the module's docstring)."""
         if self._root is not None:
-            self._move("live", percent, set(self.names) - {self._root})
-        self._move("live", percent, ())
+            self._move("live", percent, set(self.names) - {self._root}, leaving=[self._root])
+        self._move("live", percent, (), leaving=[n for n in self.names if n != self._root])
 
     def _hand_back(self, previous: str, percent: float) -> None:
-        """Every stepped application back at its own route (as `previous`): the one at `/` last."""
-        if self._root is not None:
-            others = set(self.names) - {self._root}
-            self._move(previous, percent, others)
-            self._drained([self.routes[n] for n in others])
-        self._move(previous, percent, self.names)
+        """Every stepped application back at its own route (as `previous`): the one at `/` last, when the splitter
+        leaves `/` for its parking route."""
+        if self._root is None:
+            self._move(previous, percent, self.names)
+            return
+        others = set(self.names) - {self._root}
+        self._move(previous, percent, others)
+        self._drained([self.routes[n] for n in others])
+        self._move(previous, percent, self.names, leaving=[SPLIT])
 
     def _drained(self, routes: list[str], timeout: float = 60) -> None:
         """Wait until the splitter holds no request under `routes` (no new one comes: they are routed again)."""
@@ -349,10 +364,10 @@ def code_changed(live: dict, target: dict) -> list[str]:
 def main() -> int:
     """`python -m rayserve_pulumi.rollout.stepped`, a JSON request on stdin: {"dashboard", "serve_url", "live",
     "target", "rollout"} (`rollout` as `rayserve:rollout`; "auth_token" when the dashboard wants one: never in
-    argv). Steps the applications whose code changed; progress on stderr. Exit 0 once the new version serves
-    every request, ROLLOUT_ROLLED_BACK when the previous one serves every request again (the last line says
-    why), ROLLOUT_NOTHING_TO_STEP when no application's code changed, 1 on anything else (the last line says
-    what)."""
+    argv; "haproxy_socket" when Serve's HAProxy has another admin socket than this environment says). Steps
+    the applications whose code changed; progress on stderr. Exit 0 once the new version serves every request,
+    ROLLOUT_ROLLED_BACK when the previous one serves every request again (the last line says why),
+    ROLLOUT_NOTHING_TO_STEP when no application's code changed, 1 on anything else (the last line says what)."""
     from rayserve_pulumi.rollout.settings import RolloutSettings
 
     def report(line: str) -> None:
@@ -371,7 +386,7 @@ def main() -> int:
             report(f"rollout: {reason}; updating in place without a gated rollout")
             return ROLLOUT_NOTHING_TO_STEP
         Stepped(request["dashboard"], request["serve_url"], request["live"], request["target"],
-                settings.thresholds(), settings.steps, report, names).run()
+                settings.thresholds(), settings.steps, report, names, request.get("haproxy_socket")).run()
     except RolloutFailed as exc:
         report(str(exc))
         return ROLLOUT_ROLLED_BACK

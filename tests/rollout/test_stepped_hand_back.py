@@ -39,6 +39,7 @@ def _rollout(monkeypatch, stats, live: dict = LIVE, target: dict = TARGET) -> St
     monkeypatch.setattr(rollout, "_stats", stats)
     monkeypatch.setattr(rollout, "_idle", lambda timeout=60: None)
     monkeypatch.setattr(rollout, "_wait_routes", lambda config, timeout=30: None)  # no proxy to ask
+    monkeypatch.setattr(rollout, "_haproxy_sockets", lambda: [])  # nor HAProxy to hold
     monkeypatch.setattr(rollout, "_drained", lambda routes, timeout=60: None)
     monkeypatch.setattr(stepped.time, "sleep", lambda s: None)
     return rollout

@@ -1,0 +1,128 @@
+"""Keeping Serve's HAProxy ingress off an application's replicas while the rollout moves its route.
+
+Under Serve's HAProxy ingress (Ray 2.60) HAProxy sends a route's requests straight to its application's
+ingress replicas, and each replica checks the route it serves: when a deploy moves the application to its
+hidden route, what HAProxy sends it before its own reload answers 404 (`bench.handoff_bench`). So before
+such a deploy the rollout puts those servers in maintenance through HAProxy's runtime API: they take no
+new request, the ones in flight finish, and the backend's backup server, Serve's fallback proxy, takes the
+route's requests and routes them by Serve's own table (to the application before the move, to the splitter
+after). Once every ingress routes as the deploy says, the servers are made ready again (Ray saves HAProxy's
+server states before each reload, so the reloaded HAProxy keeps them held until then).
+
+Ray's layout is private to Ray 2.60: one admin socket per node in the folder of
+`RAY_SERVE_HAPROXY_SOCKET_PATH` (`<folder>/<node id>/<name>`) and one backend per application, `http-<app>`.
+Where it does not hold (no socket, no such backend, no backup server up to take the requests), nothing is
+held and the hand-over goes on as without, said in one line.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple, Optional
+
+__all__ = ["RAY_DEFAULT_SOCKET", "socket_template", "node_sockets", "backend_name", "command", "Held", "hold",
+           "release"]
+
+RAY_DEFAULT_SOCKET = "/tmp/haproxy-serve/admin.sock"  # Ray's RAY_SERVE_HAPROXY_SOCKET_PATH when unset
+SOCKET_ENV = "RAY_SERVE_HAPROXY_SOCKET_PATH"
+DRAIN_TIMEOUT_S = 10  # how long the held servers' requests in flight may take to finish before the deploy
+
+
+def socket_template(configured: Optional[str] = None) -> str:
+    """The admin socket path Serve's HAProxy was given: the stack's, else this environment's, else Ray's."""
+    return configured or os.environ.get(SOCKET_ENV) or RAY_DEFAULT_SOCKET
+
+
+def node_sockets(template: str, node_ids: Iterable[str]) -> list[str]:
+    """The admin sockets of these nodes' HAProxy that are on this host (Ray puts each node's in a folder
+    named by its ID beside the configured path): only this cluster's, never another head's on the machine."""
+    folder, name = os.path.split(template)
+    return [str(p) for node in sorted(set(node_ids)) if (p := Path(folder, node, name)).is_socket()]
+
+
+def backend_name(app: str) -> str:
+    """The HAProxy backend of an application's HTTP route, as Ray 2.60 names it."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"http-{app}".replace("#", "-").replace("/", "."))
+
+
+def command(sock: str, line: str, timeout: float = 5) -> str:
+    """One HAProxy runtime API command on the admin socket; its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(sock)
+        conn.sendall(line.encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _stats(sock: str, backend: str) -> list[dict]:
+    """`show stat` rows of one backend's servers (not its BACKEND summary)."""
+    lines = command(sock, "show stat").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise OSError(f"HAProxy's show stat answered {lines[:1]}")
+    rows = csv.DictReader([lines[0][2:], *lines[1:]])
+    return [r for r in rows if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")]
+
+
+class Held(NamedTuple):
+    socket: str
+    backend: str
+    server: str
+
+
+def _set(held: Iterable[Held], state: str) -> None:
+    for h in held:
+        answer = command(h.socket, f"set server {h.backend}/{h.server} state {state}").strip()
+        if answer:  # HAProxy answers nothing when it did it
+            raise OSError(f"HAProxy refused {h.backend}/{h.server} state {state}: {answer.splitlines()[0]}")
+
+
+def _in_flight(held: list[Held]) -> int:
+    """Requests the held servers are serving right now."""
+    backends = {(h.socket, h.backend) for h in held}
+    return sum(int(r.get("scur") or 0) for sock, backend in backends for r in _stats(sock, backend)
+               if Held(sock, backend, r["svname"]) in held)
+
+
+def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
+         drain_timeout: float = DRAIN_TIMEOUT_S) -> list[Held]:
+    """Put the ingress servers of `apps` in maintenance on each HAProxy, where a backup server is up to take
+    their requests, and wait until their requests in flight have finished. What was held (for `release`)."""
+    held: list[Held] = []
+    try:
+        for sock in sockets:
+            for app in apps:
+                backend = backend_name(app)
+                rows = _stats(sock, backend)
+                primary = [r["svname"] for r in rows if r.get("bck") == "0"]
+                if not primary or not any(r.get("bck") == "1" and r.get("status", "").startswith("UP") for r in rows):
+                    report(f"rollout: HAProxy at {sock} has no backup server up for {app}'s route; not holding it")
+                    continue
+                batch = [Held(sock, backend, s) for s in primary]
+                _set(batch, "maint")
+                held += batch
+        deadline = time.monotonic() + drain_timeout
+        while _in_flight(held):
+            if time.monotonic() > deadline:
+                report(f"rollout: requests still in flight on held HAProxy servers after {drain_timeout:g} s")
+                break
+            time.sleep(0.05)
+    except OSError as exc:
+        report(f"rollout: HAProxy's runtime API: {exc}; moving the routes without holding them")
+        release(held, report)
+        return []
+    return held
+
+
+def release(held: list[Held], report: Callable[[str], None]) -> None:
+    """The held servers ready again (on whichever HAProxy process now answers the socket)."""
+    try:
+        _set(held, "ready")
+    except OSError as exc:
+        report(f"rollout: HAProxy's runtime API: {exc}; Serve's fallback proxy keeps serving those routes")

