@@ -19,7 +19,8 @@ __all__ = [
     "HAPROXY_STATS_PORT", "HAPROXY_METRICS_PORT", "FALLBACK_PROXY_PORT", "FALLBACK_PROXY_GRPC_PORT",
     "PROMETHEUS_PORT", "GRAFANA_PORT", "TLS_PORT", "TLS_POLICY", "INTERNAL_PORTS", "NODE_GROUP_LABEL",
     "ACCELERATOR_LABEL", "SERVICE_LABEL", "NODE_TYPE_LABEL", "GPU_RESOURCE", "MODEL_CACHE_PATH", "SERVE_PROXY_ENV",
-    "SERVE_OWN_PROXY_DIRECT_INGRESS_ENV", "SERVE_THROUGHPUT_ENV", "ROLLOUT_ROLLED_BACK", "ROLLOUT_NOTHING_TO_STEP",
+    "SERVE_OWN_PROXY_DIRECT_INGRESS_ENV", "RAY_HAPROXY_SOCKET", "SERVE_THROUGHPUT_ENV", "ROLLOUT_ROLLED_BACK",
+    "ROLLOUT_NOTHING_TO_STEP",
     "SPEC_VERSION_ANNOTATION", "ROLLOUT_VERDICT_ANNOTATION", "ROLLOUT_REASON_ANNOTATION",
     "WORKER_PORTS", "DIRECT_INGRESS_HTTP_PORTS", "DIRECT_INGRESS_GRPC_PORTS",
 ]
@@ -131,6 +132,9 @@ SERVE_PROXY_ENV: dict[str, dict[str, str]] = {"default": {}, "haproxy": {"RAY_SE
 # update, rollout and rollback of an ingress deployment is 30 s shorter. A stopping replica still finishes
 # every request it holds (Serve's drain waits for them). HAProxy routes to those ports: Ray's hold stays.
 SERVE_OWN_PROXY_DIRECT_INGRESS_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+# The admin socket path Ray gives Serve's HAProxy when RAY_SERVE_HAPROXY_SOCKET_PATH is unset (each node's in a
+# folder named by its node ID beside it): where a gated rollout holds it (rollout.ingress_hold).
+RAY_HAPROXY_SOCKET = "/tmp/haproxy-serve/admin.sock"
 SERVE_THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}
 
 # `python -m rayserve_pulumi.rollout.stepped`'s exit statuses the VM node agent reads (0: rolled out, 1: failed).

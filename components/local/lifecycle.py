@@ -337,6 +337,7 @@ class LocalServe:
     def _stepped(self, news: dict, olds: dict) -> dict:
         """The new code beside the running one, traffic moved to it in steps, each gated (rollout.stepped)."""
         from rayserve_pulumi.local.rollout import snapshot
+        from rayserve_pulumi.rollout import ingress_hold
         from rayserve_pulumi.rollout.stepped import RolloutFailed, Stepped
 
         settings = RolloutSettings.from_inputs(news.get("rollout"))
@@ -344,7 +345,7 @@ class LocalServe:
         config = json.loads(news["serve_config_json"])
         rollout = Stepped(dashboard_url(news), serve_base_url(news, config), deployed_config(olds),
                           deployed_config(news), settings.thresholds(), settings.steps, report,
-                          haproxy_socket=haproxy_files_env(ray_temp_dir(news))["RAY_SERVE_HAPROXY_SOCKET_PATH"])
+                          haproxy_socket=(news.get("ray_env") or {}).get(ingress_hold.SOCKET_ENV))  # under HAProxy
         try:
             rollout.run()
         except RolloutFailed as exc:

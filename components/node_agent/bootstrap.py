@@ -31,7 +31,8 @@ from typing import Optional
 from rayserve_pulumi.constants import (
     AUTOSCALER_METRICS_PORT, DASHBOARD_AGENT_GRPC_PORT, DASHBOARD_AGENT_LISTEN_PORT, DASHBOARD_METRICS_PORT,
     DASHBOARD_PORT, GCS_PORT, GCS_REDIS_PORT, GRAFANA_IMAGE, GRAFANA_PORT, METRICS_PORT, PROMETHEUS_IMAGE,
-    PROMETHEUS_PORT, REDIS_IMAGE, ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK, RUNTIME_ENV_AGENT_PORT,
+    PROMETHEUS_PORT, RAY_HAPROXY_SOCKET, REDIS_IMAGE, ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK,
+    RUNTIME_ENV_AGENT_PORT, SERVE_PROXY_ENV,
 )
 from rayserve_pulumi.node_agent import procs, ray_ops
 from rayserve_pulumi.observability import prometheus
@@ -405,14 +406,23 @@ def validation_errors(args, config: dict) -> list[str]:
     return lines or [f"the validator exited with status {proc.returncode}"]
 
 
+def rollout_request(args, dash: str, previous: dict, config: dict) -> dict:
+    """What rollout.stepped reads on stdin. Under Serve's HAProxy ingress (the head's `--serve-env`), the admin
+    socket Ray gives it by default: this node's HAProxy is held off the replicas of an application leaving its
+    route (rollout.ingress_hold)."""
+    port = (config.get("http_options") or {}).get("port", 8000)
+    haproxy = SERVE_PROXY_ENV["haproxy"].items() <= dict(getattr(args, "serve_env", None) or []).items()
+    return {"dashboard": dash, "serve_url": f"http://127.0.0.1:{port}", "live": previous, "target": config,
+            "rollout": json.loads(args.rollout), "auth_token": ray_ops.auth_token(),
+            "haproxy_socket": RAY_HAPROXY_SOCKET if haproxy else None}
+
+
 def roll_out(args, dash: str, previous: dict, config: dict) -> Optional[str]:
     """The gated rollout of the applications whose code changed (rollout.stepped, run where the apps' code
     and the splitter are: inside the head container (docker) or with this interpreter (local)): "rolled out",
     "rolled back" (a line on stderr says why), or None when no application's code changed."""
     python = ["docker", "exec", "-i", HEAD_CONTAINER, "python"] if args.mode == "docker" else [sys.executable]
-    port = (config.get("http_options") or {}).get("port", 8000)
-    request = {"dashboard": dash, "serve_url": f"http://127.0.0.1:{port}", "live": previous, "target": config,
-               "rollout": json.loads(args.rollout), "auth_token": ray_ops.auth_token()}
+    request = rollout_request(args, dash, previous, config)
     proc = subprocess.Popen([*python, "-m", "rayserve_pulumi.rollout.stepped"], stdin=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd="/")  # not the agent's folder: the full package
     proc.stdin.write(json.dumps(request))
@@ -573,8 +583,10 @@ def cmd_stop(args) -> None:
 def sync_argv(args) -> list[str]:
     src = ["--config-file", args.config_file] if args.config_file else ["--config-ssm", args.config_ssm]
     rollout = ["--rollout", args.rollout] if args.rollout else []
+    serve_env = [x for key, value in args.serve_env for x in ("--serve-env", f"{key}={value}")]  # its ingress
     return [*src, "--region", args.region, "--dashboard-port", str(args.dashboard_port),
-            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode, *rollout]
+            "--state-dir", args.state_dir, "--timeout", str(args.timeout), "--auth-mode", args.auth_mode, *serve_env,
+            *rollout]
 
 
 def agent_ports(args) -> dict[str, int]:

@@ -22,19 +22,13 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Optional
+from typing import Callable, Iterable, NamedTuple
 
-__all__ = ["RAY_DEFAULT_SOCKET", "socket_template", "node_sockets", "backend_name", "command", "Held", "hold",
-           "release"]
+__all__ = ["SOCKET_ENV", "node_sockets", "backend_name", "command", "Held", "hold", "release"]
 
-RAY_DEFAULT_SOCKET = "/tmp/haproxy-serve/admin.sock"  # Ray's RAY_SERVE_HAPROXY_SOCKET_PATH when unset
-SOCKET_ENV = "RAY_SERVE_HAPROXY_SOCKET_PATH"
+SOCKET_ENV = "RAY_SERVE_HAPROXY_SOCKET_PATH"  # the admin socket path Ray gives Serve's HAProxy
 DRAIN_TIMEOUT_S = 10  # how long the held servers' requests in flight may take to finish before the deploy
-
-
-def socket_template(configured: Optional[str] = None) -> str:
-    """The admin socket path Serve's HAProxy was given: the stack's, else this environment's, else Ray's."""
-    return configured or os.environ.get(SOCKET_ENV) or RAY_DEFAULT_SOCKET
+BACKUP_TIMEOUT_S = 5  # how long a backend's backup server may take to be up before its route is moved unheld
 
 
 def node_sockets(template: str, node_ids: Iterable[str]) -> list[str]:
@@ -77,9 +71,11 @@ class Held(NamedTuple):
 
 
 def _set(held: Iterable[Held], state: str) -> None:
+    """Each server to `state`. Made ready, a server HAProxy no longer has is done: Ray reloaded HAProxy without
+    it, and a later reload takes the states of the servers HAProxy then has, so it comes back ready."""
     for h in held:
         answer = command(h.socket, f"set server {h.backend}/{h.server} state {state}").strip()
-        if answer:  # HAProxy answers nothing when it did it
+        if answer and not (state == "ready" and answer.startswith("No such server")):
             raise OSError(f"HAProxy refused {h.backend}/{h.server} state {state}: {answer.splitlines()[0]}")
 
 
@@ -90,8 +86,20 @@ def _in_flight(held: list[Held]) -> int:
                if Held(sock, backend, r["svname"]) in held)
 
 
+def _servers(sock: str, backend: str, backup_timeout: float) -> tuple[list[str], str]:
+    """A backend's primary servers and its backup's status, waiting up to `backup_timeout` for the backup to be
+    up (a reload can have just added it, its first check pending)."""
+    deadline = time.monotonic() + backup_timeout
+    while True:
+        rows = _stats(sock, backend)
+        backup = next((r.get("status", "") for r in rows if r.get("bck") == "1"), "")
+        if backup.startswith("UP") or not backup or time.monotonic() > deadline:
+            return [r["svname"] for r in rows if r.get("bck") == "0"], backup
+        time.sleep(0.1)
+
+
 def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
-         drain_timeout: float = DRAIN_TIMEOUT_S) -> list[Held]:
+         drain_timeout: float = DRAIN_TIMEOUT_S, backup_timeout: float = BACKUP_TIMEOUT_S) -> list[Held]:
     """Put the ingress servers of `apps` in maintenance on each HAProxy, where a backup server is up to take
     their requests, and wait until their requests in flight have finished. What was held (for `release`)."""
     held: list[Held] = []
@@ -99,10 +107,12 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
         for sock in sockets:
             for app in apps:
                 backend = backend_name(app)
-                rows = _stats(sock, backend)
-                primary = [r["svname"] for r in rows if r.get("bck") == "0"]
-                if not primary or not any(r.get("bck") == "1" and r.get("status", "").startswith("UP") for r in rows):
-                    report(f"rollout: HAProxy at {sock} has no backup server up for {app}'s route; not holding it")
+                primary, backup = _servers(sock, backend, backup_timeout)
+                if not primary:  # HAProxy sends that route nowhere directly (yet): nothing to hold
+                    continue
+                if not backup.startswith("UP"):
+                    report(f"rollout: HAProxy at {sock} has no backup server up for {app}'s route "
+                           f"({backup or 'none'}); not holding it")
                     continue
                 batch = [Held(sock, backend, s) for s in primary]
                 _set(batch, "maint")

