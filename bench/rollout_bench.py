@@ -5,12 +5,12 @@ real local head, under 8 connections of loopback load, loopback only.
       [--proxy haproxy]
 
 The own-app example (copied to a temporary folder, free ports, `serve.proxy: default` unless `--proxy`) is
-deployed once per round; then, one after the other, new code is rolled out with `rayserve up`: a good
-version, one failing 20 % of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s exit status and
-seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median (min-max) over
-rounds; results in .bench/rollout_bench.json (ignored). `--steps` replaces the rollout's steps (say, a first
-step at half the traffic, where a bad version's failures come fastest); `--only` runs the named scenarios alone
-(the good version first whenever it runs).
+deployed once per round; then, one after the other, new code is rolled out with `rayserve up`: a good version,
+one failing 20 % of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s
+exit status and seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median
+(min-max) over rounds; results in .bench/rollout_bench.json (ignored). `--steps` replaces the rollout's steps
+(say, a first step at half the traffic, where a bad version's failures come fastest); `--only` runs the named
+scenarios alone (the good version first whenever it runs).
 """
 from __future__ import annotations
 

@@ -408,8 +408,8 @@ def validation_errors(args, config: dict) -> list[str]:
 
 def rollout_request(args, dash: str, previous: dict, config: dict) -> dict:
     """What rollout.stepped reads on stdin. Under Serve's HAProxy ingress (the head's `--serve-env`), the admin
-    socket Ray gives it by default: this node's HAProxy is held off the replicas of an application leaving its
-    route (rollout.ingress_hold)."""
+    socket Ray gives it by default: HAProxy is held off the replicas of an application whose route a deploy
+    changes (rollout.ingress_hold)."""
     port = (config.get("http_options") or {}).get("port", 8000)
     haproxy = SERVE_PROXY_ENV["haproxy"].items() <= dict(getattr(args, "serve_env", None) or []).items()
     return {"dashboard": dash, "serve_url": f"http://127.0.0.1:{port}", "live": previous, "target": config,

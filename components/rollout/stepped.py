@@ -7,8 +7,7 @@ local platform's `up`, and by the VM node agent's `sync` through `python -m rays
    running applications are not touched: a new version that never becomes healthy within `step_budget_s` is
    removed and nothing else happened.
 2. Steps: the first moves each running application to its hidden "previous" route (a route change: the same
-   replicas), which hands its route to the splitter with no gap (under Serve's HAProxy ingress, with the
-   application's replicas held off HAProxy meanwhile: rollout.ingress_hold); the splitter's `next_percent` (its
+   replicas), which hands its route to the splitter with no gap; the splitter's `next_percent` (its
    user_config, applied in place) then goes through `rollout.steps`, each step watched by the gate
    (rollout.gate) on the splitter's per-version counters (the splitter itself stops sending an application's
    requests to its new version at the failure that breaches the error rate). A breach sets 0 % at once,
@@ -26,7 +25,8 @@ left while `/` is still that application's would reach it: Serve applies one dep
 application by application). The hand-back runs in the opposite order, and `/` goes back only once the
 splitter holds no request of another route (one it forwarded to a hidden route Serve no longer routes would
 fall under `/`). Every deploy that moves a route waits until Serve's ingress on every node routes as it says
-(`/-/routes`).
+(`/-/routes`); under Serve's HAProxy ingress, every application whose route it changes is held off HAProxy
+meanwhile (rollout.ingress_hold).
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Stepped:
                  steps: list[int], report: Callable[[str], None], names: Optional[list[str]] = None,
                  haproxy_socket: Optional[str] = None):
         self.dash, self.base_url, self.live, self.target = dash, base_url.rstrip("/"), live, target
-        self.haproxy_socket = haproxy_socket  # the admin socket path Serve's HAProxy ingress was given; None: no HAProxy
+        self.haproxy_socket = haproxy_socket  # the admin socket Serve's HAProxy ingress was given; None: no HAProxy
         self._remote = ingress_hold_remote.Remote(report)
         self._deployed: dict[str, Optional[str]] = {}  # each application's route as last deployed
         self.thresholds, self.steps, self.report = thresholds, steps, report
