@@ -13,16 +13,15 @@ __all__ = ["Remote"]
 TASK_TIMEOUT_S = 60  # a node's hold waits for its requests in flight (ingress_hold.DRAIN_TIMEOUT_S) and more
 
 
-def _hold_on_node(node_id: str, template: str, apps: list[str]) -> tuple[list[tuple], list[str]]:
+def _hold_on_node(node_id: str, template: str, apps: list[str]) -> tuple[list[ingress_hold.Held], list[str]]:
     """Run on the node: its held servers and what it said."""
     said: list[str] = []
-    held = ingress_hold.hold(ingress_hold.node_sockets(template, [node_id]), apps, said.append)
-    return [tuple(h) for h in held], said
+    return ingress_hold.hold(ingress_hold.node_sockets(template, [node_id]), apps, said.append), said
 
 
-def _release_on_node(held: list[tuple]) -> list[str]:
+def _release_on_node(held: list[ingress_hold.Held]) -> list[str]:
     said: list[str] = []
-    ingress_hold.release([ingress_hold.Held(*h) for h in held], said.append)
+    ingress_hold.release(held, said.append)
     return said
 
 
@@ -43,9 +42,9 @@ class Remote:
                           scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))(fn)
         return ray.get(task.remote(*args), timeout=TASK_TIMEOUT_S)
 
-    def hold(self, node_ids: Iterable[str], template: str, apps: list[str]) -> dict[str, list[tuple]]:
+    def hold(self, node_ids: Iterable[str], template: str, apps: list[str]) -> dict[str, list[ingress_hold.Held]]:
         """Hold `apps` on each node's HAProxy (its admin socket at `template`'s place on that host)."""
-        held: dict[str, list[tuple]] = {}
+        held: dict[str, list[ingress_hold.Held]] = {}
         for node in node_ids:
             try:
                 servers, said = self._on(node, _hold_on_node, node, template, apps)
@@ -58,7 +57,7 @@ class Remote:
                 held[node] = servers
         return held
 
-    def release(self, held: dict[str, list[tuple]]) -> None:
+    def release(self, held: dict[str, list[ingress_hold.Held]]) -> None:
         for node, servers in held.items():
             try:
                 said = self._on(node, _release_on_node, servers)

@@ -170,7 +170,7 @@ class Stepped:
         try:
             self._send(config)
             self._wait_routes(config)
-            if held != ([], {}):
+            if any(held):
                 ray_ops.wait_running(self.dash, moving, timeout=self.thresholds.step_budget_s)
         finally:
             if held[0]:
