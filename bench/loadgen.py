@@ -36,6 +36,7 @@ class LoadResult:
     wall_s: float = 0.0
     failure_times: list[float] = field(default_factory=list)  # time.monotonic() when each failed request ended
     failure_starts: list[float] = field(default_factory=list)  # ... and when it was sent
+    failure_kinds: list[str] = field(default_factory=list)  # ... and what it failed with
 
     @property
     def rps(self) -> float:
@@ -111,6 +112,7 @@ class Load:
                     self.result.errors[err] = self.result.errors.get(err, 0) + 1
                     self.result.failure_times.append(time.monotonic())
                     self.result.failure_starts.append(sent_at)
+                    self.result.failure_kinds.append(err)
             pause = 0.05 if not ok else 0.0  # a refused connection fails at once: do not spin on it
             pause = max(pause, self._interval - (time.perf_counter() - start))
             if pause > 0 and self._stop.wait(pause):

@@ -118,9 +118,10 @@ def under_load(url: str, body, check, action, recovered, bound_s: float = 90, co
     """Run `action` under bounded loopback load on `url` once every connection has had an answer, then wait
     (at most `bound_s`) until `recovered()`, and keep the load on for `tail_s` more: what fails then fails
     after the outage. The load is capped in time (a minute for the warm-up, the bound and the tail).
-    The report: requests sent and failed, the seconds from the action until recovered, how many requests
-    failed outside that outage (before the action, or after recovery), and how many of those were also
-    sent outside it (a request sent during the outage can fail after it: a client timeout)."""
+    The report: requests sent and failed, the seconds from the action until recovered, how many failed
+    requests were in flight when the action began (a killed process takes them with it), and how many
+    failed outside the outage: ended before the action, or sent after recovery (with the first few of
+    those timed from the action). A request sent during the outage can fail after it: a client timeout."""
     import time
 
     from bench.loadgen import Load
@@ -133,8 +134,12 @@ def under_load(url: str, body, check, action, recovered, bound_s: float = 90, co
             time.sleep(0.2)
         back = time.monotonic()
         load.finish_in(tail_s)
-    return {**load.result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
+    result = load.result
+    failures = list(zip(result.failure_starts, result.failure_times, result.failure_kinds))
+    outside = [f for f in failures if f[1] < start or f[0] > back + 0.5]
+    return {**result.summary(), "seconds_until_every_app_answers": round(back - start, 1),
             "within_bound": back - start < bound_s,
-            "failures_outside_the_outage": sum(1 for t in load.result.failure_times if not start - 0.1 <= t <= back + 0.5),
-            "failures_sent_outside_the_outage": sum(1 for t in load.result.failure_starts
-                                                    if not start - 0.1 <= t <= back + 0.5)}
+            "failed_in_flight_at_the_action": sum(1 for sent, ended, _ in failures if sent < start <= ended),
+            "failures_outside_the_outage": len(outside),
+            **({"outside": [f"{kind} sent {sent - start:+.2f} s, failed {ended - start:+.2f} s"
+                            for sent, ended, kind in outside[:10]]} if outside else {})}
