@@ -6,8 +6,10 @@ hidden route, what HAProxy sends it before its own reload answers 404 (`bench.ha
 such a deploy the rollout puts those servers in maintenance through HAProxy's runtime API: they take no
 new request, the ones in flight finish, and the backend's backup server, Serve's fallback proxy, takes the
 route's requests and routes them by Serve's own table (to the application before the move, to the splitter
-after). Once every ingress routes as the deploy says, the servers are made ready again (Ray saves HAProxy's
-server states before each reload, so the reloaded HAProxy keeps them held until then).
+after). Once every ingress routes as the deploy says and each held replica says it serves its new route (its
+`/-/routes`: a replica learns its route on its own, after Serve's proxies and RUNNING), the servers are made
+ready again (Ray saves HAProxy's server states before each reload, so the reloaded HAProxy keeps them held
+until then).
 
 Ray's layout is private to Ray 2.60: one admin socket per node in the folder of
 `RAY_SERVE_HAPROXY_SOCKET_PATH` (`<folder>/<node id>/<name>`) and one backend per application, `http-<app>`.
@@ -17,18 +19,21 @@ held and the hand-over goes on as without, said in one line.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import socket
 import time
+import urllib.request
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
-__all__ = ["SOCKET_ENV", "node_sockets", "backend_name", "command", "Held", "hold", "release"]
+__all__ = ["SOCKET_ENV", "node_sockets", "backend_name", "command", "Held", "hold", "wait_routed", "release"]
 
 SOCKET_ENV = "RAY_SERVE_HAPROXY_SOCKET_PATH"  # the admin socket path Ray gives Serve's HAProxy
 DRAIN_TIMEOUT_S = 10  # how long the held servers' requests in flight may take to finish before the deploy
 BACKUP_TIMEOUT_S = 5  # how long a backend's backup server may take to be up before its route is moved unheld
+ROUTED_TIMEOUT_S = 10  # how long a held replica may take to serve its new route before it is released anyway
 
 
 def node_sockets(template: str, node_ids: Iterable[str]) -> list[str]:
@@ -130,9 +135,49 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
     return held
 
 
-def release(held: list[Held], report: Callable[[str], None]) -> None:
-    """The held servers ready again (on whichever HAProxy process now answers the socket)."""
+def _addresses(held: list[Held]) -> dict[Held, str]:
+    """Each held server's address (host:port) as HAProxy has it; one HAProxy no longer has is left out."""
+    found = {}
+    for sock, backend in sorted({(h.socket, h.backend) for h in held}):
+        for row in _stats(sock, backend):
+            server = Held(sock, backend, row["svname"])
+            if server in held and row.get("addr"):
+                found[server] = row["addr"]
+    return found
+
+
+def _serves(address: str, route: str) -> bool:
+    """Whether the replica at `address` says it serves `route`: Serve's direct ingress answers `/-/routes` with
+    the route it serves, without running the application's code."""
     try:
+        with urllib.request.urlopen(f"http://{address}/-/routes", timeout=2) as answer:
+            return route in json.loads(answer.read())
+    except (OSError, ValueError):
+        return False
+
+
+def wait_routed(held: list[Held], routes: Mapping[str, str], report: Callable[[str], None],
+                timeout: float = ROUTED_TIMEOUT_S) -> None:
+    """Until each held server of a backend in `routes` (backend -> the route its application now has) serves
+    that route, at most `timeout`: until then it answers 404 to what HAProxy sends it there."""
+    deadline = time.monotonic() + timeout
+    waiting = {h: a for h, a in _addresses([h for h in held if h.backend in routes]).items()}
+    while waiting:
+        waiting = {h: a for h, a in waiting.items() if not _serves(a, routes[h.backend])}
+        if waiting and time.monotonic() > deadline:
+            report(f"rollout: {len(waiting)} held replica(s) did not serve their new route within {timeout:g} s; "
+                   "releasing them")
+            return
+        if waiting:
+            time.sleep(0.05)
+
+
+def release(held: list[Held], report: Callable[[str], None], routes: Mapping[str, str] | None = None) -> None:
+    """The held servers ready again (on whichever HAProxy process now answers the socket), once those of a
+    backend in `routes` serve its new route (wait_routed)."""
+    try:
+        if routes:
+            wait_routed(held, routes, report)
         _set(held, "ready")
     except OSError as exc:
         report(f"rollout: HAProxy's runtime API: {exc}; Serve's fallback proxy keeps serving those routes")

@@ -4,7 +4,7 @@ no CPU) holds and later releases there. The rollout connects to the cluster as a
 such a node serves, and disconnects at `close`. A node that cannot be reached is not held, said in one line."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, Optional
 
 from rayserve_pulumi.rollout import gate, ingress_hold
 
@@ -19,9 +19,9 @@ def _hold_on_node(node_id: str, template: str, apps: list[str]) -> tuple[list[in
     return ingress_hold.hold(ingress_hold.node_sockets(template, [node_id]), apps, said.append), said
 
 
-def _release_on_node(held: list[ingress_hold.Held]) -> list[str]:
+def _release_on_node(held: list[ingress_hold.Held], routes: Optional[Mapping[str, str]] = None) -> list[str]:
     said: list[str] = []
-    ingress_hold.release(held, said.append)
+    ingress_hold.release(held, said.append, routes)
     return said
 
 
@@ -57,10 +57,11 @@ class Remote:
                 held[node] = servers
         return held
 
-    def release(self, held: dict[str, list[ingress_hold.Held]]) -> None:
+    def release(self, held: dict[str, list[ingress_hold.Held]], routes: Optional[Mapping[str, str]] = None) -> None:
+        """Release each node's held servers, as ingress_hold.release with `routes` (there, on that host)."""
         for node, servers in held.items():
             try:
-                said = self._on(node, _release_on_node, servers)
+                said = self._on(node, _release_on_node, servers, routes)
             except Exception as exc:
                 self.report(f"rollout: could not release node {node[:12]}'s HAProxy ({gate.cause(exc)}); "
                             "Serve's fallback proxy keeps serving those routes there")

@@ -161,22 +161,25 @@ class Stepped:
     def _move(self, previous: str, percent: float, own: Collection[str]) -> None:
         """Deploy with the applications in `own` at their own routes (the others at their hidden ones), then
         wait until the proxy routes so. Under Serve's HAProxy ingress, every application whose route changes is
-        held off HAProxy meanwhile, on every node (rollout.ingress_hold), until its replicas have the new route
-        too (each checks the route of a request HAProxy sends it)."""
+        held off HAProxy meanwhile, on every node (rollout.ingress_hold), until its replicas say they serve the
+        new route (each checks the route of a request HAProxy sends it). A deploy that failed releases at once."""
         config = self._config(previous, percent, own)
         moving = [a["name"] for a in config["applications"]
                   if a["name"] in self._deployed and self._deployed[a["name"]] != a.get("route_prefix")]
         held = self._hold(moving) if moving and self.haproxy_socket else ([], {})
+        routes = {}  # each held backend's new route, once it is deployed
         try:
             self._send(config)
             self._wait_routes(config)
             if any(held):
                 ray_ops.wait_running(self.dash, moving, timeout=self.thresholds.step_budget_s)
+                routes = {ingress_hold.backend_name(a["name"]): a.get("route_prefix") or f"/{a['name']}"
+                          for a in config["applications"] if a["name"] in moving}
         finally:
             if held[0]:
-                ingress_hold.release(held[0], self.report)
+                ingress_hold.release(held[0], self.report, routes)
             if held[1]:
-                self._remote.release(held[1])
+                self._remote.release(held[1], routes)
 
     def _hold(self, apps: list[str]) -> tuple[list, dict]:
         """Hold `apps` on this host's HAProxy ingresses through their sockets, and on every other node whose proxy

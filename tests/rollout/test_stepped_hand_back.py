@@ -163,19 +163,20 @@ def test_under_haproxy_every_application_whose_route_changes_is_held_off_haproxy
                                                                                                  stats):
     """rollout.ingress_hold around each deploy that changes routes: every application whose route it changes (the
     splitter too), on this host's HAProxy and on the other node's, released once routes and replicas are there;
-    nothing held for a deploy that moves no route, nor without an HAProxy socket (Serve's own proxy)."""
+    nothing held for a deploy that moves no route, nor without an HAProxy socket (Serve's own proxy). Each release
+    names the held backends' new routes, which their replicas must serve first."""
     events = []
     monkeypatch.setattr(ray_ops, "status", lambda dash: {"proxies": {"n1": {}, "n2": {}}})  # two nodes' ingresses
     monkeypatch.setattr(stepped.ingress_hold, "node_sockets", lambda template, nodes: [
         f"/tmp/hap/{n}/admin.sock" for n in nodes if n == "n1"])  # n1's socket is on this host, n2's is not
     monkeypatch.setattr(stepped.ingress_hold, "hold", lambda sockets, apps, report: (
         events.append(("hold", len(serve), sockets, sorted(apps))) or [f"held {sorted(apps)}"]))
-    monkeypatch.setattr(stepped.ingress_hold, "release", lambda held, report: events.append(
-        ("release", len(serve), held)))
+    monkeypatch.setattr(stepped.ingress_hold, "release", lambda held, report, routes: events.append(
+        ("release", len(serve), held, routes)))
     monkeypatch.setattr(stepped.ingress_hold_remote.Remote, "hold", lambda self, nodes, template, apps: (
         events.append(("hold elsewhere", len(serve), list(nodes), sorted(apps))) or {"n2": [f"held {sorted(apps)}"]}))
-    monkeypatch.setattr(stepped.ingress_hold_remote.Remote, "release", lambda self, held: events.append(
-        ("release elsewhere", len(serve), held)))
+    monkeypatch.setattr(stepped.ingress_hold_remote.Remote, "release", lambda self, held, routes: events.append(
+        ("release elsewhere", len(serve), held, routes)))
 
     def answering(name):
         return {"next_percent": 5, "next": COUNTS, "previous": COUNTS}
@@ -192,9 +193,11 @@ def test_under_haproxy_every_application_whose_route_changes_is_held_off_haproxy
         before = {a["name"]: a["route_prefix"] for a in serve[i - 1]["applications"]}
         moved = sorted(a["name"] for a in serve[i]["applications"]
                        if a["name"] in before and before[a["name"]] != a["route_prefix"])
-        if moved:  # held before deploy i (i deploys sent so far), released after it
+        if moved:  # held before deploy i (i deploys sent so far), released after it once at their new routes
+            routes = {f"http-{a['name']}": a["route_prefix"] for a in serve[i]["applications"] if a["name"] in moved}
             expected += [("hold", i, ["/tmp/hap/n1/admin.sock"], moved), ("hold elsewhere", i, ["n2"], moved),
-                         ("release", i + 1, [f"held {moved}"]), ("release elsewhere", i + 1, {"n2": [f"held {moved}"]})]
+                         ("release", i + 1, [f"held {moved}"], routes),
+                         ("release elsewhere", i + 1, {"n2": [f"held {moved}"]}, routes)]
     assert events == expected
     moves = [e[3] for e in events if e[0] == "hold"]
     assert moves[:2] == [["home", SPLIT], ["echo"]] and moves[-1] == ["home", SPLIT], moves  # `/` both ways
