@@ -161,7 +161,7 @@ def wait_routed(held: list[Held], routes: Mapping[str, str], report: Callable[[s
     """Until each held server of a backend in `routes` (backend -> the route its application now has) serves
     that route, at most `timeout`: until then it answers 404 to what HAProxy sends it there."""
     deadline = time.monotonic() + timeout
-    waiting = {h: a for h, a in _addresses([h for h in held if h.backend in routes]).items()}
+    waiting = _addresses([h for h in held if h.backend in routes])
     while waiting:
         waiting = {h: a for h, a in waiting.items() if not _serves(a, routes[h.backend])}
         if waiting and time.monotonic() > deadline:
