@@ -38,7 +38,7 @@ SEEDS = {"fruit": (["MANGO", 2], lambda a: a == 6), "calc": (["MUL", 3], lambda 
          "summarize_translate": (SEED_SENTENCE, lambda a: isinstance(a, str) and a != "")}
 
 
-def _answers(url: str, body, check) -> bool:
+def answers(url: str, body, check) -> bool:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
@@ -53,7 +53,7 @@ def until_every_app_answers(urls: dict[str, str], t0: float, timeout: float = 60
     waiting = dict(urls)
     while waiting and time.perf_counter() - t0 < timeout:
         for app, url in list(waiting.items()):
-            if _answers(url, *SEEDS[app]):
+            if answers(url, *SEEDS[app]):
                 del waiting[app]
         time.sleep(0.05)
     if waiting:
@@ -68,6 +68,16 @@ def stack_values() -> dict:
     values["rayserve:serve"] = {**values["rayserve:serve"], "http_port": free_port()}
     values["rayserve:metrics"] = {**values.get("rayserve:metrics", {}), "prometheus_port": free_port()}
     return values
+
+
+def deployed(values: dict) -> tuple[dict, dict[str, str]]:
+    """The Serve config `up` deploys for these stack values, byte for byte, and where its text app finds
+    its model."""
+    cfg, serve_config = validate_stack({k.split(":", 1)[1]: v for k, v in values.items()}, ROOT)
+    props = provider_inputs(cfg.local, serve_config, str(WORK), cfg.serve.runtime_env(),
+                            str(ROOT / ".models"), cfg.metrics)
+    return (json.loads(props["serve_config_json"]),
+            {k: v for k, v in props["ray_env"].items() if k == MODELS_ENV})
 
 
 def app_urls(config: dict) -> dict[str, str]:
@@ -124,12 +134,8 @@ def main() -> None:
     runs: dict[str, list[float]] = {"shipped": [], "by_hand": []}
     for round_ in range(args.rounds):
         values = stack_values()
-        cfg, serve_config = validate_stack({k.split(":", 1)[1]: v for k, v in values.items()}, ROOT)
-        props = provider_inputs(cfg.local, serve_config, str(WORK), cfg.serve.runtime_env(),
-                                str(ROOT / ".models"), cfg.metrics)
-        config = json.loads(props["serve_config_json"])  # what `up` deploys, byte for byte
+        config, models_env = deployed(values)
         urls = app_urls(config)
-        models_env = {k: v for k, v in props["ray_env"].items() if k == MODELS_ENV}
         order = ("shipped", "by_hand") if round_ % 2 == 0 else ("by_hand", "shipped")
         for way in order:
             runs[way].append(shipped(values, urls) if way == "shipped" else by_hand(config, urls, models_env))

@@ -4,13 +4,19 @@ and when each process of the Ray head's and Prometheus' sessions started, with t
 when the `up` returned (processes that exited before, such as Serve's build tasks, show no figure), then how
 busy both CPUs were in each half second. Asserts nothing.
 
-  python -m bench.cold_timeline
+  python -m bench.cold_timeline [--every-app]
+
+--every-app runs the shipped stack instead (stacks/Pulumi.local.yaml: the text app too, as
+bench.cold_start_bench does) and goes on sampling after `up` returns until each application has answered its
+seed request (each polled on a thread of its own, every 50 ms), printing when each did; the CPU seconds are
+then those spent when the last one answered.
 
 It samples /proc every 50 ms, which costs this process about 0.3 CPU-seconds: its total runs a little
 above bench.up_bench's. Used for the README's account of a cold `up` and for A/B runs of a change.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import threading
@@ -19,7 +25,8 @@ import time
 import yaml
 
 from bench import cpu
-from bench.up_bench import STACK_FILE, WORK, bench_stack, cli, cpu_ticks
+from bench.cold_start_bench import SEEDS, answers, app_urls, deployed, stack_values
+from bench.up_bench import STACK_FILE, STATE, WORK, bench_stack, cli, cpu_ticks
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.node_agent import procs
 
@@ -48,7 +55,17 @@ def _sample(after: float, seen: dict[int, list]) -> None:
 
 
 def main() -> None:
-    STACK_FILE.write_text(yaml.safe_dump({"config": bench_stack()}))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--every-app", action="store_true", help="the shipped stack, until every app answers")
+    args = parser.parse_args()
+    if args.every_app:
+        WORK.mkdir(exist_ok=True)
+        STATE.unlink(missing_ok=True)
+        values = stack_values()
+        waiting = app_urls(deployed(values)[0])
+    else:
+        values, waiting = bench_stack(), {}
+    STACK_FILE.write_text(yaml.safe_dump({"config": values}))
     seen: dict[int, list] = {}
     lines: list[tuple[float, str]] = []
     busy: list[tuple[float, float]] = []
@@ -59,11 +76,20 @@ def main() -> None:
         for line in command.stderr:
             lines.append((_since_boot() - t0, line.rstrip()))
 
+    def seed(app: str, url: str) -> None:
+        while _since_boot() - t0 < 600:
+            if answers(url, *SEEDS[app]):
+                lines.append((_since_boot() - t0, f"** {app} answered its seed request"))
+                return
+            time.sleep(0.05)
+
     reader = threading.Thread(target=progress)
-    reader.start()
+    pollers = [threading.Thread(target=seed, args=item, daemon=True) for item in waiting.items()]
+    for thread in (reader, *pollers):
+        thread.start()
     last, last_t = cpu_ticks(), 0.0
     try:
-        while command.poll() is None:
+        while command.poll() is None or any(t.is_alive() for t in pollers):
             time.sleep(0.05)
             _sample(t0 - 0.1, seen)
             now = _since_boot() - t0
@@ -84,7 +110,7 @@ def main() -> None:
         subprocess.run(cli("destroy"), capture_output=True, timeout=300)
     if command.returncode != 0:
         raise SystemExit(f"up failed: {lines[-1][1] if lines else command.returncode}")
-    print(f"cold up returned after {total:.2f} s")
+    print(f"cold up {'and every seed answer ' if pollers else ''}done after {total:.2f} s")
     for at, text in sorted(events):
         print(f"{at:6.2f}  {text}")
     print("CPU busy % per half second: " + " ".join(f"{at:.1f}:{pct:.0f}" for at, pct in busy))
