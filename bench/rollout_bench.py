@@ -32,7 +32,7 @@ from bench.common import spread
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
 ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
-PROXY = "default"  # `serve.proxy`: Serve's own (under HAProxy a rollout takes a minute longer: README "Rollouts")
+PROXY = "default"  # `serve.proxy`: Serve's own, as the tests use (HAProxy: docs/reliability.md "Gated rollouts")
 # Every version's handler waits BASE_DELAY_S; at 8 connections on two cores a request then takes about 140 ms
 # (the hops and queueing add about 90 ms), and one whose handler waits SLOW_DELAY_S about 3x that.
 BASE_DELAY_S, SLOW_DELAY_S = 0.05, 0.3

@@ -29,12 +29,13 @@ REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the 
 @contextlib.contextmanager
 def stand_in_http(host: str, port: int, answer: Callable[[str, str], tuple[int, object]]):
     """A threaded HTTP server on host:port standing in for one of Serve's: every GET and POST (its body read)
-    gets `answer(method, path)` = (status, a JSON body). Yields its base URL; shut down on the way out."""
+    gets `answer(method, path)` = (status, a JSON body, or bytes sent as they are). Yields its base URL; shut
+    down on the way out."""
     class Handler(BaseHTTPRequestHandler):
         def _answer(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             status, body = answer(self.command, self.path)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

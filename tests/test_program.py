@@ -47,8 +47,9 @@ def test_local_stack_declares_the_provider_with_validated_config(rendered):
 
 
 @pytest.mark.parametrize("serve,env", [
+    # the defaults: HAProxy learns a stopping replica within 2 s here, so it is held 5 s, not Ray's 30
     ({}, {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-          "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1"}),  # the defaults
+          "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1", "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5"}),
     ({"proxy": "default", "throughput_optimized": False}, {}),
     # direct ingress under Serve's own proxy: nothing uses the replicas' ports, so a stopping one is held 2 s
     ({"proxy": "default"}, {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "1",

@@ -22,7 +22,7 @@ from rayserve_pulumi.config.images import MUTABLE_TAGS, check_pinned
 from rayserve_pulumi.config.types import AllowListCidr, Dns1123Label, IPv4Cidr, Quantity, Strict
 from rayserve_pulumi.constants import (
     KUBE_PROMETHEUS_STACK_CHART, KUBE_PROMETHEUS_STACK_VERSION, PROMETHEUS_PORT, GRAFANA_PORT, RAY_CPU_IMAGE,
-    RAY_GPU_IMAGE, SERVE_OWN_PROXY_DIRECT_INGRESS_ENV, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
+    RAY_GPU_IMAGE, DIRECT_INGRESS_DRAIN_ENV, SERVE_PROXY_ENV, SERVE_THROUGHPUT_ENV,
 )
 from rayserve_pulumi.kuberay.settings import (
     MAX_RAYSERVICE_NAME, CheckpointSettings, ExternalRedis, HeadSettings, KubeRaySettings, PodResources,
@@ -93,7 +93,7 @@ class ServeSettings(Strict):
     def runtime_env(self) -> dict[str, str]:
         """Environment of every Ray process that carries these choices (the one place they turn into env)."""
         return {**SERVE_PROXY_ENV[self.proxy], **(SERVE_THROUGHPUT_ENV if self.throughput_optimized else {}),
-                **(SERVE_OWN_PROXY_DIRECT_INGRESS_ENV if self.direct_ingress and self.proxy == "default" else {})}
+                **(DIRECT_INGRESS_DRAIN_ENV[self.proxy] if self.direct_ingress else {})}
 
     @field_validator("applications")
     @classmethod

@@ -7,8 +7,9 @@ application at `/` itself hands `/` over in one deploy: rollout.stepped). For
 each request under a rolled-out route, the splitter picks the new version (`/_rollout/next<route>`) with
 probability `next_percent` (its `user_config`, changed in place step by step), else the previous one, and
 forwards it through Serve's own HTTP ingress on this host. It counts, per route and version, requests,
-failures (5xx or no answer) and a latency histogram, cumulative, which the rollout gate reads with a request
-under the route carrying `X-Rayserve-Rollout: stats`. Given the gate's error-rate threshold, it also cuts a
+failures (5xx or no answer) and a latency histogram (of the sending the version answered: a request sent again
+while its target route was not routable yet waited on the rollout, not on the version), cumulative, which the
+rollout gate reads with a request under the route carrying `X-Rayserve-Rollout: stats`. Given the gate's error-rate threshold, it also cuts a
 route's new version off itself, at the failure that breaches it (`tripped`, in its counts): the gate, polling,
 would otherwise let a step's share of requests fail until its rollback reaches the splitter. Why a splitter
 and not weights in a proxy: Serve routes one route to one application, and neither its proxy nor its HAProxy
@@ -144,13 +145,15 @@ def _build():
                 urls.append(self.base + route.rstrip("/") + rest + query)
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
             body = await request.body()
-            start = time.perf_counter()
-            deadline = start + ROUTE_WAIT_S
+            deadline = time.perf_counter() + ROUTE_WAIT_S
             attempt = 0
             while True:
                 own = attempt % len(urls) == 1
                 url = urls[attempt % len(urls)]
                 marked = {**headers, STATS_HEADER: FORWARDED} if own else headers
+                # the version's latency is its answer's to this sending: the sendings before, which no
+                # application saw, waited on the rollout's own route moves, not on either version
+                start = time.perf_counter()
                 try:
                     async with self._session.request(request.method, url, data=body, headers=marked) as answer:
                         content, status = await answer.read(), answer.status

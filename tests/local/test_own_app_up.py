@@ -32,9 +32,8 @@ def shop():
         stack = project / "Pulumi.local.yaml"
         doc = yaml.safe_load(stack.read_text())
         doc["config"]["rayserve:local"] = free_local_ports()
-        # Serve's own proxy, as the rollout tests and figures use: under the HAProxy ingress (covered by
-        # test_haproxy_ingress) a code change also waits out Ray's 30 s direct-ingress drain twice, which no
-        # test here judges
+        # Serve's own proxy, as the rollout tests and figures use (the HAProxy ingress is covered by
+        # test_haproxy_ingress; its rollouts by bench.rollout_bench --proxy haproxy)
         doc["config"]["rayserve:serve"].update(http_port=free_port(), proxy="default")
         doc["config"]["rayserve:rollout"] = {"watch_s": 3}  # the gated rollout's steps, each watched 3 s, not 10
         stack.write_text(yaml.safe_dump(doc))

@@ -75,3 +75,38 @@ def test_failures_within_the_error_rate_keep_the_new_version_on_its_share(serve_
 def test_without_a_threshold_the_splitter_only_counts(serve_on_this_host):
     statuses, stats = _run(serve_on_this_host, 5)
     assert statuses == [500] * 5 and stats["tripped"] is False and stats["next"]["errors"] == 5
+
+
+def test_a_version_is_timed_on_the_sending_it_answered_not_on_the_wait_for_its_route():
+    """After a route move Serve's ingress answers 404 for the hidden route until it routes it, and the splitter
+    sends the request again: that wait is the rollout's, so the previous version's latency, which the gate
+    holds the new one's against, is its own answer's, not a second of route moves."""
+    import threading
+    import time
+
+    unrouted_until = time.monotonic() + 1.0  # Serve routes the hidden route a second from now
+    lock = threading.Lock()
+    resent = [0]
+
+    def answer(method: str, path: str):
+        if time.monotonic() < unrouted_until:
+            with lock:
+                resent[0] += 1
+            return 404, f"Path '{path}' not found. Ping http://.../-/routes for available routes.".encode()
+        return 200, "old"
+
+    with stand_in_http("127.0.0.1", free_port(), answer) as url:
+        async def main():
+            s = _splitter(url)  # next_percent 0: the previous version takes it
+            started = time.perf_counter()
+            status = (await _post(s, "/echo")).status_code
+            took_ms = (time.perf_counter() - started) * 1000
+            stats = json.loads((await _post(s, "/echo", {splitter.STATS_HEADER: "stats"})).body)
+            await s._session.close()
+            return status, took_ms, stats
+
+        status, took_ms, stats = asyncio.run(main())
+    assert status == 200 and resent[0] >= 2 and took_ms >= 900  # it did wait for the route, sent again
+    previous = stats["previous"]
+    assert (previous["requests"], previous["errors"]) == (1, 0)
+    assert previous["buckets"]["500"] == 1  # timed on its answer (a few ms on loopback), not on the second
