@@ -9,11 +9,11 @@ probability `next_percent` (its `user_config`, changed in place step by step), e
 forwards it through Serve's own HTTP ingress on this host. It counts, per route and version, requests,
 failures (5xx or no answer) and a latency histogram (of the sending the version answered: a request sent again
 while its target route was not routable yet waited on the rollout, not on the version), cumulative, which the
-rollout gate reads with a request under the route carrying `X-Rayserve-Rollout: stats`. Given the gate's error-rate threshold, it also cuts a
-route's new version off itself, at the failure that breaches it (`tripped`, in its counts): the gate, polling,
-would otherwise let a step's share of requests fail until its rollback reaches the splitter. Why a splitter
-and not weights in a proxy: Serve routes one route to one application, and neither its proxy nor its HAProxy
-ingress weighs two; this uses only Serve's public API.
+rollout gate reads with a request under the route carrying `X-Rayserve-Rollout: stats`. Given the gate's
+error-rate threshold, it also cuts a route's new version off itself, at the failure that breaches it
+(`tripped`, in its counts): the gate, polling, would otherwise let a step's share of requests fail until its
+rollback reaches the splitter. Why a splitter and not weights in a proxy: Serve routes one route to one
+application, and neither its proxy nor its HAProxy ingress weighs two; this uses only Serve's public API.
 """
 from __future__ import annotations
 
