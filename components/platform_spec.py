@@ -40,6 +40,11 @@ class Planned:
     code_digest: str
     program_dir: Path
 
+    @property
+    def image(self) -> str:
+        """The image this side runs: its pinned uri, or what it builds (the tag carries the code's digest)."""
+        return self.cfg.image.uri or f"{self.cfg.image.repository_name}:{self.cfg.image.tag}-{self.code_digest[:12]}"
+
 
 class PlatformSpec:
     """A platform's description. Subclasses set `name` and `component` (`module:Class` of its Platform) and

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
@@ -221,6 +222,8 @@ class _RecordingMonitor(MockMonitor):
                          "delete_before_replace": request.deleteBeforeReplace,
                          "replace_on_changes": list(request.replaceOnChanges),
                          "ignore_changes": list(request.ignoreChanges),
+                         "replacement_trigger": json_format.MessageToDict(request.replacement_trigger)
+                         if request.HasField("replacement_trigger") else None,
                          "provider": request.provider or None},
             ))
         return response

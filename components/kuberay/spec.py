@@ -78,8 +78,7 @@ class KubeRaySpec(PlatformSpec):
         from rayserve_pulumi.rollout.plan import INCREMENTAL, NEW_CLUSTER, NOT_APPLIED, Change
 
         def cluster(p) -> dict:
-            image = p.cfg.image.uri or f"{p.cfg.image.repository_name}:{p.cfg.image.tag}-{p.code_digest[:12]}"
-            return render_rayservice(p.cfg.ray_service, p.serve_config, image, self.placements(p.cfg),
+            return render_rayservice(p.cfg.ray_service, p.serve_config, p.image, self.placements(p.cfg),
                                      serve_env=p.cfg.serve.runtime_env())["spec"]["rayClusterConfig"]
 
         was, now = cluster(old), cluster(new)

@@ -5,6 +5,7 @@ import base64
 import json
 import shlex
 
+from rayserve_pulumi.aws.vm.cluster import VOLUME_OF_THIS_HEAD, head_generation
 from rayserve_pulumi.node_agent import bootstrap
 from rayserve_pulumi.rollout.settings import RolloutSettings
 from tests.pulumi_harness import mock_arn, render, stack_values, user_data, with_user_config
@@ -57,7 +58,8 @@ def test_vm_instances_require_imdsv2_and_encrypt_every_volume(rendered):
     assert head["rootBlockDevice"]["encrypted"] is True
     assert lt["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
     vol = r.one("aws:ebs/volume:Volume")
-    assert vol.inputs["encrypted"] is True and vol.options["retain_on_delete"]
+    assert vol.inputs["encrypted"] is True
+    assert not vol.options["retain_on_delete"]  # a volume per head: retained, each new image would leave one behind
     assert vol.inputs["availabilityZone"] == "us-west-2a"  # the head subnet's AZ
     assert r.one("aws:ec2/volumeAttachment:VolumeAttachment").inputs["deviceName"] == "/dev/sdf"
 
@@ -146,3 +148,32 @@ def test_vm_heads_sync_gates_a_config_whose_code_changed_by_the_stacks_rollout_s
         RolloutSettings(steps=[10, 100], max_error_rate=0.05).model_dump(exclude={"enabled"})
     values["rollout"] = {"enabled": False}
     assert "--rollout" not in invocation(render(values, "vm"))
+
+
+def _replaced(r) -> dict:
+    """What Pulumi replaces the head and its checkpoint volume on: the head's AMI, subnet and user data
+    (`user_data_replace_on_change`), but for the volume's own id; the volume's replacement trigger and inputs."""
+    head, vol = r.one("aws:ec2/instance:Instance").inputs, r.one("aws:ebs/volume:Volume")
+    script = user_data(r, "head").replace(f"--volume-id {vol.name}-id ", f"--volume-id {VOLUME_OF_THIS_HEAD} ")
+    return {"head": (script, head["ami"], head["subnetId"]), "volume": (vol.options["replacement_trigger"], vol.inputs)}
+
+
+def test_vm_head_is_replaced_with_its_checkpoint_volume_never_onto_the_old_one():
+    """A new head takes a new volume: the one volume stays attached to the old head until Pulumi deletes it at the
+    end of the update, so attaching it to the new head fails (pulumi/pulumi-aws#2769), and every `up` that
+    replaces the head (a new image, AMI or node setting) failed so."""
+    values = {**stack_values("vm"), "image": {"uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/apps:2.0.0"}}
+    before = _replaced(render(values, "vm"))
+    assert before["volume"][0] == head_generation(before["head"])  # the trigger is what replaces the head
+    changes = {
+        "a new image": {**values, "image": {"uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/apps:2.0.1"}},
+        "a pinned AMI": {**values, "vm": {**values["vm"], "ami_id": "ami-0fedcba9876543210"}},
+        "a node setting": {**values, "vm": {**values["vm"], "config_poll_seconds": 60}},
+        "a user_config": with_user_config(values, 9),
+    }
+    replaced = {}
+    for what, changed in changes.items():
+        after = _replaced(render(changed, "vm"))
+        replaced[what] = (after["head"] != before["head"], after["volume"] != before["volume"])
+    assert replaced == {"a new image": (True, True), "a pinned AMI": (True, True), "a node setting": (True, True),
+                        "a user_config": (False, False)}  # a Serve config change goes through SSM, in place

@@ -123,13 +123,24 @@ def test_render_since_on_kuberay_a_new_image_is_a_new_cluster_or_an_incremental_
     assert _plan(capsys, serve_only, old)["changes"] == ["calc/Adder: in place (reconfigure) (user_config), peak +0 replicas"]
 
 
-def test_render_since_on_vms_a_new_image_replaces_the_head(tmp_path, capsys):
+def test_render_since_on_vms_what_replaces_the_head_is_a_new_cluster(tmp_path, capsys):
     old = str(ROOT / "stacks" / "Pulumi.vm.yaml")
     doc = yaml.safe_load(open(old))["config"]
-    new = _stack(tmp_path, "vm2", "vm", lambda c: c.update({"rayserve:vm": {**doc["rayserve:vm"],
-                                                                          "head_instance_type": "m6i.2xlarge"}}))
-    [head] = _plan(capsys, new, old)["changes"]
-    assert head.startswith("Ray head: new Ray head (vm.head_instance_type), peak +1 instances")
+
+    def vm(**changed):
+        return lambda c: c.update({"rayserve:vm": {**doc["rayserve:vm"], **changed}})
+    [bigger] = _plan(capsys, _stack(tmp_path, "vm2", "vm", vm(head_instance_type="m6i.2xlarge")), old)["changes"]
+    assert bigger.startswith("Ray head: new Ray head (vm.head_instance_type), peak +0 instances; the head stops")
+    [image] = _plan(capsys, _stack(tmp_path, "vm3", "vm", lambda c: c["rayserve:image"].update(tag="v2")),
+                    old)["changes"]
+    assert image.startswith("Ray cluster: new cluster (image), peak +1 instances; a new head and checkpoint volume")
+    [ami] = _plan(capsys, _stack(tmp_path, "vm4", "vm", vm(ami_id="ami-0fedcba9876543210",
+                                                           worker_instance_type="m6i.4xlarge")), old)["changes"]
+    assert ami.startswith("Ray cluster: new cluster (vm.ami_id)")  # the new cluster's workers are of the new type
+    [workers] = _plan(capsys, _stack(tmp_path, "vm6", "vm", vm(worker_instance_type="m6i.4xlarge")), old)["changes"]
+    assert workers.startswith("Ray workers: replica roll (vm.worker_instance_type), peak +0 instances; the workers roll")
+    [agent] = _plan(capsys, _stack(tmp_path, "vm5", "vm", vm(config_poll_seconds=60)), old)["changes"]
+    assert agent.startswith("Ray cluster: new cluster (the head's node agent settings)")
 
 
 def test_a_plan_across_platforms_is_one_line(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """RayVmCluster: a Ray cluster on EC2 running the bundled Serve image.
 
-Head: one instance in a private subnet with an encrypted EBS checkpoint volume that outlives the
-instance (GCS Redis data, model cache). Workers: launch template + auto scaling group in private
+Head: one instance in a private subnet with an encrypted EBS checkpoint volume (GCS Redis data, model
+cache) that outlives restarts of Ray and of the instance; what replaces the head replaces the volume too
+(`head_generation`). Workers: launch template + auto scaling group in private
 subnets. Serve is reached through a network load balancer: internal unless the stack asks for
 internet-facing (then only `allowed_cidrs` get in, through the NLB's security group), TLS on 443 when a
 certificate is given. The instances take Serve traffic from the NLB only; Session Manager, not SSH.
@@ -11,6 +12,7 @@ changes user data, which replaces the head and rolls the workers (ASG instance r
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Optional, Sequence
@@ -36,12 +38,23 @@ from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, 
 from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = [
-    "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "check_serve_port", "SESSION_MANAGER_ACTIONS", "metadata_options",
+    "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "VOLUME_OF_THIS_HEAD", "head_generation", "check_serve_port", "SESSION_MANAGER_ACTIONS", "metadata_options",
     "node_policy", "ssm_port_forward", "head_args", "worker_args", "RayVmClusterArgs", "RayVmCluster",
 ]
 
 ECS_AL2023_AMI = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"  # ships Docker
 CHECKPOINT_DEVICE = "/dev/sdf"
+VOLUME_OF_THIS_HEAD = "vol-of-this-head"  # stands for the volume's own id in what decides the head's generation
+
+
+def head_generation(parts: Sequence[str]) -> str:
+    """What replaces the head (its user data but for the volume id, its AMI, its subnet), as one hash: the
+    checkpoint volume's replacement trigger. A new head then gets a new volume, attached to it beside the old
+    head and its volume, which serve until Pulumi deletes them at the end of the update; with one volume the
+    new attachment fails while the old head holds it (pulumi/pulumi-aws#2769). A fresh volume is also a fresh
+    GCS: like KubeRay's new RayCluster on a spec change, a new image (maybe a new Ray) never restores the old
+    cluster's GCS tables."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def check_serve_port(serve_config: dict) -> int:
@@ -194,14 +207,19 @@ class RayVmCluster(pulumi.ComponentResource):
         ami = s.ami_id or aws.ssm.get_parameter_output(name=ECS_AL2023_AMI).value
         head_subnet = vpc.private_subnet_ids[0]
         az = aws.ec2.get_subnet_output(id=head_subnet).availability_zone
+
+        def head_script(volume_id: pulumi.Input[str]) -> pulumi.Output[str]:
+            return pulumi.Output.all(args.image, parameter.name, token_parameter.name, region, volume_id).apply(
+                lambda a: user_data.render("head", head_args(s, name, args.serve_env, *a, metrics=args.metrics,
+                                                                rollout=args.rollout)))
+
+        self.head_generation = pulumi.Output.all(head_script(VOLUME_OF_THIS_HEAD), ami, head_subnet).apply(
+            head_generation)
         self.checkpoint_volume = aws.ebs.Volume(
             f"{name}-checkpoint", availability_zone=az, size=s.checkpoint_volume_gb, type="gp3", encrypted=True,
             tags={**tags, "Name": f"{name}-checkpoint"},
-            opts=pulumi.ResourceOptions(parent=self, protect=False, retain_on_delete=True))
-        head_user_data = pulumi.Output.all(args.image, parameter.name, token_parameter.name, region,
-                                           self.checkpoint_volume.id).apply(
-            lambda a: user_data.render("head", head_args(s, name, args.serve_env, *a, metrics=args.metrics,
-                                                            rollout=args.rollout)))
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head_generation))
+        head_user_data = head_script(self.checkpoint_volume.id)
         self.head = aws.ec2.Instance(
             f"{name}-head", ami=ami, instance_type=s.head_instance_type, subnet_id=head_subnet,
             vpc_security_group_ids=[self.security_group.id], iam_instance_profile=profile.name,

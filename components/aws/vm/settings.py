@@ -31,7 +31,7 @@ class VmSettings(LoadBalancerSettings):
     worker_max: int = Field(3, ge=0, description="most workers")
     ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
     root_volume_gb: int = Field(100, ge=30, description="root volume size")
-    checkpoint_volume_gb: int = Field(50, ge=1, description="head's retained EBS volume (GCS Redis, model cache)")
+    checkpoint_volume_gb: int = Field(50, ge=1, description="the head's EBS checkpoint volume (GCS Redis, model cache)")
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
     config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
     ssm_session_access: bool = Field(True, description="Session Manager (port-forwarding to the dashboard): the "

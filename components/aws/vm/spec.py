@@ -33,20 +33,35 @@ class VmSpec(PlatformSpec):
         return errors
 
     def rollout_changes(self, old, new) -> tuple[list, bool]:
-        """The image is in the instances' user data: a new one replaces the head and rolls the workers (as does
-        another instance type); the Serve config alone is redeployed in place by the head's sync timer."""
-        from rayserve_pulumi.rollout.plan import NEW_HEAD, Change
+        """What replaces the head (the image, the AMI, anything else its node agent is started with) is a new
+        cluster beside the serving one (`cluster.head_generation`); another head instance type stops and
+        starts the same head; another worker instance type rolls the workers. The Serve config alone is
+        redeployed in place by the head's sync timer."""
+        from rayserve_pulumi.aws.vm.cluster import head_args
+        from rayserve_pulumi.rollout.plan import NEW_CLUSTER, NEW_HEAD, REPLICA_ROLL, Change
 
-        def image(p) -> str:
-            return p.cfg.image.uri or f"build:{p.code_digest}"
+        def agent(p) -> list[str]:  # the head's node agent arguments, but for the values only AWS knows
+            return head_args(p.cfg.vm, p.cfg.name, p.cfg.serve.runtime_env(), "", "", "", "", "",
+                             metrics=p.cfg.metrics, rollout=p.cfg.rollout)
 
-        keys = (("image",) if image(old) != image(new) else ()) + tuple(
-            f"vm.{k}" for k in ("head_instance_type", "worker_instance_type")
-            if getattr(old.cfg.vm, k) != getattr(new.cfg.vm, k))
-        if not keys:
-            return [], False
-        return [Change("Ray head", NEW_HEAD, keys, 1, "instances", "the head instance is replaced and the workers "
-                       "roll (instance refresh): Serve answers again once the new head runs every application")], False
+        new_head = (("image",) if old.image != new.image else ()) + \
+            (("vm.ami_id",) if old.cfg.vm.ami_id != new.cfg.vm.ami_id else ())
+        if not new_head and agent(old) != agent(new):
+            new_head = ("the head's node agent settings",)
+        changes = []
+        if new_head:
+            changes.append(Change("Ray cluster", NEW_CLUSTER, new_head, 1, "instances",
+                                  "a new head and checkpoint volume beside the serving ones, the workers roll onto it "
+                                  "(instance refresh), the old head goes at the end of the update: Serve can be "
+                                  "unavailable until the new head runs every application (not gated)"))
+        elif old.cfg.vm.head_instance_type != new.cfg.vm.head_instance_type:
+            changes.append(Change("Ray head", NEW_HEAD, ("vm.head_instance_type",), 0, "instances",
+                                  "the head stops and starts as the new type, its volume kept: Serve on the head is "
+                                  "down until Docker starts Ray again (GCS fault tolerance restores the applications)"))
+        if not new_head and old.cfg.vm.worker_instance_type != new.cfg.vm.worker_instance_type:
+            changes.append(Change("Ray workers", REPLICA_ROLL, ("vm.worker_instance_type",), 0, "instances",
+                                  "the workers roll (instance refresh, half of them healthy at any time)"))
+        return changes, False
 
     def nodes(self, cfg) -> list[Node]:
         from rayserve_pulumi.config.instances import instance_type
