@@ -8,8 +8,11 @@ new request, the ones in flight finish, and the backend's backup server, Serve's
 route's requests and routes them by Serve's own table (to the application before the move, to the splitter
 after). Once every ingress routes as the deploy says and each held replica says it serves its new route (its
 `/-/routes`: a replica learns its route on its own, after Serve's proxies and RUNNING), the servers are made
-ready again (Ray saves HAProxy's server states before each reload, so the reloaded HAProxy keeps them held
-until then).
+ready again. Ray saves HAProxy's server states before each reload and the new process loads them, so a reload
+keeps them held; but a state set between that save and the new process taking over the admin socket would
+be lost (seen under load: a hold set 20 ms before a reload was not in the new process, which sent requests to
+the moved replica: 404s), so while held, and for a while after release, `Keeper` sets the state again on
+each new process.
 
 Ray's layout is private to Ray 2.60: one admin socket per node in the folder of
 `RAY_SERVE_HAPROXY_SOCKET_PATH` (`<folder>/<node id>/<name>`) and one backend per application, `http-<app>`.
@@ -23,17 +26,22 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, NamedTuple
 
-__all__ = ["SOCKET_ENV", "node_sockets", "backend_name", "command", "Held", "hold", "wait_routed", "release"]
+__all__ = ["SOCKET_ENV", "node_sockets", "backend_name", "command", "Held", "Holding", "Keeper", "hold", "wait_routed",
+           "release"]
 
 SOCKET_ENV = "RAY_SERVE_HAPROXY_SOCKET_PATH"  # the admin socket path Ray gives Serve's HAProxy
 DRAIN_TIMEOUT_S = 10  # how long the held servers' requests in flight may take to finish before the deploy
 BACKUP_TIMEOUT_S = 5  # how long a backend's backup server may take to be up before its route is moved unheld
 ROUTED_TIMEOUT_S = 10  # how long a held replica may take to serve its new route before it is released anyway
+KEEP_PERIOD_S = 0.02  # how often Keeper asks which HAProxy process answers each socket
+RELEASED_KEEP_S = 5  # how long after release Keeper still makes a new process's servers ready (a reload's
+# start, from its save to its taking over the socket, took under 2 s here)
 
 
 def node_sockets(template: str, node_ids: Iterable[str]) -> list[str]:
@@ -75,13 +83,73 @@ class Held(NamedTuple):
     server: str
 
 
-def _set(held: Iterable[Held], state: str) -> None:
+def _set(held: Iterable[Held], state: str, gone_ok: bool = False) -> None:
     """Each server to `state`. Made ready, a server HAProxy no longer has is done: Ray reloaded HAProxy without
-    it, and a later reload takes the states of the servers HAProxy then has, so it comes back ready."""
+    it, and a later reload takes the states of the servers HAProxy then has, so it comes back ready. `gone_ok`:
+    so is one held again (Keeper)."""
     for h in held:
         answer = command(h.socket, f"set server {h.backend}/{h.server} state {state}").strip()
-        if answer and not (state == "ready" and answer.startswith("No such server")):
+        if answer and not ((state == "ready" or gone_ok) and answer.startswith("No such server")):
             raise OSError(f"HAProxy refused {h.backend}/{h.server} state {state}: {answer.splitlines()[0]}")
+
+
+def _pid(sock: str) -> str:
+    """The ID of the HAProxy process answering `sock` now ("" if none answers)."""
+    try:
+        return next((line.split(":", 1)[1].strip() for line in command(sock, "show info", timeout=2).splitlines()
+                     if line.startswith("Pid:")), "")
+    except OSError:
+        return ""
+
+
+class Keeper:
+    """Sets `state` again on the servers of each socket whose HAProxy process changed since `pids` (each
+    socket's process when the state was first set), until stopped or, with `for_s`, that long. A new Keeper
+    of a server stops the one before (a server released, then held again within RELEASED_KEEP_S)."""
+
+    _live: list["Keeper"] = []
+    _lock = threading.Lock()
+
+    def __init__(self, held: list[Held], state: str, pids: dict[str, str], for_s: float | None = None):
+        self.held, self.state, self.pids = list(held), state, dict(pids)
+        self.deadline = None if for_s is None else time.monotonic() + for_s
+        self.renewed = 0  # how many times a new process got the state again
+        self._stop = threading.Event()
+        Keeper.stop_for(self.held)
+        with Keeper._lock:
+            Keeper._live.append(self)
+        self._thread = threading.Thread(target=self._run, name=f"haproxy-keep-{state}", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def stop_for(held: Iterable[Held]) -> None:
+        """Stop every Keeper of any of these servers (before their state is set otherwise)."""
+        with Keeper._lock:
+            before = [k for k in Keeper._live if set(k.held) & set(held)]
+        for k in before:
+            k.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(KEEP_PERIOD_S):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.stop()
+                return
+            for sock, known in self.pids.items():
+                now = _pid(sock)
+                if now and now != known:
+                    try:
+                        _set([h for h in self.held if h.socket == sock], self.state, gone_ok=True)
+                    except OSError:
+                        continue  # the new process is not answering yet: next round
+                    self.pids[sock] = now
+                    self.renewed += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        with Keeper._lock:
+            Keeper._live = [k for k in Keeper._live if k is not self]
 
 
 def _in_flight(held: list[Held]) -> int:
@@ -103,11 +171,19 @@ def _servers(sock: str, backend: str, backup_timeout: float) -> tuple[list[str],
         time.sleep(0.1)
 
 
+class Holding(list):
+    """The held servers (Held), and while they are held, the Keeper keeping them so through reloads."""
+
+    keeper: Keeper | None = None
+
+
 def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
-         drain_timeout: float = DRAIN_TIMEOUT_S, backup_timeout: float = BACKUP_TIMEOUT_S) -> list[Held]:
+         drain_timeout: float = DRAIN_TIMEOUT_S, backup_timeout: float = BACKUP_TIMEOUT_S,
+         keep: bool = True) -> Holding:
     """Put the ingress servers of `apps` in maintenance on each HAProxy, where a backup server is up to take
-    their requests, and wait until their requests in flight have finished. What was held (for `release`)."""
-    held: list[Held] = []
+    their requests, and wait until their requests in flight have finished. What was held (for `release`),
+    kept held through HAProxy's reloads until then unless not `keep` (a Ray task's hold, which ends with it)."""
+    held, pids = Holding(), {}
     try:
         for sock in sockets:
             for app in apps:
@@ -120,8 +196,12 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
                            f"({backup or 'none'}); not holding it")
                     continue
                 batch = [Held(sock, backend, s) for s in primary]
+                pids.setdefault(sock, _pid(sock))  # before the state is set: a process taking over after is renewed
+                Keeper.stop_for(batch)  # one still keeping them ready from a release just before
                 _set(batch, "maint")
                 held += batch
+        if held and keep:
+            held.keeper = Keeper(held, "maint", pids)
         deadline = time.monotonic() + drain_timeout
         while _in_flight(held):
             if time.monotonic() > deadline:
@@ -131,7 +211,7 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
     except OSError as exc:
         report(f"rollout: HAProxy's runtime API: {exc}; moving the routes without holding them")
         release(held, report)
-        return []
+        return Holding()
     return held
 
 
@@ -172,12 +252,21 @@ def wait_routed(held: list[Held], routes: Mapping[str, str], report: Callable[[s
             time.sleep(0.05)
 
 
-def release(held: list[Held], report: Callable[[str], None], routes: Mapping[str, str] | None = None) -> None:
+def release(held: list[Held], report: Callable[[str], None], routes: Mapping[str, str] | None = None) -> Keeper | None:
     """The held servers ready again (on whichever HAProxy process now answers the socket), once those of a
-    backend in `routes` serve its new route (wait_routed)."""
+    backend in `routes` serve its new route (wait_routed); kept ready on a process that takes over within
+    RELEASED_KEEP_S (the Keeper doing so, which ends by itself)."""
+    keeper = getattr(held, "keeper", None)
     try:
-        if routes:
-            wait_routed(held, routes, report)
+        try:
+            if routes:
+                wait_routed(held, routes, report)
+        finally:
+            if keeper is not None:
+                keeper.stop()
+        pids = {sock: _pid(sock) for sock in sorted({h.socket for h in held})}
         _set(held, "ready")
+        return Keeper(held, "ready", pids, for_s=RELEASED_KEEP_S) if held else None
     except OSError as exc:
         report(f"rollout: HAProxy's runtime API: {exc}; Serve's fallback proxy keeps serving those routes")
+        return None

@@ -14,9 +14,9 @@ TASK_TIMEOUT_S = 60  # a node's hold waits for its requests in flight (ingress_h
 
 
 def _hold_on_node(node_id: str, template: str, apps: list[str]) -> tuple[list[ingress_hold.Held], list[str]]:
-    """Run on the node: its held servers and what it said."""
+    """Run on the node: its held servers and what it said (no Keeper: it would end with the task)."""
     said: list[str] = []
-    return ingress_hold.hold(ingress_hold.node_sockets(template, [node_id]), apps, said.append), said
+    return list(ingress_hold.hold(ingress_hold.node_sockets(template, [node_id]), apps, said.append, keep=False)), said
 
 
 def _release_on_node(held: list[ingress_hold.Held], routes: Optional[Mapping[str, str]] = None) -> list[str]:

@@ -5,7 +5,8 @@ import base64
 import json
 import shlex
 
-from rayserve_pulumi.aws.vm.cluster import VOLUME_OF_THIS_HEAD, head_generation
+from rayserve_pulumi.aws.vm.cluster import (ASSOCIATION_ACTIONS, DOCUMENT_ACTIONS, VOLUME_OF_THIS_HEAD,
+                                             head_generation)
 from rayserve_pulumi.node_agent import bootstrap
 from rayserve_pulumi.rollout.settings import RolloutSettings
 from tests.pulumi_harness import mock_arn, render, stack_values, user_data, with_user_config
@@ -75,7 +76,12 @@ def test_vm_iam_is_least_privilege(rendered):
     assert "s3:GetObject" not in by_action  # no bucket configured
     assert not r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no managed policy at all
     assert by_action["ssmmessages:OpenDataChannel"] == "*"  # Session Manager's channel (vm.ssm_session_access)
-    assert [a for a in by_action if a.startswith("ssm:")] == ["ssm:GetParameter", "ssm:UpdateInstanceInformation"]
+    document = r.one("aws:ssm/document:Document")
+    assert {a: by_action[a] for a in DOCUMENT_ACTIONS} == {a: mock_arn(document.name) for a in DOCUMENT_ACTIONS}
+    # besides reading its two parameters, the SSM agent's association actions and nothing else of SSM
+    assert sorted(a for a in by_action if a.startswith("ssm:")) == sorted(
+        ["ssm:GetParameter", *DOCUMENT_ACTIONS, *(a for a in ASSOCIATION_ACTIONS if a.startswith("ssm:"))])
+    assert not [a for a in by_action if a.startswith(("ssm:Send", "ssm:Put", "ssm:Delete", "ssm:Create"))]
     values = stack_values("vm")
     values["vm"] = {**values["vm"], "ssm_session_access": False}
     off = json.loads(render(values, "vm").one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
@@ -177,3 +183,21 @@ def test_vm_head_is_replaced_with_its_checkpoint_volume_never_onto_the_old_one()
         replaced[what] = (after["head"] != before["head"], after["volume"] != before["volume"])
     assert replaced == {"a new image": (True, True), "a pinned AMI": (True, True), "a node setting": (True, True),
                         "a user_config": (False, False)}  # a Serve config change goes through SSM, in place
+
+
+def test_up_goes_on_past_a_new_vm_head_only_once_it_runs_every_application(rendered):
+    """The workers roll onto a new head, and the old head goes, only after an SSM association on the new head
+    succeeded (its check: test_the_head_ready_check_*); it is replaced with the head, so each new head is waited on."""
+    r = rendered["vm"]
+    head, ready = r.one("aws:ec2/instance:Instance"), r.one("aws:ssm/association:Association")
+    head_id = f"{head.name}-id"  # the mocks' id
+    assert ready.inputs["targets"] == [{"key": "InstanceIds", "values": [head_id]}]
+    assert ready.options["replacement_trigger"] == head_id
+    assert ready.inputs["waitForSuccessTimeoutSeconds"] == 1800  # vm.head_ready_timeout_s
+    assert ready.inputs["name"] == r.one("aws:ssm/document:Document").inputs["name"] == "rayserve-vm-vm-head-ready"
+    assert [d for d in r.one("aws:ec2/launchTemplate:LaunchTemplate").dependencies  # workers roll after it
+            if d.endswith(f"aws:ssm/association:Association::{ready.name}")]
+    content = json.loads(r.one("aws:ssm/document:Document").inputs["content"])
+    [step] = content["mainSteps"]
+    assert step["action"] == "aws:runShellScript" and step["inputs"]["timeoutSeconds"] == "1800"
+    assert "http://127.0.0.1:8000/-/healthz" in "\n".join(step["inputs"]["runCommand"])

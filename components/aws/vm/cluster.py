@@ -1,14 +1,15 @@
 """RayVmCluster: a Ray cluster on EC2 running the bundled Serve image.
 
 Head: one instance in a private subnet with an encrypted EBS checkpoint volume (GCS Redis data, model
-cache) that outlives restarts of Ray and of the instance; what replaces the head replaces the volume too
-(`head_generation`). Workers: launch template + auto scaling group in private
-subnets. Serve is reached through a network load balancer: internal unless the stack asks for
+cache) that outlives restarts of Ray and of the instance. Workers: launch template + auto scaling group in
+private subnets. Serve is reached through a network load balancer: internal unless the stack asks for
 internet-facing (then only `allowed_cidrs` get in, through the NLB's security group), TLS on 443 when a
 certificate is given. The instances take Serve traffic from the NLB only; Session Manager, not SSH.
 The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
-instances alone and the head's sync timer validates and redeploys it in place; changing the image
-changes user data, which replaces the head and rolls the workers (ASG instance refresh).
+instances alone and the head's sync timer validates and redeploys it in place. Changing the image changes
+user data: a new head with a new volume (`head_generation`) starts beside the serving one, `up` waits until
+it runs every application (an SSM association on it), then the workers roll onto it (ASG instance refresh)
+and the old head goes at the end of the update.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT, INTERNAL_PORTS, 
 from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = [
-    "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "VOLUME_OF_THIS_HEAD", "head_generation", "check_serve_port", "SESSION_MANAGER_ACTIONS", "metadata_options",
+    "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "VOLUME_OF_THIS_HEAD", "head_generation", "check_serve_port",
+    "SESSION_MANAGER_ACTIONS", "ASSOCIATION_ACTIONS", "DOCUMENT_ACTIONS", "head_ready_document", "metadata_options",
     "node_policy", "ssm_port_forward", "head_args", "worker_args", "RayVmClusterArgs", "RayVmCluster",
 ]
 
@@ -82,13 +84,39 @@ def metadata_options() -> dict:
     return {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 
+# What the SSM agent needs to run a State Manager association (the new head's readiness check, head_ready_document)
+# through its classic channel: AmazonSSMManagedInstanceCore's association and message actions, the document
+# itself only (its describe and get actions take a resource).
+ASSOCIATION_ACTIONS = ["ssm:UpdateInstanceInformation", "ssm:ListAssociations", "ssm:ListInstanceAssociations",
+                       "ssm:DescribeAssociation", "ssm:UpdateAssociationStatus", "ssm:UpdateInstanceAssociationStatus",
+                       "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
+                       "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"]
+DOCUMENT_ACTIONS = ["ssm:GetDocument", "ssm:DescribeDocument"]
+
+
+def head_ready_document(port: int, timeout_s: int) -> str:
+    """The SSM Command document a new head runs (the association `up` waits on): success once its user data (the
+    node agent's `head`: Ray started, the Serve config deployed, every application RUNNING) ended without error
+    (cloud-init's 2 is warnings only) and Serve answers on its port; else the end of what the agent printed."""
+    script = ["status=0; cloud-init status --wait > /dev/null || status=$?",
+              f"if [ $status -ne 1 ] && curl -fsS -o /dev/null http://127.0.0.1:{port}/-/healthz; then exit 0; fi",
+              "echo \"the new Ray head did not come up (cloud-init status $status):\" >&2",
+              "tail -n 20 /var/log/cloud-init-output.log >&2", "exit 1"]
+    return json.dumps({"schemaVersion": "2.2", "description": "A new Ray head runs every Serve application",
+                       "mainSteps": [{"action": "aws:runShellScript", "name": "headReady", "inputs": {
+                           "timeoutSeconds": str(timeout_s), "runCommand": script}}]})
+
+
 def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str],
-                session_manager: bool) -> str:
-    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, optional
-    S3 on one bucket, optional Session Manager channels."""
-    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns}]
+                session_manager: bool, document_arn: str) -> str:
+    """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, run the
+    head's readiness association, optional S3 on one bucket, optional Session Manager channels."""
+    statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns},
+                  {"Effect": "Allow", "Action": ASSOCIATION_ACTIONS, "Resource": "*"},
+                  {"Effect": "Allow", "Action": DOCUMENT_ACTIONS, "Resource": document_arn}]
     if session_manager:
-        statements.append({"Effect": "Allow", "Action": SESSION_MANAGER_ACTIONS, "Resource": "*"})
+        statements.append({"Effect": "Allow", "Action": [a for a in SESSION_MANAGER_ACTIONS
+                                                         if a not in ASSOCIATION_ACTIONS], "Resource": "*"})
     if repository_arn:
         statements += [
             {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
@@ -195,12 +223,16 @@ class RayVmCluster(pulumi.ComponentResource):
             f"{name}-ray-auth-token", name=f"/{name}/ray-auth-token", type="SecureString", value=token.result,
             description="Ray token authentication (dashboard, GCS, REST API)", tags=tags, opts=child)
 
+        ready_document = aws.ssm.Document(
+            f"{name}-head-ready", name=f"{name}-head-ready", document_type="Command", document_format="JSON",
+            content=head_ready_document(port, s.head_ready_timeout_s), tags=tags, opts=child)
         role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-node-policy", role=role.id,
-            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn).apply(
-                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn, s.ssm_session_access)),
+            policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn,
+                                     ready_document.arn).apply(
+                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn, s.ssm_session_access, a[3])),
             opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
@@ -231,6 +263,13 @@ class RayVmCluster(pulumi.ComponentResource):
                                  volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
                                  stop_instance_before_detaching=True, opts=child)
         self._load_balancer(name, s, port, vpc, tags)
+        # `up` goes on (the workers roll onto the new head, then the old head goes) only once the new head runs
+        # every application: the association is replaced with the head, and created only when it succeeded there
+        self.head_ready = aws.ssm.Association(
+            f"{name}-head-ready", name=ready_document.name,
+            targets=[{"key": "InstanceIds", "values": [self.head.id]}],
+            wait_for_success_timeout_seconds=s.head_ready_timeout_s,
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id))
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
             lambda a: user_data.render("worker", worker_args(s, args.serve_env, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -244,7 +283,7 @@ class RayVmCluster(pulumi.ComponentResource):
             update_default_version=True,
             tag_specifications=[{"resource_type": "instance",
                                  "tags": {**tags, "Name": f"{name}-worker", "ray-node-type": "worker"}}],
-            tags=tags, opts=child)
+            tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.head_ready]))
         self.workers = aws.autoscaling.Group(
             f"{name}-workers", min_size=s.worker_min, max_size=s.worker_max, desired_capacity=s.worker_desired,
             vpc_zone_identifiers=vpc.private_subnet_ids,

@@ -34,6 +34,9 @@ class VmSettings(LoadBalancerSettings):
     checkpoint_volume_gb: int = Field(50, ge=1, description="the head's EBS checkpoint volume (GCS Redis, model cache)")
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
     config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
+    head_ready_timeout_s: int = Field(1800, ge=60, le=86400, description="how long `up` waits for a new head (its "
+                                      "image pull, Ray, every application RUNNING) before it fails, the old head "
+                                      "still serving")
     ssm_session_access: bool = Field(True, description="Session Manager (port-forwarding to the dashboard): the "
                                      "Session Manager channel actions only, never account-wide parameter reads")
 

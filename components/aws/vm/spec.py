@@ -34,9 +34,9 @@ class VmSpec(PlatformSpec):
 
     def rollout_changes(self, old, new) -> tuple[list, bool]:
         """What replaces the head (the image, the AMI, anything else its node agent is started with) is a new
-        cluster beside the serving one (`cluster.head_generation`); another head instance type stops and
-        starts the same head; another worker instance type rolls the workers. The Serve config alone is
-        redeployed in place by the head's sync timer."""
+        cluster beside the serving one (`cluster.head_generation`, `cluster.head_ready_document`); another head
+        instance type stops and starts the same head; another worker instance type rolls the workers. The Serve
+        config alone is redeployed in place by the head's sync timer."""
         from rayserve_pulumi.aws.vm.cluster import head_args
         from rayserve_pulumi.rollout.plan import NEW_CLUSTER, NEW_HEAD, REPLICA_ROLL, Change
 
@@ -51,9 +51,9 @@ class VmSpec(PlatformSpec):
         changes = []
         if new_head:
             changes.append(Change("Ray cluster", NEW_CLUSTER, new_head, 1, "instances",
-                                  "a new head and checkpoint volume beside the serving ones, the workers roll onto it "
-                                  "(instance refresh), the old head goes at the end of the update: Serve can be "
-                                  "unavailable until the new head runs every application (not gated)"))
+                                  "a new head and checkpoint volume beside the serving ones; once it runs every "
+                                  "application the workers roll onto it (instance refresh) and the old head goes "
+                                  f"(waited on up to {new.cfg.vm.head_ready_timeout_s} s; not gated)"))
         elif old.cfg.vm.head_instance_type != new.cfg.vm.head_instance_type:
             changes.append(Change("Ray head", NEW_HEAD, ("vm.head_instance_type",), 0, "instances",
                                   "the head stops and starts as the new type, its volume kept: Serve on the head is "
