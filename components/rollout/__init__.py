@@ -6,7 +6,7 @@ taking traffic.
 - `gate`  proceed, wait or roll back, from what the new and the previous version served
 - `stepped`  a gated rollout on a running Serve (local, the VM agent): side by side, traffic in steps
 - `ingress_hold`, `ingress_hold_remote`  under Serve's HAProxy ingress, an application whose route changes held
-          off HAProxy meanwhile (this host's through its admin socket, other nodes' through a Ray task there)
+          off HAProxy meanwhile (this host's through its admin socket, other nodes' through a Ray actor there)
 - `kuberay_gate`  the gate of a KubeRay incremental upgrade, run in the cluster (kuberay.rollout_gate)
 """
 

@@ -178,11 +178,10 @@ class Holding(list):
 
 
 def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
-         drain_timeout: float = DRAIN_TIMEOUT_S, backup_timeout: float = BACKUP_TIMEOUT_S,
-         keep: bool = True) -> Holding:
+         drain_timeout: float = DRAIN_TIMEOUT_S, backup_timeout: float = BACKUP_TIMEOUT_S) -> Holding:
     """Put the ingress servers of `apps` in maintenance on each HAProxy, where a backup server is up to take
-    their requests, and wait until their requests in flight have finished. What was held (for `release`),
-    kept held through HAProxy's reloads until then unless not `keep` (a Ray task's hold, which ends with it)."""
+    their requests, and wait until their requests in flight have finished. What was held (for `release`), kept
+    held through HAProxy's reloads until then (its Keeper runs in this process: keep it alive until then)."""
     held, pids = Holding(), {}
     try:
         for sock in sockets:
@@ -200,7 +199,7 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
                 Keeper.stop_for(batch)  # one still keeping them ready from a release just before
                 _set(batch, "maint")
                 held += batch
-        if held and keep:
+        if held:
             held.keeper = Keeper(held, "maint", pids)
         deadline = time.monotonic() + drain_timeout
         while _in_flight(held):

@@ -183,7 +183,7 @@ class Stepped:
 
     def _hold(self, apps: list[str]) -> tuple[list, dict]:
         """Hold `apps` on this host's HAProxy ingresses through their sockets, and on every other node whose proxy
-        Serve lists through a Ray task there (rollout.ingress_hold_remote): the ones held here, and elsewhere."""
+        Serve lists through a Ray actor there (rollout.ingress_hold_remote): the ones held here, and elsewhere."""
         nodes = sorted(ray_ops.status(self.dash).get("proxies") or {})
         here = ingress_hold.node_sockets(self.haproxy_socket, nodes)
         elsewhere = [n for n in nodes if not any(f"/{n}/" in sock for sock in here)]

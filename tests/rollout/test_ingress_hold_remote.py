@@ -1,12 +1,13 @@
-"""rollout.ingress_hold_remote for real on one node: a Ray task pinned to the node holds its HAProxy (the
-binary Serve runs, laid out as in tests/rollout/test_ingress_hold.py) and releases it. On a VM the same task
-runs on a worker's host; several hosts are not available here."""
+"""rollout.ingress_hold_remote for real on one node: a Ray actor pinned to the node holds its HAProxy (the
+binary Serve runs, laid out as in tests/rollout/test_ingress_hold.py), keeps it held through a reload there,
+and releases it. On a VM the same actor runs on a worker's host; several hosts are not available here."""
 from __future__ import annotations
 
 import pytest
 
 from rayserve_pulumi.rollout.ingress_hold_remote import Remote
-from tests.rollout.test_ingress_hold import _answer, haproxy_front, hap_dir  # noqa: F401 (a fixture)
+from tests.rollout.test_ingress_hold import (_answer, _save_states, _take_over, _until_replica, haproxy_front,  # noqa: F401
+                                            hap_dir)  # (a fixture)
 
 pytestmark = pytest.mark.ray
 
@@ -23,7 +24,7 @@ def node_id():
         ray.shutdown()
 
 
-def test_a_ray_task_on_the_node_holds_its_haproxy_and_releases_it(node_id, tmp_path, hap_dir):
+def test_a_ray_actor_on_the_node_holds_its_haproxy_and_releases_it(node_id, tmp_path, hap_dir):
     said = []
     remote = Remote(said.append)
     with haproxy_front(tmp_path, hap_dir, node_id) as front:
@@ -46,3 +47,22 @@ def test_a_node_that_is_not_there_is_not_held(node_id):
     remote = Remote(said.append)
     assert remote.hold(["ff" * 28], "/tmp/hap/admin.sock", ["shop"]) == {}
     assert len(said) == 1 and said[0].startswith(f"rollout: could not hold node {'ff' * 6}'s HAProxy ("), said
+
+
+def test_a_nodes_hold_is_kept_through_a_reload_of_its_haproxy(node_id, tmp_path, hap_dir):
+    """As on the head (test_ingress_hold): Ray's reload there saved the states before the hold and took over after."""
+    said = []
+    remote = Remote(said.append)
+    with haproxy_front(tmp_path, hap_dir, node_id) as front:
+        _save_states(front)
+        held = remote.hold([node_id], str(hap_dir / "admin.sock"), ["shop"])
+        _take_over(front)
+        _until_replica(front["socket"], "MAINT")
+        assert [_answer(front["url"]) for _ in range(3)] == ["backup"] * 3
+        _save_states(front)
+        remote.release(held)
+        _take_over(front)
+        _until_replica(front["socket"], "UP")
+        assert [_answer(front["url"]) for _ in range(3)] == ["replica"] * 3
+    remote.close()
+    assert said == []
