@@ -54,7 +54,7 @@ RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-t
 pytest_rc $? "timed real-Ray tests"; timed_rc=$?
 took "the timed real-Ray tests"
 RAYSERVE_TEST_SHARE=0/2 .venv/bin/python -m pytest --basetemp=test-results/tmp-ray -m "ray and not timed" \
-  -n 2 --dist loadscope "$@"
+  -n 2 --dist loadscope --no-loadscope-reorder "$@"
 pytest_rc $? "real-Ray tests"; ray_rc=$?
 took "the other real-Ray tests"
 wait "$mock_pid"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -44,14 +46,39 @@ def rendered():
     return {stack: render(stack_values(stack), stack) for stack in all_stacks()}
 
 
-def pytest_collection_modifyitems(items):
-    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
-    tests fill the other process meanwhile. A stable sort: each module's order is kept."""
-    items.sort(key=lambda item: item.get_closest_marker("ray") is None)
-
-
 # Packages whose modules share one Ray stack (a package-scoped fixture in the package's conftest).
 SHARED_STACK_PACKAGES = ("tests/local_stack/",)
+# Seconds each unit of real-Ray work (a module, or a package of SHARED_STACK_PACKAGES) took in one run of the
+# suite's real-Ray phase: the order the two pytest-xdist workers take them in (longest first, so neither is
+# left alone with a long one at the end). `--store-ray-durations PATH` writes a run's figures in this form.
+RAY_DURATIONS = Path(__file__).with_name("ray_durations.json")
+
+
+def ray_scope(nodeid: str) -> str:
+    """The unit of work a real-Ray test belongs to: its shared-stack package, else its module."""
+    shared = [package for package in SHARED_STACK_PACKAGES if nodeid.startswith(package)]
+    return shared[0] if shared else nodeid.split("::")[0]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store-ray-durations", metavar="PATH",
+                     help="write the seconds each real-Ray unit of work took (tests/ray_durations.json's form)")
+
+
+def pytest_collection_modifyitems(items):
+    """The real-Ray tests first: they are the long ones, so run in parallel (`-n 2 --dist loadscope`) the mock
+    tests fill the other process meanwhile. Among them the costliest units first, by RAY_DURATIONS (a unit it
+    does not know counts as the costliest); scripts/test.sh keeps this order (`--no-loadscope-reorder`), where
+    xdist would order the units by their number of tests. A stable sort: each module's order is kept."""
+    known = json.loads(RAY_DURATIONS.read_text()) if RAY_DURATIONS.exists() else {}
+    unknown = max(known.values(), default=0.0)
+
+    def key(item):
+        if item.get_closest_marker("ray") is None:
+            return (1, 0.0)
+        return (0, -known.get(ray_scope(item.nodeid), unknown))
+
+    items.sort(key=key)
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -67,8 +94,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class SharedStackScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            shared = [package for package in SHARED_STACK_PACKAGES if nodeid.startswith(package)]
-            return shared[0] if shared else super()._split_scope(nodeid)
+            return ray_scope(nodeid)
 
     return SharedStackScheduling(config, log)
 
@@ -96,9 +122,14 @@ def pytest_runtest_makereport(item, call):
         item.stash[_SEEN] = dict(REPORTS)
 
 
+_RAY_SECONDS: defaultdict[str, float] = defaultdict(float)
+
+
 def pytest_runtest_logreport(report):
     from tests.helpers import REPORTS
 
+    if "ray" in report.keywords:
+        _RAY_SECONDS[ray_scope(report.nodeid)] += report.duration
     for key, value in report.user_properties:
         if key == "scenario_reports":
             REPORTS.update(value)
@@ -110,6 +141,8 @@ def pytest_terminal_summary(terminalreporter):
     scripts/test.sh runs the real-Ray tests in two pytest sessions (it removes the file before the first)."""
     from tests.helpers import REPORTS, RESULTS
 
+    if (out := terminalreporter.config.getoption("--store-ray-durations")) and _RAY_SECONDS:
+        Path(out).write_text(json.dumps({k: round(v, 1) for k, v in sorted(_RAY_SECONDS.items())}, indent=2) + "\n")
     if REPORTS:
         RESULTS.mkdir(exist_ok=True)
         file = RESULTS / "reliability.json"

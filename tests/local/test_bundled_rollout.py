@@ -4,7 +4,7 @@ version is rolled back to the previous bundled code, kept as a copy, and a good 
 none failed. calc serves `/`, where the splitter goes: its traffic passes to the splitter and back without a
 failed request, and no request of /fruit ever reaches it. Under Serve's HAProxy ingress, the shipped
 default, whose replicas the rollout holds off HAProxy while their routes move (rollout.ingress_hold, kept
-through HAProxy's reloads; README "Rollouts: gated, and what a change will do")."""
+through HAProxy's reloads; docs/rollouts.md "Under Serve's HAProxy ingress")."""
 from __future__ import annotations
 
 import shutil
