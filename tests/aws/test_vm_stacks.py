@@ -185,7 +185,7 @@ def test_vm_head_is_replaced_with_its_checkpoint_volume_never_onto_the_old_one()
                         "a user_config": (False, False)}  # a Serve config change goes through SSM, in place
 
 
-def test_up_goes_on_past_a_new_vm_head_only_once_it_runs_every_application(rendered):
+def test_a_new_vm_head_takes_requests_and_workers_only_once_it_runs_every_application(rendered):
     """The workers roll onto a new head, and the old head goes, only after an SSM association on the new head
     succeeded (its check: test_the_head_ready_check_*); it is replaced with the head, so each new head is waited on."""
     r = rendered["vm"]
@@ -195,8 +195,12 @@ def test_up_goes_on_past_a_new_vm_head_only_once_it_runs_every_application(rende
     assert ready.options["replacement_trigger"] == head_id
     assert ready.inputs["waitForSuccessTimeoutSeconds"] == 1800  # vm.head_ready_timeout_s
     assert ready.inputs["name"] == r.one("aws:ssm/document:Document").inputs["name"] == "rayserve-vm-vm-head-ready"
+    after_ready = f"aws:ssm/association:Association::{ready.name}"
     assert [d for d in r.one("aws:ec2/launchTemplate:LaunchTemplate").dependencies  # workers roll after it
-            if d.endswith(f"aws:ssm/association:Association::{ready.name}")]
+            if d.endswith(after_ready)]
+    head_target = next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+                       if a.inputs["targetId"] == head_id)  # the head takes requests only once it runs them all
+    assert [d for d in head_target.dependencies if d.endswith(after_ready)]
     content = json.loads(r.one("aws:ssm/document:Document").inputs["content"])
     [step] = content["mainSteps"]
     assert step["action"] == "aws:runShellScript" and step["inputs"]["timeoutSeconds"] == "1800"

@@ -8,8 +8,8 @@ certificate is given. The instances take Serve traffic from the NLB only; Sessio
 The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
 instances alone and the head's sync timer validates and redeploys it in place. Changing the image changes
 user data: a new head with a new volume (`head_generation`) starts beside the serving one, `up` waits until
-it runs every application (an SSM association on it), then the workers roll onto it (ASG instance refresh)
-and the old head goes at the end of the update.
+it runs every application (an SSM association on it), then it joins the balancer, the workers roll onto it
+(ASG instance refresh) and the old head goes at the end of the update.
 """
 from __future__ import annotations
 
@@ -262,14 +262,15 @@ class RayVmCluster(pulumi.ComponentResource):
         aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
                                  volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
                                  stop_instance_before_detaching=True, opts=child)
-        self._load_balancer(name, s, port, vpc, tags)
-        # `up` goes on (the workers roll onto the new head, then the old head goes) only once the new head runs
-        # every application: the association is replaced with the head, and created only when it succeeded there
+        # `up` goes on (the head joins the balancer, the workers roll onto it, then the old head goes) only once
+        # the new head runs every application: the association is replaced with the head, and created only when
+        # it succeeded there
         self.head_ready = aws.ssm.Association(
             f"{name}-head-ready", name=ready_document.name,
             targets=[{"key": "InstanceIds", "values": [self.head.id]}],
             wait_for_success_timeout_seconds=s.head_ready_timeout_s,
             opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id))
+        self._load_balancer(name, s, port, vpc, tags)
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
             lambda a: user_data.render("worker", worker_args(s, args.serve_env, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -321,8 +322,12 @@ class RayVmCluster(pulumi.ComponentResource):
             f"{name}-serve", port=port, protocol="TCP", target_type="instance", vpc_id=vpc.vpc_id,
             health_check={"protocol": "HTTP", "path": "/-/healthz", "port": str(port), "matcher": "200"},
             deregistration_delay=30, tags=tags, opts=child)
+        # Only a head that runs every application joins: the balancer's check, Serve's /-/healthz, passes on a head
+        # once its proxy has any route, replicas running or not (Serve's ProxyRouter.ready_for_traffic), so a new
+        # head would take requests while its applications still deploy
         aws.lb.TargetGroupAttachment(f"{name}-serve-head", target_group_arn=self.target_group.arn,
-                                     target_id=self.head.id, port=port, opts=child)
+                                     target_id=self.head.id, port=port,
+                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.head_ready]))
         tls = {"protocol": "TLS", "port": TLS_PORT, "certificate_arn": self.tls_certificate_arn,
                "ssl_policy": TLS_POLICY} if self.tls_certificate_arn else {"protocol": "TCP", "port": port}
         aws.lb.Listener(f"{name}-serve", load_balancer_arn=self.load_balancer.arn,
