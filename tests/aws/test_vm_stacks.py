@@ -5,7 +5,8 @@ import base64
 import json
 import shlex
 
-from rayserve_pulumi.aws.vm.cluster import (ASSOCIATION_ACTIONS, DOCUMENT_ACTIONS, VOLUME_OF_THIS_HEAD,
+from rayserve_pulumi.aws.vm.cluster import (ASSOCIATION_ACTIONS, DOCUMENT_ACTIONS, TARGET_HEALTH_ACTIONS,
+                                            VOLUME_OF_THIS_HEAD,
                                              head_generation)
 from rayserve_pulumi.node_agent import bootstrap
 from rayserve_pulumi.rollout.settings import RolloutSettings
@@ -76,8 +77,11 @@ def test_vm_iam_is_least_privilege(rendered):
     assert "s3:GetObject" not in by_action  # no bucket configured
     assert not r.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no managed policy at all
     assert by_action["ssmmessages:OpenDataChannel"] == "*"  # Session Manager's channel (vm.ssm_session_access)
-    document = r.one("aws:ssm/document:Document")
-    assert {a: by_action[a] for a in DOCUMENT_ACTIONS} == {a: mock_arn(document.name) for a in DOCUMENT_ACTIONS}
+    documents = sorted(mock_arn(d.name) for d in r.of_type("aws:ssm/document:Document"))
+    assert len(documents) == 2  # the new head's readiness and in-service checks
+    assert {a: sorted(by_action[a]) for a in DOCUMENT_ACTIONS} == {a: documents for a in DOCUMENT_ACTIONS}
+    assert {a: by_action[a] for a in TARGET_HEALTH_ACTIONS} == {a: "*" for a in TARGET_HEALTH_ACTIONS}  # no scope
+    assert sorted(a for a in by_action if a.startswith("elasticloadbalancing:")) == TARGET_HEALTH_ACTIONS
     # besides reading its two parameters, the SSM agent's association actions and nothing else of SSM
     assert sorted(a for a in by_action if a.startswith("ssm:")) == sorted(
         ["ssm:GetParameter", *DOCUMENT_ACTIONS, *(a for a in ASSOCIATION_ACTIONS if a.startswith("ssm:"))])
@@ -189,19 +193,43 @@ def test_a_new_vm_head_takes_requests_and_workers_only_once_it_runs_every_applic
     """The workers roll onto a new head, and the old head goes, only after an SSM association on the new head
     succeeded (its check: test_the_head_ready_check_*); it is replaced with the head, so each new head is waited on."""
     r = rendered["vm"]
-    head, ready = r.one("aws:ec2/instance:Instance"), r.one("aws:ssm/association:Association")
+    head, ready = r.one("aws:ec2/instance:Instance"), r.one("aws:ssm/association:Association", "head-ready")
     head_id = f"{head.name}-id"  # the mocks' id
     assert ready.inputs["targets"] == [{"key": "InstanceIds", "values": [head_id]}]
     assert ready.options["replacement_trigger"] == head_id
     assert ready.inputs["waitForSuccessTimeoutSeconds"] == 1800  # vm.head_ready_timeout_s
-    assert ready.inputs["name"] == r.one("aws:ssm/document:Document").inputs["name"] == "rayserve-vm-vm-head-ready"
+    assert ready.inputs["name"] == r.one("aws:ssm/document:Document", "head-ready").inputs["name"] == \
+        "rayserve-vm-vm-head-ready"
     after_ready = f"aws:ssm/association:Association::{ready.name}"
     assert [d for d in r.one("aws:ec2/launchTemplate:LaunchTemplate").dependencies  # workers roll after it
             if d.endswith(after_ready)]
     head_target = next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
                        if a.inputs["targetId"] == head_id)  # the head takes requests only once it runs them all
     assert [d for d in head_target.dependencies if d.endswith(after_ready)]
-    content = json.loads(r.one("aws:ssm/document:Document").inputs["content"])
+    content = json.loads(r.one("aws:ssm/document:Document", "head-ready").inputs["content"])
     [step] = content["mainSteps"]
     assert step["action"] == "aws:runShellScript" and step["inputs"]["timeoutSeconds"] == "1800"
     assert "http://127.0.0.1:8000/-/healthz" in "\n".join(step["inputs"]["runCommand"])
+
+
+def test_the_old_vm_head_goes_only_once_the_balancer_has_the_new_one_in_service(rendered):
+    """Pulumi deletes a replaced head at the end of the update. A second association on the new head, after its
+    target attachment, waits until the balancer reports it healthy (a new target takes requests only after its
+    registration and health checks: minutes), so the update cannot end, and the old head cannot go, before."""
+    r = rendered["vm"]
+    head = r.one("aws:ec2/instance:Instance")
+    head_id = f"{head.name}-id"
+    attachment = next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+                      if a.inputs["targetId"] == head_id)
+    in_service = r.one("aws:ssm/association:Association", "head-in-service")
+    assert in_service.inputs["targets"] == [{"key": "InstanceIds", "values": [head_id]}]
+    assert in_service.options["replacement_trigger"] == head_id
+    assert [d for d in in_service.dependencies if d.endswith(f"TargetGroupAttachment::{attachment.name}")]
+    target_group = r.one("aws:lb/targetGroup:TargetGroup")
+    assert in_service.inputs["parameters"] == {
+        "Region": "us-west-2", "TargetGroupArn": mock_arn(target_group.name), "InstanceId": head_id,
+        "Port": "8000", "TimeoutSeconds": "1800"}
+    assert in_service.inputs["waitForSuccessTimeoutSeconds"] > 1800  # the script's own deadline ends it first
+    document = r.one("aws:ssm/document:Document", "head-in-service")
+    assert in_service.inputs["name"] == document.inputs["name"]
+    assert set(json.loads(document.inputs["content"])["parameters"]) == set(in_service.inputs["parameters"])

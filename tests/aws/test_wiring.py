@@ -141,10 +141,11 @@ def test_the_vm_stack_admits_its_clients_through_the_nlb_only():
     client = Endpoint("an allowed client", _ip(values["vm"]["allowed_cidrs"][0], 7))
     outsider, ecr = Endpoint("anyone else", "192.0.2.1"), Endpoint("ECR", "52.94.0.10")
     ssm = Endpoint("SSM and its agent's message service (the new head's readiness association)", "52.94.0.20")
+    elb = Endpoint("the ELB API (the new head's in-service association asks for its target health)", "52.94.0.30")
     for src, dst, port in [(client, lb, 443), (lb, head, SERVE_PORT), (lb, worker, SERVE_PORT),
                            (head, worker, RAY_WORKER_PORT), (worker, head, GCS_PORT), (worker, head, DASHBOARD_PORT),
                            (head, worker, SERVE_PORT),  # a rollout asks each node's ingress for its routes
-                           (head, ecr, 443), (head, ssm, 443)]:
+                           (head, ecr, 443), (head, ssm, 443), (head, elb, 443)]:
         assert net.allows(src, dst, port), (src.name, dst.name, port)
     for src, dst, port in [(outsider, lb, 443), (client, head, SERVE_PORT), (client, head, DASHBOARD_PORT),
                            (lb, head, DASHBOARD_PORT), (client, lb, SERVE_PORT)]:

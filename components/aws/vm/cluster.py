@@ -9,7 +9,8 @@ The Serve config lives in an SSM parameter: changing it (user_config, num_replic
 instances alone and the head's sync timer validates and redeploys it in place. Changing the image changes
 user data: a new head with a new volume (`head_generation`) starts beside the serving one, `up` waits until
 it runs every application (an SSM association on it), then it joins the balancer, the workers roll onto it
-(ASG instance refresh) and the old head goes at the end of the update.
+(ASG instance refresh), and the old head goes at the end of the update, once the balancer has the new one in
+service (a second association).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ from rayserve_pulumi.rollout.settings import RolloutSettings
 
 __all__ = [
     "ECS_AL2023_AMI", "CHECKPOINT_DEVICE", "VOLUME_OF_THIS_HEAD", "head_generation", "check_serve_port",
-    "SESSION_MANAGER_ACTIONS", "ASSOCIATION_ACTIONS", "DOCUMENT_ACTIONS", "head_ready_document", "metadata_options",
+    "SESSION_MANAGER_ACTIONS", "ASSOCIATION_ACTIONS", "DOCUMENT_ACTIONS", "TARGET_HEALTH_ACTIONS", "head_ready_document",
+    "IN_SERVICE_POLL_S", "head_in_service_document", "metadata_options",
     "node_policy", "ssm_port_forward", "head_args", "worker_args", "RayVmClusterArgs", "RayVmCluster",
 ]
 
@@ -92,6 +94,9 @@ ASSOCIATION_ACTIONS = ["ssm:UpdateInstanceInformation", "ssm:ListAssociations", 
                        "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage",
                        "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"]
 DOCUMENT_ACTIONS = ["ssm:GetDocument", "ssm:DescribeDocument"]
+# The new head asks the balancer whether it is in service (head_in_service_document); ELB's describe actions take
+# no resource-level scope.
+TARGET_HEALTH_ACTIONS = ["elasticloadbalancing:DescribeTargetHealth"]
 
 
 def head_ready_document(port: int, timeout_s: int) -> str:
@@ -107,13 +112,47 @@ def head_ready_document(port: int, timeout_s: int) -> str:
                            "timeoutSeconds": str(timeout_s), "runCommand": script}}]})
 
 
+IN_SERVICE_POLL_S = 10
+
+
+def head_in_service_document(timeout_s: int) -> str:
+    """The SSM Command document a new head runs once attached to the balancer (the association `up` waits on before
+    the old head goes): success once the balancer reports it healthy; else the last state and reason it gave. A
+    newly registered target takes requests only after its registration and first health checks, which can take
+    minutes. Its parameters are the association's, each held to the shape of an AWS id (SSM substitutes them)."""
+    script = ["deadline=$((SECONDS + {{ TimeoutSeconds }})); state=unknown",
+              "while [ $SECONDS -lt $deadline ]; do",
+              "  state=$(aws elbv2 describe-target-health --region '{{ Region }}' --target-group-arn "
+              "'{{ TargetGroupArn }}' --targets 'Id={{ InstanceId }},Port={{ Port }}' --query "
+              "'TargetHealthDescriptions[0].TargetHealth.[State,Reason]' --output text 2>&1) || true",
+              "  case $state in healthy*) exit 0 ;; esac",
+              f"  sleep {IN_SERVICE_POLL_S}",
+              "done",
+              "echo \"the balancer did not put the new Ray head in service within {{ TimeoutSeconds }} s: $state\" >&2",
+              "exit 1"]
+    parameters = {
+        "Region": {"type": "String", "allowedPattern": r"^[a-z]{2}(-[a-z]+)+-[0-9]$"},
+        "TargetGroupArn": {"type": "String",
+                           "allowedPattern": r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/"
+                                             r"[A-Za-z0-9-]+/[0-9a-f]+$"},
+        "InstanceId": {"type": "String", "allowedPattern": r"^i-[0-9a-f]{8,17}$"},
+        "Port": {"type": "String", "allowedPattern": r"^[0-9]{1,5}$"},
+        "TimeoutSeconds": {"type": "String", "allowedPattern": r"^[0-9]{1,6}$"},
+    }
+    return json.dumps({"schemaVersion": "2.2", "description": "A new Ray head is in service behind the balancer",
+                       "parameters": parameters,
+                       "mainSteps": [{"action": "aws:runShellScript", "name": "headInService", "inputs": {
+                           "timeoutSeconds": str(timeout_s + 60), "runCommand": script}}]})
+
+
 def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str],
-                session_manager: bool, document_arn: str) -> str:
+                session_manager: bool, document_arns: list[str]) -> str:
     """Least privilege: pull this one ECR repository, read the Serve config and auth token parameters, run the
-    head's readiness association, optional S3 on one bucket, optional Session Manager channels."""
+    head's readiness and in-service associations, optional S3 on one bucket, optional Session Manager channels."""
     statements = [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": parameter_arns},
                   {"Effect": "Allow", "Action": ASSOCIATION_ACTIONS, "Resource": "*"},
-                  {"Effect": "Allow", "Action": DOCUMENT_ACTIONS, "Resource": document_arn}]
+                  {"Effect": "Allow", "Action": DOCUMENT_ACTIONS, "Resource": document_arns},
+                  {"Effect": "Allow", "Action": TARGET_HEALTH_ACTIONS, "Resource": "*"}]
     if session_manager:
         statements.append({"Effect": "Allow", "Action": [a for a in SESSION_MANAGER_ACTIONS
                                                          if a not in ASSOCIATION_ACTIONS], "Resource": "*"})
@@ -226,13 +265,16 @@ class RayVmCluster(pulumi.ComponentResource):
         ready_document = aws.ssm.Document(
             f"{name}-head-ready", name=f"{name}-head-ready", document_type="Command", document_format="JSON",
             content=head_ready_document(port, s.head_ready_timeout_s), tags=tags, opts=child)
+        in_service_document = aws.ssm.Document(
+            f"{name}-head-in-service", name=f"{name}-head-in-service", document_type="Command",
+            document_format="JSON", content=head_in_service_document(s.head_ready_timeout_s), tags=tags, opts=child)
         role = aws.iam.Role(f"{name}-node-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                             tags=tags, opts=child)
         aws.iam.RolePolicy(
             f"{name}-node-policy", role=role.id,
             policy=pulumi.Output.all(args.image_repository_arn, parameter.arn, token_parameter.arn,
-                                     ready_document.arn).apply(
-                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn, s.ssm_session_access, a[3])),
+                                     ready_document.arn, in_service_document.arn).apply(
+                lambda a: node_policy(a[0], [a[1], a[2]], s.s3_bucket_arn, s.ssm_session_access, [a[3], a[4]])),
             opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
 
@@ -271,6 +313,15 @@ class RayVmCluster(pulumi.ComponentResource):
             wait_for_success_timeout_seconds=s.head_ready_timeout_s,
             opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id))
         self._load_balancer(name, s, port, vpc, tags)
+        # ... and the old head goes (at the end of the update) only once the balancer sends the new one requests
+        self.head_in_service = aws.ssm.Association(
+            f"{name}-head-in-service", name=in_service_document.name,
+            targets=[{"key": "InstanceIds", "values": [self.head.id]}],
+            parameters={"Region": region, "TargetGroupArn": self.target_group.arn, "InstanceId": self.head.id,
+                        "Port": str(port), "TimeoutSeconds": str(s.head_ready_timeout_s)},
+            wait_for_success_timeout_seconds=s.head_ready_timeout_s + 120,
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id,
+                                        depends_on=[self.head_target]))
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
             lambda a: user_data.render("worker", worker_args(s, args.serve_env, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -325,9 +376,9 @@ class RayVmCluster(pulumi.ComponentResource):
         # Only a head that runs every application joins: the balancer's check, Serve's /-/healthz, passes on a head
         # once its proxy has any route, replicas running or not (Serve's ProxyRouter.ready_for_traffic), so a new
         # head would take requests while its applications still deploy
-        aws.lb.TargetGroupAttachment(f"{name}-serve-head", target_group_arn=self.target_group.arn,
-                                     target_id=self.head.id, port=port,
-                                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.head_ready]))
+        self.head_target = aws.lb.TargetGroupAttachment(
+            f"{name}-serve-head", target_group_arn=self.target_group.arn, target_id=self.head.id, port=port,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.head_ready]))
         tls = {"protocol": "TLS", "port": TLS_PORT, "certificate_arn": self.tls_certificate_arn,
                "ssl_policy": TLS_POLICY} if self.tls_certificate_arn else {"protocol": "TCP", "port": port}
         aws.lb.Listener(f"{name}-serve", load_balancer_arn=self.load_balancer.arn,

@@ -35,8 +35,8 @@ class VmSettings(LoadBalancerSettings):
     s3_bucket_arn: Optional[str] = Field(None, description="a bucket the nodes may read and write")
     config_poll_seconds: int = Field(30, ge=5, description="how often the head applies the Serve config from SSM")
     head_ready_timeout_s: int = Field(1800, ge=60, le=86400, description="how long `up` waits for a new head (its "
-                                      "image pull, Ray, every application RUNNING) before it fails, the old head "
-                                      "still serving")
+                                      "image pull, Ray, every application RUNNING), and then for the balancer to "
+                                      "put it in service, each before it fails, the old head still serving")
     ssm_session_access: bool = Field(True, description="Session Manager (port-forwarding to the dashboard): the "
                                      "Session Manager channel actions only, never account-wide parameter reads")
 
