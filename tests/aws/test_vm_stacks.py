@@ -162,10 +162,12 @@ def test_vm_heads_sync_gates_a_config_whose_code_changed_by_the_stacks_rollout_s
 
 def _replaced(r) -> dict:
     """What Pulumi replaces the head and its checkpoint volume on: the head's AMI, subnet and user data
-    (`user_data_replace_on_change`), but for the volume's own id; the volume's replacement trigger and inputs."""
+    (`user_data_replace_on_change`), but for the volume's own id; the volume's replacement trigger and inputs;
+    the worker group's replacement trigger."""
     head, vol = r.one("aws:ec2/instance:Instance").inputs, r.one("aws:ebs/volume:Volume")
     script = user_data(r, "head").replace(f"--volume-id {vol.name}-id ", f"--volume-id {VOLUME_OF_THIS_HEAD} ")
-    return {"head": (script, head["ami"], head["subnetId"]), "volume": (vol.options["replacement_trigger"], vol.inputs)}
+    return {"head": (script, head["ami"], head["subnetId"]), "volume": (vol.options["replacement_trigger"], vol.inputs),
+            "workers": r.one("aws:autoscaling/group:Group").options["replacement_trigger"]}
 
 
 def test_vm_head_is_replaced_with_its_checkpoint_volume_never_onto_the_old_one():
@@ -184,9 +186,23 @@ def test_vm_head_is_replaced_with_its_checkpoint_volume_never_onto_the_old_one()
     replaced = {}
     for what, changed in changes.items():
         after = _replaced(render(changed, "vm"))
-        replaced[what] = (after["head"] != before["head"], after["volume"] != before["volume"])
-    assert replaced == {"a new image": (True, True), "a pinned AMI": (True, True), "a node setting": (True, True),
-                        "a user_config": (False, False)}  # a Serve config change goes through SSM, in place
+        replaced[what] = (after["head"] != before["head"], after["volume"] != before["volume"],
+                          after["workers"] != before["workers"])
+    # a new head is a new cluster: a new group of workers joins it beside the old one
+    assert replaced == {"a new image": (True, True, True), "a pinned AMI": (True, True, True),
+                        "a node setting": (True, True, True),
+                        "a user_config": (False, False, False)}  # a Serve config change goes through SSM, in place
+    assert before["workers"] == before["volume"][0]
+    other_workers = {**values, "vm": {**values["vm"], "worker_instance_type": "m6i.4xlarge"}}
+    assert _replaced(render(other_workers, "vm"))["workers"] == before["workers"]  # rolled in place instead
+
+
+def test_the_old_vm_workers_go_only_once_the_new_ones_are_in_service(rendered):
+    """Pulumi creates the new worker group before it deletes the old one at the end of the update; the group waits
+    for its workers to be healthy behind the balancer, each up to vm.head_ready_timeout_s."""
+    group = rendered["vm"].one("aws:autoscaling/group:Group").inputs
+    assert group["waitForElbCapacity"] == 2 == stack_values("vm")["vm"]["worker_desired"]
+    assert group["waitForCapacityTimeout"] == "1800s"
 
 
 def test_a_new_vm_head_takes_requests_and_workers_only_once_it_runs_every_application(rendered):

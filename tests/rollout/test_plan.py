@@ -133,7 +133,8 @@ def test_render_since_on_vms_what_replaces_the_head_is_a_new_cluster(tmp_path, c
     assert bigger.startswith("Ray head: new Ray head (vm.head_instance_type), peak +0 instances; the head stops")
     [image] = _plan(capsys, _stack(tmp_path, "vm3", "vm", lambda c: c["rayserve:image"].update(tag="v2")),
                     old)["changes"]
-    assert image.startswith("Ray cluster: new cluster (image), peak +1 instances; a new head and checkpoint volume")
+    # the new head and a new group of the stack's 2 workers beside the serving ones
+    assert image.startswith("Ray cluster: new cluster (image), peak +3 instances; a new head and checkpoint volume")
     [ami] = _plan(capsys, _stack(tmp_path, "vm4", "vm", vm(ami_id="ami-0fedcba9876543210",
                                                            worker_instance_type="m6i.4xlarge")), old)["changes"]
     assert ami.startswith("Ray cluster: new cluster (vm.ami_id)")  # the new cluster's workers are of the new type

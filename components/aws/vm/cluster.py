@@ -8,9 +8,9 @@ certificate is given. The instances take Serve traffic from the NLB only; Sessio
 The Serve config lives in an SSM parameter: changing it (user_config, num_replicas) leaves the
 instances alone and the head's sync timer validates and redeploys it in place. Changing the image changes
 user data: a new head with a new volume (`head_generation`) starts beside the serving one, `up` waits until
-it runs every application (an SSM association on it), then it joins the balancer, the workers roll onto it
-(ASG instance refresh), and the old head goes at the end of the update, once the balancer has the new one in
-service (a second association).
+it runs every application (an SSM association on it), then it joins the balancer and a new group of workers
+joins it; the old head and workers go at the end of the update, once the balancer has the new head and the new
+workers in service (a second association; the group's wait for its healthy targets).
 """
 from __future__ import annotations
 
@@ -304,9 +304,9 @@ class RayVmCluster(pulumi.ComponentResource):
         aws.ec2.VolumeAttachment(f"{name}-checkpoint-attach", device_name=CHECKPOINT_DEVICE,
                                  volume_id=self.checkpoint_volume.id, instance_id=self.head.id,
                                  stop_instance_before_detaching=True, opts=child)
-        # `up` goes on (the head joins the balancer, the workers roll onto it, then the old head goes) only once
-        # the new head runs every application: the association is replaced with the head, and created only when
-        # it succeeded there
+        # `up` goes on (the head joins the balancer, new workers join it, then the old head goes) only once the new
+        # head runs every application: the association is replaced with the head, and created only when it
+        # succeeded there
         self.head_ready = aws.ssm.Association(
             f"{name}-head-ready", name=ready_document.name,
             targets=[{"key": "InstanceIds", "values": [self.head.id]}],
@@ -343,8 +343,12 @@ class RayVmCluster(pulumi.ComponentResource):
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 50}},
             health_check_type="EC2",
             target_group_arns=[self.target_group.arn],
+            # A new head is a new cluster, and so is a new group of workers joining it: created beside the old
+            # group, which serves on (with the old head) until the new workers are healthy behind the balancer,
+            # then goes at the end of the update. Another worker type alone rolls the same group (instance_refresh).
+            wait_for_elb_capacity=s.worker_desired, wait_for_capacity_timeout=f"{s.head_ready_timeout_s}s",
             tags=[{"key": k, "value": v, "propagate_at_launch": True} for k, v in tags.items()],
-            opts=child)
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head_generation))
 
         base_url = self.load_balancer.dns_name.apply(
             lambda dns: f"https://{dns}" if self.tls_certificate_arn else f"http://{dns}:{port}")

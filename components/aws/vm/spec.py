@@ -50,10 +50,11 @@ class VmSpec(PlatformSpec):
             new_head = ("the head's node agent settings",)
         changes = []
         if new_head:
-            changes.append(Change("Ray cluster", NEW_CLUSTER, new_head, 1, "instances",
+            changes.append(Change("Ray cluster", NEW_CLUSTER, new_head, 1 + new.cfg.vm.worker_desired, "instances",
                                   "a new head and checkpoint volume beside the serving ones; once it runs every "
-                                  "application the workers roll onto it (instance refresh) and the old head goes "
-                                  f"(waited on up to {new.cfg.vm.head_ready_timeout_s} s; not gated)"))
+                                  "application it joins the balancer with a new group of workers, and the old head "
+                                  "and workers go once the balancer has the new ones in service (each waited on up "
+                                  f"to {new.cfg.vm.head_ready_timeout_s} s; not gated)"))
         elif old.cfg.vm.head_instance_type != new.cfg.vm.head_instance_type:
             changes.append(Change("Ray head", NEW_HEAD, ("vm.head_instance_type",), 0, "instances",
                                   "the head stops and starts as the new type, its volume kept: Serve on the head is "
