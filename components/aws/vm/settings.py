@@ -27,7 +27,8 @@ class VmSettings(LoadBalancerSettings):
     head_instance_type: InstanceType = Field("m6i.xlarge", description="head instance type")
     worker_instance_type: InstanceType = Field("m6i.xlarge", description="worker instance type")
     worker_min: int = Field(1, ge=0, description="fewest workers")
-    worker_desired: int = Field(1, ge=0, description="workers at creation")
+    worker_desired: int = Field(1, ge=0, description="workers at creation, and in a new cluster's worker group (a new "
+                                "image), which `up` waits for healthy behind the balancer before the old one goes")
     worker_max: int = Field(3, ge=0, description="most workers")
     ami_id: Optional[str] = Field(None, description="AMI (default: the ECS-optimised Amazon Linux 2023, with Docker)")
     root_volume_gb: int = Field(100, ge=30, description="root volume size")
