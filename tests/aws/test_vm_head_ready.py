@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import subprocess
 from pathlib import Path
 from typing import Optional
@@ -17,16 +16,22 @@ from rayserve_pulumi.aws.vm.cluster import head_in_service_document, head_ready_
 from tests.helpers import free_port, stand_in_http
 
 
-def _check(tmp_path: Path, cloud_init_status: int, serve_port: int) -> subprocess.CompletedProcess:
-    """The document's script, with `cloud-init status --wait` ending in `cloud_init_status`."""
+def _run(tmp_path: Path, script: str, stubs: dict[str, str]) -> subprocess.CompletedProcess:
+    """`script` run with bash, the commands named in `stubs` replaced by those scripts (first on PATH)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    stub = bin_dir / "cloud-init"
-    stub.write_text(f'#!/bin/sh\n[ "$1 $2" = "status --wait" ] || exit 99\nexit {cloud_init_status}\n')
-    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    for name, text in stubs.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+
+
+def _check(tmp_path: Path, cloud_init_status: int, serve_port: int) -> subprocess.CompletedProcess:
+    """The document's script, with `cloud-init status --wait` ending in `cloud_init_status`."""
     [step] = json.loads(head_ready_document(serve_port, 60))["mainSteps"]
-    return subprocess.run(["bash", "-c", "\n".join(step["inputs"]["runCommand"])], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, timeout=30)
+    return _run(tmp_path, "\n".join(step["inputs"]["runCommand"]), {
+        "cloud-init": f'#!/bin/sh\n[ "$1 $2" = "status --wait" ] || exit 99\nexit {cloud_init_status}\n'})
 
 
 @pytest.mark.parametrize("cloud_init_status, healthz, ready", [
@@ -60,26 +65,20 @@ def _in_service(tmp_path: Path, states: list[str], timeout_s: int) -> tuple[subp
     substituted; a stand-in `aws` answering `states` one call after the other (the last one from then on) and a
     `sleep` that returns at once."""
     doc = json.loads(head_in_service_document(timeout_s))
-    values = {**REAL_PARAMETERS, "TimeoutSeconds": str(timeout_s)}
-    assert set(values) == set(doc["parameters"])
-    for key, value in values.items():
+    assert set(REAL_PARAMETERS) == set(doc["parameters"])
+    for key, value in REAL_PARAMETERS.items():
         assert re.fullmatch(doc["parameters"][key]["allowedPattern"], value), key
     [step] = doc["mainSteps"]
     script = "\n".join(step["inputs"]["runCommand"])
-    for key, value in values.items():
+    for key, value in REAL_PARAMETERS.items():
         script = script.replace("{{ %s }}" % key, value)
     assert "{{" not in script
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
-    bin_dir.mkdir(exist_ok=True)
-    (tmp_path / "states").write_text("\n".join(states) + "\n")
-    stubs = {"aws": f'#!/bin/bash\necho "$*" >> {calls}\nn=$(wc -l < {calls})\n'
-                    f'sed -n "${{n}}p" {tmp_path / "states"} | grep . || tail -n 1 {tmp_path / "states"}\n',
-             "sleep": "#!/bin/sh\nexit 0\n"}
-    for name, text in stubs.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    calls, states_file = tmp_path / "calls", tmp_path / "states"
+    states_file.write_text("\n".join(states) + "\n")
+    result = _run(tmp_path, script, {
+        "aws": f'#!/bin/bash\necho "$*" >> {calls}\nn=$(wc -l < {calls})\n'
+               f'sed -n "${{n}}p" {states_file} | grep . || tail -n 1 {states_file}\n',
+        "sleep": "#!/bin/sh\nexit 0\n"})
     return result, calls.read_text().splitlines()
 
 

@@ -205,6 +205,12 @@ def test_the_old_vm_workers_go_only_once_the_new_ones_are_in_service(rendered):
     assert group["waitForCapacityTimeout"] == "1800s"
 
 
+def _head_target(r, head_id: str):
+    """The head's attachment to the Serve target group."""
+    return next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
+                if a.inputs["targetId"] == head_id)
+
+
 def test_a_new_vm_head_takes_requests_and_workers_only_once_it_runs_every_application(rendered):
     """The workers roll onto a new head, and the old head goes, only after an SSM association on the new head
     succeeded (its check: test_the_head_ready_check_*); it is replaced with the head, so each new head is waited on."""
@@ -219,8 +225,7 @@ def test_a_new_vm_head_takes_requests_and_workers_only_once_it_runs_every_applic
     after_ready = f"aws:ssm/association:Association::{ready.name}"
     assert [d for d in r.one("aws:ec2/launchTemplate:LaunchTemplate").dependencies  # workers roll after it
             if d.endswith(after_ready)]
-    head_target = next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
-                       if a.inputs["targetId"] == head_id)  # the head takes requests only once it runs them all
+    head_target = _head_target(r, head_id)  # the head takes requests only once it runs them all
     assert [d for d in head_target.dependencies if d.endswith(after_ready)]
     content = json.loads(r.one("aws:ssm/document:Document", "head-ready").inputs["content"])
     [step] = content["mainSteps"]
@@ -235,8 +240,7 @@ def test_the_old_vm_head_goes_only_once_the_balancer_has_the_new_one_in_service(
     r = rendered["vm"]
     head = r.one("aws:ec2/instance:Instance")
     head_id = f"{head.name}-id"
-    attachment = next(a for a in r.of_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
-                      if a.inputs["targetId"] == head_id)
+    attachment = _head_target(r, head_id)
     in_service = r.one("aws:ssm/association:Association", "head-in-service")
     assert in_service.inputs["targets"] == [{"key": "InstanceIds", "values": [head_id]}]
     assert in_service.options["replacement_trigger"] == head_id
@@ -244,8 +248,10 @@ def test_the_old_vm_head_goes_only_once_the_balancer_has_the_new_one_in_service(
     target_group = r.one("aws:lb/targetGroup:TargetGroup")
     assert in_service.inputs["parameters"] == {
         "Region": "us-west-2", "TargetGroupArn": mock_arn(target_group.name), "InstanceId": head_id,
-        "Port": "8000", "TimeoutSeconds": "1800"}
+        "Port": "8000"}
     assert in_service.inputs["waitForSuccessTimeoutSeconds"] > 1800  # the script's own deadline ends it first
     document = r.one("aws:ssm/document:Document", "head-in-service")
     assert in_service.inputs["name"] == document.inputs["name"]
-    assert set(json.loads(document.inputs["content"])["parameters"]) == set(in_service.inputs["parameters"])
+    content = json.loads(document.inputs["content"])
+    assert set(content["parameters"]) == set(in_service.inputs["parameters"])
+    assert "deadline=$((SECONDS + 1800))" in content["mainSteps"][0]["inputs"]["runCommand"][0]  # vm.head_ready_timeout_s

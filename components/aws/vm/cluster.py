@@ -107,8 +107,15 @@ def head_ready_document(port: int, timeout_s: int) -> str:
               f"if [ $status -ne 1 ] && curl -fsS -o /dev/null http://127.0.0.1:{port}/-/healthz; then exit 0; fi",
               "echo \"the new Ray head did not come up (cloud-init status $status):\" >&2",
               "tail -n 20 /var/log/cloud-init-output.log >&2", "exit 1"]
-    return json.dumps({"schemaVersion": "2.2", "description": "A new Ray head runs every Serve application",
-                       "mainSteps": [{"action": "aws:runShellScript", "name": "headReady", "inputs": {
+    return _shell_document("A new Ray head runs every Serve application", "headReady", timeout_s, script)
+
+
+def _shell_document(description: str, step: str, timeout_s: int, script: list[str],
+                    parameters: Optional[dict] = None) -> str:
+    """An SSM Command document of one shell step."""
+    return json.dumps({"schemaVersion": "2.2", "description": description,
+                       **({"parameters": parameters} if parameters else {}),
+                       "mainSteps": [{"action": "aws:runShellScript", "name": step, "inputs": {
                            "timeoutSeconds": str(timeout_s), "runCommand": script}}]})
 
 
@@ -120,7 +127,7 @@ def head_in_service_document(timeout_s: int) -> str:
     the old head goes): success once the balancer reports it healthy; else the last state and reason it gave. A
     newly registered target takes requests only after its registration and first health checks, which can take
     minutes. Its parameters are the association's, each held to the shape of an AWS id (SSM substitutes them)."""
-    script = ["deadline=$((SECONDS + {{ TimeoutSeconds }})); state=unknown",
+    script = [f"deadline=$((SECONDS + {timeout_s})); state=unknown",
               "while [ $SECONDS -lt $deadline ]; do",
               "  state=$(aws elbv2 describe-target-health --region '{{ Region }}' --target-group-arn "
               "'{{ TargetGroupArn }}' --targets 'Id={{ InstanceId }},Port={{ Port }}' --query "
@@ -128,7 +135,7 @@ def head_in_service_document(timeout_s: int) -> str:
               "  case $state in healthy*) exit 0 ;; esac",
               f"  sleep {IN_SERVICE_POLL_S}",
               "done",
-              "echo \"the balancer did not put the new Ray head in service within {{ TimeoutSeconds }} s: $state\" >&2",
+              f"echo \"the balancer did not put the new Ray head in service within {timeout_s} s: $state\" >&2",
               "exit 1"]
     parameters = {
         "Region": {"type": "String", "allowedPattern": r"^[a-z]{2}(-[a-z]+)+-[0-9]$"},
@@ -137,12 +144,9 @@ def head_in_service_document(timeout_s: int) -> str:
                                              r"[A-Za-z0-9-]+/[0-9a-f]+$"},
         "InstanceId": {"type": "String", "allowedPattern": r"^i-[0-9a-f]{8,17}$"},
         "Port": {"type": "String", "allowedPattern": r"^[0-9]{1,5}$"},
-        "TimeoutSeconds": {"type": "String", "allowedPattern": r"^[0-9]{1,6}$"},
     }
-    return json.dumps({"schemaVersion": "2.2", "description": "A new Ray head is in service behind the balancer",
-                       "parameters": parameters,
-                       "mainSteps": [{"action": "aws:runShellScript", "name": "headInService", "inputs": {
-                           "timeoutSeconds": str(timeout_s + 60), "runCommand": script}}]})
+    return _shell_document("A new Ray head is in service behind the balancer", "headInService", timeout_s + 60,
+                           script, parameters)
 
 
 def node_policy(repository_arn: Optional[str], parameter_arns: list[str], s3_bucket_arn: Optional[str],
@@ -307,21 +311,13 @@ class RayVmCluster(pulumi.ComponentResource):
         # `up` goes on (the head joins the balancer, new workers join it, then the old head goes) only once the new
         # head runs every application: the association is replaced with the head, and created only when it
         # succeeded there
-        self.head_ready = aws.ssm.Association(
-            f"{name}-head-ready", name=ready_document.name,
-            targets=[{"key": "InstanceIds", "values": [self.head.id]}],
-            wait_for_success_timeout_seconds=s.head_ready_timeout_s,
-            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id))
+        self.head_ready = self._on_head(f"{name}-head-ready", ready_document, s.head_ready_timeout_s)
         self._load_balancer(name, s, port, vpc, tags)
         # ... and the old head goes (at the end of the update) only once the balancer sends the new one requests
-        self.head_in_service = aws.ssm.Association(
-            f"{name}-head-in-service", name=in_service_document.name,
-            targets=[{"key": "InstanceIds", "values": [self.head.id]}],
+        self.head_in_service = self._on_head(
+            f"{name}-head-in-service", in_service_document, s.head_ready_timeout_s + 120, after=self.head_target,
             parameters={"Region": region, "TargetGroupArn": self.target_group.arn, "InstanceId": self.head.id,
-                        "Port": str(port), "TimeoutSeconds": str(s.head_ready_timeout_s)},
-            wait_for_success_timeout_seconds=s.head_ready_timeout_s + 120,
-            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id,
-                                        depends_on=[self.head_target]))
+                        "Port": str(port)})
         worker_user_data = pulumi.Output.all(args.image, region, token_parameter.name, self.head.private_ip).apply(
             lambda a: user_data.render("worker", worker_args(s, args.serve_env, *a)))
         self.launch_template = aws.ec2.LaunchTemplate(
@@ -362,6 +358,16 @@ class RayVmCluster(pulumi.ComponentResource):
             if m.enabled else None
         self.register_outputs({"app_urls": self.app_urls, "head_private_ip": self.head_private_ip,
                                "dashboard_hint": self.dashboard_hint, "serve_config_parameter": parameter.name})
+
+    def _on_head(self, name: str, document: aws.ssm.Document, wait_s: int, after: Optional[pulumi.Resource] = None,
+                 **kwargs) -> aws.ssm.Association:
+        """An association running `document` on the head that `up` waits for (up to `wait_s`), replaced with the
+        head so each new head is waited on; created after `after`."""
+        return aws.ssm.Association(
+            name, name=document.name, targets=[{"key": "InstanceIds", "values": [self.head.id]}],
+            wait_for_success_timeout_seconds=wait_s, **kwargs,
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=self.head.id,
+                                        depends_on=[after] if after else None))
 
     def _load_balancer(self, name: str, s: VmSettings, port: int, vpc: Network, tags: dict) -> None:
         """The NLB in front of Serve's proxies on every node: internal or internet-facing (its security group
