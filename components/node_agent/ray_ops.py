@@ -27,8 +27,9 @@ from rayserve_pulumi.node_agent import procs
 
 __all__ = [
     "SERVE_API", "DEFAULT_TOKEN_PATH", "TERMINAL_FAILURES", "DEAD_CONTROLLER", "ServeDeployError", "ServeApiError",
-    "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path", "auth_token", "write_secret", "read_secret",
-    "ensure_secret", "ensure_auth_token", "config_hash", "auth_env", "head_args", "AGENT_PORT_FLAGS",
+    "READ_TIMEOUT_S", "PUT_TIMEOUT_S", "NoAnswer", "ray_executable", "SERVE_ENV_NAME", "serve_env_pair", "token_path",
+    "auth_token", "write_secret", "read_secret", "ensure_secret", "ensure_auth_token", "config_hash", "auth_env",
+    "head_args", "AGENT_PORT_FLAGS",
     "agent_port_args", "taken_ports", "raylet_told_listen_port", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
@@ -62,6 +63,15 @@ class ServeDeployError(RuntimeError):
 
 class ServeApiError(RuntimeError):
     """The dashboard's Serve API refused a read."""
+
+
+# how long one request to the dashboard waits for its answer: a read, and a PUT of a whole config
+READ_TIMEOUT_S, PUT_TIMEOUT_S = 30.0, 60.0
+
+
+class NoAnswer(TimeoutError):
+    """A dashboard request that got no answer in its time (an OSError, as the socket's timeout is, so callers
+    that treat an unreachable dashboard as gone still do), naming the request instead of "timed out"."""
 
 
 def ray_executable() -> str:
@@ -270,15 +280,22 @@ def stop(pid_file: str | Path, grace_s: float = 2) -> bool:
     return procs.stop(Path(pid_file), grace_s)
 
 
-def _request(method: str, url: str, body: dict | None = None, timeout: float = 30):
+def _request(method: str, url: str, body: dict | None = None, timeout: float | None = None):
+    timeout = READ_TIMEOUT_S if timeout is None else timeout
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
     token = auth_token()
     if token:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        raw = resp.read()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except (TimeoutError, urllib.error.URLError) as exc:
+        # urllib wraps a connect timeout in URLError and lets one waiting for the answer through as it is
+        if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+            raise NoAnswer(f"{method} {url} got no answer within {round(timeout, 1):g} s") from None
+        raise
     return json.loads(raw) if raw.strip() else None
 
 
@@ -331,7 +348,9 @@ def deploy(dashboard_url: str, config: dict, settle_timeout: float = 120, taken_
                 raise ServeDeployError(f"Serve applications still DELETING after {settle_timeout:.0f} s; not deploying")
             time.sleep(0.5)
         try:
-            _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=60)
+            _request("PUT", dashboard_url.rstrip("/") + SERVE_API, config, timeout=PUT_TIMEOUT_S)
+        except NoAnswer:
+            pass  # taken or not: the listing below tells, and the config is sent again if not
         except urllib.error.HTTPError as exc:
             if (body := _refusal(exc, deadline, pause_s=0.5)) is None:
                 continue  # the next request finds Serve started anew
@@ -356,7 +375,8 @@ def status(dashboard_url: str, settle_timeout: float = 30) -> dict:
     """The Serve details document (applications, their status and deployments). Right after Serve's shutdown
     the dashboard can still hold the controller it killed and answer a read with a 500 naming the dead actor
     (a CI run's drift repair failed on it); it lets go of it on a later request, so that answer is asked
-    again for up to `settle_timeout`. Any other refusal raises with its cause, in one line."""
+    again for up to `settle_timeout`. Any other refusal raises with its cause, in one line; no answer at all
+    within READ_TIMEOUT_S raises NoAnswer."""
     deadline = time.monotonic() + settle_timeout
     while True:
         try:
@@ -440,8 +460,13 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300,
     deadline = time.monotonic() + timeout
     apps: dict = {}
     shown: dict[str, str] = {}
+    unanswered: NoAnswer | None = None
     while time.monotonic() < deadline:
-        apps = applications(dashboard_url)
+        try:
+            apps, unanswered = applications(dashboard_url), None
+        except NoAnswer as exc:  # on two overloaded cores the dashboard has let a read go unanswered: ask again
+            unanswered = exc
+            continue
         states = {name: (apps.get(name) or {}).get("status") for name in app_names}
         if on_progress:
             for name in app_names:
@@ -456,7 +481,8 @@ def wait_running(dashboard_url: str, app_names: list[str], timeout: float = 300,
             return apps
         time.sleep(0.1)  # a status read costs the dashboard about 10 ms
     summary = {n: (apps.get(n) or {}).get("status") for n in app_names}
-    raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}")
+    raise TimeoutError(f"Serve applications not RUNNING after {timeout}s: {summary}"
+                       + (f" (the last read: {unanswered})" if unanswered else ""))
 
 
 def delete_apps(dashboard_url: str) -> None:

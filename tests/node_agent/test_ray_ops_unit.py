@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -31,31 +31,52 @@ The actor is dead because it was killed by `ray.kill`.
 class _Dashboard(BaseHTTPRequestHandler):
     """Serve's REST API as a script: `server.puts` answers to successive PUTs ("refuse": a 500 with a traceback
     as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "dead": a 500
-    naming the killed controller; "take")."""
+    naming the killed controller; "take"; "take-silently": taken, but answered only once the client, having
+    given up waiting, sends its next request, as an overloaded dashboard does)."""
 
-    def do_GET(self):  # `server.gets`: answers to the next GETs ("dead", "refuse"), then the applications
+    def setup(self):
+        super().setup()
+        held, self.server.held = self.server.held, threading.Event()
+        held.set()  # a request arrived: the one held before it may now answer (its client has gone)
+
+    def _hold(self) -> None:
+        """Answer only after the next request arrives (or the test ends)."""
+        held = self.server.held
+        held.wait(timeout=60)
+
+    def do_GET(self):  # `server.gets`: answers to the next GETs ("dead", "refuse", "silent", "running": fruit RUNNING), then the applications
         what = self.server.gets.pop(0) if self.server.gets else None
+        self.server.got += 1
+        if what == "silent":
+            self._hold()
         if what in ("refuse", "dead"):
             self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
             return
         apps = {"fruit": {"status": "DEPLOYING"}} if self.server.taken else {}
+        if what == "running":
+            apps = {"fruit": {"status": "RUNNING", "deployments": {}}}
         self._answer(200, json.dumps({"applications": apps}).encode())
 
     def do_PUT(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         what = self.server.puts.pop(0)
         self.server.sent += 1
-        self.server.taken = what == "take"
+        self.server.taken = what.startswith("take")
+        if what == "take-silently":
+            self._hold()
         if what in ("refuse", "dead"):
             self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
         else:
             self._answer(200, b"")
 
     def _answer(self, code: int, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # a held answer whose client has gone
 
     def log_message(self, *args):
         pass
@@ -64,12 +85,14 @@ class _Dashboard(BaseHTTPRequestHandler):
 @pytest.fixture
 def dashboard(monkeypatch):
     monkeypatch.setattr(ray_ops, "auth_token", lambda: None)
-    server = HTTPServer(("127.0.0.1", 0), _Dashboard)
-    server.puts, server.gets, server.sent, server.taken = [], [], 0, False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
+    server.puts, server.gets, server.sent, server.got, server.taken = [], [], 0, 0, False
+    server.held = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield server
+    server.held.set()
     server.shutdown()
     server.server_close()
 
@@ -136,6 +159,33 @@ def test_a_deploy_whose_reads_meet_the_killed_controller_goes_on(dashboard):
     dashboard.puts, dashboard.gets = ["take"], ["dead"]  # the DELETING check, right after Serve's shutdown
     ray_ops.deploy(dashboard.url, CONFIG, settle_timeout=30, taken_within=2)
     assert dashboard.sent == 1 and dashboard.gets == []
+
+
+def test_a_wait_whose_read_gets_no_answer_asks_again(dashboard, monkeypatch):
+    """A CI-like run on overloaded cores failed `up` with a bare "TimeoutError: timed out": one status read
+    the dashboard did not answer within its 30 s ended a wait that had minutes left."""
+    monkeypatch.setattr(ray_ops, "READ_TIMEOUT_S", 0.3)
+    dashboard.gets = ["silent", "silent", "running"]
+    apps = ray_ops.wait_running(dashboard.url, ["fruit"], timeout=60)
+    assert apps["fruit"]["status"] == "RUNNING" and dashboard.got == 3
+
+
+def test_a_wait_the_dashboard_never_answers_names_the_unanswered_read(dashboard, monkeypatch):
+    monkeypatch.setattr(ray_ops, "READ_TIMEOUT_S", 0.2)
+    dashboard.gets = ["silent"] * 1000
+    with pytest.raises(TimeoutError) as raised:
+        ray_ops.wait_running(dashboard.url, ["fruit"], timeout=1)
+    assert raised.type is TimeoutError and "\n" not in str(raised.value)
+    assert str(raised.value) == (f"Serve applications not RUNNING after 1s: {{'fruit': None}} (the last read: GET "
+                                 f"{dashboard.url}/api/serve/applications/ got no answer within 0.2 s)")
+    assert dashboard.got >= 3
+
+
+def test_a_deploy_whose_put_gets_no_answer_sees_the_config_taken(dashboard, monkeypatch):
+    monkeypatch.setattr(ray_ops, "PUT_TIMEOUT_S", 0.3)
+    dashboard.puts = ["take-silently"]
+    ray_ops.deploy(dashboard.url, CONFIG, settle_timeout=30, taken_within=2)
+    assert dashboard.sent == 1 and dashboard.taken
 
 
 def test_a_refused_read_is_one_line_with_the_cause(dashboard):
