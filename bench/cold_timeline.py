@@ -44,9 +44,7 @@ def _sample(after: float, seen: dict[int, list]) -> None:
         pid = int(entry) if entry.isdigit() else None
         if pid is None or (pid not in seen and not ((f := procs.stat_fields(pid)) and int(f[19]) / CLK >= after)):
             continue
-        try:
-            name = cpu.label(pid)
-        except OSError:
+        if (name := cpu.label(pid)) is None:
             continue  # exited meanwhile
         if pid in seen:
             seen[pid][2] = name

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import resource
-from pathlib import Path
 
 from rayserve_pulumi.node_agent import procs
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def label(pid: int) -> str:
+def label(pid: int) -> str | None:
     """A process' name: Ray's `ray::<Actor>` title; for Python, its script or module (`dashboard.py`,
-    `ray.util.client.server`, `python -c (multiprocessing.forkserver)`); else the executable's base name."""
-    argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    `ray.util.client.server`, `python -c (multiprocessing.forkserver)`); else the executable's base name.
+    None when the process is gone."""
+    argv = procs.argv(pid)
+    if argv is None:
+        return None
+    argv = [a for a in argv if a]
     first = argv[0].strip() if argv else ""
     if first.startswith("ray::"):
         return first.split(".")[0]  # ray::ServeController.listen_for_change -> ray::ServeController
@@ -38,11 +41,10 @@ def session_ms(sid: int) -> dict[int, tuple[float, str]]:
     """pid -> (user + system CPU ms so far, label) for every live process of session `sid`."""
     out = {}
     for pid in procs.members(sid):
-        fields = procs.stat_fields(pid)  # utime, stime: proc(5)'s fields 14 and 15
-        try:
-            out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, label(pid))
-        except (OSError, TypeError):
+        fields, name = procs.stat_fields(pid), label(pid)  # utime, stime: proc(5)'s fields 14 and 15
+        if fields is None or name is None:
             continue  # exited meanwhile
+        out[pid] = ((int(fields[11]) + int(fields[12])) * TICK_MS, name)
     return out
 
 

@@ -42,10 +42,9 @@ def store_connect_wait(raylet_log: Path) -> float:
 
 def raylet_log(pid_file: Path) -> Path:
     """The raylet.out of the head's session (the raylet's --log_dir)."""
-    for pid in procs.members(procs.read(pid_file)["sid"]):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if argv[0].endswith(b"/raylet"):
-            log_dir = next(a for a in argv if a.startswith(b"--log_dir=")).split(b"=", 1)[1].decode()
+    for argv in procs.commands(procs.read(pid_file)["sid"]).values():
+        if argv and argv[0].endswith("/raylet"):
+            log_dir = next(a for a in argv if a.startswith("--log_dir=")).split("=", 1)[1]
             return Path(log_dir) / "raylet.out"
     raise RuntimeError("no raylet in the head's session")
 

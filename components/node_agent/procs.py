@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 __all__ = [
-    "PID_SUFFIX", "SECRET_FLAG", "redact", "program", "stat_fields", "members", "signal_new", "write_private",
+    "PID_SUFFIX", "SECRET_FLAG", "redact", "program", "stat_fields", "members", "argv", "commands", "signal_new",
+    "write_private",
     "record", "spawn", "read", "running", "stop", "stop_all",
 ]
 
@@ -69,6 +70,23 @@ def members(sid: int) -> list[int]:
         if entry.isdigit() and (st := _stat(int(entry))) and st[1] == sid and st[0] != "Z":
             out.append(int(entry))
     return out
+
+
+def argv(pid: int) -> Optional[list[str]]:
+    """A process's command line, or None when it is gone (it can exit between being listed and being read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    parts = raw.split(b"\0")
+    if parts[-1] == b"":  # the NUL that ends the last argument (a process that retitled itself may have none)
+        parts.pop()
+    return [part.decode(errors="replace") for part in parts]
+
+
+def commands(sid: int) -> dict[int, list[str]]:
+    """The command line of each live process of a session, leaving out any that exits while they are read."""
+    return {pid: args for pid in members(sid) if (args := argv(pid)) is not None}
 
 
 def signal_new(sid: int, sig: int, done: set[int]) -> None:

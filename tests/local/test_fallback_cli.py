@@ -52,6 +52,14 @@ def stack(tmp_path_factory):
         prometheus.remove_ray_temp_dir(lifecycle.ray_temp_dir({"run_dir": str(files["pid"].parent)}))
 
 
+def _created(stack) -> str:
+    """The dashboard of the stack the first test created. The tests after it are steps of one stack's life:
+    where that create failed (its own failure says why), they skip instead of failing on its absence."""
+    if "dash" not in stack:
+        pytest.skip("the stack was not created: see test_up_creates_with_progress_then_a_serve_only_change_...")
+    return stack["dash"]
+
+
 def _with(values: dict, **local) -> dict:
     return {**values, "local": {**values["local"], **local}}
 
@@ -88,7 +96,7 @@ def test_up_creates_with_progress_then_a_serve_only_change_updates_in_place(stac
 
 
 def test_an_invalid_config_is_one_line_and_touches_nothing(stack):
-    pids = replica_pids(stack["dash"], "fruit", "MangoStand")
+    pids = replica_pids(_created(stack), "fruit", "MangoStand")
     stack["write"](_with(_price(stack["values"], 5), num_cpus=True))
     bad = stack["run"]("up")
     assert bad.returncode == 1
@@ -100,7 +108,7 @@ def test_an_invalid_config_is_one_line_and_touches_nothing(stack):
 
 def test_price_abc_is_refused_before_deploy_and_touches_nothing(stack):
     """A stand's user_config is typed (its reconfigure annotates StandConfig): `up` refuses it by name."""
-    pids = replica_pids(stack["dash"], "fruit", "MangoStand")
+    pids = replica_pids(_created(stack), "fruit", "MangoStand")
     stack["write"](_price(stack["values"], "abc"))
     failed = stack["run"]("up")
     assert failed.returncode == 1
@@ -114,6 +122,7 @@ def test_price_abc_is_refused_before_deploy_and_touches_nothing(stack):
 
 
 def test_status_shows_each_application_and_deployment(stack, capsys):
+    _created(stack)
     assert rayserve_cli.main(["status", str(stack["stack"]), "--program-dir", str(stack["stack"].parent)]) == 0
     out = capsys.readouterr().out
     assert "fruit: RUNNING" in out and "  MangoStand: HEALTHY 1/1 replicas" in out and "calc: RUNNING" in out
@@ -126,7 +135,7 @@ def test_status_shows_each_application_and_deployment(stack, capsys):
 
 
 def test_refresh_notices_drift_and_up_repairs_it(stack):
-    ray_ops.delete_apps(stack["dash"])  # someone removed the applications behind the stack's back
+    ray_ops.delete_apps(_created(stack))  # someone removed the applications behind the stack's back
     refreshed = stack["run"]("refresh")
     assert refreshed.returncode == 0 and json.loads(refreshed.stdout)["drifted"] is True
     repaired = stack["run"]("up")
@@ -135,6 +144,7 @@ def test_refresh_notices_drift_and_up_repairs_it(stack):
 
 
 def test_a_head_setting_change_replaces_ray_with_the_new_cpu_count(stack):
+    _created(stack)
     stack["write"](_with(_price(stack["values"], 5), num_cpus=3))
     replaced = stack["run"]("up")
     assert replaced.returncode == 0, replaced.stderr[-2000:]
@@ -147,6 +157,7 @@ def test_a_head_setting_change_replaces_ray_with_the_new_cpu_count(stack):
 
 
 def test_refresh_after_ray_stops_reports_it_gone(stack, capsys):
+    _created(stack)
     assert ray_ops.stop(stack["pid"])
     gone = stack["run"]("refresh")
     assert gone.returncode == 0 and json.loads(gone.stdout) == {"gone": True}

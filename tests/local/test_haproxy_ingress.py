@@ -20,15 +20,15 @@ from tests.helpers import free_local_ports, free_port, post, ray_answers
 pytestmark = pytest.mark.ray
 
 
-def _haproxy_in(sid: int) -> list[int]:
-    """HAProxy processes among the head's session (an assertion about our processes, not a selector)."""
-    return [pid for pid in procs.members(sid) if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+def _haproxy_in(sid: int) -> list[list[str]]:
+    """The command lines of the HAProxy processes among the head's session (an assertion about our processes,
+    not a selector)."""
+    return [argv for argv in procs.commands(sid).values() if any("haproxy" in arg for arg in argv)]
 
 
 def _config_file(props: dict) -> Path:
     """The config file Ray rendered for the HAProxy of the head started with `props`."""
-    pid = _haproxy_in(procs.read(head_pid_file(props))["sid"])[0]
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    argv = next(a for a in _haproxy_in(procs.read(head_pid_file(props))["sid"]) if "-f" in a)
     return Path(argv[argv.index("-f") + 1])
 
 

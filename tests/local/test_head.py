@@ -74,8 +74,8 @@ def test_the_ray_client_server_runs_only_when_a_port_is_given(tmp_path):
     pid_file = tmp_path / "head.pid"
     with _spawned(pid_file, opts, {}):
         ray_ops.wait_dashboard(f"http://127.0.0.1:{opts['dashboard_port']}")
-        commands = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in procs.members(procs.read(pid_file)["sid"])]
-        assert any(b"ray.util.client.server" in c and f"--port={client}".encode() in c for c in commands), commands
+        commands = procs.commands(procs.read(pid_file)["sid"]).values()
+        assert any("ray.util.client.server" in c and f"--port={client}" in c for c in commands), commands
         with socket.create_connection(("127.0.0.1", client), timeout=10):
             pass  # it listens
         assert head.launcher_file(pid_file).read_text() == head.NODE_API  # the pinned Ray: the fast path ran
@@ -101,10 +101,10 @@ def test_a_head_whose_agents_start_slowly_still_starts(tmp_path):
     with _spawned(pid_file, opts, env):
         dashboard = f"http://127.0.0.1:{opts['dashboard_port']}"
         ray_ops.wait_dashboard(dashboard)
-        raylet = [c for pid in procs.members(procs.read(pid_file)["sid"])
-                  if b"raylet" in (c := open(f"/proc/{pid}/cmdline", "rb").read()).split(b"\0")[0]]
+        raylet = [argv for argv in procs.commands(procs.read(pid_file)["sid"]).values()
+                  if argv and "raylet" in argv[0]]
         assert len(raylet) == 1
-        args = raylet[0].decode().split("\0")
+        args = raylet[0]
         node_ip = next(a.split("=", 1)[1] for a in args if a.startswith("--node_ip_address="))
         for flag, key in [("--metrics-agent-port", "dashboard_agent_grpc_port"),
                           ("--dashboard_agent_listen_port", "dashboard_agent_listen_port"),

@@ -115,12 +115,7 @@ def test_the_local_head_runs_no_autoscaler_log_monitor_or_ray_client_server(loca
     the head instead); the head's session holds Ray's core processes and Serve's, not those three."""
     _, result = local_serve
     sid = procs.read(head_pid_file(result.outs))["sid"]
-    commands = []
-    for pid in procs.members(sid):
-        try:
-            commands.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:
-            continue  # exited meanwhile
+    commands = [" ".join(argv) for argv in procs.commands(sid).values()]
     assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands), commands
     assert not [c for c in commands if "autoscaler/_private/monitor.py" in c or "log_monitor.py" in c
                 or "ray.util.client.server" in c], commands
@@ -130,8 +125,8 @@ def test_the_raylets_start_up_settings_reach_it(local_serve):
     """Ray's own cap, min(cores, num_cpus), is 2 on a 2-core machine; the local head's raylet runs with the
     stack's num_cpus instead (README "Performance")."""
     _, result = local_serve
-    raylets = [pid for pid in procs.members(procs.read(head_pid_file(result.outs))["sid"])
-               if open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].endswith(b"/raylet")]
+    raylets = [pid for pid, argv in procs.commands(procs.read(head_pid_file(result.outs))["sid"]).items()
+               if argv and argv[0].endswith("/raylet")]
     assert len(raylets) == 1
     environ = dict(entry.split(b"=", 1) for entry in open(f"/proc/{raylets[0]}/environ", "rb").read().split(b"\0")
                    if b"=" in entry)

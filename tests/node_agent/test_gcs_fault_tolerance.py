@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -162,10 +161,9 @@ def _command_lines_holding(secret: str, pid_files) -> list[str]:
     """Command lines of the processes these PID files' sessions hold that contain `secret`."""
     found = []
     for pid_file in pid_files:
-        for pid in procs.members(procs.read(pid_file)["sid"]):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if secret in cmdline:
-                found.append(cmdline.split()[0].rsplit("/", 1)[-1])
+        for argv in procs.commands(procs.read(pid_file)["sid"]).values():
+            if secret in " ".join(argv):
+                found.append(argv[0].split()[0].rsplit("/", 1)[-1])
     return found
 
 

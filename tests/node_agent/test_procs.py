@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import time
 
@@ -45,6 +46,23 @@ def test_stopping_one_session_leaves_another_alone(tmp_path):
         assert procs.running(theirs) and not procs.running(mine)
     finally:
         procs.stop(theirs, grace_s=1)
+
+
+def test_a_sessions_commands_leave_out_a_process_gone_before_it_was_read(tmp_path, monkeypatch):
+    """A CI run failed reading /proc/<pid>/cmdline of a session member (one of Ray's short-lived processes)
+    that exited between the listing and the read."""
+    pid_file = tmp_path / "one.pid"
+    procs.spawn([sys.executable, "-c", "import time; time.sleep(60)", "an argument"], pid_file, wait=False)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its /proc entry is gone
+    try:
+        sid = procs.read(pid_file)["sid"]
+        live = procs.members(sid)
+        monkeypatch.setattr(procs, "members", lambda session: [*live, gone.pid] if session == sid else [])
+        assert procs.argv(gone.pid) is None
+        assert procs.commands(sid) == {live[0]: [sys.executable, "-c", "import time; time.sleep(60)", "an argument"]}
+    finally:
+        procs.stop(pid_file, grace_s=1)
 
 
 def test_a_stale_pid_file_names_nobody(tmp_path):

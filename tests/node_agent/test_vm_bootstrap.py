@@ -104,8 +104,7 @@ def test_the_heads_agents_listen_on_the_ports_given_and_the_raylet_is_told_each(
         f"{flag} {port}" for flag, port in ports.items()]  # each agent listens there
     session = procs.read(vm_bootstrap.node_pid_file(argparse.Namespace(state_dir=str(vm["state"])),
                                                     vm_bootstrap.HEAD_CONTAINER))["sid"]
-    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0") for pid in procs.members(session)]
-    raylet = next(command for command in commands if command[0].endswith("/raylet"))
+    raylet = next(argv for argv in procs.commands(session).values() if argv and argv[0].endswith("/raylet"))
     assert {f"--dashboard_agent_listen_port={ports['--dashboard-agent-listen-port']}",
             f"--metrics_export_port={ports['--metrics-export-port']}",
             f"--metrics-agent-port={ports['--dashboard-agent-grpc-port']}",

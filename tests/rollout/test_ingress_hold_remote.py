@@ -3,6 +3,8 @@ binary Serve runs, laid out as in tests/rollout/test_ingress_hold.py), keeps it 
 and releases it. On a VM the same actor runs on a worker's host; several hosts are not available here."""
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 
 from rayserve_pulumi.rollout.ingress_hold_remote import Remote
@@ -14,14 +16,17 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def node_id():
-    """A one-node Ray in this process (no dashboard): its node ID."""
+    """A one-node Ray in this process (no dashboard): its node ID. Its sessions go to a temp dir of its own,
+    removed afterwards, not Ray's default /tmp/ray, which would outlive the test (a path short enough for
+    Ray's sockets, as the local heads' own temp dirs are)."""
     import ray
 
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().get_node_id()
-    finally:
-        ray.shutdown()
+    with tempfile.TemporaryDirectory(prefix="ray-hold-", dir="/tmp") as temp_dir:
+        ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False, _temp_dir=temp_dir)
+        try:
+            yield ray.get_runtime_context().get_node_id()
+        finally:
+            ray.shutdown()
 
 
 def test_a_ray_actor_on_the_node_holds_its_haproxy_and_releases_it(node_id, tmp_path, hap_dir):
