@@ -138,12 +138,14 @@ def decide(t: Thresholds, new: Window, previous: Optional[Window], elapsed_s: fl
         return error_rate_rollback(new.errors, new.requests, t.max_error_rate)
     judged = (previous is not None and new.p99_ms is not None and bool(previous.p99_ms)
               and min(new.requests, previous.requests) >= t.min_requests)
+    latency = ""
     if judged:
         ratio = new.p99_ms / previous.p99_ms
         if ratio > t.max_p99_ratio:
             return Decision(ROLLBACK, "p99 latency over the previous version's, x", round(ratio, 2), t.max_p99_ratio)
+        latency = f"; p99 {new.p99_ms:.0f} ms, x{ratio:.2f} the previous version's {previous.p99_ms:.0f} ms"
     if elapsed_s >= t.watch_s and (judged or not require_latency):
-        return Decision(PROCEED, f"watched {elapsed_s:.0f} s: {new.errors} failed of {new.requests}")
+        return Decision(PROCEED, f"watched {elapsed_s:.0f} s: {new.errors} failed of {new.requests}{latency}")
     served = (new.requests, previous.requests if previous else 0)
     if elapsed_s >= t.watch_s and rates is not None and any(
             count + rate * max(t.step_budget_s - elapsed_s, 0) < t.min_requests for count, rate in zip(served, rates)):

@@ -40,7 +40,8 @@ def test_a_good_version_waits_while_watched_then_proceeds():
     new, old = _windows(600, 0, FAST)
     assert decide(T, new, old, elapsed_s=10, healthy=True).action == WAIT
     decision = decide(T, new, old, elapsed_s=T.watch_s, healthy=True)
-    assert decision.action == PROCEED and "0 failed of 600" in decision.reason
+    assert decision.action == PROCEED and "0 failed of 600; p99 " in decision.reason
+    assert decision.reason.endswith(f"x1.00 the previous version's {old.p99_ms:.0f} ms")  # what latency was judged
 
 
 def test_a_version_failing_a_fifth_of_its_requests_is_rolled_back_naming_the_error_rate():
