@@ -41,10 +41,11 @@ class _Dashboard(BaseHTTPRequestHandler):
 
     def _hold(self) -> None:
         """Answer only after the next request arrives (or the test ends)."""
-        held = self.server.held
-        held.wait(timeout=60)
+        self.server.held.wait(timeout=60)
 
-    def do_GET(self):  # `server.gets`: answers to the next GETs ("dead", "refuse", "silent", "running": fruit RUNNING), then the applications
+    def do_GET(self):
+        """`server.gets`: answers to the next GETs ("dead", "refuse", "silent", "running": fruit RUNNING),
+        then the applications."""
         what = self.server.gets.pop(0) if self.server.gets else None
         self.server.got += 1
         if what == "silent":
