@@ -28,7 +28,7 @@ REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the 
 
 @contextlib.contextmanager
 def stand_in_http(host: str, port: int, answer: Callable[[str, str], tuple[int, object]]):
-    """A threaded HTTP server on host:port standing in for one of Serve's: every GET and POST (its body read)
+    """A threaded HTTP server on host:port standing in for one of Serve's: every GET, POST and PUT (its body read)
     gets `answer(method, path)` = (status, a JSON body, or bytes sent as they are). Yields its base URL; shut
     down on the way out."""
     class Handler(BaseHTTPRequestHandler):
@@ -36,12 +36,15 @@ def stand_in_http(host: str, port: int, answer: Callable[[str, str], tuple[int, 
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             status, body = answer(self.command, self.path)
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:
+                pass  # the client gave up waiting (an answer `answer` held back)
 
-        do_GET = do_POST = _answer
+        do_GET = do_POST = do_PUT = _answer
 
         def log_message(self, *args):
             pass

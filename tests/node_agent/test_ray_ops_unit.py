@@ -2,13 +2,12 @@
 and the patch that tells a raylet the dashboard agent's port."""
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rayserve_pulumi.node_agent import ray_ops
+from tests.helpers import stand_in_http
 
 TRACEBACK = """Traceback (most recent call last):
   File "/ray/dashboard/modules/serve/serve_head.py", line 175, in put_all_applications
@@ -28,74 +27,48 @@ The actor is dead because it was killed by `ray.kill`.
 """  # what a CI run's drift repair met: the dashboard's client still held the controller Serve's shutdown killed
 
 
-class _Dashboard(BaseHTTPRequestHandler):
-    """Serve's REST API as a script: `server.puts` answers to successive PUTs ("refuse": a 500 with a traceback
-    as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting down; "dead": a 500
-    naming the killed controller; "take"; "take-silently": taken, but answered only once the client, having
-    given up waiting, sends its next request, as an overloaded dashboard does)."""
+class _Dashboard:
+    """Serve's REST API as a script, answered by `stand_in_http`: `puts` answers to successive PUTs ("refuse":
+    a 500 with a traceback as Ray's body; "drop": 200 but the config vanishes, as with a controller shutting
+    down; "dead": a 500 naming the killed controller; "take"; "take-silently": taken, but answered only once
+    the client, having given up waiting, sends its next request, as an overloaded dashboard does); `gets`
+    answers to the next GETs ("dead", "refuse", "silent": answered as late, "running": fruit RUNNING), then
+    the applications."""
 
-    def setup(self):
-        super().setup()
-        held, self.server.held = self.server.held, threading.Event()
-        held.set()  # a request arrived: the one held before it may now answer (its client has gone)
+    def __init__(self) -> None:
+        self.puts, self.gets, self.sent, self.got, self.taken = [], [], 0, 0, False
+        self.held, self._lock = threading.Event(), threading.Lock()
 
-    def _hold(self) -> None:
-        """Answer only after the next request arrives (or the test ends)."""
-        self.server.held.wait(timeout=60)
-
-    def do_GET(self):
-        """`server.gets`: answers to the next GETs ("dead", "refuse", "silent", "running": fruit RUNNING),
-        then the applications."""
-        what = self.server.gets.pop(0) if self.server.gets else None
-        self.server.got += 1
-        if what == "silent":
-            self._hold()
-        if what in ("refuse", "dead"):
-            self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
-            return
-        apps = {"fruit": {"status": "DEPLOYING"}} if self.server.taken else {}
-        if what == "running":
-            apps = {"fruit": {"status": "RUNNING", "deployments": {}}}
-        self._answer(200, json.dumps({"applications": apps}).encode())
-
-    def do_PUT(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        what = self.server.puts.pop(0)
-        self.server.sent += 1
-        self.server.taken = what.startswith("take")
-        if what == "take-silently":
-            self._hold()
-        if what in ("refuse", "dead"):
-            self._answer(500, (TRACEBACK if what == "refuse" else DEAD).encode())
+    def answer(self, method: str, path: str) -> tuple[int, object]:
+        with self._lock:  # a request arrived: the one held before it may now answer (its client has gone)
+            previous, self.held = self.held, threading.Event()
+            mine = self.held
+        previous.set()
+        what = (self.puts if method == "PUT" else self.gets or [None]).pop(0)
+        if method == "PUT":
+            self.sent += 1
+            self.taken = what.startswith("take")
         else:
-            self._answer(200, b"")
-
-    def _answer(self, code: int, body: bytes) -> None:
-        try:
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            pass  # a held answer whose client has gone
-
-    def log_message(self, *args):
-        pass
+            self.got += 1
+        if what in ("silent", "take-silently"):
+            mine.wait(timeout=60)  # until the next request arrives (or the test ends)
+        if what in ("refuse", "dead"):
+            return 500, (TRACEBACK if what == "refuse" else DEAD).encode()
+        if method == "PUT":
+            return 200, b""
+        if what == "running":
+            return 200, {"applications": {"fruit": {"status": "RUNNING", "deployments": {}}}}
+        return 200, {"applications": {"fruit": {"status": "DEPLOYING"}} if self.taken else {}}
 
 
 @pytest.fixture
 def dashboard(monkeypatch):
     monkeypatch.setattr(ray_ops, "auth_token", lambda: None)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dashboard)
-    server.puts, server.gets, server.sent, server.got, server.taken = [], [], 0, 0, False
-    server.held = threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.held.set()
-    server.shutdown()
-    server.server_close()
+    script = _Dashboard()
+    with stand_in_http("127.0.0.1", 0, script.answer) as url:
+        script.url = url
+        yield script
+        script.held.set()  # a held answer goes before the server does
 
 
 CONFIG = {"applications": [{"name": "fruit", "import_path": "rayserve_pulumi.serve_apps.fruit:app"}]}
