@@ -31,11 +31,12 @@ from bench.common import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".bench"
-ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
+# min_requests as the package's default: a p99 of 100 requests or more leaves out a one-off stall (its rank
+# falls below the slowest request); of 50 it is the slowest, so one stall of the previous version's can pass a
+# slower one
+ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 100}
 PROXY = "default"  # `serve.proxy`: Serve's own, as the tests use (HAProxy: docs/reliability.md "Gated rollouts")
-# Every version's handler waits BASE_DELAY_S; at 8 connections on two cores a request then takes about 140 ms
-# (the hops and queueing add about 90 ms), and one whose handler waits SLOW_DELAY_S about 3x that.
-BASE_DELAY_S, SLOW_DELAY_S = 0.05, 0.3
+BASE_DELAY_S = 0.05  # every version's handler waits this; the 3x slower one more (three_times_slower_delay)
 ECHO = ROOT / "examples" / "own-app" / "src" / "shop" / "echo.py"
 
 
@@ -60,11 +61,28 @@ def variant(suffix: str = "?", delay_s: float = BASE_DELAY_S, fail_rate: float =
     return code
 
 
-SCENARIOS = {  # name -> the new code: the good version answers "hello, X?", every bad one too
-    "good version": lambda: variant("?"),
-    "20 % errors": lambda: variant("?", fail_rate=0.2),
-    "never healthy": lambda: variant("?", unhealthy=True),
-    "3x slower": lambda: variant("?", delay_s=SLOW_DELAY_S),
+def three_times_slower_delay(url: str) -> float:
+    """The handler delay (s) of a version 3x slower than the one serving `url` as its users see it: the serving
+    version's median under the rollouts' load (8 connections for 5 s), measured now, is its BASE_DELAY_S plus
+    what the hops and queueing add; a handler waiting twice that median more takes 3x as long. A fixed delay
+    does not: the hops' share grows with the machine's load (300 ms was 2.8x at 140 ms a request, 2.3x at 190,
+    and the gate read 2.3-2.9x)."""
+    from bench.loadgen import run
+
+    result = run(url, "x", connections=8, duration_s=5)
+    if result.failed or len(result.latencies_s) < 100:
+        raise RuntimeError(f"measuring the serving version's latency: {result.summary()}")
+    delay_s = round(BASE_DELAY_S + 2 * result.percentile(50), 3)
+    print(f"  the serving version's median {result.percentile(50) * 1000:.0f} ms over {result.sent} requests: "
+          f"the 3x slower version's handler waits {delay_s * 1000:.0f} ms", flush=True)
+    return delay_s
+
+
+SCENARIOS = {  # name -> the new code, given the serving URL: the good version answers "hello, X?", every bad one too
+    "good version": lambda url: variant("?"),
+    "20 % errors": lambda url: variant("?", fail_rate=0.2),
+    "never healthy": lambda url: variant("?", unhealthy=True),
+    "3x slower": lambda url: variant("?", delay_s=three_times_slower_delay(url)),
 }
 
 
@@ -133,7 +151,7 @@ def one_round(scenarios: list[str], rollout: dict) -> dict:
         serving, answer = app["echo"].read_text(), "hello, X!"
         for name in scenarios:
             accepted = (answer, "hello, X?")  # the serving version's answer, or the new one's (each says "?")
-            results[name] = roll_out(app, url, SCENARIOS[name](), accepted)
+            results[name] = roll_out(app, url, SCENARIOS[name](url), accepted)
             if name == "good version":
                 serving, answer = app["echo"].read_text(), "hello, X?"
             else:

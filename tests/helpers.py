@@ -15,7 +15,7 @@ from bench.common import free_local_ports, free_port
 from rayserve_pulumi.node_agent import ray_ops
 
 __all__ = ["REPORTS", "RESULTS", "free_local_ports", "free_port", "post", "ray_answers", "replica_pids",
-           "stand_in_http", "under_load"]
+           "stand_in_commands", "stand_in_http", "under_load"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
@@ -24,6 +24,16 @@ RESULTS = ROOT / "test-results"  # ignored by git: what test runs measure
 # saturating load's CPU, which slows the recovery under test and every test running beside it.
 LOAD_RATE = 20
 REPORTS: dict[str, dict] = {}  # scenario -> figures, printed at the end of the run (conftest)
+
+
+def stand_in_commands(folder: Path, scripts: dict[str, str]) -> str:
+    """Scripts in `folder` named as the commands they stand in for (there is no iptables, cloud-init, aws CLI
+    or Pulumi CLI to run here), executable; returns a PATH with `folder` first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in scripts.items():
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return f"{folder}:{os.environ['PATH']}"
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import yaml
 
 from rayserve_pulumi import cli
 from rayserve_pulumi.config.sources import read_stack_file
-from tests.helpers import ROOT
+from tests.helpers import ROOT, stand_in_commands
 from tests.pulumi_harness import STACKS, all_stacks
 
 
@@ -121,10 +121,8 @@ print(json.dumps({entries}))
 def _fake_pulumi(tmp_path: Path, entries: dict) -> Path:
     """A `pulumi` on PATH that prints `pulumi config --json` as the CLI does (there is no Pulumi CLI here)."""
     log = tmp_path / "argv.json"
-    exe = tmp_path / "bin" / "pulumi"
-    exe.parent.mkdir(exist_ok=True)
-    exe.write_text(FAKE_PULUMI.format(python=sys.executable, log=str(log), entries=repr(entries)))
-    exe.chmod(0o755)
+    stand_in_commands(tmp_path / "bin", {"pulumi": FAKE_PULUMI.format(python=sys.executable, log=str(log),
+                                                                       entries=repr(entries))})
     return log
 
 

@@ -18,13 +18,14 @@ application, and neither its proxy nor its HAProxy ingress weighs two; this uses
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import random
 import time
 from typing import Optional
 from urllib.parse import urlsplit
 
-from rayserve_pulumi.rollout.gate import error_rate_breached
+from rayserve_pulumi.rollout.gate import LATENCY_BUCKETS_MS, error_rate_breached
 
 __all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PARKED", "SPLITTER_PATH",
            "hidden_route", "app"]
@@ -32,7 +33,7 @@ __all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITT
 STATS_HEADER = "x-rayserve-rollout"  # value "stats": the counters as JSON instead of a forwarded request
 NO_ROUTE = "no-route"  # this header value on the splitter's own 404: a target route not routable yet
 FORWARDED = "forwarded"  # on a request the splitter sends to an application's own route
-BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, math.inf)
+BUCKETS_MS = (*LATENCY_BUCKETS_MS, math.inf)  # keyed by f"{bound:g}" in the counters ("1.19", ..., "inf")
 ROUTE_ROOT = "/_rollout"
 ROUTE_WAIT_S = 10  # how long a request waits for its target route to become routable
 SPLITTER_PATH = f"{ROUTE_ROOT}/splitter"  # with the stats header: what the splitter holds (no route is its own)
@@ -54,7 +55,7 @@ SPLITTER_PARKED = ROUTE_ROOT
 
 
 def _empty() -> dict:
-    return {"requests": 0, "errors": 0, "buckets": {str(b): 0 for b in BUCKETS_MS}}
+    return {"requests": 0, "errors": 0, "buckets": {f"{b:g}": 0 for b in BUCKETS_MS}}
 
 
 def _build():
@@ -98,9 +99,8 @@ def _build():
             counters = self.stats[route][which]
             counters["requests"] += 1
             counters["errors"] += int(failed)
-            for bound in BUCKETS_MS:
-                if elapsed_ms <= bound:
-                    counters["buckets"][str(bound)] += 1
+            for bound in BUCKETS_MS[bisect.bisect_left(BUCKETS_MS, elapsed_ms):]:
+                counters["buckets"][f"{bound:g}"] += 1
             if which == "next" and failed and self.max_error_rate is not None and error_rate_breached(
                     counters["errors"], counters["requests"], self.max_error_rate, self.min_requests):
                 self.tripped[route] = True

@@ -13,18 +13,13 @@ from typing import Optional
 import pytest
 
 from rayserve_pulumi.aws.vm.cluster import head_in_service_document, head_ready_document
-from tests.helpers import free_port, stand_in_http
+from tests.helpers import free_port, stand_in_commands, stand_in_http
 
 
 def _run(tmp_path: Path, script: str, stubs: dict[str, str]) -> subprocess.CompletedProcess:
     """`script` run with bash, the commands named in `stubs` replaced by those scripts (first on PATH)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, text in stubs.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+                          env={**os.environ, "PATH": stand_in_commands(tmp_path / "bin", stubs)})
 
 
 def _check(tmp_path: Path, cloud_init_status: int, serve_port: int) -> subprocess.CompletedProcess:

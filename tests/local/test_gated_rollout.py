@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rollout_bench import ROLLOUT, SLOW_DELAY_S, own_app_up, variant as _code
+from bench.rollout_bench import ROLLOUT, own_app_up, three_times_slower_delay, variant as _code
 from rayserve_pulumi.local.args import RUN_DIR
 from rayserve_pulumi.local.cli import State
 from rayserve_pulumi.node_agent import ray_ops
@@ -93,7 +93,9 @@ def test_a_version_never_healthy_is_rolled_back_within_the_budget_and_nothing_fa
 
 
 def test_a_version_three_times_slower_is_rolled_back_on_latency(shop):
-    up, report = _roll_out_bad(shop, _code("?", delay_s=SLOW_DELAY_S), "3x slower")
+    delay_s = three_times_slower_delay(shop["out"]["app_urls"]["echo"])  # 3x what a request takes now
+    up, report = _roll_out_bad(shop, _code("?", delay_s=delay_s), "3x slower")
+    report["handler_delay_s"] = delay_s
     assert up.returncode == 1, up.stderr[-3000:]
     last = up.stderr.strip().splitlines()[-1]
     assert "p99 latency over the previous version's" in last and "(threshold 2)" in last, last

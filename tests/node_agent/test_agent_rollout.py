@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.rollout_bench import variant
+from bench.rollout_bench import ROLLOUT, variant
 from rayserve_pulumi.aws.vm import user_data as vm_user_data
 from rayserve_pulumi.config.code_check import APP_DIR_ENV
 from rayserve_pulumi.node_agent import bootstrap as vm_bootstrap
@@ -24,8 +24,6 @@ from tests.helpers import REPORTS, agent_port_options, free_port, post, under_lo
 from tests.node_agent.test_vm_bootstrap import unpack_user_data_agent
 
 pytestmark = [pytest.mark.ray, pytest.mark.timed]  # its gate judges p99 against the previous version's
-
-ROLLOUT = {"steps": [5, 50, 100], "watch_s": 3, "step_budget_s": 40, "min_requests": 50}
 
 
 def _config(http_port: int, version: str, greeting: str = "hello") -> dict:

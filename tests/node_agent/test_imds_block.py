@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rayserve_pulumi.node_agent import bootstrap as agent
+from tests.helpers import stand_in_commands
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,12 +52,9 @@ def test_block_imds_adds_the_rule_once(tmp_path):
     """`python -m rayserve_pulumi.node_agent block-imds`, as the unit runs it, against an `iptables` that
     records its arguments and says whether the rule is there."""
     log, present = tmp_path / "iptables.log", tmp_path / "present"
-    fake = tmp_path / "bin" / "iptables"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\n"
-                    f"if [ \"$1\" = -C ]; then test -e {present}; exit $?; fi\ntouch {present}\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    iptables = (f"#!/bin/sh\necho \"$@\" >> {log}\n"
+                f"if [ \"$1\" = -C ]; then test -e {present}; exit $?; fi\ntouch {present}\n")
+    env = {**os.environ, "PATH": stand_in_commands(tmp_path / "bin", {"iptables": iptables})}
     for _ in range(2):
         subprocess.run([sys.executable, "-m", "rayserve_pulumi.node_agent", "block-imds"], env=env, check=True,
                        capture_output=True, timeout=60)

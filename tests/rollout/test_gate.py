@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from rayserve_pulumi.rollout.gate import (
-    PROCEED, ROLLBACK, WAIT, Sample, Thresholds, Window, decide, histogram_quantile, window_between,
+    LATENCY_BUCKETS_MS, PROCEED, ROLLBACK, WAIT, Sample, Thresholds, Window, decide, histogram_quantile, window_between,
 )
 
-BOUNDS = (5, 10, 25, 50, 100, 250, 500, 1000, math.inf)  # ms, as Serve's latency histogram buckets go
+BOUNDS = (*LATENCY_BUCKETS_MS, math.inf)  # ms: the splitter's buckets, and Serve's on every Ray process
 
 
 def _scrape(requests: int, errors: int, latencies_ms: list[float], start: Sample | None = None) -> Sample:
@@ -29,10 +29,10 @@ FAST = [4, 6, 8, 9, 12, 14, 18, 22, 30, 45]  # the previous version's latencies,
 T = Thresholds()
 
 
-def _windows(requests: int, errors: int, latencies: list[float]) -> tuple[Window, Window]:
-    before_new, before_old = _scrape(0, 0, [1]), _scrape(4000, 0, FAST)
+def _windows(requests: int, errors: int, latencies: list[float], previous: list[float] = FAST) -> tuple[Window, Window]:
+    before_new, before_old = _scrape(0, 0, [1]), _scrape(4000, 0, previous)
     new = window_between(before_new, _scrape(requests, errors, latencies, before_new))
-    old = window_between(before_old, _scrape(requests, 0, FAST, before_old))
+    old = window_between(before_old, _scrape(requests, 0, previous, before_old))
     return new, old
 
 
@@ -69,6 +69,23 @@ def test_a_version_three_times_slower_is_rolled_back_on_latency():
     assert decision.action == ROLLBACK and decision.reason.startswith("p99 latency")
     # the observed ratio is the histograms' (their buckets widen upwards), above the threshold
     assert decision.observed > decision.threshold == 2.0
+
+
+@pytest.mark.parametrize("ratio, action", [(2.4, ROLLBACK), (3.0, ROLLBACK), (1.0, PROCEED), (1.65, PROCEED)])
+def test_the_p99_ratio_read_off_the_buckets_is_within_a_bucket_of_the_true_one_at_any_latency(ratio, action):
+    """Two versions whose every request is `ratio` times apart, at a latency anywhere from 2 ms to 30 s: the
+    gate reads the ratio off the histograms within one bucket's width (19 %), so 2.4x always rolls back at 2x
+    and 1.65x never does (with buckets 2x wide or more, as Serve's default outside 100-500 ms, 2.6x apart can
+    read 2.0x)."""
+    misjudged = []
+    for step in range(400):
+        base = 2 * 15000 ** (step / 399)  # ms, 2 ms to 30 s
+        spread_ms = [base * (0.9 + 0.002 * i) for i in range(50)]  # the previous version's, within +-5 %
+        new, old = _windows(600, 0, [ratio * ms for ms in spread_ms], spread_ms)
+        decision = decide(T, new, old, elapsed_s=T.watch_s, healthy=True)
+        if decision.action != action:
+            misjudged.append((round(base, 1), str(decision)))
+    assert not misjudged, misjudged[:5]
 
 
 def test_latency_is_not_judged_on_too_few_requests():
