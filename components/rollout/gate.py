@@ -22,9 +22,9 @@ PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 # Upper bounds (ms) of every request-latency histogram a rollout gate reads: the splitter's own, and Serve's
 # (Ray's RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS, which config.ServeSettings.runtime_env sets on every Ray
 # process). Four to each doubling from 1 ms to 65.5 s, then Ray's own longest. A p99 is interpolated within
-# its bucket, so it reads at most one bucket's width (19 %) off. With buckets 2x wide or more (Ray's default outside 100-500 ms, and the splitter's from
-# 100 ms) a 2x threshold cannot be judged: two versions 2.6x apart can fall in neighbouring buckets and read
-# 2.0x.
+# its bucket, so it reads at most one bucket's width (19 %) off. With buckets 2x wide or more (Ray's default
+# outside 100-500 ms, and the splitter's from 100 ms) a 2x threshold cannot be judged: two versions 2.6x apart
+# can fall in neighbouring buckets and read 2.0x.
 LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(float(f"{2 ** (k / 4):.3g}") for k in range(65)) + (
     120000.0, 300000.0, 600000.0)
 SERVE_LATENCY_BUCKETS_ENV = {"RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS": ",".join(f"{b:g}" for b in LATENCY_BUCKETS_MS)}

@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -86,15 +87,21 @@ def test_a_code_level_update_restarts_replicas_without_failing_a_request(cluster
 
 def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
     env = dict(os.environ, **ray_ops.auth_env("token"))
-    pid_file = tmp_path / "worker.pid"  # a second node in a session of its own, so it can be lost at once
-    worker = ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2)
-    procs.spawn([ray_ops.ray_executable(), *worker, "--block"], pid_file, env=env, wait=False)
+    pid_file, log = tmp_path / "worker.pid", tmp_path / "worker.log"  # a session of its own: lost at once
+    # started as the package starts a node: agents on free ports of its own, and the raylet told the dashboard
+    # agent's (Ray's defaults let it wait 15 s for an agent to publish a port; on busy cores one took longer,
+    # and the node failed and never joined)
+    worker = ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2,
+                                 agent_ports={key: free_port() for key in ray_ops.AGENT_PORT_FLAGS})
+    node = procs.spawn(ray_ops.ray_command(sys.executable, [*worker, "--block"]), pid_file, env=env, log_file=log,
+                       wait=False)
     try:
         dash = cluster["outs"]["dashboard_url"]
         deadline = time.monotonic() + 180  # catches a worker that never joins; on busy cores a head took 35 s
         while time.monotonic() < deadline and len(_alive_nodes(dash)) < 2:
+            assert node.poll() is None, f"the worker node exited: {log.read_text()[-2000:]}"
             time.sleep(0.5)
-        assert len(_alive_nodes(dash)) == 2
+        assert len(_alive_nodes(dash)) == 2, log.read_text()[-2000:]
         bigger = copy.deepcopy(cluster["config"])
         next(d for d in bigger["applications"][0]["deployments"] if d["name"] == "MangoStand")["num_replicas"] = 4
         outs = cluster["provider"].update(cluster["id"], cluster["outs"], {
