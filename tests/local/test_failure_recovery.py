@@ -89,8 +89,8 @@ def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
     env = dict(os.environ, **ray_ops.auth_env("token"))
     pid_file, log = tmp_path / "worker.pid", tmp_path / "worker.log"  # a session of its own: lost at once
     # started as the package starts a node: agents on free ports of its own, and the raylet told the dashboard
-    # agent's (Ray's defaults let it wait 15 s for an agent to publish a port; on busy cores one took longer,
-    # and the node failed and never joined)
+    # agent's (with Ray's defaults a raylet waits 15 s for an agent to publish a port Ray picked, and the node
+    # fails; on busy cores an agent has taken 16-22 s to start: tests.helpers.slow_agents_env)
     worker = ray_ops.worker_args(f"127.0.0.1:{cluster['settings'].gcs_port}", num_cpus=2,
                                  agent_ports={key: free_port() for key in ray_ops.AGENT_PORT_FLAGS})
     node = procs.spawn(ray_ops.ray_command(sys.executable, [*worker, "--block"]), pid_file, env=env, log_file=log,
