@@ -72,8 +72,9 @@ def three_times_slower_delay(url: str) -> float:
     result = run(url, "x", connections=8, duration_s=5)
     if result.failed or len(result.latencies_s) < 100:
         raise RuntimeError(f"measuring the serving version's latency: {result.summary()}")
-    delay_s = round(BASE_DELAY_S + 2 * result.percentile(50), 3)
-    print(f"  the serving version's median {result.percentile(50) * 1000:.0f} ms over {result.sent} requests: "
+    median_s = result.percentile(50)
+    delay_s = round(BASE_DELAY_S + 2 * median_s, 3)
+    print(f"  the serving version's median {median_s * 1000:.0f} ms over {result.sent} requests: "
           f"the 3x slower version's handler waits {delay_s * 1000:.0f} ms", flush=True)
     return delay_s
 

@@ -22,10 +22,10 @@ PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 # vm: four to each doubling from 1 ms to 65.5 s, then Ray's own longest. A p99 is interpolated within its
 # bucket, so it reads at most one bucket's width (19 %) off. With buckets 2x wide or more (Ray's default outside
 # 100-500 ms) a 2x threshold cannot be judged: two versions 2.6x apart can fall in neighbouring buckets and
-# read 2.0x. Serve's own histogram (the KubeRay gate's) keeps Ray's
-# default: given this list (RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS), a local head's Serve exported 1422 series
-# instead of 517, and three of four deployments' replica gauges never reached Prometheus (as ray-project/ray
-# #65892 describes: an export batch dropped when processes report one histogram with different bounds).
+# read 2.0x. Serve's own histogram (the KubeRay gate's) keeps Ray's default: given this list
+# (RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS), a local head's Serve exported 1422 series instead of 517, and three of
+# four deployments' replica gauges never reached Prometheus (as ray-project/ray#65892 describes: an export
+# batch dropped when processes report one histogram with different bounds).
 LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(float(f"{2 ** (k / 4):.3g}") for k in range(65)) + (
     120000.0, 300000.0, 600000.0)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import math
 import random
 import time
@@ -27,13 +28,14 @@ from urllib.parse import urlsplit
 
 from rayserve_pulumi.rollout.gate import LATENCY_BUCKETS_MS, error_rate_breached
 
-__all__ = ["STATS_HEADER", "BUCKETS_MS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PARKED", "SPLITTER_PATH",
-           "hidden_route", "app"]
+__all__ = ["STATS_HEADER", "BUCKETS_MS", "BUCKET_KEYS", "ROUTE_ROOT", "SPLITTER_ROUTE", "SPLITTER_PARKED",
+           "SPLITTER_PATH", "hidden_route", "app"]
 
 STATS_HEADER = "x-rayserve-rollout"  # value "stats": the counters as JSON instead of a forwarded request
 NO_ROUTE = "no-route"  # this header value on the splitter's own 404: a target route not routable yet
 FORWARDED = "forwarded"  # on a request the splitter sends to an application's own route
-BUCKETS_MS = (*LATENCY_BUCKETS_MS, math.inf)  # keyed by f"{bound:g}" in the counters ("1.19", ..., "inf")
+BUCKETS_MS = (*LATENCY_BUCKETS_MS, math.inf)
+BUCKET_KEYS = tuple(f"{b:g}" for b in BUCKETS_MS)  # the buckets' names in the stats ("1.19", ..., "inf")
 ROUTE_ROOT = "/_rollout"
 ROUTE_WAIT_S = 10  # how long a request waits for its target route to become routable
 SPLITTER_PATH = f"{ROUTE_ROOT}/splitter"  # with the stats header: what the splitter holds (no route is its own)
@@ -55,7 +57,16 @@ SPLITTER_PARKED = ROUTE_ROOT
 
 
 def _empty() -> dict:
-    return {"requests": 0, "errors": 0, "buckets": {f"{b:g}": 0 for b in BUCKETS_MS}}
+    """One version's counters: requests, failures, and requests per bucket (each in its own bucket only, so a
+    request counts once; `_stats` makes them cumulative)."""
+    return {"requests": 0, "errors": 0, "in_bucket": [0] * len(BUCKETS_MS)}
+
+
+def _stats(counters: dict) -> dict:
+    """The counters as the gate reads them: each bucket's count of the requests at or under its bound, as a
+    Prometheus histogram has it."""
+    return {"requests": counters["requests"], "errors": counters["errors"],
+            "buckets": dict(zip(BUCKET_KEYS, itertools.accumulate(counters["in_bucket"])))}
 
 
 def _build():
@@ -99,8 +110,7 @@ def _build():
             counters = self.stats[route][which]
             counters["requests"] += 1
             counters["errors"] += int(failed)
-            for bound in BUCKETS_MS[bisect.bisect_left(BUCKETS_MS, elapsed_ms):]:
-                counters["buckets"][f"{bound:g}"] += 1
+            counters["in_bucket"][bisect.bisect_left(BUCKETS_MS, elapsed_ms)] += 1
             if which == "next" and failed and self.max_error_rate is not None and error_rate_breached(
                     counters["errors"], counters["requests"], self.max_error_rate, self.min_requests):
                 self.tripped[route] = True
@@ -127,7 +137,8 @@ def _build():
                 return Response("Not Found", status_code=404, headers={STATS_HEADER: NO_ROUTE})
             if request.headers.get(STATS_HEADER) == "stats":
                 return JSONResponse({"route": route, "next_percent": self.next_percent,
-                                     "tripped": self.tripped[route], **self.stats[route]})
+                                     "tripped": self.tripped[route],
+                                     **{which: _stats(c) for which, c in self.stats[route].items()}})
             import aiohttp
 
             if self._session is None:
