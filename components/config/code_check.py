@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rayserve_pulumi.config.app_code import APPS_PACKAGE, AppCode
-from rayserve_pulumi.config.errors import ConfigError, path_of
+from rayserve_pulumi.config.errors import ConfigError, one_line, path_of
 
 __all__ = [
     "MODULE", "WHERE", "APP_DIR_ENV", "DOWNLOADING_RUNTIME_ENV_KEYS", "run", "check_models", "import_failure",
@@ -190,8 +190,7 @@ def import_failure(module_name: str, exc: BaseException, root: Path) -> str:
             return f"no module {module_name!r} in {root}"
         return (f"cannot import {module_name!r}: {at}no module named {exc.name!r}: the package {top!r} is not "
                 f"installed here (add it to the apps' requirements file and install it)")
-    message = str(exc).splitlines()[0] if str(exc) else ""
-    return f"cannot import {module_name!r}: {at}{type(exc).__name__}: {message}".rstrip(": ")
+    return f"cannot import {module_name!r}: {at}{one_line(exc)}"
 
 
 class Code:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-__all__ = ["ConfigError", "path_of", "format_pydantic_errors"]
+__all__ = ["ConfigError", "path_of", "format_pydantic_errors", "one_line"]
 
 
 class ConfigError(ValueError):
@@ -14,6 +14,15 @@ class ConfigError(ValueError):
     def __init__(self, *lines: str):
         self.lines = [line for chunk in lines for line in str(chunk).splitlines() if line]
         super().__init__("\n".join(self.lines))
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line. Where the message spans lines (Ray's start-up errors begin with a newline and
+    end with the log line that says why), its first and last non-blank lines, so neither the cause nor the
+    context is dropped."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] + (f" … {lines[-1]}" if len(lines) > 1 else "") if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _TYPE_TAGS = {"int", "str", "float", "bool", "dict", "list", "none", "is-instance"}

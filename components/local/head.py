@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from rayserve_pulumi.config.errors import one_line
 from rayserve_pulumi.constants import WORKER_PORTS
 from rayserve_pulumi.node_agent import procs, ray_ops
 
@@ -187,7 +188,10 @@ def node_class() -> type:
                 try:
                     self.start_api_server(include_dashboard=True, raise_on_failure=True)
                 except BaseException as exc:  # re-raised on the main thread, in start_ray_processes
-                    self._dashboard_failure.append(exc)
+                    from ray._private import ray_constants
+                    self._dashboard_failure.append(RuntimeError(
+                        f"the Ray dashboard did not come up (it exited, or did not answer within "
+                        f"{ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S} s): {one_line(exc)}"))
 
             self._dashboard_start = threading.Thread(target=start_dashboard, name="dashboard-start", daemon=True)
             self._dashboard_start.start()
@@ -227,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             Path(opts["launcher_file"]).write_text(how)
         print(f"Ray head started by {how}; dashboard {dashboard}")
     except Exception as exc:  # one line: procs.spawn hands it to the user as the cause
-        print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 1
     return 0
 

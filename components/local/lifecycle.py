@@ -264,23 +264,23 @@ class LocalServe:
             report(f"local: adopting the Ray head already at {dashboard_url(props)}")
         extra_env = head_env(props)
         prometheus = None if adopted else prometheus_url(props)
-        if prometheus:
-            report(f"local: Prometheus at {prometheus} (scraping every Ray node every "
-                   f"{int(props['metrics']['scrape_interval_s'])} s)")
-            extra_env["RAY_PROMETHEUS_HOST"] = start_prometheus(props)  # the dashboard embeds its metrics
-        if not adopted:
-            start = time.monotonic()
-            report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
-                   f"auth {props.get('auth_mode', 'token')})")
-            spawn_head(props, extra_env)
-            how = head.launcher_file(head_pid_file(props)).read_text()
-            report(f"local: Ray head started in {time.monotonic() - start:.1f} s by {how}; dashboard "
-                   f"{dashboard_url(props)}")
+        try:  # whatever fails, what this create started is stopped: the stack is left as it was
             if prometheus:
-                wait_prometheus(props)
-        try:
+                report(f"local: Prometheus at {prometheus} (scraping every Ray node every "
+                       f"{int(props['metrics']['scrape_interval_s'])} s)")
+                extra_env["RAY_PROMETHEUS_HOST"] = start_prometheus(props)  # the dashboard embeds its metrics
+            if not adopted:
+                start = time.monotonic()
+                report(f"local: starting the Ray head ({props['host']}, {int(props['num_cpus'])} CPUs, "
+                       f"auth {props.get('auth_mode', 'token')})")
+                spawn_head(props, extra_env)
+                how = head.launcher_file(head_pid_file(props)).read_text()
+                report(f"local: Ray head started in {time.monotonic() - start:.1f} s by {how}; dashboard "
+                       f"{dashboard_url(props)}")
+                if prometheus:
+                    wait_prometheus(props)
             outs = self._deploy(props)
-        except Exception:
+        except BaseException:
             if not adopted:
                 stop_started(props)
             raise

@@ -208,3 +208,31 @@ def test_the_dashboard_address_handed_to_the_raylet_is_the_one_it_records(monkey
     node.start_head_processes()
     node.start_ray_processes()
     assert node._webui_url == "10.0.0.5:8265"
+
+
+def test_the_launcher_reports_a_multi_line_failure_on_one_line_with_its_cause(monkeypatch, capsys):
+    """Ray's dashboard failure is a message that starts with a newline and ends with the log line saying why:
+    the launcher's one line (what procs.spawn hands the user) keeps its first and last lines."""
+    def fail(opts):
+        raise Exception("\nThe last 20 lines of /x/dashboard.log (it contains the error message):\nstarting\n"
+                        "OSError: [Errno 98] address already in use\n")
+
+    monkeypatch.setattr(head, "launch", fail)
+    assert head.main([json.dumps(_opts(temp_dir="/x"))]) == 1
+    assert capsys.readouterr().err == ("Exception: The last 20 lines of /x/dashboard.log (it contains the error "
+                                       "message): … OSError: [Errno 98] address already in use\n")
+
+
+@pytest.mark.ray
+def test_a_dashboard_that_does_not_come_up_fails_the_head_naming_it(tmp_path):
+    """Ray waits RAY_DASHBOARD_STARTUP_TIMEOUT_S for the dashboard (0 here: it cannot be up): the head fails
+    with one line naming the dashboard and Ray's cause, and nothing of it keeps running."""
+    pid_file = tmp_path / "head.pid"
+    with pytest.raises(RuntimeError) as failed:
+        with _spawned(pid_file, _opts(), {"RAY_DASHBOARD_STARTUP_TIMEOUT_S": "0"}):
+            pass
+    message = str(failed.value)
+    assert message.startswith("the Ray head failed (1): RuntimeError: the Ray dashboard did not come up (it exited, "
+                              "or did not answer within 0 s): Exception: ") and "\n" not in message, message
+    assert message.split("Exception: ", 1)[1].strip(), message  # Ray's cause, not an empty line
+    assert not procs.running(pid_file)

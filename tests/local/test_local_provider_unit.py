@@ -150,3 +150,36 @@ def test_a_failed_update_puts_the_previous_config_back(monkeypatch):
     with pytest.raises(ServeDeployError):  # nothing applied before (no olds): nothing to put back
         LocalServe().update(news)
     assert deployed == ["new"]
+
+
+def test_a_create_whose_head_fails_stops_the_prometheus_it_started(tmp_path, monkeypatch):
+    """The head fails after Prometheus started (here at once: its GCS port is taken): create raises the head's
+    cause, and the Prometheus it started is stopped, so a failed `up` leaves nothing running."""
+    import socket
+
+    from bench.common import free_local_ports, free_port
+    from rayserve_pulumi.config import MetricsSettings
+    from rayserve_pulumi.local import lifecycle
+    from rayserve_pulumi.node_agent import procs
+
+    monkeypatch.setattr(lifecycle, "report", lambda message: None)
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", free_port()))
+        busy.listen()
+        settings = LocalSettings(**{**free_local_ports(), "gcs_port": busy.getsockname()[1]})
+        props = provider_inputs(settings, json.loads(PROPS["serve_config_json"]), str(tmp_path),
+                                metrics=MetricsSettings(enabled=True, prometheus_port=free_port()))
+        pid_file, started, spawn_head = lifecycle.prometheus_pid_file(props), [], lifecycle.spawn_head
+
+        def spawn_noting_prometheus(*args):
+            started.append(procs.read(pid_file))
+            spawn_head(*args)
+
+        monkeypatch.setattr(lifecycle, "spawn_head", spawn_noting_prometheus)
+        try:
+            with pytest.raises(RuntimeError, match=rf"gcs_port {settings.gcs_port} already in use"):
+                lifecycle.LocalServe().create(props)
+            assert started and started[0] and started[0]["sid"]  # Prometheus ran when the head was started
+            assert not procs.members(started[0]["sid"]) and not procs.running(pid_file)
+        finally:
+            procs.stop(pid_file)  # where create left it running
