@@ -8,7 +8,8 @@ The own-app example (copied to a temporary folder, free ports, `serve.proxy: def
 deployed once per round; then, one after the other, new code is rolled out with `rayserve up`: a good version,
 one failing 20 % of its requests, one whose replicas never become healthy, one 3x slower. For each: `up`'s
 exit status and seconds, requests sent and failed during the `up`, and what `up` named. Printed as the median
-(min-max) over rounds; results in .bench/rollout_bench.json (ignored). `--steps` replaces the rollout's steps
+(min-max) over rounds; results in .bench/rollout_bench.json (ignored), with each `up`'s report lines stamped
+with the seconds since it started. `--steps` replaces the rollout's steps
 (say, a first step at half the traffic, where a bad version's failures come fastest); `--only` runs the named
 scenarios alone (the good version first whenever it runs).
 """
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +108,21 @@ def own_app(folder: Path, rollout: dict = ROLLOUT) -> dict:
         return subprocess.run([str(Path(sys.executable).with_name("rayserve")), action, str(stack)],
                               capture_output=True, text=True, timeout=600, cwd=project)
 
-    return {"project": project, "echo": echo, "run": run, "pid": project / ".pulumi-state" / "local" / "shop" / "ray-head.pid"}
+    def timed(action: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+        """`run`, with each line `up` reports on stderr stamped with the seconds since its start as it came."""
+        start, stamped = time.monotonic(), []
+        with subprocess.Popen([str(Path(sys.executable).with_name("rayserve")), action, str(stack)], cwd=project,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            out = threading.Thread(target=lambda: stamped.append(proc.stdout.read()), daemon=True)
+            out.start()
+            lines = [(f"{time.monotonic() - start:6.1f} {line.rstrip()}", line) for line in proc.stderr]
+            proc.wait(timeout=600)
+            out.join()
+        return (subprocess.CompletedProcess(proc.args, proc.returncode, stamped[0], "".join(l for _, l in lines)),
+                [t for t, _ in lines])
+
+    return {"project": project, "echo": echo, "run": run, "timed": timed,
+            "pid": project / ".pulumi-state" / "local" / "shop" / "ray-head.pid"}
 
 
 def roll_out(app: dict, url: str, code: str, accepted: tuple[str, ...]) -> dict:
@@ -117,13 +133,14 @@ def roll_out(app: dict, url: str, code: str, accepted: tuple[str, ...]) -> dict:
     with Load(url, "x", connections=8, duration_s=600, check=lambda answer: answer in accepted) as load:
         load.wait_answered(8, timeout_s=60)
         start, before = time.monotonic(), (load.result.sent, load.result.failed)
-        up = app["run"]("up")
+        up, log = app["timed"]("up")
         took = time.monotonic() - start
         sent, failed = load.result.sent - before[0], load.result.failed - before[1]
         load.finish_in(0)
     return {"exit": up.returncode, "up_s": round(took, 1), "sent": sent, "failed": failed,
             "failed_percent": round(100 * failed / max(sent, 1), 3),
-            "said": up.stderr.strip().splitlines()[-1] if up.returncode else "", "errors": dict(load.result.errors)}
+            "said": up.stderr.strip().splitlines()[-1] if up.returncode else "", "errors": dict(load.result.errors),
+            "log": log}
 
 
 @contextmanager
@@ -157,7 +174,7 @@ def one_round(scenarios: list[str], rollout: dict) -> dict:
                 serving, answer = app["echo"].read_text(), "hello, X?"
             else:
                 app["echo"].write_text(serving)  # the version that serves
-            print(f"  {name:<14} {results[name]}", flush=True)
+            print(f"  {name:<14} {({k: v for k, v in results[name].items() if k != 'log'})}", flush=True)
     return results
 
 
