@@ -7,7 +7,8 @@ Each round, in alternating order:
 - shipped: `rayserve up` (what `bash scripts/up.sh` runs without a Pulumi CLI) on a copy of
   stacks/Pulumi.local.yaml (every bundled app, metrics on; free ports, no state: the first `up` ever);
 - by hand: `ray start --head` then `serve deploy` of the very Serve config the stack deploys, with Ray's
-  defaults: only `RAY_AUTH_MODE=token` (as the stack runs) and where the text app finds its model.
+  defaults: only `RAY_AUTH_MODE=token` (as the stack runs), where the text app finds its model, and a temp
+  folder of its own (`RAY_TMPDIR`, removed afterwards) in place of the machine's shared /tmp/ray.
 Each is timed from its first command until every application answers its seed request (polled every
 50 ms from the start), then stopped by its PID file. Prints every round, the medians with min–max, and the
 ratio (shipped / by hand) of each round.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import free_local_ports, free_port
+from bench.common import free_local_ports, free_port, own_ray_tmpdir
 from bench.up_bench import ROOT, STATE, STACK_FILE, WORK, cli
 from rayserve_pulumi.config.validate import validate_stack
 from rayserve_pulumi.local import provider_inputs
@@ -101,25 +102,29 @@ def shipped(values: dict, urls: dict[str, str]) -> float:
 
 
 def by_hand(config: dict, urls: dict[str, str], models_env: dict[str, str]) -> float:
-    """`ray start --head` (its own session, recorded in a PID file) then `serve deploy`, Ray's defaults."""
+    """`ray start --head` (its own session, recorded in a PID file) then `serve deploy`, Ray's defaults (its temp
+    folder aside: bench.common.own_ray_tmpdir)."""
     gcs, dash = free_port(), free_port()
     config_file, pid_file = WORK / "by_hand_serve_config.yaml", WORK / "by_hand" / "ray.pid"
     config_file.write_text(yaml.safe_dump(config))
     # Ray's defaults, with token auth as Ray documents it (the shipped stack runs with a token too)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | models_env | {"RAY_AUTH_MODE": "token"}
     bin_dir = Path(sys.executable).parent
-    t0 = time.perf_counter()
-    try:
-        procs.spawn([str(bin_dir / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}",
-                     "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", "--num-cpus=4",
-                     "--disable-usage-stats"], pid_file, env=env, timeout=300)
-        deploy = subprocess.run([str(bin_dir / "serve"), "deploy", str(config_file), "--address",
-                                 f"http://127.0.0.1:{dash}"], env=env, capture_output=True, text=True, timeout=300)
-        if deploy.returncode != 0:
-            raise SystemExit(f"serve deploy failed: {deploy.stderr[-3000:]}")
-        return until_every_app_answers(urls, t0)
-    finally:
-        ray_ops.stop(pid_file)
+    with own_ray_tmpdir() as tmp:
+        env |= tmp
+        t0 = time.perf_counter()
+        try:
+            procs.spawn([str(bin_dir / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}",
+                         "--dashboard-host=127.0.0.1", "--node-ip-address=127.0.0.1", "--num-cpus=4",
+                         "--disable-usage-stats"], pid_file, env=env, timeout=300)
+            deploy = subprocess.run([str(bin_dir / "serve"), "deploy", str(config_file), "--address",
+                                     f"http://127.0.0.1:{dash}"], env=env, capture_output=True, text=True,
+                                    timeout=300)
+            if deploy.returncode != 0:
+                raise SystemExit(f"serve deploy failed: {deploy.stderr[-3000:]}")
+            return until_every_app_answers(urls, t0)
+        finally:
+            ray_ops.stop(pid_file)
 
 
 def spread(values: list[float]) -> str:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import statistics
+import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 from rayserve_pulumi.config import LocalSettings
 from rayserve_pulumi.config.checks import ray_port_ranges
@@ -78,3 +82,15 @@ def free_local_ports() -> dict[str, int]:
 def spread(values: list[float]) -> str:
     """A figure over several runs as the benchmarks print it: 'median (min-max)'."""
     return f"{statistics.median(values):g} ({min(values):g}-{max(values):g})"
+
+
+@contextmanager
+def own_ray_tmpdir() -> Iterator[dict[str, str]]:
+    """The environment for a baseline Ray started with Ray's defaults (`ray start`, `serve run`): `RAY_TMPDIR`, the
+    one default it changes, a short temporary folder removed afterwards, so the baseline leaves no session in Ray's
+    shared /tmp/ray (start the process inside the `with` and stop it before it ends)."""
+    folder = tempfile.mkdtemp(prefix="rsp-bench-")  # short: Ray's socket paths lie beneath it
+    try:
+        yield {"RAY_TMPDIR": folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

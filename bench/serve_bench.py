@@ -41,7 +41,7 @@ from typing import Optional
 import yaml
 
 from bench import cpu, wrk
-from bench.common import free_local_ports, free_port
+from bench.common import free_local_ports, free_port, own_ray_tmpdir
 from bench.loadgen import run as python_load
 from rayserve_pulumi.config import LocalSettings, ServeSettings, build_serve_config
 from rayserve_pulumi.local import LocalServeProvider, provider_inputs
@@ -132,7 +132,8 @@ def stack_run(name: str, variant: tuple, seconds: float, connections: int) -> di
 
 
 def serve_run(name: str, import_path: str, env: dict, seconds: float, connections: int) -> dict:
-    """`serve run` of a one-app config on a free port, in a session of its own (stopped by its PID file)."""
+    """`serve run` of a one-app config on a free port, in a session of its own (stopped by its PID file) and a
+    temp folder of its own (removed afterwards)."""
     port = free_port()
     config = OUT / f"{name}.serve.yaml"
     config.write_text(yaml.safe_dump({"http_options": {"host": "127.0.0.1", "port": port},
@@ -140,17 +141,18 @@ def serve_run(name: str, import_path: str, env: dict, seconds: float, connection
                                                         "import_path": import_path}]}))
     pid_file = RUN_DIR / f"{name}.pid"
     serve = os.path.join(os.path.dirname(sys.executable), "serve")
-    # `--address local`: a Ray of its own, never whichever cluster /tmp/ray/ray_current_cluster names
-    procs.spawn([serve, "run", "--address", "local", str(config)], pid_file,
-                env={**os.environ, "RAY_AUTH_MODE": "disabled", **env},
-                log_file=OUT / f"{name}.log", wait=False)
-    try:
-        start = time.monotonic()
-        first_200(f"http://127.0.0.1:{port}/fruit")
-        return {"cold_start_s": round(time.monotonic() - start, 2),
-                **measure(f"http://127.0.0.1:{port}/fruit", seconds, connections)}
-    finally:
-        procs.stop(pid_file, grace_s=2)
+    with own_ray_tmpdir() as tmp:
+        # `--address local`: a Ray of its own, never whichever cluster /tmp/ray/ray_current_cluster names
+        procs.spawn([serve, "run", "--address", "local", str(config)], pid_file,
+                    env={**os.environ, "RAY_AUTH_MODE": "disabled", **env, **tmp},
+                    log_file=OUT / f"{name}.log", wait=False)
+        try:
+            start = time.monotonic()
+            first_200(f"http://127.0.0.1:{port}/fruit")
+            return {"cold_start_s": round(time.monotonic() - start, 2),
+                    **measure(f"http://127.0.0.1:{port}/fruit", seconds, connections)}
+        finally:
+            procs.stop(pid_file, grace_s=2)
 
 
 def uvicorn_run(seconds: float, connections: int) -> dict:
