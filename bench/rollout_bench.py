@@ -104,22 +104,31 @@ def own_app(folder: Path, rollout: dict = ROLLOUT) -> dict:
     doc["config"]["rayserve:rollout"] = rollout
     stack.write_text(yaml.safe_dump(doc))
 
+    def command(action: str) -> list[str]:
+        return [str(Path(sys.executable).with_name("rayserve")), action, str(stack)]
+
     def run(action: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(Path(sys.executable).with_name("rayserve")), action, str(stack)],
-                              capture_output=True, text=True, timeout=600, cwd=project)
+        return subprocess.run(command(action), capture_output=True, text=True, timeout=600, cwd=project)
 
     def timed(action: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-        """`run`, with each line `up` reports on stderr stamped with the seconds since its start as it came."""
-        start, stamped = time.monotonic(), []
-        with subprocess.Popen([str(Path(sys.executable).with_name("rayserve")), action, str(stack)], cwd=project,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-            out = threading.Thread(target=lambda: stamped.append(proc.stdout.read()), daemon=True)
-            out.start()
-            lines = [(f"{time.monotonic() - start:6.1f} {line.rstrip()}", line) for line in proc.stderr]
-            proc.wait(timeout=600)
-            out.join()
-        return (subprocess.CompletedProcess(proc.args, proc.returncode, stamped[0], "".join(l for _, l in lines)),
-                [t for t, _ in lines])
+        """`run`, and each line it reports on stderr stamped with the seconds since its start as it came."""
+        start, out, err = time.monotonic(), [], []  # stdout; (seconds, line) of stderr
+        with subprocess.Popen(command(action), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as proc:
+            readers = [threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),
+                       threading.Thread(target=lambda: err.extend((time.monotonic() - start, line)
+                                                                  for line in proc.stderr), daemon=True)]
+            for reader in readers:
+                reader.start()
+            try:
+                proc.wait(timeout=600)  # as `run`'s
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
+            for reader in readers:
+                reader.join()
+        return (subprocess.CompletedProcess(proc.args, proc.returncode, out[0], "".join(line for _, line in err)),
+                [f"{t:6.1f} {line.rstrip()}" for t, line in err])
 
     return {"project": project, "echo": echo, "run": run, "timed": timed,
             "pid": project / ".pulumi-state" / "local" / "shop" / "ray-head.pid"}
