@@ -7,6 +7,7 @@ import pytest
 
 from rayserve_pulumi.local import lifecycle
 from rayserve_pulumi.registry import PLATFORMS, platform_class
+from rayserve_pulumi.rollout.gate import SERVE_LATENCY_BUCKETS_ENV
 from tests.pulumi_harness import ROOT, all_stacks, render, stack_values, user_data
 
 COMPONENT_PREFIX = "rayserve:"
@@ -56,6 +57,7 @@ def test_local_stack_declares_the_provider_with_validated_config(rendered):
                             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}),
 ], ids=["defaults", "serve-defaults", "own-proxy-direct-ingress"])
 def test_serves_ingress_and_tuning_reach_every_platform(serve, env):
+    env = {**SERVE_LATENCY_BUCKETS_ENV, **env}  # whatever the ingress: the buckets a rollout gate reads p99 from
     values = stack_values("prod")
     values["serve"] = {**values["serve"], **serve}
     pod = render(values, "prod").one("kubernetes:ray.io/v1:RayService").inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
@@ -81,7 +83,9 @@ def test_the_node_agent_takes_only_serve_settings_as_environment():
     from rayserve_pulumi.node_agent.ray_ops import serve_env_pair
 
     assert serve_env_pair("RAY_SERVE_ENABLE_HA_PROXY=1") == ("RAY_SERVE_ENABLE_HA_PROXY", "1")
-    for bad in ("LD_PRELOAD=/tmp/x.so", "RAY_SERVE_X", "RAY_SERVE_X=$(id)", "PATH=/tmp"):
+    buckets = "RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS=1,1.19,600000"  # a list, as ServeSettings.runtime_env has one
+    assert serve_env_pair(buckets) == tuple(buckets.split("=", 1))
+    for bad in ("LD_PRELOAD=/tmp/x.so", "RAY_SERVE_X", "RAY_SERVE_X=$(id)", "RAY_SERVE_X=1,$(id)", "PATH=/tmp"):
         with pytest.raises(ValueError, match="--serve-env takes RAY_SERVE_"):
             serve_env_pair(bad)
 

@@ -30,6 +30,7 @@ from rayserve_pulumi.kuberay.settings import (
 )
 from rayserve_pulumi.local.settings import LocalSettings
 from rayserve_pulumi.registry import PLATFORMS  # names only: the descriptions load when asked
+from rayserve_pulumi.rollout.gate import SERVE_LATENCY_BUCKETS_ENV
 from rayserve_pulumi.rollout.settings import RolloutSettings
 
 # The platforms' own settings live in their folders; they are named here too, as the sections of a stack.
@@ -91,8 +92,10 @@ class ServeSettings(Strict):
         return self.proxy == "haproxy" or self.throughput_optimized
 
     def runtime_env(self) -> dict[str, str]:
-        """Environment of every Ray process that carries these choices (the one place they turn into env)."""
-        return {**SERVE_PROXY_ENV[self.proxy], **(SERVE_THROUGHPUT_ENV if self.throughput_optimized else {}),
+        """Environment of every Ray process that carries these choices (the one place they turn into env), and
+        the latency buckets a rollout gate reads p99 from."""
+        return {**SERVE_LATENCY_BUCKETS_ENV, **SERVE_PROXY_ENV[self.proxy],
+                **(SERVE_THROUGHPUT_ENV if self.throughput_optimized else {}),
                 **(DIRECT_INGRESS_DRAIN_ENV[self.proxy] if self.direct_ingress else {})}
 
     @field_validator("applications")

@@ -86,7 +86,7 @@ SERVE_ENV_NAME = re.compile(r"^RAY_SERVE_[A-Z0-9_]+$")
 def serve_env_pair(text: str) -> tuple[str, str]:
     """`RAY_SERVE_X=value` (a Serve setting the program chose) as a pair; anything else is refused."""
     key, sep, value = text.partition("=")
-    if not sep or not SERVE_ENV_NAME.match(key) or not re.fullmatch(r"[\w.:-]*", value):
+    if not sep or not SERVE_ENV_NAME.match(key) or not re.fullmatch(r"[\w.:,-]*", value):  # commas: a list
         raise ValueError(f"--serve-env takes RAY_SERVE_<NAME>=<value>, not {text!r}")
     return key, value
 

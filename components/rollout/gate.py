@@ -13,21 +13,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["LATENCY_BUCKETS_MS", "Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK",
+__all__ = ["LATENCY_BUCKETS_MS", "SERVE_LATENCY_BUCKETS_ENV", "Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK",
            "histogram_quantile", "window_between", "error_rate_breached", "error_rate_rollback", "decide", "cause"]
 
 PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 
-# Upper bounds (ms) of the splitter's latency histogram (rollout.splitter), which the gate reads on local and
-# vm: four to each doubling from 1 ms to 65.5 s, then Ray's own longest. A p99 is interpolated within its
-# bucket, so it reads at most one bucket's width (19 %) off. With buckets 2x wide or more (Ray's default outside
-# 100-500 ms) a 2x threshold cannot be judged: two versions 2.6x apart can fall in neighbouring buckets and
-# read 2.0x. Serve's own histogram (the KubeRay gate's) keeps Ray's default: given this list
-# (RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS), a local head's Serve exported 1422 series instead of 517, and three of
-# four deployments' replica gauges never reached Prometheus (as ray-project/ray#65892 describes: an export
-# batch dropped when processes report one histogram with different bounds).
+# Upper bounds (ms) of every request-latency histogram a rollout gate reads: the splitter's own (local, vm),
+# and Serve's (the KubeRay gate's), through Ray's RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS, which
+# config.ServeSettings.runtime_env sets on every Ray process. Four to each doubling from 1 ms to 65.5 s, then
+# Ray's own longest. A p99 is interpolated within its bucket, so it reads at most one bucket's width (19 %)
+# off. With buckets 2x wide or more (Ray's default outside 100-500 ms) a 2x threshold cannot be judged: two
+# versions 2.6x apart can fall in neighbouring buckets and read 2.0x.
 LATENCY_BUCKETS_MS: tuple[float, ...] = tuple(float(f"{2 ** (k / 4):.3g}") for k in range(65)) + (
     120000.0, 300000.0, 600000.0)
+SERVE_LATENCY_BUCKETS_ENV = {"RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS": ",".join(f"{b:g}" for b in LATENCY_BUCKETS_MS)}
 
 
 @dataclass(frozen=True)

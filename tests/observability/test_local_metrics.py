@@ -1,6 +1,7 @@
 """The local stack with metrics on: a real Prometheus (Debian's) scraping a real Ray, read over its HTTP API."""
 from __future__ import annotations
 
+import math
 import shutil
 import time
 
@@ -11,6 +12,7 @@ from rayserve_pulumi.config import LocalSettings, MetricsSettings, ServeSettings
 from rayserve_pulumi.local import provider_inputs
 from rayserve_pulumi.local.lifecycle import prometheus_pid_file, ray_temp_dir
 from rayserve_pulumi.node_agent import procs, ray_ops
+from rayserve_pulumi.rollout.gate import LATENCY_BUCKETS_MS
 from tests.helpers import free_local_ports, free_port, local_head, post
 
 pytestmark = [pytest.mark.ray, pytest.mark.timed,  # a gauge must reach Prometheus by a deadline
@@ -67,6 +69,18 @@ def test_a_serve_request_counter_rises_by_the_requests_sent(metered):
     after = _wait(f"the counter rises by {REQUESTS}", lambda: (v := _scalar(prom, counter)) >= before + REQUESTS and v)
     assert after - before >= REQUESTS
     print(f"ray_serve_num_http_requests_total{{application=fruit}}: {before:.0f} -> {after:.0f} after {REQUESTS} requests")
+
+
+def test_serves_latency_histogram_has_the_buckets_a_rollout_gate_reads(metered):
+    """Serve's request-latency histogram in Prometheus has the package's buckets (Ray's
+    RAY_SERVE_REQUEST_LATENCY_BUCKETS_MS, in every stack's Serve environment), so a gate reading p99 from it
+    reads within a bucket's width, not within Ray's default 2x."""
+    _, result = metered
+    prom, url = result.outs["prometheus_url"], result.outs["app_urls"]["fruit"]
+    post(url, ["MANGO", 1])
+    series = _wait("Serve's latency histogram appears in Prometheus", lambda: _query(
+        prom, 'ray_serve_http_request_latency_ms_bucket{application="fruit"}'))
+    assert {float(s["metric"]["le"]) for s in series} == {*LATENCY_BUCKETS_MS, math.inf}
 
 
 def test_the_healthy_replica_gauge_matches_each_deployments_replica_count(metered):

@@ -14,7 +14,7 @@ from rayserve_pulumi.rollout.gate import (
     LATENCY_BUCKETS_MS, PROCEED, ROLLBACK, WAIT, Sample, Thresholds, Window, decide, histogram_quantile, window_between,
 )
 
-BOUNDS = (*LATENCY_BUCKETS_MS, math.inf)  # ms: the splitter's buckets, which the gate reads on local and vm
+BOUNDS = (*LATENCY_BUCKETS_MS, math.inf)  # ms: the splitter's buckets, and Serve's on every Ray process
 
 
 def _scrape(requests: int, errors: int, latencies_ms: list[float], start: Sample | None = None) -> Sample:
