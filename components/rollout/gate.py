@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["LATENCY_BUCKETS_MS", "SERVE_LATENCY_BUCKETS_ENV", "Thresholds", "Sample", "Window", "Decision", "PROCEED", "WAIT", "ROLLBACK",
-           "histogram_quantile", "window_between", "error_rate_breached", "error_rate_rollback", "decide", "cause"]
+__all__ = ["LATENCY_BUCKETS_MS", "SERVE_LATENCY_BUCKETS_ENV", "Thresholds", "Sample", "Window", "Decision", "PROCEED",
+           "WAIT", "ROLLBACK", "histogram_quantile", "window_between", "error_rate_breached", "error_rate_rollback",
+           "decide", "cause"]
 
 PROCEED, WAIT, ROLLBACK = "proceed", "wait", "rollback"
 
