@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -102,11 +103,12 @@ def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
             assert node.poll() is None, f"the worker node exited: {log.read_text()[-2000:]}"
             time.sleep(0.5)
         assert len(_alive_nodes(dash)) == 2, log.read_text()[-2000:]
+        worker_node = next(n for n in _alive_nodes(dash) if not n["raylet"].get("isHeadNode"))["raylet"]["nodeId"]
+        _wait_until_spread_reaches(cluster["settings"].gcs_port, worker_node, env, log)
         bigger = copy.deepcopy(cluster["config"])
         next(d for d in bigger["applications"][0]["deployments"] if d["name"] == "MangoStand")["num_replicas"] = 4
         outs = cluster["provider"].update(cluster["id"], cluster["outs"], {
             **cluster["outs"], "serve_config_json": json.dumps(bigger, sort_keys=True)}).outs
-        worker_node = next(n for n in _alive_nodes(dash) if not n["raylet"].get("isHeadNode"))["raylet"]["nodeId"]
         assert worker_node in _mango_nodes(dash), "no replica landed on the worker node"
         report = _scenario(cluster, "worker node lost (SIGKILL of every process of the node)",
                            lambda: procs.stop(pid_file, grace_s=0),
@@ -115,6 +117,30 @@ def test_a_lost_worker_node_moves_its_replicas_to_the_head(cluster, tmp_path):
         cluster["outs"] = outs
     finally:
         procs.stop(pid_file, grace_s=0)
+
+
+SPREAD_PROBE = """
+import sys, time, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+worker, deadline = sys.argv[2], time.monotonic() + float(sys.argv[3])
+
+@ray.remote(num_cpus=0.01, scheduling_strategy="SPREAD")
+def node():
+    return ray.get_runtime_context().get_node_id()
+
+while worker not in ray.get([node.remote() for _ in range(4)]):
+    assert time.monotonic() < deadline, "SPREAD never placed a task on the worker node"
+    time.sleep(0.5)
+"""
+
+
+def _wait_until_spread_reaches(gcs_port: int, worker_node: str, env: dict, log) -> None:
+    """The GCS can list a node ALIVE before the head's raylet, which places Serve's SPREAD replicas, has it in its
+    own view of the cluster (CI saw all four replicas land on the head): wait until a driver's SPREAD tasks,
+    placed by that same raylet, reach the worker."""
+    proc = subprocess.run([sys.executable, "-c", SPREAD_PROBE, f"127.0.0.1:{gcs_port}", worker_node, "120"],
+                          env=env, capture_output=True, text=True, timeout=240)  # a driver of its own, gone after
+    assert proc.returncode == 0, f"{proc.stderr[-3000:]}\n{log.read_text()[-2000:]}"
 
 
 def _alive_nodes(dash: str) -> list[dict]:
