@@ -138,7 +138,7 @@ def test_a_deploy_whose_reads_meet_the_killed_controller_goes_on(dashboard):
 def test_a_wait_whose_read_gets_no_answer_asks_again(dashboard, monkeypatch):
     """A CI-like run on overloaded cores failed `up` with a bare "TimeoutError: timed out": one status read
     the dashboard did not answer within its 30 s ended a wait that had minutes left."""
-    monkeypatch.setattr(ray_ops, "READ_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(ray_ops, "READ_TIMEOUT_S", 2)  # what the answered read gets, on loaded cores too
     dashboard.gets = ["silent", "silent", "running"]
     apps = ray_ops.wait_running(dashboard.url, ["fruit"], timeout=60)
     assert apps["fruit"]["status"] == "RUNNING" and dashboard.got == 3
@@ -148,11 +148,11 @@ def test_a_wait_the_dashboard_never_answers_names_the_unanswered_read(dashboard,
     monkeypatch.setattr(ray_ops, "READ_TIMEOUT_S", 0.2)
     dashboard.gets = ["silent"] * 1000
     with pytest.raises(TimeoutError) as raised:
-        ray_ops.wait_running(dashboard.url, ["fruit"], timeout=1)
+        ray_ops.wait_running(dashboard.url, ["fruit"], timeout=2)
     assert raised.type is TimeoutError and "\n" not in str(raised.value)
-    assert str(raised.value) == (f"Serve applications not RUNNING after 1s: {{'fruit': None}} (the last read: GET "
+    assert str(raised.value) == (f"Serve applications not RUNNING after 2s: {{'fruit': None}} (the last read: GET "
                                  f"{dashboard.url}/api/serve/applications/ got no answer within 0.2 s)")
-    assert dashboard.got >= 3
+    assert dashboard.got >= 2  # it asked again (how often in 2 s depends on how busy the cores are)
 
 
 def test_a_deploy_whose_put_gets_no_answer_sees_the_config_taken(dashboard, monkeypatch):

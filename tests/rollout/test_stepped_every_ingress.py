@@ -67,7 +67,7 @@ def test_a_route_move_waits_until_the_worker_nodes_proxy_routes_it_too(nodes):
 def test_a_worker_proxy_that_never_routes_the_move_fails_it_naming_that_node(nodes):
     rollout, _, worker = nodes
     with pytest.raises(TimeoutError, match=r"ingress at http://127\.0\.0\.2:\d+ did not route .* \(it routes "):
-        rollout._wait_routes(CONFIG, timeout=0.5)
+        rollout._wait_routes(CONFIG, timeout=2)  # room to ask again, on loaded cores too
     assert worker.asked >= 2
 
 
