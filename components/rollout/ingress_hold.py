@@ -70,7 +70,12 @@ def command(sock: str, line: str, timeout: float = 5) -> str:
 
 def _stats(sock: str, backend: str) -> list[dict]:
     """`show stat` rows of one backend's servers (not its BACKEND summary)."""
-    lines = command(sock, "show stat").splitlines()
+    return _server_rows(command(sock, "show stat"), backend)
+
+
+def _server_rows(answer: str, backend: str) -> list[dict]:
+    """The rows of one backend's servers in a `show stat` answer."""
+    lines = answer.splitlines()
     if not lines or not lines[0].startswith("# "):
         raise OSError(f"HAProxy's show stat answered {lines[:1]}")
     rows = csv.DictReader([lines[0][2:], *lines[1:]])
@@ -96,10 +101,14 @@ def _set(held: Iterable[Held], state: str, gone_ok: bool = False) -> None:
 def _pid(sock: str) -> str:
     """The ID of the HAProxy process answering `sock` now ("" if none answers)."""
     try:
-        return next((line.split(":", 1)[1].strip() for line in command(sock, "show info", timeout=2).splitlines()
-                     if line.startswith("Pid:")), "")
+        return _info_pid(command(sock, "show info", timeout=2))
     except OSError:
         return ""
+
+
+def _info_pid(answer: str) -> str:
+    """The process ID in a `show info` answer ("" if it has none)."""
+    return next((line.split(":", 1)[1].strip() for line in answer.splitlines() if line.startswith("Pid:")), "")
 
 
 class Keeper:

@@ -6,7 +6,6 @@ rollout under Serve's HAProxy ingress, for real: tests/local/test_bundled_rollou
 from __future__ import annotations
 
 import contextlib
-import csv
 import subprocess
 import tempfile
 import threading
@@ -261,11 +260,10 @@ def _until_replica(sock: str, status: str, pid: str) -> None:
     info`, since the process going away still shares the admin socket for a moment after a take-over."""
     deadline = time.monotonic() + 10
     while True:
-        lines = ingress_hold.command(sock, "show info;show stat").splitlines()
-        answered = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Pid:"))
-        header = next(i for i, line in enumerate(lines) if line.startswith("# pxname"))
-        row = next(r for r in csv.DictReader([lines[header][2:], *lines[header + 1:]])
-                   if r["pxname"] == "http-shop" and r["svname"] == "SERVE_REPLICA_shop-Echo-a")
+        info, _, stat = ingress_hold.command(sock, "show info;show stat").partition("\n\n")  # one answer each
+        answered = ingress_hold._info_pid(info)
+        row = next(r for r in ingress_hold._server_rows(stat, "http-shop")
+                   if r["svname"] == "SERVE_REPLICA_shop-Echo-a")
         if answered == pid and row["status"].startswith(status):
             return
         assert time.monotonic() < deadline, \
