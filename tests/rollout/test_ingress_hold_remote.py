@@ -61,13 +61,13 @@ def test_a_nodes_hold_is_kept_through_a_reload_of_its_haproxy(node_id, tmp_path,
     with haproxy_front(tmp_path, hap_dir, node_id) as front:
         _save_states(front)
         held = remote.hold([node_id], str(hap_dir / "admin.sock"), ["shop"])
-        _take_over(front)
-        _until_replica(front["socket"], "MAINT")
+        new = _take_over(front)
+        _until_replica(front["socket"], "MAINT", new)
         assert [_answer(front["url"]) for _ in range(3)] == ["backup"] * 3
         _save_states(front)
         remote.release(held)
-        _take_over(front)
-        _until_replica(front["socket"], "UP")
+        new = _take_over(front)
+        _until_replica(front["socket"], "UP", new)
         assert [_answer(front["url"]) for _ in range(3)] == ["replica"] * 3
     remote.close()
     assert said == []
