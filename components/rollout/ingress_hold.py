@@ -12,7 +12,8 @@ ready again. Ray saves HAProxy's server states before each reload and the new pr
 keeps them held; but a state set between that save and the new process taking over the admin socket would
 be lost (seen under load: a hold set 20 ms before a reload was not in the new process, which sent requests to
 the moved replica: 404s), so while held, and for a while after release, `Keeper` sets the state again on
-each new process.
+each new process, until the process that answers the set is the new one (the one going away still shares
+the admin socket for a moment).
 
 Ray's layout is private to Ray 2.60: one admin socket per node in the folder of
 `RAY_SERVE_HAPROXY_SOCKET_PATH` (`<folder>/<node id>/<name>`) and one backend per application, `http-<app>`.
@@ -88,14 +89,25 @@ class Held(NamedTuple):
     server: str
 
 
-def _set(held: Iterable[Held], state: str, gone_ok: bool = False) -> None:
-    """Each server to `state`. Made ready, a server HAProxy no longer has is done: Ray reloaded HAProxy without
-    it, and a later reload takes the states of the servers HAProxy then has, so it comes back ready. `gone_ok`:
-    so is one held again (Keeper)."""
+def _set(held: Iterable[Held], state: str, gone_ok: bool = False) -> dict[Held, str]:
+    """Each server to `state`; the ID of the HAProxy process that applied it, per server. Asked in the same
+    connection (`set server ...;show info`): for a moment after a reload's take-over the process going away
+    still shares the admin socket, and a state set on it is lost with it. Made ready, a server HAProxy no longer
+    has is done: Ray reloaded HAProxy without it, and a later reload takes the states of the servers HAProxy
+    then has, so it comes back ready. `gone_ok`: so is one held again (Keeper)."""
+    applied = {}
     for h in held:
-        answer = command(h.socket, f"set server {h.backend}/{h.server} state {state}").strip()
-        if answer and not ((state == "ready" or gone_ok) and answer.startswith("No such server")):
-            raise OSError(f"HAProxy refused {h.backend}/{h.server} state {state}: {answer.splitlines()[0]}")
+        said, info = _split_info(command(h.socket, f"set server {h.backend}/{h.server} state {state};show info"))
+        if said and not ((state == "ready" or gone_ok) and said.startswith("No such server")):
+            raise OSError(f"HAProxy refused {h.backend}/{h.server} state {state}: {said.splitlines()[0]}")
+        applied[h] = _info_pid(info)
+    return applied
+
+
+def _split_info(answer: str) -> tuple[str, str]:
+    """A command's answer followed by `show info`'s, split where the info begins (its first line is `Name:`)."""
+    found = re.search(r"^Name:", answer, re.M)
+    return (answer, "") if found is None else (answer[:found.start()].strip(), answer[found.start():])
 
 
 def _pid(sock: str) -> str:
@@ -112,15 +124,17 @@ def _info_pid(answer: str) -> str:
 
 
 class Keeper:
-    """Sets `state` again on the servers of each socket whose HAProxy process changed since `pids` (each
-    socket's process when the state was first set), until stopped or, with `for_s`, that long. A new Keeper
-    of a server stops the one before (a server released, then held again within RELEASED_KEEP_S)."""
+    """Sets `state` again on the servers of each socket whenever a process answers it that has not applied the
+    state yet (`applied`: the process that applied it to each server first), until stopped or, with `for_s`,
+    that long. A new Keeper of a server stops the one before (a server released, then held again within
+    RELEASED_KEEP_S)."""
 
     _live: list["Keeper"] = []
     _lock = threading.Lock()
 
-    def __init__(self, held: list[Held], state: str, pids: dict[str, str], for_s: float | None = None):
-        self.held, self.state, self.pids = list(held), state, dict(pids)
+    def __init__(self, held: list[Held], state: str, applied: Mapping[Held, str], for_s: float | None = None):
+        self.held, self.state = list(held), state
+        self.done = {h: {applied[h]} for h in self.held}  # the processes that have each server in `state`
         self.deadline = None if for_s is None else time.monotonic() + for_s
         self.renewed = 0  # how many times a new process got the state again
         self._stop = threading.Event()
@@ -139,18 +153,23 @@ class Keeper:
             k.stop()
 
     def _run(self) -> None:
+        sockets = sorted({h.socket for h in self.held})
         while not self._stop.wait(KEEP_PERIOD_S):
             if self.deadline is not None and time.monotonic() > self.deadline:
                 self.stop()
                 return
-            for sock, known in self.pids.items():
+            for sock in sockets:
                 now = _pid(sock)
-                if now and now != known:
-                    try:
-                        _set([h for h in self.held if h.socket == sock], self.state, gone_ok=True)
-                    except OSError:
-                        continue  # the new process is not answering yet: next round
-                    self.pids[sock] = now
+                stale = [h for h in self.held if h.socket == sock and now not in self.done[h]]
+                if not now or not stale:
+                    continue
+                try:
+                    applied = _set(stale, self.state, gone_ok=True)
+                except OSError:
+                    continue  # the new process is not answering yet: next round
+                for h, pid in applied.items():  # the process going away may have taken some: asked again next round
+                    self.done[h].add(pid)
+                if all(now in self.done[h] for h in stale):
                     self.renewed += 1
 
     def stop(self) -> None:
@@ -191,7 +210,7 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
     """Put the ingress servers of `apps` in maintenance on each HAProxy, where a backup server is up to take
     their requests, and wait until their requests in flight have finished. What was held (for `release`), kept
     held through HAProxy's reloads until then (its Keeper runs in this process: keep it alive until then)."""
-    held, pids = Holding(), {}
+    held, applied = Holding(), {}
     try:
         for sock in sockets:
             for app in apps:
@@ -204,12 +223,11 @@ def hold(sockets: list[str], apps: Iterable[str], report: Callable[[str], None],
                            f"({backup or 'none'}); not holding it")
                     continue
                 batch = [Held(sock, backend, s) for s in primary]
-                pids.setdefault(sock, _pid(sock))  # before the state is set: a process taking over after is renewed
                 Keeper.stop_for(batch)  # one still keeping them ready from a release just before
-                _set(batch, "maint")
+                applied.update(_set(batch, "maint"))
                 held += batch
         if held:
-            held.keeper = Keeper(held, "maint", pids)
+            held.keeper = Keeper(held, "maint", applied)
         deadline = time.monotonic() + drain_timeout
         while _in_flight(held):
             if time.monotonic() > deadline:
@@ -272,9 +290,8 @@ def release(held: list[Held], report: Callable[[str], None], routes: Mapping[str
         finally:
             if keeper is not None:
                 keeper.stop()
-        pids = {sock: _pid(sock) for sock in sorted({h.socket for h in held})}
-        _set(held, "ready")
-        return Keeper(held, "ready", pids, for_s=RELEASED_KEEP_S) if held else None
+        applied = _set(held, "ready")
+        return Keeper(held, "ready", applied, for_s=RELEASED_KEEP_S) if held else None
     except OSError as exc:
         report(f"rollout: HAProxy's runtime API: {exc}; Serve's fallback proxy keeps serving those routes")
         return None
