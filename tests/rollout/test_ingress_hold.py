@@ -277,7 +277,7 @@ def _until_replica(sock: str, status: str, pid: str) -> None:
     info`, since the process going away still shares the admin socket for a moment after a take-over."""
     deadline = time.monotonic() + 10
     while True:
-        info, _, stat = ingress_hold.command(sock, "show info;show stat").partition("\n\n")  # one answer each
+        stat, info = ingress_hold._split_info(ingress_hold.command(sock, "show stat;show info"))
         answered = ingress_hold._info_pid(info)
         row = next(r for r in ingress_hold._server_rows(stat, "http-shop")
                    if r["svname"] == "SERVE_REPLICA_shop-Echo-a")
