@@ -89,17 +89,20 @@ def taken_ports(opts: dict) -> list[str]:
 
 def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
     """Start the head with this interpreter's Ray, in a session of its own recorded in `pid_file`; `opts` are
-    OPTIONS by name. Returns once its processes run (the dashboard answers soon after). A port already taken
-    fails at once, by name (Ray's GCS would give up only after 40 s, naming no port)."""
+    OPTIONS by name. Returns once its processes run (the dashboard answers soon after); the dashboard has
+    `ray_ops.head_start_env`'s bound to come up. A port already taken fails at once, by name (Ray's GCS would
+    give up only after 40 s, naming no port)."""
     if taken := taken_ports(opts):
         raise RuntimeError(f"cannot start the Ray head: {', '.join(taken)} already in use on this machine (another "
                            "Ray head or program); give rayserve:local free ports")
+    start_env = ray_ops.head_start_env({**os.environ, **extra_env})  # the dashboard's bound (ray_ops)
     if auth_mode == "token":
         ray_ops.ensure_auth_token()
-    env = ray_ops.ray_env({**ray_ops.auth_env(auth_mode), **extra_env})
+    env = ray_ops.ray_env({**ray_ops.auth_env(auth_mode), **extra_env, **start_env})
     request = {**{key: opts.get(key) for key in OPTIONS}, "launcher_file": str(launcher_file(pid_file))}
     procs.spawn([sys.executable, "-m", __name__, json.dumps(request)], Path(pid_file), env=env, name="the Ray head",
-                secrets=[ray_ops.auth_token() or ""])
+                secrets=[ray_ops.auth_token() or ""],
+                timeout=int(start_env[ray_ops.DASHBOARD_START_ENV]) + ray_ops.NODE_START_MARGIN_S)
 
 
 def start_with_cli(opts: dict[str, Any]) -> str:

@@ -358,7 +358,8 @@ def node_pid_file(args, container: str) -> Path:
 
 def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: str | None,
               redis_password: str | None = None) -> None:
-    env = {**env, **dict(args.serve_env), "RAY_AUTH_MODE": args.auth_mode,
+    start_env = ray_ops.head_start_env() if container == HEAD_CONTAINER else {}  # the dashboard's bound
+    env = {**env, **dict(args.serve_env), **start_env, "RAY_AUTH_MODE": args.auth_mode,
            **({ray_ops.REDIS_PASSWORD_ENV: redis_password} if redis_password else {})}
     if args.mode == "docker":
         if args.block_imds:
@@ -381,10 +382,13 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
                              "machine (another Ray node or program); give it free ports")
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
         pid_file = node_pid_file(args, container)
+        spawn_timeout = ({"timeout": int(start_env[ray_ops.DASHBOARD_START_ENV]) + ray_ops.NODE_START_MARGIN_S}
+                         if start_env else {})  # a worker: procs.spawn's own
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 procs.spawn(ray_ops.ray_command(sys.executable, ray_args), pid_file, env=ray_ops.ray_env(env),
-                            secrets=[redis_password or ""], name=" ".join(["ray", *ray_args[:2]]))
+                            secrets=[redis_password or ""], name=" ".join(["ray", *ray_args[:2]]),
+                            **spawn_timeout)
                 return
             except RuntimeError as exc:
                 if STARTUP_TIMED_OUT not in str(exc) or attempt == START_ATTEMPTS:

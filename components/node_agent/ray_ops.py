@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from rayserve_pulumi.constants import DASHBOARD_PORT, GCS_PORT
 from rayserve_pulumi.node_agent import procs
@@ -31,7 +31,8 @@ __all__ = [
     "auth_token", "write_secret", "read_secret", "ensure_secret", "ensure_auth_token", "config_hash", "auth_env",
     "head_args", "AGENT_PORT_FLAGS",
     "agent_port_args", "taken_ports", "raylet_told_listen_port", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
-    "ray_command", "gcs_ft_env", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
+    "ray_command", "gcs_ft_env", "DASHBOARD_START_ENV", "DASHBOARD_START_S", "NODE_START_MARGIN_S", "head_start_env",
+    "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
     "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
 ]
@@ -257,6 +258,27 @@ def ray_command(python: str, ray_args: list[str]) -> list[str]:
 def gcs_ft_env(redis_address: str, namespace: str) -> dict[str, str]:
     """Environment making the GCS persist to an external Redis (GCS fault tolerance)."""
     return {"RAY_REDIS_ADDRESS": redis_address, "RAY_external_storage_namespace": namespace}
+
+
+# Ray fails a head whose dashboard has not recorded its address within $RAY_DASHBOARD_STARTUP_TIMEOUT_S (Ray's
+# default: 60 s). The dashboard's start is a head process and nine module processes, each importing Ray; on two
+# cores shared with other work it took longer than 60 s (a CI run: its log had reached "Loaded 9 subprocess
+# modules" at 52 s). A head is given DASHBOARD_START_S instead, unless the environment names its own bound. A
+# dashboard that exits still fails the head at once (Ray polls its process); only a slow one is waited for.
+DASHBOARD_START_ENV = "RAY_DASHBOARD_STARTUP_TIMEOUT_S"
+DASHBOARD_START_S = 180
+NODE_START_MARGIN_S = 120  # beyond the dashboard's bound, for the GCS and the raylet: the wait for a whole start
+
+
+def head_start_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{DASHBOARD_START_ENV: seconds} for a head's start: `environ`'s (this process's by default) when set, which
+    must be a whole number of seconds (Ray reads it with int()), else DASHBOARD_START_S."""
+    value = (os.environ if environ is None else environ).get(DASHBOARD_START_ENV)
+    if value is None:
+        return {DASHBOARD_START_ENV: str(DASHBOARD_START_S)}
+    if not re.fullmatch(r"[0-9]{1,6}", value.strip()):
+        raise ValueError(f"${DASHBOARD_START_ENV} must be a whole number of seconds (0 to 999999), not {value!r}")
+    return {DASHBOARD_START_ENV: value.strip()}
 
 
 def ray_env(extra: dict | None = None) -> dict:

@@ -41,6 +41,23 @@ def test_a_port_already_listened_on_fails_at_once_by_name(key, tmp_path):
     assert time.monotonic() - start < 5 and not (tmp_path / "head.pid").exists()  # nothing was started
 
 
+@pytest.mark.parametrize("environ, extra, bound", [(None, None, ray_ops.DASHBOARD_START_S), ("90", None, 90),
+                                                  ("90", "0", 0)])
+def test_the_dashboard_gets_its_bound_and_the_launcher_a_longer_wait(tmp_path, monkeypatch, environ, extra, bound):
+    """Ray's own 60 s failed a head on a busy machine (ray_ops.DASHBOARD_START_S); a bound in this process's
+    environment is kept, and the stack's extra environment wins over both."""
+    spawned = {}
+    monkeypatch.setattr(procs, "spawn", lambda args, pid_file, **kwargs: spawned.update(kwargs))
+    if environ is None:
+        monkeypatch.delenv(ray_ops.DASHBOARD_START_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ray_ops.DASHBOARD_START_ENV, environ)
+    head.spawn(tmp_path / "head.pid", extra_env={ray_ops.DASHBOARD_START_ENV: extra} if extra else {},
+               auth_mode="disabled", **_opts())
+    assert spawned["env"][ray_ops.DASHBOARD_START_ENV] == str(bound)
+    assert spawned["timeout"] == bound + ray_ops.NODE_START_MARGIN_S
+
+
 def test_a_port_left_in_time_wait_is_free():
     port = free_port()
     with socket.socket() as server:

@@ -191,3 +191,18 @@ def test_the_raylet_port_patch_touches_the_raylet_only_is_undone_and_is_skipped_
     assert services.start_ray_process is original
     monkeypatch.delattr(services, "start_ray_process")
     assert ray_ops.raylet_told_listen_port(52399) is None  # an installed Ray without it: the raylet waits
+
+
+@pytest.mark.parametrize("environ, expected", [({}, str(ray_ops.DASHBOARD_START_S)), ({"OTHER": "1"}, str(ray_ops.DASHBOARD_START_S)),
+                                               ({ray_ops.DASHBOARD_START_ENV: "0"}, "0"),
+                                               ({ray_ops.DASHBOARD_START_ENV: " 300 "}, "300")])
+def test_a_head_start_gives_the_dashboard_the_environments_bound_or_the_packages(environ, expected):
+    assert ray_ops.head_start_env(environ) == {ray_ops.DASHBOARD_START_ENV: expected}
+
+
+@pytest.mark.parametrize("value", ["", "abc", "-1", "1.5", "nan", "inf", "1e3", "1000000"])
+def test_a_dashboard_bound_ray_could_not_read_is_refused_by_name(value):
+    with pytest.raises(ValueError) as refused:
+        ray_ops.head_start_env({ray_ops.DASHBOARD_START_ENV: value})
+    assert str(refused.value) == (f"${ray_ops.DASHBOARD_START_ENV} must be a whole number of seconds (0 to 999999), "
+                                  f"not {value!r}")

@@ -22,6 +22,7 @@ def ray(monkeypatch):
 
     def spawn(args, pid_file, **kwargs):
         record["calls"].append("start")
+        record["spawned"] = kwargs
         failure = record["outcomes"].pop(0)
         if failure:
             raise RuntimeError(failure)
@@ -38,8 +39,8 @@ def _args(tmp_path, *options: str) -> argparse.Namespace:
                                           "disabled", "--config-file", "c.json", *ports, *options])
 
 
-def _start(tmp_path, *options: str) -> None:
-    bootstrap.start_ray(_args(tmp_path, *options), ["start", "--head"], {}, bootstrap.HEAD_CONTAINER, None)
+def _start(tmp_path, *options: str, container: str = bootstrap.HEAD_CONTAINER) -> None:
+    bootstrap.start_ray(_args(tmp_path, *options), ["start", "--head"], {}, container, None)
 
 
 def test_a_node_that_timed_out_during_startup_is_started_again(ray, tmp_path, capsys):
@@ -72,4 +73,33 @@ def test_a_port_another_program_listens_on_is_refused_by_its_option_before_anyth
         port = busy.getsockname()[1]
         with pytest.raises(SystemExit, match=rf"cannot start the Ray node ray-head: {option} {port} already in use"):
             _start(tmp_path, option, str(port))
+    assert ray["calls"] == []
+
+
+@pytest.mark.parametrize("set_bound", [None, "45"])
+def test_a_head_gives_its_dashboard_the_bound_and_waits_longer_than_it(ray, tmp_path, monkeypatch, set_bound):
+    """Ray's 60 s for the dashboard failed a head on a busy machine (ray_ops.DASHBOARD_START_S); a bound set in
+    the agent's environment is kept. The wait for the whole start outlasts the dashboard's."""
+    if set_bound is None:
+        monkeypatch.delenv(ray_ops.DASHBOARD_START_ENV, raising=False)
+    else:
+        monkeypatch.setenv(ray_ops.DASHBOARD_START_ENV, set_bound)
+    bound = int(set_bound or ray_ops.DASHBOARD_START_S)
+    ray["outcomes"] = [None]
+    _start(tmp_path)
+    assert ray["spawned"]["env"][ray_ops.DASHBOARD_START_ENV] == str(bound)
+    assert ray["spawned"]["timeout"] == bound + ray_ops.NODE_START_MARGIN_S
+
+
+def test_a_worker_starts_no_dashboard_and_keeps_the_usual_wait(ray, tmp_path, monkeypatch):
+    monkeypatch.delenv(ray_ops.DASHBOARD_START_ENV, raising=False)
+    ray["outcomes"] = [None]
+    _start(tmp_path, container=bootstrap.WORKER_CONTAINER)
+    assert ray_ops.DASHBOARD_START_ENV not in ray["spawned"]["env"] and "timeout" not in ray["spawned"]
+
+
+def test_a_bound_that_is_not_whole_seconds_is_refused_by_name_before_anything_starts(ray, tmp_path, monkeypatch):
+    monkeypatch.setenv(ray_ops.DASHBOARD_START_ENV, "1.5")
+    with pytest.raises(ValueError, match=rf"^\${ray_ops.DASHBOARD_START_ENV} must be a whole number of seconds"):
+        _start(tmp_path)
     assert ray["calls"] == []
