@@ -93,7 +93,7 @@ def test_a_version_never_healthy_is_rolled_back_within_the_budget_and_nothing_fa
 
 
 def test_a_version_three_times_slower_is_rolled_back_on_latency(shop):
-    delay_s = three_times_slower_delay(shop["out"]["app_urls"]["echo"])  # 3x what a request takes now
+    delay_s = three_times_slower_delay(shop["out"]["app_urls"]["echo"])  # 3x the serving p99, measured now
     up, report = _roll_out_bad(shop, _code("?", delay_s=delay_s), "3x slower")
     report["handler_delay_s"] = delay_s
     assert up.returncode == 1, up.stderr[-3000:]
