@@ -102,7 +102,7 @@ def spawn(pid_file: Path, *, extra_env: dict, auth_mode: str, **opts) -> None:
     request = {**{key: opts.get(key) for key in OPTIONS}, "launcher_file": str(launcher_file(pid_file))}
     procs.spawn([sys.executable, "-m", __name__, json.dumps(request)], Path(pid_file), env=env, name="the Ray head",
                 secrets=[ray_ops.auth_token() or ""],
-                timeout=int(start_env[ray_ops.DASHBOARD_START_ENV]) + ray_ops.NODE_START_MARGIN_S)
+                timeout=ray_ops.head_start_wait_s(start_env))
 
 
 def start_with_cli(opts: dict[str, Any]) -> str:

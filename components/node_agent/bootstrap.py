@@ -382,8 +382,7 @@ def start_ray(args, ray_args: list[str], env: dict, container: str, token_file: 
                              "machine (another Ray node or program); give it free ports")
         env.update({"RAY_AUTH_TOKEN_PATH": token_file} if token_file else {})
         pid_file = node_pid_file(args, container)
-        spawn_timeout = ({"timeout": int(start_env[ray_ops.DASHBOARD_START_ENV]) + ray_ops.NODE_START_MARGIN_S}
-                         if start_env else {})  # a worker: procs.spawn's own
+        spawn_timeout = {"timeout": ray_ops.head_start_wait_s(start_env)} if start_env else {}  # a worker: spawn's
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 procs.spawn(ray_ops.ray_command(sys.executable, ray_args), pid_file, env=ray_ops.ray_env(env),

@@ -32,7 +32,7 @@ __all__ = [
     "head_args", "AGENT_PORT_FLAGS",
     "agent_port_args", "taken_ports", "raylet_told_listen_port", "REDIS_PASSWORD_ENV", "RAY_LAUNCHER",
     "ray_command", "gcs_ft_env", "DASHBOARD_START_ENV", "DASHBOARD_START_S", "NODE_START_MARGIN_S", "head_start_env",
-    "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
+    "head_start_wait_s", "ray_env", "worker_args", "stop", "http_ok", "serve_api_answers", "wait_dashboard",
     "deploy", "api_get", "status", "applications", "EXCEPTION_LINE", "HAPROXY_LOG_LINE", "failure_cause",
     "failure_summary", "running_replicas", "progress_line", "replicas_ready", "wait_running", "delete_apps",
 ]
@@ -279,6 +279,12 @@ def head_start_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     if not re.fullmatch(r"[0-9]{1,6}", value.strip()):
         raise ValueError(f"${DASHBOARD_START_ENV} must be a whole number of seconds (0 to 999999), not {value!r}")
     return {DASHBOARD_START_ENV: value.strip()}
+
+
+def head_start_wait_s(start_env: Mapping[str, str]) -> int:
+    """How long to wait for a whole head start given `head_start_env`'s answer: the dashboard's bound and the
+    margin, so the wait always outlasts Ray's own for the dashboard."""
+    return int(start_env[DASHBOARD_START_ENV]) + NODE_START_MARGIN_S
 
 
 def ray_env(extra: dict | None = None) -> dict:

@@ -193,7 +193,8 @@ def test_the_raylet_port_patch_touches_the_raylet_only_is_undone_and_is_skipped_
     assert ray_ops.raylet_told_listen_port(52399) is None  # an installed Ray without it: the raylet waits
 
 
-@pytest.mark.parametrize("environ, expected", [({}, str(ray_ops.DASHBOARD_START_S)), ({"OTHER": "1"}, str(ray_ops.DASHBOARD_START_S)),
+@pytest.mark.parametrize("environ, expected", [({}, str(ray_ops.DASHBOARD_START_S)),
+                                               ({"OTHER": "1"}, str(ray_ops.DASHBOARD_START_S)),
                                                ({ray_ops.DASHBOARD_START_ENV: "0"}, "0"),
                                                ({ray_ops.DASHBOARD_START_ENV: " 300 "}, "300")])
 def test_a_head_start_gives_the_dashboard_the_environments_bound_or_the_packages(environ, expected):
